@@ -1,0 +1,1 @@
+"""Data capture: the store, its service functions with edit checks, and the audit chain."""

@@ -1,0 +1,297 @@
+"""The append-only, hash-chained audit trail, and its verification.
+
+Every write of ``capture.service`` appends, in the same transaction, one record per row it
+inserts or updates: the row's full new content, who, when and why. Each record's hash covers its
+content and the previous record's hash, so altering, deleting or inserting a record breaks the
+chain from that point. ``verify`` checks the chain and then checks every data row against the last
+audit record of that row, which catches a row changed behind the service's back.
+
+The database also refuses UPDATE and DELETE on ``audit_record`` (triggers in the migration).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from stalwart.capture.tables import AUDITED_TABLES, AuditHead, AuditRecord, Base
+
+__all__ = [
+    "GENESIS_HASH",
+    "AuditFinding",
+    "VerifyReport",
+    "append_audit",
+    "data_sha256",
+    "row_data",
+    "verify_audit",
+]
+
+GENESIS_HASH = "0" * 64
+"""The ``prev_hash`` of the first record."""
+
+_TABLES_BY_NAME: dict[str, type[Base]] = {t.__tablename__: t for t in AUDITED_TABLES}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, float):
+        return float(repr(value))
+    return value
+
+
+def row_data(row: Base) -> dict[str, Any]:
+    """A row's column values as JSON-able Python values, keyed by column name."""
+    mapper = sa.inspect(type(row))
+    return {c.key: _jsonable(getattr(row, c.key)) for c in mapper.column_attrs}
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _record_hash(
+    sequence: int,
+    recorded_at: str,
+    actor: str,
+    action: str,
+    table: str,
+    record_id: int,
+    data: str,
+    reason: str | None,
+    prev_hash: str,
+) -> str:
+    content = _canonical(
+        [sequence, recorded_at, actor, action, table, record_id, data, reason, prev_hash]
+    )
+    return hashlib.sha256(content.encode("ascii")).hexdigest()
+
+
+def append_audit(
+    session: Session,
+    rows: list[tuple[str, Base]],
+    actor: str,
+    reason: str | None = None,
+    now: Callable[[], dt.datetime] | None = None,
+) -> None:
+    """Append one audit record per ``(action, row)`` to the chain, inside ``session``'s transaction.
+
+    The rows must be flushed (they need their ids). The chain head is locked (``FOR UPDATE`` on
+    PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` holds the database) so appends are serialized.
+    """
+    session.flush()
+    head = session.execute(
+        sa.select(AuditHead).where(AuditHead.id == 1).with_for_update()
+    ).scalar_one_or_none()
+    if head is None:
+        head = AuditHead(id=1, sequence=0, hash=GENESIS_HASH)
+        session.add(head)
+    stamp = (now or (lambda: dt.datetime.now(dt.UTC)))().isoformat()
+    for action, row in rows:
+        seq = head.sequence + 1
+        data = _canonical(row_data(row))
+        table = type(row).__tablename__
+        record_id = int(sa.inspect(row).identity[0])  # type: ignore[index]
+        digest = _record_hash(seq, stamp, actor, action, table, record_id, data, reason, head.hash)
+        session.add(
+            AuditRecord(
+                sequence=seq,
+                recorded_at=stamp,
+                actor=actor,
+                action=action,
+                table_name=table,
+                record_id=record_id,
+                data=data,
+                reason=reason,
+                prev_hash=head.hash,
+                hash=digest,
+            )
+        )
+        head.sequence = seq
+        head.hash = digest
+    session.flush()
+
+
+@dataclass(frozen=True)
+class AuditFinding:
+    """The first place where the chain or the data does not verify."""
+
+    sequence: int | None
+    table: str | None
+    record_id: int | None
+    message: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Outcome of ``verify_audit``: ``finding`` is None when everything verifies."""
+
+    records: int
+    rows: int
+    head_hash: str
+    finding: AuditFinding | None
+
+    @property
+    def ok(self) -> bool:
+        """True when the chain and the data verify."""
+        return self.finding is None
+
+
+def _records(session: Session) -> Iterator[AuditRecord]:
+    stmt = sa.select(AuditRecord).order_by(AuditRecord.sequence).execution_options(yield_per=2000)
+    yield from session.execute(stmt).scalars()
+
+
+def _check_chain(
+    session: Session,
+) -> tuple[int, str, dict[tuple[str, int], tuple[int, str]], AuditFinding | None]:
+    """Walk the chain; returns count, last hash, last (sequence, data) per row, first finding."""
+    latest: dict[tuple[str, int], tuple[int, str]] = {}
+    prev = GENESIS_HASH
+    count = 0
+    for rec in _records(session):
+        count += 1
+        where = f"audit record {rec.sequence} ({rec.table_name} id {rec.record_id})"
+        if rec.sequence != count:
+            return (
+                count,
+                prev,
+                latest,
+                AuditFinding(
+                    rec.sequence,
+                    rec.table_name,
+                    rec.record_id,
+                    f"{where}: sequence gap, expected record {count} (a record was deleted or "
+                    "inserted)",
+                ),
+            )
+        if rec.prev_hash != prev:
+            return (
+                count,
+                prev,
+                latest,
+                AuditFinding(
+                    rec.sequence,
+                    rec.table_name,
+                    rec.record_id,
+                    f"{where}: prev_hash does not match the hash of record {count - 1}",
+                ),
+            )
+        digest = _record_hash(
+            rec.sequence,
+            rec.recorded_at,
+            rec.actor,
+            rec.action,
+            rec.table_name,
+            rec.record_id,
+            rec.data,
+            rec.reason,
+            rec.prev_hash,
+        )
+        if digest != rec.hash:
+            return (
+                count,
+                prev,
+                latest,
+                AuditFinding(
+                    rec.sequence,
+                    rec.table_name,
+                    rec.record_id,
+                    f"{where}: content does not match its hash (the record was altered)",
+                ),
+            )
+        prev = rec.hash
+        latest[(rec.table_name, rec.record_id)] = (rec.sequence, rec.data)
+    return count, prev, latest, None
+
+
+def _check_rows(
+    session: Session, latest: dict[tuple[str, int], tuple[int, str]]
+) -> tuple[int, AuditFinding | None]:
+    """Compare every data row with its last audit record; rows without one are findings."""
+    rows = 0
+    seen: set[tuple[str, int]] = set()
+    for table in AUDITED_TABLES:
+        name = table.__tablename__
+        pk = sa.inspect(table).primary_key[0]
+        for row in session.execute(sa.select(table).order_by(pk)).scalars():
+            rows += 1
+            key = (name, int(sa.inspect(row).identity[0]))  # type: ignore[index]
+            seen.add(key)
+            if key not in latest:
+                return rows, AuditFinding(
+                    None,
+                    name,
+                    key[1],
+                    f"{name} id {key[1]} has no audit record (written behind the service's back)",
+                )
+            seq, data = latest[key]
+            stored = json.loads(data)
+            current = row_data(row)
+            if _canonical(current) != _canonical(stored):
+                fields = sorted(
+                    k for k in current.keys() | stored.keys() if current.get(k) != stored.get(k)
+                )
+                detail = ", ".join(
+                    f"{f}: audit {stored.get(f)!r} vs data {current.get(f)!r}" for f in fields[:3]
+                )
+                return rows, AuditFinding(
+                    seq,
+                    name,
+                    key[1],
+                    f"audit record {seq} ({name} id {key[1]}) does not "
+                    f"match the stored row: {detail}",
+                )
+    missing = sorted(set(latest) - seen, key=lambda k: latest[k][0])
+    if missing:
+        name, rid = missing[0]
+        seq = latest[missing[0]][0]
+        return rows, AuditFinding(
+            seq, name, rid, f"audit record {seq} ({name} id {rid}): the row was deleted"
+        )
+    return rows, None
+
+
+def verify_audit(engine: Engine) -> VerifyReport:
+    """Check the hash chain, the chain head, and every data row against the chain."""
+    with Session(engine) as session:
+        count, last_hash, latest, finding = _check_chain(session)
+        if finding is None:
+            head = session.get(AuditHead, 1)
+            head_seq, head_hash = (head.sequence, head.hash) if head else (0, GENESIS_HASH)
+            if head_seq != count or head_hash != last_hash:
+                finding = AuditFinding(
+                    count,
+                    None,
+                    None,
+                    f"the chain head says record {head_seq} but the chain ends at record "
+                    f"{count}: records were removed from the end or the head was altered",
+                )
+        rows = 0
+        if finding is None:
+            rows, finding = _check_rows(session, latest)
+        return VerifyReport(records=count, rows=rows, head_hash=last_hash, finding=finding)
+
+
+def data_sha256(engine: Engine) -> str:
+    """SHA-256 of every data row of every audited table, in key order: the data snapshot's name.
+
+    Audit timestamps are not part of it, so two databases holding the same data hash alike.
+    """
+    digest = hashlib.sha256()
+    with Session(engine) as session:
+        for table in AUDITED_TABLES:
+            pk = sa.inspect(table).primary_key[0]
+            digest.update(table.__tablename__.encode())
+            for row in session.execute(sa.select(table).order_by(pk)).scalars():
+                digest.update(_canonical(row_data(row)).encode("ascii"))
+                digest.update(b"\n")
+    return digest.hexdigest()

@@ -1,0 +1,124 @@
+"""Open a trial database from a SQLAlchemy URL: SQLite by default, PostgreSQL in production.
+
+SQLite gets WAL journaling, enforced foreign keys and ``BEGIN IMMEDIATE`` transactions so that
+concurrent writers queue instead of failing half-way; PostgreSQL uses row locks taken by the
+service. Schema creation and upgrade go through the Alembic migrations.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+
+from stalwart.errors import ConfigurationError, DatabaseError
+
+__all__ = [
+    "DATABASE_URL_ENV",
+    "create_schema",
+    "default_sqlite_url",
+    "open_engine",
+    "resolve_database_url",
+]
+
+DATABASE_URL_ENV = "STALWART_DATABASE_URL"
+
+
+def default_sqlite_url(folder: Path) -> str:
+    """The default database: ``folder/stalwart.db`` (SQLite)."""
+    return f"sqlite:///{(folder / 'stalwart.db').resolve()}"
+
+
+def resolve_database_url(explicit: str | None, folder: Path | None = None) -> str:
+    """The URL to use: ``explicit``, else ``$STALWART_DATABASE_URL``, else SQLite in ``folder``."""
+    url = explicit or os.environ.get(DATABASE_URL_ENV)
+    if url:
+        return url
+    if folder is None:
+        raise ConfigurationError(
+            f"no database given: pass --database URL or set {DATABASE_URL_ENV}"
+        )
+    return default_sqlite_url(folder)
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for ``url``, checked by connecting once; bad URLs raise ConfigurationError."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigurationError(
+            f"not a database URL: {url!r}; use e.g. sqlite:///trial.db or "
+            "postgresql+psycopg://user@host/dbname"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigurationError(
+            f"unsupported database {backend!r} in {url!r}: use sqlite or postgresql"
+        )
+    if backend == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        folder = Path(parsed.database).parent
+        if not folder.is_dir():
+            raise ConfigurationError(f"folder {folder} for the SQLite database does not exist")
+    kwargs: dict[str, Any] = {}
+    if backend == "sqlite":
+        kwargs["connect_args"] = {"timeout": 30}
+    try:
+        engine = sa.create_engine(parsed, **kwargs)
+    except (NoSuchModuleError, ArgumentError) as exc:
+        raise ConfigurationError(f"cannot use database URL {url!r}: {exc}") from None
+    if backend == "sqlite":
+        _configure_sqlite(engine)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except OperationalError as exc:
+        engine.dispose()
+        reason = str(exc.orig).strip() if exc.orig is not None else str(exc)
+        raise DatabaseError(
+            f"cannot connect to {parsed.render_as_string(hide_password=True)}: {reason}"
+        ) from None
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL, foreign keys, and BEGIN IMMEDIATE (the pysqlite transaction recipe of SQLAlchemy)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # let SQLAlchemy's BEGIN below be the only one
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _alembic_config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", "stalwart.capture:migrations")
+    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    return cfg
+
+
+def create_schema(engine: Engine) -> None:
+    """Bring the database to the latest schema through the Alembic migrations."""
+    cfg = _alembic_config(engine)
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    except SQLAlchemyError as exc:
+        raise DatabaseError(f"cannot create the trial schema: {exc}") from None

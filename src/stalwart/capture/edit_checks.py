@@ -1,0 +1,114 @@
+"""Edit checks: the rules a value must pass before the store accepts it.
+
+Pure functions over protocol definitions and plain values, so they are tested without a database
+and reused by the web forms. Each failure raises ``ValidationError`` naming the field and saying
+what is allowed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from dataclasses import dataclass
+
+from stalwart.errors import ValidationError, VisitWindowError
+from stalwart.protocol.calendar import ScheduledVisit
+from stalwart.protocol.schema import FormItem
+
+__all__ = [
+    "LabValue",
+    "check_date_not_future",
+    "check_dates_in_order",
+    "check_lab_value",
+    "check_visit_window",
+    "parse_lab_value",
+]
+
+_CENSORED = re.compile(r"^\s*<\s*([0-9]+(?:\.[0-9]+)?)\s*$")
+
+
+@dataclass(frozen=True)
+class LabValue:
+    """A laboratory result as entered: a number, or below the assay limit (censored)."""
+
+    value: float | None
+    below_limit: bool = False
+
+
+def parse_lab_value(raw: LabValue | float | int | str | None, field: str) -> LabValue:
+    """Accept ``LabValue``, a number, a numeric string, or ``"<50"`` for below the assay limit."""
+    if isinstance(raw, LabValue):
+        return raw
+    if raw is None:
+        raise ValidationError(field, "a value is required")
+    if isinstance(raw, bool):
+        raise ValidationError(field, f"must be a number, got {raw!r}")
+    if isinstance(raw, int | float):
+        return LabValue(float(raw))
+    match = _CENSORED.match(raw)
+    if match:
+        return LabValue(None, below_limit=True)
+    try:
+        return LabValue(float(raw))
+    except ValueError:
+        raise ValidationError(
+            field, f"{raw!r} is not a number; enter e.g. 450, or '<50' below the assay limit"
+        ) from None
+
+
+def check_lab_value(item: FormItem, entered: LabValue) -> tuple[float | None, bool, float | None]:
+    """Validate one result against its form item; returns ``(value, below_limit, limit)``."""
+    field = f"LAB.{item.name}"
+    if entered.below_limit:
+        if item.lower_limit is None:
+            raise ValidationError(field, f"{item.label} has no assay limit: enter the number")
+        return None, True, item.lower_limit
+    value = entered.value
+    if value is None or not math.isfinite(value):
+        raise ValidationError(field, f"must be a finite number in {item.unit}, got {value!r}")
+    lo = item.min if item.min is not None else -math.inf
+    hi = item.max if item.max is not None else math.inf
+    if not lo <= value <= hi:
+        raise ValidationError(
+            field,
+            f"{value:g} {item.unit} is outside the valid range {lo:g} to {hi:g} {item.unit}; "
+            "check the units and the number",
+        )
+    if item.lower_limit is not None and value < item.lower_limit:
+        raise ValidationError(
+            field,
+            f"{value:g} {item.unit} is below the assay limit {item.lower_limit:g}: "
+            f"record it as '<{item.lower_limit:g}'",
+        )
+    if item.type == "integer" and value != int(value):
+        raise ValidationError(field, f"must be a whole number, got {value:g}")
+    return value, False, None
+
+
+def check_visit_window(visit: ScheduledVisit, day: dt.date) -> None:
+    """The visit date must lie in the protocol window around the target date."""
+    if not visit.in_window(day):
+        raise VisitWindowError(
+            "visit_date",
+            f"{day.isoformat()} is outside the window of {visit.code} ({visit.name}): "
+            f"{visit.earliest.isoformat()} to {visit.latest.isoformat()}, target "
+            f"{visit.target.isoformat()}; record an out-of-window visit as unscheduled",
+        )
+
+
+def check_date_not_future(field: str, day: dt.date, today: dt.date) -> None:
+    """A date of something that happened cannot be after today."""
+    if day > today:
+        raise ValidationError(field, f"{day.isoformat()} is in the future (today {today})")
+
+
+def check_dates_in_order(
+    first_field: str, first: dt.date, second_field: str, second: dt.date
+) -> None:
+    """``first`` must not come after ``second``."""
+    if first > second:
+        raise ValidationError(
+            second_field,
+            f"{second_field} {second.isoformat()} is before {first_field} {first.isoformat()}",
+        )

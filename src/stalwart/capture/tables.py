@@ -1,0 +1,249 @@
+"""SQLAlchemy 2 tables of the trial database.
+
+One table per kind of fact a site records. Rows are written only by ``capture.service``, each
+write appending to ``audit_record`` in the same transaction. A participant's visit calendar is not
+stored: it is recomputed from the protocol and the randomization date.
+
+A lab value below the assay's lower limit is stored as censored: ``value`` is NULL,
+``below_limit`` is true and ``limit_value`` holds the limit (the form's ``lower_limit``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "AUDITED_TABLES",
+    "AdverseEvent",
+    "AllocationSlot",
+    "AuditHead",
+    "AuditRecord",
+    "Base",
+    "ClinicalEvent",
+    "Disposition",
+    "Dose",
+    "LabResult",
+    "Participant",
+    "Screening",
+    "Site",
+    "TrialInfo",
+    "Visit",
+]
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention so migrations name constraints stably."""
+
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[str]: JSON}
+
+
+class TrialInfo(Base):
+    """The one row that says which protocol this database runs."""
+
+    __tablename__ = "trial"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    protocol_id: Mapped[str] = mapped_column(String(40))
+    protocol_version: Mapped[str] = mapped_column(String(40))
+    protocol_sha256: Mapped[str] = mapped_column(String(64))
+    protocol_text: Mapped[str] = mapped_column(Text)
+    randomization_seed_sha256: Mapped[str] = mapped_column(String(64))
+
+
+class Site(Base):
+    """A participating site (DM.SITEID)."""
+
+    __tablename__ = "site"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(20), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    country: Mapped[str] = mapped_column(String(3))
+
+
+class Screening(Base):
+    """A screening log entry: the answers to the screening items and the eligibility verdict."""
+
+    __tablename__ = "screening"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id"))
+    screening_number: Mapped[str] = mapped_column(String(40), unique=True)
+    screening_date: Mapped[dt.date] = mapped_column(Date)
+    answers: Mapped[dict[str, Any]] = mapped_column(JSON)
+    eligible: Mapped[bool] = mapped_column(Boolean)
+    reasons: Mapped[list[str]] = mapped_column(JSON)
+
+
+class Participant(Base):
+    """A randomized participant (DM.USUBJID); created by randomization, never before."""
+
+    __tablename__ = "participant"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    usubjid: Mapped[str] = mapped_column(String(40), unique=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id"))
+    screening_id: Mapped[int] = mapped_column(ForeignKey("screening.id"), unique=True)
+    consent_date: Mapped[dt.date] = mapped_column(Date)
+    randomization_date: Mapped[dt.date] = mapped_column(Date)
+
+
+class AllocationSlot(Base):
+    """One position of a stratum's concealed allocation list; ``participant_id`` once used."""
+
+    __tablename__ = "allocation_slot"
+    __table_args__ = (UniqueConstraint("stratum", "sequence"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stratum: Mapped[str] = mapped_column(String(200), index=True)
+    sequence: Mapped[int] = mapped_column(Integer)
+    block: Mapped[int] = mapped_column(Integer)
+    block_size: Mapped[int] = mapped_column(Integer)
+    arm: Mapped[str] = mapped_column(String(20))
+    participant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("participant.id"), unique=True, nullable=True
+    )
+
+
+class Visit(Base):
+    """A visit that took place, by its protocol visit code; one per participant and code."""
+
+    __tablename__ = "visit"
+    __table_args__ = (UniqueConstraint("participant_id", "visit_code"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id"), index=True)
+    visit_code: Mapped[str] = mapped_column(String(20))
+    visit_date: Mapped[dt.date] = mapped_column(Date)
+
+
+class LabResult(Base):
+    """One laboratory result of a visit, in the protocol's unit; censored below the assay limit."""
+
+    __tablename__ = "lab_result"
+    __table_args__ = (
+        UniqueConstraint("visit_id", "test_code"),
+        CheckConstraint(
+            "(value IS NOT NULL AND NOT below_limit) OR (value IS NULL AND below_limit "
+            "AND limit_value IS NOT NULL)",
+            name="censored_or_value",
+        ),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visit.id"), index=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id"), index=True)
+    test_code: Mapped[str] = mapped_column(String(20))
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    unit: Mapped[str] = mapped_column(String(20))
+    below_limit: Mapped[bool] = mapped_column(Boolean)
+    limit_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Dose(Base):
+    """Doses of one treatment taken on one day (EX): 0..administrations_per_day."""
+
+    __tablename__ = "dose"
+    __table_args__ = (UniqueConstraint("participant_id", "treatment", "dose_date"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id"), index=True)
+    treatment: Mapped[str] = mapped_column(String(20))
+    cycle: Mapped[int] = mapped_column(Integer)
+    dose_date: Mapped[dt.date] = mapped_column(Date)
+    administrations: Mapped[int] = mapped_column(Integer)
+    dose: Mapped[float] = mapped_column(Float)
+    dose_unit: Mapped[str] = mapped_column(String(20))
+
+
+class ClinicalEvent(Base):
+    """An opportunistic event or death, coded from the protocol's list."""
+
+    __tablename__ = "clinical_event"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id"), index=True)
+    event_code: Mapped[str] = mapped_column(String(20))
+    category: Mapped[str] = mapped_column(String(20))
+    onset_date: Mapped[dt.date] = mapped_column(Date)
+
+
+class AdverseEvent(Base):
+    """An adverse event with its DAIDS grade (AETOXGR) and relatedness."""
+
+    __tablename__ = "adverse_event"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id"), index=True)
+    term: Mapped[str] = mapped_column(String(100))
+    grade: Mapped[int] = mapped_column(Integer)
+    start_date: Mapped[dt.date] = mapped_column(Date)
+    end_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    related: Mapped[str] = mapped_column(String(20))
+    serious: Mapped[bool] = mapped_column(Boolean)
+
+
+class Disposition(Base):
+    """How a participant's follow-up ended (DS): completed, lost, withdrew or died."""
+
+    __tablename__ = "disposition"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id"), unique=True)
+    status: Mapped[str] = mapped_column(String(40))
+    disposition_date: Mapped[dt.date] = mapped_column(Date)
+
+
+class AuditRecord(Base):
+    """One link of the append-only audit chain: what was written, by whom, when and why."""
+
+    __tablename__ = "audit_record"
+    sequence: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    recorded_at: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(10))
+    table_name: Mapped[str] = mapped_column(String(40))
+    record_id: Mapped[int] = mapped_column(Integer)
+    data: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditHead(Base):
+    """The chain's last link; locked by each writer so appends are serialized."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sequence: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+AUDITED_TABLES: tuple[type[Base], ...] = (
+    TrialInfo,
+    Site,
+    Screening,
+    Participant,
+    AllocationSlot,
+    Visit,
+    LabResult,
+    Dose,
+    ClinicalEvent,
+    AdverseEvent,
+    Disposition,
+)
+"""Every data table; each of their rows must be covered by the audit chain."""

@@ -1,0 +1,120 @@
+"""Typed errors of stalwart: every failure a user can cause says what is wrong and how to fix it.
+
+The library never prints or exits; the CLI (and later the web layer) map these to an exit code or
+an HTTP status. Each class subclasses the built-in it resembles so callers that catch
+``ValueError`` or ``LookupError`` keep working.
+
+::
+
+    StalwartError
+    ├── ProtocolError (ValueError)          the protocol file is missing, unparsable or invalid
+    ├── ConfigurationError (ValueError)     a bad option: database URL, seed, output folder
+    ├── DatabaseError (RuntimeError)        the store cannot be reached or is not a stalwart store
+    ├── ValidationError (ValueError)        a submitted value fails an edit check
+    │   ├── EligibilityError                the participant does not meet eligibility; .reasons
+    │   └── VisitWindowError                a visit date lies outside its protocol window
+    ├── ConflictError (ValueError)          the write contradicts stored data (duplicate, twice)
+    │   └── AlreadyRandomizedError          the participant already has an allocation
+    ├── NotFoundError (LookupError)         a site, participant or visit that does not exist
+    ├── AllocationExhaustedError (RuntimeError)  no free slot is left in a stratum's list
+    ├── AuditChainError (RuntimeError)      ``audit verify`` found a record that does not match
+    └── AnalysisError (ValueError)          the data cannot support the requested analysis
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "AllocationExhaustedError",
+    "AlreadyRandomizedError",
+    "AnalysisError",
+    "AuditChainError",
+    "ConfigurationError",
+    "ConflictError",
+    "DatabaseError",
+    "EligibilityError",
+    "NotFoundError",
+    "ProtocolError",
+    "StalwartError",
+    "ValidationError",
+    "VisitWindowError",
+]
+
+
+class StalwartError(Exception):
+    """Base of every error stalwart raises on purpose."""
+
+
+class ProtocolError(StalwartError, ValueError):
+    """The protocol file is missing, cannot be parsed, or fails validation.
+
+    ``problems`` lists one ``"location: message"`` string per problem found.
+    """
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        listing = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid protocol {source}:\n{listing}")
+
+
+class ConfigurationError(StalwartError, ValueError):
+    """A command-line option, environment variable or setting is unusable."""
+
+
+class DatabaseError(StalwartError, RuntimeError):
+    """The trial database cannot be opened, or is not a stalwart trial database."""
+
+
+class ValidationError(StalwartError, ValueError):
+    """A value fails an edit check; ``field`` names it, the message says the allowed values."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+class EligibilityError(ValidationError):
+    """The participant fails one or more eligibility criteria, listed in ``reasons``."""
+
+    def __init__(self, screening_number: str, reasons: Sequence[str]) -> None:
+        self.screening_number = screening_number
+        self.reasons = list(reasons)
+        super().__init__(
+            "eligibility",
+            f"{screening_number} is not eligible: " + "; ".join(self.reasons),
+        )
+
+
+class VisitWindowError(ValidationError):
+    """A visit date lies outside the window the protocol allows for that visit."""
+
+
+class ConflictError(StalwartError, ValueError):
+    """The write contradicts what is stored (a duplicate visit, a second record of one fact)."""
+
+
+class AlreadyRandomizedError(ConflictError):
+    """The participant already holds an allocation; randomization happens once."""
+
+
+class NotFoundError(StalwartError, LookupError):
+    """A site, participant, visit or record that the request names does not exist."""
+
+
+class AllocationExhaustedError(StalwartError, RuntimeError):
+    """No free slot remains in the stratum's allocation list; extend the list before enrolling."""
+
+
+class AuditChainError(StalwartError, RuntimeError):
+    """The audit chain or the data it covers does not verify; ``sequence`` is the first bad one."""
+
+    def __init__(self, sequence: int | None, message: str) -> None:
+        self.sequence = sequence
+        super().__init__(message)
+
+
+class AnalysisError(StalwartError, ValueError):
+    """The data cannot support the requested analysis (no events, a missing arm, a bad column)."""

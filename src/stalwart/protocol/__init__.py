@@ -1,0 +1,1 @@
+"""Protocol as data: schema, loader and per-participant calendars."""

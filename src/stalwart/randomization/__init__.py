@@ -1,0 +1,1 @@
+"""Randomization: allocation lists (stratified permuted blocks) and their assignment."""

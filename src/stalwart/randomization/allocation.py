@@ -1,0 +1,79 @@
+"""Allocation lists for every stratum of a protocol, generated from one seed at trial set-up.
+
+A stratum is named by its factor values, e.g. ``site=US01`` or ``site=US01|sex=F``. Each stratum
+draws from its own stream, ``numpy.random.default_rng([seed, stratum index])``, so adding a site
+at the end of the protocol leaves the lists of existing strata unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Mapping
+
+import numpy as np
+
+from stalwart.errors import ConfigurationError, ValidationError
+from stalwart.protocol.schema import Protocol
+from stalwart.randomization.blocks import Slot, permuted_blocks
+
+__all__ = ["allocation_lists", "seed_fingerprint", "stratum_key", "stratum_levels"]
+
+
+def stratum_levels(protocol: Protocol) -> list[tuple[str, list[str]]]:
+    """Each stratification factor with its levels, in protocol order."""
+    items = {i.name: i for i in protocol.screening_items}
+    factors: list[tuple[str, list[str]]] = []
+    for name in protocol.randomization.strata:
+        if name == "site":
+            factors.append(("site", [s.code for s in protocol.sites]))
+            continue
+        item = items[name]
+        if item.type == "choice" and item.choices:
+            factors.append((name, list(item.choices)))
+        elif item.type == "boolean":
+            factors.append((name, ["true", "false"]))
+        else:
+            raise ConfigurationError(
+                f"randomization.strata: {name!r} is a {item.type} item; stratify on a choice "
+                "or boolean item (or add a categorised item to the screening form)"
+            )
+    return factors
+
+
+def stratum_key(protocol: Protocol, site: str, answers: Mapping[str, object]) -> str:
+    """The stratum of a participant at ``site`` with these screening answers."""
+    parts = []
+    for name, levels in stratum_levels(protocol):
+        value = site if name == "site" else answers.get(name)
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if text not in levels:
+            raise ValidationError(name, f"stratification value {value!r} is not one of {levels}")
+        parts.append(f"{name}={text}")
+    return "|".join(parts)
+
+
+def allocation_lists(protocol: Protocol, seed: int) -> dict[str, list[Slot]]:
+    """The allocation list of every stratum, reproducible from ``seed``."""
+    if seed < 0:
+        raise ConfigurationError(
+            f"the randomization seed must be a non-negative integer, got {seed}"
+        )
+    factors = stratum_levels(protocol)
+    arms = [(a.code, a.ratio) for a in protocol.arms]
+    lists: dict[str, list[Slot]] = {}
+    combos = itertools.product(*[[f"{name}={lvl}" for lvl in levels] for name, levels in factors])
+    for index, combo in enumerate(combos):
+        rng = np.random.default_rng([seed, index])
+        lists["|".join(combo)] = permuted_blocks(
+            arms,
+            protocol.randomization.block_sizes,
+            protocol.randomization.list_length_per_stratum,
+            rng,
+        )
+    return lists
+
+
+def seed_fingerprint(seed: int) -> str:
+    """SHA-256 of the seed, stored instead of the seed so readers cannot regenerate the list."""
+    return hashlib.sha256(f"stalwart-randomization-seed:{seed}".encode()).hexdigest()
