@@ -89,35 +89,41 @@ def append_audit(
     """
     session.flush()
     head = session.execute(
-        sa.select(AuditHead).where(AuditHead.id == 1).with_for_update()
-    ).scalar_one_or_none()
-    if head is None:
-        head = AuditHead(id=1, sequence=0, hash=GENESIS_HASH)
-        session.add(head)
+        sa.select(AuditHead.sequence, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
+    ).one_or_none()
+    sequence, prev = (head.sequence, head.hash) if head is not None else (0, GENESIS_HASH)
     stamp = (now or (lambda: dt.datetime.now(dt.UTC)))().isoformat()
+    records = []
     for action, row in rows:
-        seq = head.sequence + 1
+        sequence += 1
         data = _canonical(row_data(row))
         table = type(row).__tablename__
         record_id = int(sa.inspect(row).identity[0])  # type: ignore[index]
-        digest = _record_hash(seq, stamp, actor, action, table, record_id, data, reason, head.hash)
-        session.add(
-            AuditRecord(
-                sequence=seq,
-                recorded_at=stamp,
-                actor=actor,
-                action=action,
-                table_name=table,
-                record_id=record_id,
-                data=data,
-                reason=reason,
-                prev_hash=head.hash,
-                hash=digest,
-            )
+        digest = _record_hash(sequence, stamp, actor, action, table, record_id, data, reason, prev)
+        records.append(
+            {
+                "sequence": sequence,
+                "recorded_at": stamp,
+                "actor": actor,
+                "action": action,
+                "table_name": table,
+                "record_id": record_id,
+                "data": data,
+                "reason": reason,
+                "prev_hash": prev,
+                "hash": digest,
+            }
         )
-        head.sequence = seq
-        head.hash = digest
-    session.flush()
+        prev = digest
+    if not records:
+        return
+    session.execute(sa.insert(AuditRecord), records)
+    if head is None:
+        session.execute(sa.insert(AuditHead), [{"id": 1, "sequence": sequence, "hash": prev}])
+    else:
+        session.execute(
+            sa.update(AuditHead).where(AuditHead.id == 1).values(sequence=sequence, hash=prev)
+        )
 
 
 @dataclass(frozen=True)

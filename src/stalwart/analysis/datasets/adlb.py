@@ -1,0 +1,83 @@
+"""ADLB (BDS): CD4, CD4 % and log10 HIV RNA by analysis visit, with baseline and change.
+
+Analysis visits are the protocol's scheduled visits (``visits``); cycle and extended follow-up
+labs stay in the store but are not analysis visits of this plan. HIV RNA below the assay limit is
+flagged (BLQFL = "Y") and imputed by the plan's ``hiv_rna_below_limit`` rule.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from stalwart.analysis.datasets.adsl import log10_hiv_rna
+from stalwart.analysis.datasets.source import StoreExtract
+from stalwart.protocol.schema import Protocol
+
+__all__ = ["PARAMETERS", "derive_adlb"]
+
+PARAMETERS: dict[str, tuple[str, str]] = {
+    "CD4": ("CD4", "CD4+ count (cells/mm3)"),
+    "CD4PCT": ("CD4PCT", "CD4+ percent (%)"),
+    "HIVRNA": ("LHIVRNA", "log10 HIV RNA (log10 copies/mL)"),
+}
+"""Store test code -> (PARAMCD, PARAM)."""
+
+
+def derive_adlb(protocol: Protocol, extract: StoreExtract, adsl: pd.DataFrame) -> pd.DataFrame:
+    """One row per participant, parameter and scheduled visit that has a result."""
+    visits = {v.code: v for v in protocol.visits}
+    labs = extract.labs[
+        extract.labs["visit_code"].isin(visits) & extract.labs["test_code"].isin(PARAMETERS)
+    ].copy()
+    columns = [
+        "USUBJID",
+        "ARMCD",
+        "PARAMCD",
+        "PARAM",
+        "AVISIT",
+        "AVISITN",
+        "ADT",
+        "ADY",
+        "AVAL",
+        "BASE",
+        "CHG",
+        "ABLFL",
+        "BLQFL",
+        "ANL01FL",
+    ]
+    if labs.empty:
+        return pd.DataFrame(columns=columns)
+    hiv = labs["test_code"] == "HIVRNA"
+    aval = labs["value"].astype(float)
+    aval[hiv] = log10_hiv_rna(
+        labs.loc[hiv, "value"],
+        labs.loc[hiv, "below_limit"],
+        labs.loc[hiv, "limit_value"],
+        protocol.analysis.hiv_rna_below_limit,
+    )
+    subj = adsl.set_index("USUBJID")
+    adt = pd.to_datetime(labs["visit_date"])
+    randdt = labs["usubjid"].map(subj["RANDDT"])
+    out = pd.DataFrame(
+        {
+            "USUBJID": labs["usubjid"],
+            "ARMCD": labs["usubjid"].map(subj["ARMCD"]),
+            "PARAMCD": labs["test_code"].map(lambda t: PARAMETERS[t][0]),
+            "PARAM": labs["test_code"].map(lambda t: PARAMETERS[t][1]),
+            "AVISIT": labs["visit_code"],
+            "AVISITN": labs["visit_code"].map(lambda c: visits[c].day // 7).astype(int),
+            "ADT": adt,
+            "ADY": (adt - randdt).dt.days.astype(int),
+            "AVAL": aval.astype(float),
+            "BLQFL": np.where(labs["below_limit"].astype(bool), "Y", ""),
+        }
+    )
+    baseline_visit = protocol.visits[0].code
+    out["ABLFL"] = np.where(out["AVISIT"] == baseline_visit, "Y", "")
+    base = out[out["ABLFL"] == "Y"].set_index(["USUBJID", "PARAMCD"])["AVAL"]
+    keys = pd.MultiIndex.from_frame(out[["USUBJID", "PARAMCD"]])
+    out["BASE"] = base.reindex(keys).to_numpy()
+    out["CHG"] = np.where(out["ABLFL"] == "Y", np.nan, out["AVAL"] - out["BASE"])
+    out["ANL01FL"] = "Y"
+    return out[columns].sort_values(["USUBJID", "PARAMCD", "AVISITN"]).reset_index(drop=True)

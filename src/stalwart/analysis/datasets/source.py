@@ -1,0 +1,150 @@
+"""Read the trial database into plain DataFrames, one per table: the input of every derivation.
+
+Reading is separate from deriving so that the ADaM derivations are pure functions of frames and
+can be tested on small inline tables, and so that another source (a CDISC import) can feed them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from stalwart.capture.tables import (
+    AdverseEvent,
+    AllocationSlot,
+    ClinicalEvent,
+    Disposition,
+    Dose,
+    LabResult,
+    Participant,
+    Screening,
+    Site,
+    Visit,
+)
+
+__all__ = ["StoreExtract", "read_store"]
+
+
+@dataclass(frozen=True)
+class StoreExtract:
+    """The captured data as DataFrames keyed by USUBJID (screening keyed by its number)."""
+
+    screening: pd.DataFrame
+    participants: pd.DataFrame
+    labs: pd.DataFrame
+    doses: pd.DataFrame
+    clinical_events: pd.DataFrame
+    adverse_events: pd.DataFrame
+    dispositions: pd.DataFrame
+
+
+def _frame(session: Session, stmt: sa.Select[tuple[object, ...]]) -> pd.DataFrame:
+    result = session.execute(stmt)
+    return pd.DataFrame.from_records(list(result), columns=list(result.keys()))
+
+
+def read_store(engine: Engine) -> StoreExtract:
+    """Read every captured fact needed by the analysis, in a stable order."""
+    with Session(engine) as s:
+        screening = _frame(
+            s,
+            sa.select(
+                Screening.screening_number,
+                Site.code.label("site"),
+                Screening.screening_date,
+                Screening.eligible,
+                Screening.reasons,
+                Screening.answers,
+            )
+            .join(Site, Site.id == Screening.site_id)
+            .order_by(Screening.id),
+        )
+        participants = _frame(
+            s,
+            sa.select(
+                Participant.usubjid,
+                Site.code.label("site"),
+                Site.country,
+                Screening.screening_number,
+                Screening.answers,
+                Participant.consent_date,
+                Participant.randomization_date,
+                AllocationSlot.arm,
+            )
+            .join(Site, Site.id == Participant.site_id)
+            .join(Screening, Screening.id == Participant.screening_id)
+            .join(AllocationSlot, AllocationSlot.participant_id == Participant.id)
+            .order_by(Participant.usubjid),
+        )
+        labs = _frame(
+            s,
+            sa.select(
+                Participant.usubjid,
+                Visit.visit_code,
+                Visit.visit_date,
+                LabResult.test_code,
+                LabResult.value,
+                LabResult.unit,
+                LabResult.below_limit,
+                LabResult.limit_value,
+            )
+            .join(Visit, Visit.id == LabResult.visit_id)
+            .join(Participant, Participant.id == LabResult.participant_id)
+            .order_by(Participant.usubjid, Visit.visit_date, LabResult.test_code),
+        )
+        doses = _frame(
+            s,
+            sa.select(
+                Participant.usubjid,
+                Dose.treatment,
+                Dose.cycle,
+                Dose.dose_date,
+                Dose.administrations,
+                Dose.dose,
+                Dose.dose_unit,
+            )
+            .join(Participant, Participant.id == Dose.participant_id)
+            .order_by(Participant.usubjid, Dose.dose_date, Dose.treatment),
+        )
+        clinical_events = _frame(
+            s,
+            sa.select(
+                Participant.usubjid,
+                ClinicalEvent.event_code,
+                ClinicalEvent.category,
+                ClinicalEvent.onset_date,
+            )
+            .join(Participant, Participant.id == ClinicalEvent.participant_id)
+            .order_by(Participant.usubjid, ClinicalEvent.onset_date, ClinicalEvent.id),
+        )
+        adverse_events = _frame(
+            s,
+            sa.select(
+                Participant.usubjid,
+                AdverseEvent.term,
+                AdverseEvent.grade,
+                AdverseEvent.start_date,
+                AdverseEvent.end_date,
+                AdverseEvent.related,
+                AdverseEvent.serious,
+            )
+            .join(Participant, Participant.id == AdverseEvent.participant_id)
+            .order_by(Participant.usubjid, AdverseEvent.start_date, AdverseEvent.id),
+        )
+        dispositions = _frame(
+            s,
+            sa.select(
+                Participant.usubjid,
+                Disposition.status,
+                Disposition.disposition_date,
+            )
+            .join(Participant, Participant.id == Disposition.participant_id)
+            .order_by(Participant.usubjid),
+        )
+    return StoreExtract(
+        screening, participants, labs, doses, clinical_events, adverse_events, dispositions
+    )

@@ -1,0 +1,854 @@
+"""The trial report: one self-contained HTML page from the protocol, the analysis datasets, the
+results and the participant flow.
+
+The page holds, each in a section with an id: provenance, participant flow (CONSORT diagram and
+table), baseline characteristics by arm, mean CD4+ count by week, the primary comparison, time to
+opportunistic event or death (Kaplan-Meier curves, numbers at risk, model results), adverse events
+and, when given, published figures beside this run's. Every arm label comes from the protocol, in
+protocol order. Numbers are formatted here; the Jinja2 template (autoescaped) only lays them out.
+Figures are inline SVG; nothing on the page refers to an external resource.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+import pandas as pd
+
+from stalwart.analysis.datasets.bundle import TrialDatasets
+from stalwart.analysis.flow import Flow
+from stalwart.errors import AnalysisError
+from stalwart.outputs.figures import (
+    DAYS_PER_MONTH,
+    ConsortArm,
+    EmbeddedFigure,
+    KMGroup,
+    consort_diagram,
+    km_figure,
+    mean_by_visit_figure,
+    regular_times,
+    summarize_by_visit,
+)
+from stalwart.protocol.schema import Protocol
+from stalwart.published import ComparisonRow
+
+__all__ = [
+    "Row",
+    "Table",
+    "format_p",
+    "render_report",
+    "write_report",
+]
+
+_DASH = "—"
+
+_REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "adsl": ("USUBJID", "ARMCD", "AGE", "SEX", "COUNTRY", "BASECD4", "BASEVL"),
+    "adlb": ("USUBJID", "ARMCD", "PARAMCD", "AVISITN", "AVAL"),
+    "adtte": ("USUBJID", "ARMCD", "PARAMCD", "AVAL", "CNSR"),
+    "adae": ("USUBJID", "ARMCD", "AEDECOD", "AETOXGR", "AESER"),
+}
+
+_METHODS = {
+    "ttest": "t-test",
+    "cox_efron": "Cox (Efron ties)",
+    "cox_breslow": "Cox (Breslow ties)",
+    "logrank": "Log-rank",
+}
+
+_SEX = {"F": "Female", "M": "Male"}
+_NOT_RECORDED = "Not recorded"
+
+_DAIDS_GRADES = {
+    1: "Mild",
+    2: "Moderate",
+    3: "Severe",
+    4: "Potentially life-threatening",
+    5: "Death",
+}
+
+
+# -- inputs ----------------------------------------------------------------------------------------
+
+
+# -- table model -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """A table row: a row header (``label``) and formatted cells; ``level`` 1 indents it."""
+
+    label: str
+    cells: tuple[str, ...]
+    level: int = 0
+
+
+@dataclass(frozen=True)
+class Table:
+    """A formatted table: ``stub`` heads the row-header column, ``columns`` the others.
+
+    A row whose cells are all empty reads as a group heading for the indented rows below it.
+    """
+
+    id: str
+    caption: str
+    stub: str
+    columns: tuple[str, ...]
+    rows: tuple[Row, ...]
+    note: str = ""
+    text_columns: tuple[int, ...] = ()  # indexes into ``columns`` of left-aligned text
+
+
+@dataclass(frozen=True)
+class _Arms:
+    """Arm codes and labels in protocol order."""
+
+    codes: tuple[str, ...]
+    labels: tuple[str, ...]
+    control: str
+
+    @classmethod
+    def of(cls, protocol: Protocol) -> _Arms:
+        return cls(
+            codes=tuple(a.code for a in protocol.arms),
+            labels=tuple(a.name for a in protocol.arms),
+            control=protocol.control_arm,
+        )
+
+    def label(self, code: str) -> str:
+        """The protocol name of an arm; pooled arms (``"A+B"``) join their names."""
+        names = dict(zip(self.codes, self.labels, strict=True))
+        if code in names:
+            return names[code]
+        parts = code.split("+")
+        if len(parts) > 1 and all(p in names for p in parts):
+            return " + ".join(names[p] for p in parts) + " (pooled)"
+        return code
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return list(zip(self.codes, self.labels, strict=True))
+
+
+# -- formatting ------------------------------------------------------------------------------------
+
+
+def _missing(x: object) -> bool:
+    if x is None:
+        return True
+    try:
+        return bool(pd.isna(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def format_p(p: float | None) -> str:
+    """A p-value for a table: ``<0.001`` when smaller, else three decimals; a dash if missing."""
+    if _missing(p):
+        return _DASH
+    value = float(p)  # type: ignore[arg-type]
+    if value < 0.001:
+        return "<0.001"
+    return f"{min(value, 1.0):.3f}"
+
+
+def _num(x: object, decimals: int) -> str:
+    if _missing(x):
+        return _DASH
+    value = float(x)  # type: ignore[arg-type]
+    if not math.isfinite(value):
+        return _DASH
+    text = f"{value:.{decimals}f}"
+    if text.startswith("-") and float(text) == 0:
+        text = text[1:]
+    return text
+
+
+def _mean_sd(values: pd.Series, decimals: int) -> str:
+    data = values.dropna().astype(float)
+    if data.empty:
+        return _DASH
+    return f"{_num(data.mean(), decimals)} ({_num(data.std(ddof=1), decimals)})"
+
+
+def _median_iqr(values: pd.Series, decimals: int) -> str:
+    data = values.dropna().astype(float).to_numpy()
+    if data.size == 0:
+        return _DASH
+    q1, median, q3 = np.quantile(data, [0.25, 0.5, 0.75])
+    return f"{_num(median, decimals)} [{_num(q1, decimals)}, {_num(q3, decimals)}]"
+
+
+def _n_pct(n: int, denominator: int) -> str:
+    if denominator <= 0:
+        return f"{n} ({_DASH})"
+    return f"{n} ({100.0 * n / denominator:.1f}%)"
+
+
+def _ci(low: object, high: object, decimals: int) -> str:
+    if _missing(low) or _missing(high):
+        return _DASH
+    return f"{_num(low, decimals)} to {_num(high, decimals)}"
+
+
+def _confidence_label(protocol: Protocol) -> str:
+    return f"{100 * (1 - protocol.analysis.alpha):g}%"
+
+
+# -- checks ----------------------------------------------------------------------------------------
+
+
+def _check_datasets(datasets: TrialDatasets, arms: _Arms) -> None:
+    problems: list[str] = []
+    for name, required in _REQUIRED_COLUMNS.items():
+        frame = getattr(datasets, name)
+        if not isinstance(frame, pd.DataFrame):
+            problems.append(f"{name} is a {type(frame).__name__}, not a pandas DataFrame")
+            continue
+        missing = [c for c in required if c not in frame.columns]
+        if missing:
+            problems.append(f"{name} lacks column(s) {', '.join(missing)}")
+            continue
+        unknown = sorted(set(frame["ARMCD"].dropna().astype(str)) - set(arms.codes))
+        if unknown:
+            problems.append(
+                f"{name}.ARMCD holds code(s) {', '.join(unknown)} that the protocol's arms "
+                f"({', '.join(arms.codes)}) do not define"
+            )
+    if problems:
+        raise AnalysisError("cannot build the report: " + "; ".join(problems))
+
+
+# -- sections --------------------------------------------------------------------------------------
+
+
+def _provenance(protocol: Protocol, results: Mapping[str, Any]) -> list[tuple[str, str]]:
+    prov: Mapping[str, Any] = results.get("provenance", {})
+    seed = prov.get("seed")
+
+    def text(key: str) -> str:
+        value = prov.get(key)
+        return _DASH if value is None or value == "" else str(value)
+
+    return [
+        ("Protocol", text("protocol") if prov.get("protocol") else protocol.study.id),
+        (
+            "Protocol version",
+            text("protocol_version") if prov.get("protocol_version") else protocol.study.version,
+        ),
+        ("Software version", text("software_version")),
+        ("Random seed", "not set" if seed is None else str(seed)),
+        ("Data SHA-256", text("data_sha256")),
+        ("Created", text("created")),
+    ]
+
+
+def _reason_union(groups: Iterable[Mapping[str, int]]) -> list[str]:
+    reasons: list[str] = []
+    for group in groups:
+        for reason in group:
+            if reason not in reasons:
+                reasons.append(reason)
+    return reasons
+
+
+def _flow_tables(flow: Flow, arms: _Arms) -> tuple[Table, Table]:
+    screening_rows = [
+        Row("Screened", (str(flow.screened),)),
+        Row("Screen failures", (str(flow.screen_failures),)),
+    ]
+    screening_rows += [
+        Row(reason, (str(count),), level=1) for reason, count in flow.failure_reasons.items()
+    ]
+    screening = Table(
+        id="table-screening",
+        caption="Screening: participants screened and screen failures by reason",
+        stub="",
+        columns=("n",),
+        rows=tuple(screening_rows),
+        note="A participant failing several criteria may be counted under more than one reason."
+        if sum(flow.failure_reasons.values()) > flow.screen_failures
+        else "",
+    )
+
+    def per_arm(values: Mapping[str, int]) -> tuple[str, ...]:
+        counts = [int(values.get(code, 0)) for code in arms.codes]
+        return (*[str(c) for c in counts], str(sum(counts)))
+
+    discontinued = {code: flow.discontinued.get(code, {}) for code in arms.codes}
+    rows = [
+        Row("Randomized", per_arm(flow.randomized)),
+        Row("Completed main study", per_arm(flow.completed)),
+        Row(
+            "Discontinued main study",
+            per_arm({code: sum(d.values()) for code, d in discontinued.items()}),
+        ),
+    ]
+    rows += [
+        Row(reason, per_arm({code: d.get(reason, 0) for code, d in discontinued.items()}), 1)
+        for reason in _reason_union(discontinued.values())
+    ]
+    rows.append(Row("Analysed, primary endpoint", per_arm(flow.analysed_primary)))
+    by_arm = Table(
+        id="table-flow",
+        caption="Participant flow by arm",
+        stub="",
+        columns=(*arms.labels, "Total"),
+        rows=tuple(rows),
+        note="Analysed: participants with a primary-endpoint measurement (complete cases).",
+    )
+    return screening, by_arm
+
+
+def _consort(flow: Flow, arms: _Arms) -> EmbeddedFigure:
+    columns = [
+        ConsortArm(
+            label=label,
+            randomized=int(flow.randomized.get(code, 0)),
+            discontinued=dict(flow.discontinued.get(code, {})),
+            completed=int(flow.completed.get(code, 0)),
+            analysed=int(flow.analysed_primary.get(code, 0)),
+        )
+        for code, label in arms.pairs()
+    ]
+    randomized = sum(c.randomized for c in columns)
+    description = (
+        f"{flow.screened} screened, {flow.screen_failures} excluded, {randomized} randomized: "
+        + "; ".join(
+            f"{c.label}: {c.randomized} allocated, {sum(c.discontinued.values())} discontinued, "
+            f"{c.completed} completed, {c.analysed} analysed"
+            for c in columns
+        )
+        + "."
+    )
+    return consort_diagram(
+        flow.screened,
+        flow.screen_failures,
+        flow.failure_reasons,
+        columns,
+        ident="fig-consort",
+        title="Participant flow (CONSORT diagram)",
+        description=description,
+    )
+
+
+def _ordered_levels(values: pd.Series, preferred: Sequence[str]) -> list[str]:
+    present = [str(v) for v in values.fillna("").unique()]
+    first = [p for p in preferred if p in present]
+    return first + sorted(v for v in present if v not in first)
+
+
+def _baseline_table(protocol: Protocol, adsl: pd.DataFrame, arms: _Arms) -> Table:
+    groups = [adsl[adsl["ARMCD"] == code] for code in arms.codes] + [adsl]
+    sizes = [len(g) for g in groups]
+
+    def cells(fn: Any) -> tuple[str, ...]:
+        return tuple(fn(g) for g in groups)
+
+    def level_count(column: str, level: str) -> tuple[str, ...]:
+        return tuple(
+            _n_pct(int((g[column].fillna("").astype(str) == level).sum()), n)
+            for g, n in zip(groups, sizes, strict=True)
+        )
+
+    cd4_unit = _lab_unit(protocol, "CD4", "cells/mm3")
+    rna_unit = _lab_unit(protocol, "HIVRNA", "copies/mL")
+    rows = [
+        Row("Participants, n", tuple(str(n) for n in sizes)),
+        Row("Age (years), mean (SD)", cells(lambda g: _mean_sd(g["AGE"], 1))),
+        Row("Sex, n (%)", ("",) * len(groups)),
+    ]
+    rows += [
+        Row(_SEX.get(level, level) or _NOT_RECORDED, level_count("SEX", level), 1)
+        for level in _ordered_levels(adsl["SEX"], list(_SEX))
+    ]
+    rows.append(Row("Country, n (%)", ("",) * len(groups)))
+    countries = list(dict.fromkeys(site.country for site in protocol.sites))
+    rows += [
+        Row(level or _NOT_RECORDED, level_count("COUNTRY", level), 1)
+        for level in _ordered_levels(adsl["COUNTRY"], countries)
+    ]
+    rows += [
+        Row(
+            f"Baseline CD4+ count ({cd4_unit}), mean (SD)",
+            cells(lambda g: _mean_sd(g["BASECD4"], 0)),
+        ),
+        Row(
+            f"Baseline CD4+ count ({cd4_unit}), median [IQR]",
+            cells(lambda g: _median_iqr(g["BASECD4"], 0)),
+        ),
+        Row(
+            f"Baseline HIV RNA (log10 {rna_unit}), mean (SD)",
+            cells(lambda g: _mean_sd(g["BASEVL"], 2)),
+        ),
+    ]
+    return Table(
+        id="table-baseline",
+        caption="Baseline characteristics of randomized participants by arm",
+        stub="Characteristic",
+        columns=tuple(
+            f"{label} (n\u00a0=\u00a0{n})"
+            for label, n in zip((*arms.labels, "Total"), sizes, strict=True)
+        ),
+        rows=tuple(rows),
+        note="SD: standard deviation; IQR: interquartile range [25th, 75th percentile]. "
+        "Countries are ISO 3166-1 alpha-3 codes.",
+    )
+
+
+def _lab_unit(protocol: Protocol, item: str, default: str) -> str:
+    try:
+        unit = protocol.lab_item(item).unit
+    except KeyError:
+        return default
+    return unit or default
+
+
+def _lab_label(protocol: Protocol, item: str) -> str:
+    try:
+        return protocol.lab_item(item).label
+    except KeyError:
+        return item
+
+
+@dataclass(frozen=True)
+class _LabSection:
+    figure: EmbeddedFigure | None
+    n_table: Table | None
+    data_table: Table | None
+    caption: str
+    parameter: str
+
+
+def _primary_parameter(protocol: Protocol) -> tuple[str, float]:
+    """The lab parameter of the first primary endpoint and the week of its visit."""
+    endpoint = protocol.endpoint(protocol.analysis.primary[0].endpoint)
+    parameter = endpoint.test or endpoint.id
+    try:
+        week = protocol.visit(endpoint.visit or "").day / 7
+    except KeyError:
+        week = max(v.day for v in protocol.visits) / 7
+    return parameter, week
+
+
+def _lab_section(protocol: Protocol, adlb: pd.DataFrame, arms: _Arms) -> _LabSection:
+    parameter, last_week = _primary_parameter(protocol)
+    label = _lab_label(protocol, parameter)
+    unit = _lab_unit(protocol, parameter, "")
+    conf = _confidence_label(protocol)
+    caption = (
+        f"Mean {label} by week and arm, with t-based {conf} confidence intervals "
+        f"(weeks 0 to {last_week:g}; all participants measured at each visit)."
+    )
+    if "ANL01FL" in adlb.columns:  # an analysis flag, when the dataset carries one
+        adlb = adlb[adlb["ANL01FL"] == "Y"]
+    data = adlb[
+        (adlb["PARAMCD"] == parameter)
+        & (adlb["AVISITN"].astype(float) >= 0)
+        & (adlb["AVISITN"].astype(float) <= last_week)
+    ]
+    if data.empty:
+        return _LabSection(None, None, None, caption, parameter)
+    summary = summarize_by_visit(data, 1 - protocol.analysis.alpha)
+    weeks = sorted(float(w) for w in summary["AVISITN"].unique())
+    ylabel = f"{label} ({unit})" if unit else label
+    pieces = []
+    for code, arm_label in arms.pairs():
+        rows = summary[summary["ARMCD"] == code]
+        if not rows.empty:
+            first, last = rows.iloc[0], rows.iloc[-1]
+            pieces.append(
+                f"{arm_label}: mean {_num(first['mean'], 0)} at week {float(first['AVISITN']):g}"
+                f", {_num(last['mean'], 0)} at week {float(last['AVISITN']):g}"
+            )
+    figure = mean_by_visit_figure(
+        summary,
+        arms.pairs(),
+        ylabel=ylabel,
+        title=f"Mean {label} by week and arm",
+        description="; ".join(pieces) + ".",
+        ident=f"fig-mean-{parameter.lower()}",
+    )
+
+    def lookup(code: str, week: float) -> pd.Series | None:
+        hit = summary[(summary["ARMCD"] == code) & (summary["AVISITN"].astype(float) == week)]
+        return None if hit.empty else hit.iloc[0]
+
+    n_rows, data_rows = [], []
+    for code, arm_label in arms.pairs():
+        hits = [lookup(code, w) for w in weeks]
+        n_rows.append(Row(arm_label, tuple("0" if h is None else str(int(h["n"])) for h in hits)))
+        data_rows.append(
+            Row(
+                arm_label,
+                tuple(
+                    _DASH
+                    if h is None
+                    else f"{_num(h['mean'], 0)} ({_ci(h['ci_low'], h['ci_high'], 0)})"
+                    for h in hits
+                ),
+            )
+        )
+    week_columns = tuple(f"Week {w:g}" for w in weeks)
+    n_table = Table(
+        id=f"table-n-{parameter.lower()}",
+        caption=f"Participants with a {label} measurement, by arm and week",
+        stub="Arm",
+        columns=week_columns,
+        rows=tuple(n_rows),
+    )
+    data_table = Table(
+        id=f"table-mean-{parameter.lower()}",
+        caption=f"Mean {label} ({conf} CI) by arm and week: the data of the figure",
+        stub="Arm",
+        columns=week_columns,
+        rows=tuple(data_rows),
+    )
+    return _LabSection(figure, n_table, data_table, caption, parameter)
+
+
+def _endpoint_label(protocol: Protocol, endpoint_id: str) -> str:
+    try:
+        return protocol.endpoint(endpoint_id).description
+    except KeyError:
+        return endpoint_id
+
+
+def _method_label(protocol: Protocol, method: str, endpoint: str) -> str:
+    if method == "ancova":
+        adjusted = any(
+            p.endpoint == endpoint and "baseline" in p.covariates for p in protocol.analysis.primary
+        )
+        return "ANCOVA, adjusted for baseline" if adjusted else "ANCOVA"
+    return _METHODS.get(method, method)
+
+
+def _decimals(values: Iterable[object]) -> int:
+    finite = [abs(float(v)) for v in values if not _missing(v)]  # type: ignore[arg-type]
+    return 2 if finite and max(finite) < 20 else 1
+
+
+def _grouped(results: Iterable[Mapping[str, Any]], key: str) -> dict[str, list[Mapping[str, Any]]]:
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for result in results:
+        groups.setdefault(str(result.get(key, "")), []).append(result)
+    return groups
+
+
+def _primary_table(protocol: Protocol, results: Mapping[str, Any], arms: _Arms) -> Table:
+    conf = _confidence_label(protocol)
+    columns = (
+        "Method",
+        "n (arm / control)",
+        "Mean, arm",
+        "Mean, control",
+        "Difference",
+        f"{conf} CI",
+        "p",
+    )
+    rows = []
+    for endpoint, group in _grouped(results.get("primary", []), "endpoint").items():
+        try:
+            heading = protocol.endpoint(endpoint).description
+        except KeyError:
+            week = group[0].get("week")
+            heading = endpoint + ("" if week is None else f" at week {week}")
+        rows.append(Row(heading, ("",) * len(columns)))
+        for result in group:
+            arm, control = str(result["arm"]), str(result["control"])
+            n: Mapping[str, Any] = result.get("n", {})
+            mean: Mapping[str, Any] = result.get("mean", {})
+            d = _decimals([*mean.values(), result.get("difference")])
+            rows.append(
+                Row(
+                    f"{arms.label(arm)} vs {arms.label(control)}",
+                    (
+                        _method_label(protocol, str(result.get("method", "")), endpoint),
+                        f"{n.get(arm, _DASH)} / {n.get(control, _DASH)}",
+                        _num(mean.get(arm), d),
+                        _num(mean.get(control), d),
+                        _num(result.get("difference"), d),
+                        _ci(result.get("ci_low"), result.get("ci_high"), d),
+                        format_p(result.get("p_value")),
+                    ),
+                    level=1,
+                )
+            )
+    return Table(
+        id="table-primary",
+        caption="Primary endpoint: each arm compared with the control arm",
+        stub="Endpoint and comparison",
+        columns=columns,
+        rows=tuple(rows),
+        note="Difference: arm minus control. ANCOVA means and difference are as reported by "
+        "the analysis (baseline-adjusted where the method says so). No adjustment for "
+        "multiple comparisons.",
+        text_columns=(0,),
+    )
+
+
+def _tte_table(protocol: Protocol, results: Mapping[str, Any], arms: _Arms) -> Table:
+    conf = _confidence_label(protocol)
+    columns = (
+        "Method",
+        "Events / n, arm",
+        "Events / n, control",
+        "Hazard ratio",
+        f"{conf} CI",
+        "p",
+    )
+    rows = []
+    for parameter, group in _grouped(results.get("time_to_event", []), "parameter").items():
+        rows.append(Row(_endpoint_label(protocol, parameter), ("",) * len(columns)))
+        for result in group:
+            arm, control = str(result["arm"]), str(result["control"])
+            events: Mapping[str, Any] = result.get("events", {})
+            n: Mapping[str, Any] = result.get("n", {})
+            method = str(result.get("method", ""))
+            rows.append(
+                Row(
+                    f"{arms.label(arm)} vs {arms.label(control)}",
+                    (
+                        _METHODS.get(method, method),
+                        f"{events.get(arm, _DASH)} / {n.get(arm, _DASH)}",
+                        f"{events.get(control, _DASH)} / {n.get(control, _DASH)}",
+                        _num(result.get("hazard_ratio"), 2),
+                        _ci(result.get("ci_low"), result.get("ci_high"), 2),
+                        format_p(result.get("p_value")),
+                    ),
+                    level=1,
+                )
+            )
+    return Table(
+        id="table-time-to-event",
+        caption="Time to event: each arm (or pooled arms) compared with the control arm",
+        stub="Endpoint and comparison",
+        columns=columns,
+        rows=tuple(rows),
+        note="Hazard ratio below 1 favours the arm. A dash: not estimable (for example, no "
+        "events) or not given by the method.",
+        text_columns=(0,),
+    )
+
+
+@dataclass(frozen=True)
+class _KMSection:
+    parameter: str
+    title: str
+    figure: EmbeddedFigure | None
+    at_risk: Table | None
+    caption: str
+
+
+def _km_sections(protocol: Protocol, adtte: pd.DataFrame, arms: _Arms) -> list[_KMSection]:
+    planned = [a.endpoint for a in protocol.analysis.time_to_event]
+    present = [str(p) for p in adtte["PARAMCD"].dropna().unique()]
+    parameters = list(dict.fromkeys(planned + sorted(p for p in present if p not in planned)))
+    sections = []
+    for parameter in parameters:
+        title = _endpoint_label(protocol, parameter)
+        data = adtte[adtte["PARAMCD"] == parameter]
+        caption = (
+            f"Kaplan-Meier estimate of the cumulative percentage of participants with the event "
+            f"(100 × (1 − S(t))) by arm: {title.lower()}. Time from randomization in months; "
+            "+ marks censored follow-up. Numbers at risk below the plot."
+        )
+        if data.empty:
+            sections.append(_KMSection(parameter, title, None, None, caption))
+            continue
+        months = data["AVAL"].astype(float) / DAYS_PER_MONTH
+        at_times = regular_times(float(months.max()))
+        groups = [
+            KMGroup(
+                label=label,
+                time=(
+                    data.loc[data["ARMCD"] == code, "AVAL"].astype(float) / DAYS_PER_MONTH
+                ).to_numpy(),
+                event=(data.loc[data["ARMCD"] == code, "CNSR"].astype(int) == 0).to_numpy(),
+            )
+            for code, label in arms.pairs()
+        ]
+        description = "; ".join(
+            f"{g.label}: {int(np.sum(g.event))} events among {len(g.time)} participants"
+            for g in groups
+        )
+        figure, at_risk = km_figure(
+            groups,
+            at_times=at_times,
+            title=f"Kaplan-Meier curves: {title}",
+            description=description + ".",
+            ident=f"fig-km-{parameter.lower()}",
+        )
+        table = Table(
+            id=f"table-at-risk-{parameter.lower()}",
+            caption=f"Numbers at risk by arm, {title.lower()}",
+            stub="Months",
+            columns=tuple(f"{t:g}" for t in at_times),
+            rows=tuple(
+                Row(g.label, tuple(str(v) for v in counts))
+                for g, counts in zip(groups, at_risk, strict=True)
+            ),
+        )
+        sections.append(_KMSection(parameter, title, figure, table, caption))
+    return sections
+
+
+def _term_is(term: str) -> Callable[[pd.DataFrame], pd.Series]:
+    def selected(frame: pd.DataFrame) -> pd.Series:
+        return frame["AEDECOD"].fillna("").astype(str) == term
+
+    return selected
+
+
+def _ae_tables(
+    protocol: Protocol, adsl: pd.DataFrame, adae: pd.DataFrame, arms: _Arms
+) -> tuple[Table, Table]:
+    codes = list(arms.codes)
+    events = adae.assign(_GRADE=pd.to_numeric(adae["AETOXGR"], errors="coerce")).reset_index(
+        drop=True
+    )
+    denominators = [int((adsl["ARMCD"] == code).sum()) for code in codes] + [len(adsl)]
+    frames = [events[events["ARMCD"] == code] for code in codes] + [events]
+    columns = tuple(
+        f"{label} (n\u00a0=\u00a0{n})"
+        for label, n in zip((*arms.labels, "Total"), denominators, strict=True)
+    )
+
+    def participants(selected: Callable[[pd.DataFrame], pd.Series]) -> tuple[str, ...]:
+        return tuple(
+            _n_pct(int(frame.loc[selected(frame), "USUBJID"].nunique()), n)
+            for frame, n in zip(frames, denominators, strict=True)
+        )
+
+    rows = [
+        Row("Any adverse event", participants(lambda f: f["USUBJID"].notna())),
+        Row("Any grade 3 or higher", participants(lambda f: f["_GRADE"] >= 3)),
+        Row("Any serious adverse event", participants(lambda f: f["AESER"] == "Y")),
+        Row("By term", ("",) * len(frames)),
+    ]
+    terms = _ordered_levels(events["AEDECOD"], protocol.forms.AE.terms)
+    rows += [Row(term or _NOT_RECORDED, participants(_term_is(term)), 1) for term in terms]
+    by_term = Table(
+        id="table-ae-terms",
+        caption="Participants with at least one adverse event, overall and by term: n (%)",
+        stub="Adverse event",
+        columns=columns,
+        rows=tuple(rows),
+        note="A participant is counted once per row; percentages of randomized participants.",
+    )
+
+    max_grade = events.groupby("USUBJID")["_GRADE"].max()
+    ae = protocol.forms.AE
+    grade_rows = []
+    for grade in range(ae.min_grade, ae.max_grade + 1):
+        name = _DAIDS_GRADES.get(grade)
+        label = f"Grade {grade}" + (f" ({name.lower()})" if name else "")
+        grade_rows.append(
+            Row(
+                label,
+                tuple(
+                    _n_pct(int((max_grade.reindex(frame["USUBJID"].unique()) == grade).sum()), n)
+                    for frame, n in zip(frames, denominators, strict=True)
+                ),
+            )
+        )
+    with_ae = [int(frame["USUBJID"].nunique()) for frame in frames]
+    grade_rows.append(
+        Row(
+            "No adverse event",
+            tuple(_n_pct(max(n - k, 0), n) for n, k in zip(denominators, with_ae, strict=True)),
+        )
+    )
+    by_grade = Table(
+        id="table-ae-grades",
+        caption=f"Participants by maximum adverse event grade ({ae.grading}): n (%)",
+        stub="Maximum grade",
+        columns=columns,
+        rows=tuple(grade_rows),
+    )
+    return by_term, by_grade
+
+
+def _comparison_table(comparison: Sequence[ComparisonRow]) -> Table:
+    return Table(
+        id="table-comparison",
+        caption="Published STALWART results beside this run's results",
+        stub="Quantity",
+        columns=("Published", "This run", "Source"),
+        rows=tuple(Row(c.quantity, (c.published, c.this_run, c.source)) for c in comparison),
+        text_columns=(0, 1, 2),
+    )
+
+
+# -- rendering -------------------------------------------------------------------------------------
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("stalwart.outputs", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render_report(
+    protocol: Protocol,
+    datasets: TrialDatasets,
+    results: dict[str, Any],
+    flow: Flow,
+    comparison: list[ComparisonRow] | None = None,
+) -> str:
+    """The report as the text of one self-contained HTML page.
+
+    Raises :class:`~stalwart.errors.AnalysisError` when a dataset lacks a column the report needs
+    or names an arm the protocol does not define.
+    """
+    arms = _Arms.of(protocol)
+    _check_datasets(datasets, arms)
+    screening, flow_table = _flow_tables(flow, arms)
+    lab = _lab_section(protocol, datasets.adlb, arms)
+    ae_terms, ae_grades = _ae_tables(protocol, datasets.adsl, datasets.adae, arms)
+    randomized: Mapping[str, Any] = results.get("randomized", {})
+    context = {
+        "study": protocol.study,
+        "arms": arms.pairs(),
+        "control_label": arms.label(arms.control),
+        "randomized_total": randomized.get("total", len(datasets.adsl)),
+        "provenance": _provenance(protocol, results),
+        "consort": _consort(flow, arms),
+        "screening": screening,
+        "flow_table": flow_table,
+        "baseline": _baseline_table(protocol, datasets.adsl, arms),
+        "lab": lab,
+        "primary": _primary_table(protocol, results, arms),
+        "km_sections": _km_sections(protocol, datasets.adtte, arms),
+        "tte": _tte_table(protocol, results, arms),
+        "ae_terms": ae_terms,
+        "ae_grades": ae_grades,
+        "comparison": None if comparison is None else _comparison_table(comparison),
+    }
+    return _environment().get_template("report.html.j2").render(context)
+
+
+def write_report(
+    path: Path,
+    protocol: Protocol,
+    datasets: TrialDatasets,
+    results: dict[str, Any],
+    flow: Flow,
+    comparison: list[ComparisonRow] | None = None,
+) -> Path:
+    """Render the report and write it to ``path`` (UTF-8), creating parent folders; returns it."""
+    text = render_report(protocol, datasets, results, flow, comparison)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    return target
