@@ -9,7 +9,7 @@ selects the rows each comparison needs and calls the kernels; the numbers come f
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -195,7 +195,7 @@ def _compare_tte(
             chi2=_num(lr.chi2),
         )
     else:
-        ties = "efron" if method == "cox_efron" else "breslow"
+        ties: Literal["efron", "breslow"] = "efron" if method == "cox_efron" else "breslow"
         cox = cox_ph(
             time, event, is_treated.reshape(-1, 1), ties=ties, alpha=protocol.analysis.alpha
         )

@@ -461,7 +461,8 @@ class Protocol(_Model):
             if earlier.day + earlier.window_after >= later.day - later.window_before:
                 problems.append(f"visits: windows of {earlier.code} and {later.code} overlap")
         known_forms = {"LAB", "AE", "CE"}
-        for v in [*self.visits, *self.cycle_visits]:
+        scheduled: list[Visit | CycleVisit] = [*self.visits, *self.cycle_visits]
+        for v in scheduled:
             for f in v.forms:
                 if f not in known_forms:
                     problems.append(f"visits.{v.code}.forms: unknown form {f!r}")

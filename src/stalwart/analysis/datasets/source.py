@@ -42,7 +42,7 @@ class StoreExtract:
     dispositions: pd.DataFrame
 
 
-def _frame(session: Session, stmt: sa.Select[tuple[object, ...]]) -> pd.DataFrame:
+def _frame(session: Session, stmt: sa.Executable) -> pd.DataFrame:
     result = session.execute(stmt)
     return pd.DataFrame.from_records(list(result), columns=list(result.keys()))
 
