@@ -153,7 +153,13 @@ class VerifyReport:
 
 def _records(session: Session) -> Iterator[AuditRecord]:
     stmt = sa.select(AuditRecord).order_by(AuditRecord.sequence).execution_options(yield_per=2000)
-    yield from session.execute(stmt).scalars()
+    result = session.execute(stmt).scalars()
+    try:
+        yield from result
+    finally:
+        # the chain walk stops at the first finding: close the (server-side, on PostgreSQL)
+        # cursor explicitly, or psycopg finds it still open when it is garbage-collected
+        result.close()
 
 
 def _check_chain(

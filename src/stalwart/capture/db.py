@@ -84,7 +84,9 @@ def open_engine(url: str) -> Engine:
         engine.dispose()
         reason = str(exc.orig).strip() if exc.orig is not None else str(exc)
         raise DatabaseError(
-            f"cannot connect to {parsed.render_as_string(hide_password=True)}: {reason}"
+            f"cannot connect to the database {parsed.render_as_string(hide_password=True)}: "
+            f"{reason}; check that the server is running and the URL's host, port, user and "
+            "database name"
         ) from None
     return engine
 

@@ -30,10 +30,14 @@ _CENSORED = re.compile(r"^\s*<\s*([0-9]+(?:\.[0-9]+)?)\s*$")
 
 @dataclass(frozen=True)
 class LabValue:
-    """A laboratory result as entered: a number, or below the assay limit (censored)."""
+    """A laboratory result as entered: a number, or below the assay limit (censored).
+
+    ``limit`` is the limit the result was reported with (the 400 of ``"<400"``), when known.
+    """
 
     value: float | None
     below_limit: bool = False
+    limit: float | None = None
 
 
 def parse_lab_value(raw: LabValue | float | int | str | None, field: str) -> LabValue:
@@ -48,7 +52,7 @@ def parse_lab_value(raw: LabValue | float | int | str | None, field: str) -> Lab
         return LabValue(float(raw))
     match = _CENSORED.match(raw)
     if match:
-        return LabValue(None, below_limit=True)
+        return LabValue(None, below_limit=True, limit=float(match.group(1)))
     try:
         return LabValue(float(raw))
     except ValueError:
@@ -63,6 +67,14 @@ def check_lab_value(item: FormItem, entered: LabValue) -> tuple[float | None, bo
     if entered.below_limit:
         if item.lower_limit is None:
             raise ValidationError(field, f"{item.label} has no assay limit: enter the number")
+        if entered.limit is not None and entered.limit > item.lower_limit:
+            # "<400" does not say the value is below 50: storing it as "<50" would invent data
+            raise ValidationError(
+                field,
+                f"'<{entered.limit:g}' is not below the assay limit {item.lower_limit:g} "
+                f"{item.unit} of this protocol; enter a result measured down to "
+                f"{item.lower_limit:g}",
+            )
         return None, True, item.lower_limit
     value = entered.value
     if value is None or not math.isfinite(value):

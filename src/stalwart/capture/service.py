@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
 from stalwart.capture.audit import append_audit
@@ -159,7 +159,8 @@ class CaptureService:
         try:
             with Session(engine) as session:
                 info = session.get(TrialInfo, 1)
-        except OperationalError:
+        except (OperationalError, ProgrammingError):
+            # no trial table: SQLite says OperationalError, PostgreSQL ProgrammingError
             info = None
         if info is None:
             raise DatabaseError(
@@ -358,9 +359,14 @@ class CaptureService:
                         f"{day} is not a {treatment} day of cycle {cycle} "
                         f"(planned {min(planned)} to {max(planned)})",
                     )
-                if not 0 <= taken <= plan.administrations:
+                if (
+                    isinstance(taken, bool)
+                    or not isinstance(taken, int)
+                    or not 0 <= taken <= plan.administrations
+                ):
                     raise ValidationError(
-                        "administrations", f"{taken} on {day}: must be 0 to {plan.administrations}"
+                        "administrations",
+                        f"{taken!r} on {day}: must be a whole number 0 to {plan.administrations}",
                     )
                 check_date_not_future("dose_date", day, self._today())
                 self._check_before_disposition(session, participant, "dose_date", day)

@@ -38,10 +38,11 @@ def _coerce(item: ScreeningItem, value: object) -> Answer:
     if item.type in ("integer", "number"):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValidationError(field, f"must be a number ({item.unit}), got {value!r}")
-        if item.type == "integer" and float(value) != int(value):
-            raise ValidationError(field, f"must be a whole number, got {value!r}")
         if value != value:  # NaN
             raise ValidationError(field, "must be a number, got NaN")
+        # is_integer() rather than int(value): int() of inf/NaN raises OverflowError/ValueError
+        if item.type == "integer" and isinstance(value, float) and not value.is_integer():
+            raise ValidationError(field, f"must be a whole number, got {value!r}")
         lo = item.min if item.min is not None else float("-inf")
         hi = item.max if item.max is not None else float("inf")
         if not lo <= value <= hi:

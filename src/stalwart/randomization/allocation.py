@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Mapping
+from numbers import Integral
 
 import numpy as np
 
@@ -55,9 +56,9 @@ def stratum_key(protocol: Protocol, site: str, answers: Mapping[str, object]) ->
 
 def allocation_lists(protocol: Protocol, seed: int) -> dict[str, list[Slot]]:
     """The allocation list of every stratum, reproducible from ``seed``."""
-    if seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
         raise ConfigurationError(
-            f"the randomization seed must be a non-negative integer, got {seed}"
+            f"the randomization seed must be a non-negative integer, got {seed!r}"
         )
     factors = stratum_levels(protocol)
     arms = [(a.code, a.ratio) for a in protocol.arms]

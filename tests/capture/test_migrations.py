@@ -1,0 +1,162 @@
+"""The Alembic migrations: they build the schema of the models, revert, and guard the audit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from sqlalchemy.engine import Engine
+
+from stalwart.capture.db import create_schema
+from stalwart.capture.tables import Base
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+]
+
+
+def _alembic(engine: Engine, conn: sa.Connection) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", "stalwart.capture:migrations")
+    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def _diff(engine: Engine) -> list[object]:
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(
+            conn, opts={"compare_type": True, "compare_server_default": True}
+        )
+        return list(compare_metadata(ctx, Base.metadata))
+
+
+def _tables(engine: Engine) -> set[str]:
+    return set(sa.inspect(engine).get_table_names())
+
+
+MODEL_TABLES = set(Base.metadata.tables)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_migrated_schema_equals_the_models(
+    make_engine: Callable[..., Engine], backend: str
+) -> None:
+    engine = make_engine(backend, migrated=False)
+    assert _tables(engine) == set()
+    create_schema(engine)
+    assert _tables(engine) == MODEL_TABLES | {"alembic_version"}
+    assert _diff(engine) == []
+
+
+def test_the_comparison_can_see_a_difference(make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine("sqlite")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE INDEX ix_extra ON site (name)")
+    diff = _diff(engine)
+    assert [d[0] for d in diff] == ["remove_index"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_downgrade_to_base_then_upgrade(make_engine: Callable[..., Engine], backend: str) -> None:
+    engine = make_engine(backend)  # migrated template copy
+    with engine.begin() as conn:
+        command.downgrade(_alembic(engine, conn), "base")
+    assert _tables(engine) == {"alembic_version"}
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar() == 0
+        if backend == "postgresql":
+            n = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_proc WHERE proname = 'stalwart_audit_append_only'"
+            ).scalar()
+            assert n == 0
+    with engine.begin() as conn:
+        command.upgrade(_alembic(engine, conn), "head")
+    assert _tables(engine) == MODEL_TABLES | {"alembic_version"}
+    assert _diff(engine) == []
+    _assert_audit_append_only(engine)
+
+
+def _insert_audit_record(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO audit_record (sequence, recorded_at, actor, action, table_name, "
+            "record_id, data, reason, prev_hash, hash) VALUES "
+            "(1, 't', 'a', 'INSERT', 'site', 1, '{}', NULL, 'p', 'h')"
+        )
+
+
+def _assert_audit_append_only(engine: Engine) -> None:
+    _insert_audit_record(engine)
+    for statement in (
+        "UPDATE audit_record SET data = '{\"x\":1}' WHERE sequence = 1",
+        "UPDATE audit_record SET sequence = 2",
+        "DELETE FROM audit_record WHERE sequence = 1",
+        "DELETE FROM audit_record",
+    ):
+        with pytest.raises(sa.exc.DBAPIError) as info, engine.begin() as conn:
+            conn.exec_driver_sql(statement)
+        assert "audit_record is append-only" in str(info.value)
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT sequence, data FROM audit_record").all()
+    assert [tuple(r) for r in rows] == [(1, "{}")]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_audit_record_refuses_update_and_delete(
+    make_engine: Callable[..., Engine], backend: str
+) -> None:
+    _assert_audit_append_only(make_engine(backend))
+
+
+def test_audit_record_allows_insert_and_other_tables_allow_update(engine: Engine) -> None:
+    _insert_audit_record(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO site (code, name, country) VALUES ('X1', 'x', 'XXX')")
+        conn.exec_driver_sql("UPDATE site SET name = 'y'")
+        conn.exec_driver_sql("DELETE FROM site")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM audit_record").scalar() == 1
+        assert conn.exec_driver_sql("SELECT count(*) FROM site").scalar() == 0
+
+
+def test_lab_result_check_constraint(engine: Engine) -> None:
+    """A lab row is either a value or censored with a limit, in the database itself."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO site (id, code, name, country) VALUES (1, 'S', 's', 'SSS')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO screening (id, site_id, screening_number, screening_date, answers, "
+            "eligible, reasons) VALUES (1, 1, 'N', '2006-01-01', '{}', true, '[]')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO participant (id, usubjid, site_id, screening_id, consent_date, "
+            "randomization_date) VALUES (1, 'U', 1, 1, '2006-01-01', '2006-01-01')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO visit (id, participant_id, visit_code, visit_date) "
+            "VALUES (1, 1, 'ENTRY', '2006-01-01')"
+        )
+    insert = (
+        "INSERT INTO lab_result (visit_id, participant_id, test_code, value, unit, below_limit, "
+        "limit_value) VALUES (1, 1, '{code}', {value}, 'u', {below}, {limit})"
+    )
+    ok = [("A", "1.0", "false", "NULL"), ("B", "NULL", "true", "50")]
+    bad = [
+        ("C", "NULL", "false", "NULL"),
+        ("D", "1.0", "true", "50"),
+        ("E", "NULL", "true", "NULL"),
+    ]
+    for code, value, below, limit in ok:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(insert.format(code=code, value=value, below=below, limit=limit))
+    for code, value, below, limit in bad:
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+            conn.exec_driver_sql(insert.format(code=code, value=value, below=below, limit=limit))
