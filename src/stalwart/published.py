@@ -56,8 +56,8 @@ def _this_run(key: str, results: dict[str, Any], completed: dict[str, int], arms
         return "NA"
     if key == "events":
         return f"{pooled['events'][pooled['arm']]} / {pooled['events'][pooled['control']]}"
-    if pooled["hazard_ratio"] is None:
-        return "not estimable"
+    if pooled["hazard_ratio"] is None or pooled["ci_low"] is None:
+        return "not estimable (" + str(pooled.get("note", "no events")) + ")"
     logrank = next(
         (
             r

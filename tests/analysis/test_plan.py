@@ -144,9 +144,31 @@ def test_km_summary_per_arm(protocol):
     assert all(k["n"] == 40 for k in results["km"])
 
 
-def test_no_events_is_a_clear_error(protocol):
-    with pytest.raises(AnalysisError, match="no events"):
-        run_plan(protocol, _datasets(events=False))
+def test_no_events_reports_counts_and_no_estimate(protocol):
+    results = run_plan(protocol, _datasets(events=False))
+    for row in results["time_to_event"]:
+        assert row["hazard_ratio"] is None and row["p_value"] is None
+        assert "not estimable" in row["note"]
+        assert set(row["events"].values()) == {0}
+    assert all(k["events"] == 0 and k["median"] is None for k in results["km"])
+
+
+def test_no_control_events_leaves_cox_empty_but_runs_logrank(protocol):
+    data = _datasets()
+    adtte = data.adtte.copy()
+    adtte.loc[adtte["ARMCD"] == "NOTRT", "CNSR"] = 1
+    results = run_plan(protocol, TrialDatasets(data.adsl, data.adlb, adtte, data.adae))
+    pooled = [r for r in results["time_to_event"] if r["arm"] == "IL2+IL2ART"]
+    cox = next(r for r in pooled if r["method"] == "cox_efron")
+    logrank = next(r for r in pooled if r["method"] == "logrank")
+    assert cox["hazard_ratio"] is None and "NOTRT" in cox["note"]
+    assert cox["events"]["NOTRT"] == 0 and cox["events"]["IL2+IL2ART"] > 0
+    treated = adtte[adtte["ARMCD"] != "NOTRT"]
+    control = adtte[adtte["ARMCD"] == "NOTRT"]
+    ref = lifelines_logrank(
+        treated["AVAL"], control["AVAL"], 1 - treated["CNSR"], 1 - control["CNSR"]
+    )
+    assert logrank["p_value"] == pytest.approx(ref.p_value, rel=1e-6)
 
 
 def test_an_arm_without_week_32_values_is_a_clear_error(protocol):

@@ -181,10 +181,27 @@ def _compare_tte(
         "method": method,
     }
     if event.sum() == 0:
-        raise AnalysisError(
-            f"{spec.endpoint}: no events in {treated} vs {control}; "
-            "a hazard ratio cannot be estimated"
+        # nothing to compare: report the counts, leave the estimates empty, say why
+        record.update(
+            hazard_ratio=None,
+            ci_low=None,
+            ci_high=None,
+            p_value=None,
+            note=f"no events in {treated} or {control}: not estimable",
         )
+        return record
+    if method != "logrank" and min(events[treated], events[control]) == 0:
+        # monotone likelihood: the Cox estimate runs off to 0 or infinity
+        empty = treated if events[treated] == 0 else control
+        record.update(
+            hazard_ratio=None,
+            ci_low=None,
+            ci_high=None,
+            p_value=None,
+            test="Wald",
+            note=f"no events in {empty}: the hazard ratio is not estimable",
+        )
+        return record
     if method == "logrank":
         lr = logrank_test(time, event, is_treated)
         record.update(

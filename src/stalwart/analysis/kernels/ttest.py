@@ -156,8 +156,13 @@ def welch_ttest(x: npt.ArrayLike, y: npt.ArrayLike, alpha: float = 0.05) -> TwoS
     vx = float(np.var(xa, ddof=1)) / xa.size
     vy = float(np.var(ya, ddof=1)) / ya.size
     se = math.sqrt(vx + vy)
-    denom = vx**2 / (xa.size - 1) + vy**2 / (ya.size - 1)
-    df = (vx + vy) ** 2 / denom if denom > 0.0 else math.nan
+    # Welch-Satterthwaite df, written in variance shares so tiny variances do not underflow
+    total = vx + vy
+    if total > 0.0:
+        share_x, share_y = vx / total, vy / total
+        df = 1.0 / (share_x**2 / (xa.size - 1) + share_y**2 / (ya.size - 1))
+    else:
+        df = math.nan
     return _finish(xa, ya, se, df, alpha, "welch")
 
 

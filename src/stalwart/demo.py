@@ -1,0 +1,149 @@
+"""``stalwart demo``: the whole study on one machine, from an empty database to the report.
+
+1. create a trial database (SQLite ``OUT/stalwart.db`` unless a URL is given) from the protocol;
+2. play the simulated sites through the capture service (screening to end of follow-up);
+3. derive the analysis datasets and run the analysis plan on what was captured;
+4. write ``OUT/results.json`` and ``OUT/report.html``.
+
+Same seed, same data, same results (the provenance's creation time aside).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from stalwart.analysis.datasets.bundle import TrialDatasets, load_datasets
+from stalwart.analysis.flow import Flow, flow_counts
+from stalwart.analysis.plan import run_plan
+from stalwart.capture.audit import data_sha256
+from stalwart.capture.db import create_schema, open_engine, resolve_database_url
+from stalwart.capture.service import CaptureService, initialize_trial
+from stalwart.errors import ConfigurationError
+from stalwart.outputs.report import write_report
+from stalwart.protocol.load import load_protocol
+from stalwart.provenance import provenance
+from stalwart.published import ComparisonRow, published_comparison
+from stalwart.simulate.parameters import load_parameters
+from stalwart.simulate.sites import PlayedTrial, Progress, play_trial
+
+__all__ = ["AnalysisOutcome", "DemoOutcome", "analyze_database", "run_demo"]
+
+
+@dataclass(frozen=True)
+class AnalysisOutcome:
+    """Results of the analysis plan on a database, with what they were computed from."""
+
+    results: dict[str, Any]
+    datasets: TrialDatasets
+    flow: Flow
+    comparison: list[ComparisonRow]
+
+
+@dataclass(frozen=True)
+class DemoOutcome:
+    """What ``run_demo`` made and where."""
+
+    out: Path
+    database_url: str
+    results_path: Path
+    report_path: Path
+    analysis: AnalysisOutcome
+    played: PlayedTrial
+    seconds: float
+
+
+def analyze_database(engine: Engine, seed: int | None = None) -> AnalysisOutcome:
+    """Run the analysis plan of the database's own protocol on its data."""
+    service = CaptureService.open(engine)
+    protocol = service.protocol
+    datasets, extract = load_datasets(protocol, engine)
+    body = run_plan(protocol, datasets)
+    results = {
+        "provenance": provenance(protocol, data_sha256(engine), seed, service.loaded.sha256),
+        **body,
+    }
+    flow = flow_counts(protocol, extract, datasets)
+    comparison = published_comparison(
+        protocol.study.id, results, flow.completed, protocol.arm_codes
+    )
+    return AnalysisOutcome(results, datasets, flow, comparison)
+
+
+def _prepare_database(out: Path, database_url: str | None, force: bool) -> str:
+    url = resolve_database_url(database_url, out)
+    default = database_url is None and url.endswith(str((out / "stalwart.db").resolve()))
+    if default and (out / "stalwart.db").exists():
+        if not force:
+            raise ConfigurationError(
+                f"{out / 'stalwart.db'} already exists: choose another --out, or pass --force "
+                "to replace it"
+            )
+        for suffix in ("", "-wal", "-shm"):
+            (out / f"stalwart.db{suffix}").unlink(missing_ok=True)
+    return url
+
+
+def _require_empty(engine: Engine) -> None:
+    if "trial" in sa.inspect(engine).get_table_names():
+        with engine.connect() as conn:
+            if conn.execute(sa.text("SELECT count(*) FROM trial")).scalar_one():
+                raise ConfigurationError(
+                    "the database already holds a trial: give an empty database for the demo"
+                )
+
+
+def run_demo(
+    out: Path,
+    seed: int = 1,
+    database_url: str | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+    protocol: Path | None = None,
+) -> DemoOutcome:
+    """Run the demo study end to end; see the module docstring.
+
+    ``protocol`` replaces the packaged STALWART protocol (a variant with another sample size or
+    sites, say); the simulation parameters are STALWART's.
+    """
+    if seed < 0:
+        raise ConfigurationError(f"--seed must be a non-negative integer, got {seed}")
+    started = time.perf_counter()
+    if out.exists() and not out.is_dir():
+        raise ConfigurationError(f"--out {out} is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    url = _prepare_database(out, database_url, force)
+    engine = open_engine(url)
+    try:
+        _require_empty(engine)
+        create_schema(engine)
+        loaded = load_protocol(protocol)
+        randomization_seed, play_seed = np.random.SeedSequence(seed).spawn(2)
+        initialize_trial(
+            engine, loaded, seed=int(randomization_seed.generate_state(1)[0]), actor="demo"
+        )
+        service = CaptureService.open(engine)
+        played = play_trial(service, load_parameters(), play_seed, progress)
+        analysis = analyze_database(engine, seed)
+    finally:
+        engine.dispose()
+    results_path = out / "results.json"
+    results_path.write_text(json.dumps(analysis.results, indent=2) + "\n", encoding="utf-8")
+    report_path = write_report(
+        out / "report.html",
+        loaded.protocol,
+        analysis.datasets,
+        analysis.results,
+        analysis.flow,
+        analysis.comparison,
+    )
+    return DemoOutcome(
+        out, url, results_path, report_path, analysis, played, time.perf_counter() - started
+    )

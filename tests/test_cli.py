@@ -1,0 +1,95 @@
+"""The command line: help with examples, exit codes, and clear errors instead of tracebacks."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from stalwart.cli import app
+from stalwart.protocol.load import default_protocol_path
+
+runner = CliRunner()
+COMMANDS = [["demo"], ["init"], ["validate"], ["audit", "verify"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_help_with_an_example(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Example: stalwart" in result.output
+
+
+def test_every_command_is_in_the_readme() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for command in COMMANDS:
+        assert f"stalwart {' '.join(command)}" in readme
+
+
+@pytest.fixture()
+def small_protocol(tmp_path: Path) -> Path:
+    text = default_protocol_path().read_text(encoding="utf-8")
+    path = tmp_path / "small.toml"
+    path.write_text(text.replace("sample_size = 267", "sample_size = 24"), encoding="utf-8")
+    return path
+
+
+def test_demo_then_audit_verify_then_tamper(tmp_path: Path, small_protocol: Path) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["demo", "--seed", "2", "--out", str(out), "--protocol", str(small_protocol)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "published vs this run" in result.output
+    assert (out / "results.json").exists() and (out / "report.html").exists()
+    url = f"sqlite:///{out / 'stalwart.db'}"
+    ok = runner.invoke(app, ["audit", "verify", "--database", url])
+    assert ok.exit_code == 0, ok.output
+    assert "audit chain verified" in ok.output
+    with sqlite3.connect(out / "stalwart.db") as conn:
+        conn.execute("UPDATE lab_result SET value = value + 1 WHERE id = 1")
+    bad = runner.invoke(app, ["audit", "verify", "--database", url])
+    assert bad.exit_code == 1
+    assert "lab_result id 1" in bad.output
+
+
+def test_init_then_init_again_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'trial.db'}"
+    first = runner.invoke(app, ["init", "--database", url, "--seed", "11"])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(app, ["init", "--database", url, "--seed", "11"])
+    assert second.exit_code == 1
+    assert "already holds a trial" in second.output
+
+
+def test_validate_names_the_bad_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        default_protocol_path().read_text().replace("block_sizes = [3, 6]", "block_sizes = [4, 6]")
+    )
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 1
+    assert "block_sizes" in result.output and "Traceback" not in result.output
+    good = runner.invoke(app, ["validate", str(default_protocol_path())])
+    assert good.exit_code == 0 and "valid" in good.output
+
+
+@pytest.mark.parametrize("url", ["not a url", "sqlite:////no/such/folder/x.db"])
+def test_bad_database_url_exits_1_with_a_message(url: str, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["audit", "verify", "--database", url])
+    assert result.exit_code == 1
+    assert "error:" in result.output and "Traceback" not in result.output
+
+
+def test_audit_verify_on_a_database_without_a_trial(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    result = runner.invoke(app, ["audit", "verify", "--database", url])
+    assert result.exit_code == 1
+    assert "stalwart init" in result.output
+
+
+def test_bad_flag_is_a_usage_error() -> None:
+    result = runner.invoke(app, ["demo", "--seed", "many"])
+    assert result.exit_code == 2

@@ -1,0 +1,121 @@
+"""``run_demo`` end to end on a small variant of the STALWART protocol, on both backends."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stalwart.capture.audit import verify_audit
+from stalwart.capture.db import open_engine
+from stalwart.demo import run_demo
+from stalwart.errors import ConfigurationError, DatabaseError
+from stalwart.protocol.load import default_protocol_path
+
+ARMS = ["NOTRT", "IL2", "IL2ART"]
+
+
+@pytest.fixture(scope="module")
+def small_protocol(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """STALWART with 45 participants, so a full demo runs in a few seconds."""
+    text = default_protocol_path().read_text(encoding="utf-8")
+    assert "sample_size = 267" in text
+    path = tmp_path_factory.mktemp("protocol") / "small.toml"
+    path.write_text(text.replace("sample_size = 267", "sample_size = 45"), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_run(small_protocol: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("demo")
+    return run_demo(out, seed=3, protocol=small_protocol)
+
+
+def test_results_json_follows_the_contract(small_run) -> None:
+    results = json.loads(small_run.results_path.read_text())
+    prov = results["provenance"]
+    assert set(prov) >= {
+        "protocol",
+        "protocol_version",
+        "software_version",
+        "seed",
+        "data_sha256",
+        "created",
+    }
+    assert prov["protocol"] == "STALWART" and prov["seed"] == 3 and len(prov["data_sha256"]) == 64
+    assert results["randomized"]["total"] == 45
+    assert sum(results["randomized"]["by_arm"].values()) == 45
+    assert set(results["randomized"]["by_arm"]) == set(ARMS)
+    primary = results["primary"]
+    assert {(r["arm"], r["method"]) for r in primary} == {
+        (a, m) for a in ("IL2", "IL2ART") for m in ("ancova", "ttest")
+    }
+    for row in primary:
+        assert row["endpoint"] == "CD4" and row["week"] == 32 and row["control"] == "NOTRT"
+        assert row["ci_low"] < row["difference"] < row["ci_high"]
+        assert 0 <= row["p_value"] <= 1
+        assert set(row["n"]) == {row["arm"], "NOTRT"} and set(row["mean"]) == set(row["n"])
+    for row in results["time_to_event"]:
+        assert row["parameter"] == "ODDEATH" and row["control"] == "NOTRT"
+        assert row["method"] in ("cox_efron", "logrank")
+        assert set(row) >= {"events", "n", "hazard_ratio", "ci_low", "ci_high", "p_value"}
+    pooled = [r for r in results["time_to_event"] if r["arm"] == "IL2+IL2ART"]
+    assert {r["method"] for r in pooled} == {"cox_efron", "logrank"}
+
+
+def test_report_and_database_are_written_and_the_audit_verifies(small_run) -> None:
+    html = small_run.report_path.read_text()
+    assert "<html" in html and "Kaplan" in html
+    engine = open_engine(small_run.database_url)
+    try:
+        report = verify_audit(engine)
+    finally:
+        engine.dispose()
+    assert report.ok, report.finding
+    assert report.records > 45
+
+
+def test_same_seed_same_results(small_run, small_protocol: Path, tmp_path: Path) -> None:
+    again = run_demo(tmp_path / "again", seed=3, protocol=small_protocol)
+    first = json.loads(small_run.results_path.read_text())
+    second = json.loads(again.results_path.read_text())
+    first["provenance"].pop("created")
+    second["provenance"].pop("created")
+    assert first == second
+
+
+def test_other_seed_other_data(small_run, small_protocol: Path, tmp_path: Path) -> None:
+    other = run_demo(tmp_path / "other", seed=4, protocol=small_protocol)
+    assert (
+        other.analysis.results["provenance"]["data_sha256"]
+        != small_run.analysis.results["provenance"]["data_sha256"]
+    )
+
+
+def test_runs_on_the_given_database_url(db_url: str, small_protocol: Path, tmp_path: Path) -> None:
+    outcome = run_demo(tmp_path, seed=5, database_url=db_url, protocol=small_protocol)
+    assert outcome.database_url == db_url
+    assert outcome.analysis.results["randomized"]["total"] == 45
+
+
+def test_existing_database_is_refused_unless_forced(small_run, small_protocol: Path) -> None:
+    before = small_run.results_path.read_text()
+    with pytest.raises(ConfigurationError, match="already exists"):
+        run_demo(small_run.out, seed=3, protocol=small_protocol)
+    assert small_run.results_path.read_text() == before
+
+
+@pytest.mark.parametrize(
+    "url", ["nonsense://", "mysql://u@127.0.0.1/x", "postgresql://root@127.0.0.1:1/x"]
+)
+def test_bad_database_url_is_a_clear_error(url: str, tmp_path: Path) -> None:
+    with pytest.raises((ConfigurationError, DatabaseError)) as info:
+        run_demo(tmp_path, seed=1, database_url=url)
+    assert "database" in str(info.value).lower() or "url" in str(info.value).lower()
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_negative_seed_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="seed"):
+        run_demo(tmp_path, seed=-1)
