@@ -180,3 +180,44 @@ def test_survival_monotone_and_bounded(time: np.ndarray, data: st.DataObject) ->
     assert np.all(result.survival[inside] <= result.ci_high[inside] + 1e-12)
     assert result.n_at_risk[0] == time.size
     assert result.n_events.sum() + result.n_censored.sum() == time.size
+
+
+def test_quantiles_and_conf_types() -> None:
+    time, event = _data(9, 150, None)
+    ours = kaplan_meier(time, event, probs=[0.25, 0.5, 0.75])
+    assert ours.quantiles[1] == ours.median
+    assert ours.quantile_ci_low[1] == ours.median_ci_low
+    sf = SurvfuncRight(time, event)
+    for p, q in zip([0.25, 0.5, 0.75], ours.quantiles, strict=True):
+        assert q == sf.quantile(p)  # smallest time with 1 - S(t) >= p
+    log = kaplan_meier(time, event, conf_type="log")
+    plain = kaplan_meier(time, event, conf_type="plain")
+    z = 1.959963984540054
+    inside = log.survival > 0
+    se_log = log.std_err[inside] / log.survival[inside]
+    expected_high = np.minimum(log.survival[inside] * np.exp(z * se_log), 1.0)
+    np.testing.assert_allclose(log.ci_high[inside], expected_high, rtol=1e-12)
+    np.testing.assert_allclose(
+        plain.ci_low[inside], np.maximum(plain.survival - z * plain.std_err, 0)[inside], rtol=1e-12
+    )
+    assert log.conf_type == "log" and plain.conf_type == "plain"
+
+
+def test_print_median_differs_only_when_flat_at_half_to_the_end() -> None:
+    flat = kaplan_meier([1, 2, 3, 4], [1, 1, 0, 0])
+    assert (flat.median, flat.print_median) == (3.0, 2.0)  # quantile.survfit vs print.survfit
+    mid = kaplan_meier([1, 2, 3, 4], [1, 1, 1, 1])
+    assert mid.median == mid.print_median == 2.5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"conf_type": "arcsin"}, "conf_type"),
+        ({"probs": [0.5, 1.5]}, "probs"),
+        ({"alpha": 0}, "alpha"),
+    ],
+)
+def test_rejects_bad_options(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(AnalysisError, match=match):
+        kaplan_meier([1, 2, 3], [1, 0, 1], **kwargs)  # type: ignore[arg-type]

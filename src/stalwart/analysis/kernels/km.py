@@ -2,16 +2,17 @@
 
 Matches R ``survival::survfit(Surv(time, event) ~ 1, conf.type = "log-log")``: one row per
 distinct observed time (event or censoring), Greenwood's variance, log-log ("exponential
-Greenwood") pointwise confidence limits, and the median with its confidence interval computed
-from the pointwise limits exactly as ``quantile.survfit`` does (including the midpoint rule when
-the curve is flat at 0.5).
+Greenwood") pointwise confidence limits (or R's "log" and "plain" ones), and the median and other
+quantiles with confidence intervals computed from the pointwise limits exactly as
+``quantile.survfit`` (and so ``print.survfit``) does, including the midpoint rule when the curve
+is flat at the requested level.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -19,7 +20,9 @@ from scipy import stats
 
 from stalwart.errors import AnalysisError
 
-__all__ = ["KaplanMeierResult", "kaplan_meier", "number_at_risk"]
+__all__ = ["ConfType", "KaplanMeierResult", "kaplan_meier", "number_at_risk"]
+
+ConfType = Literal["log-log", "log", "plain"]
 
 _QUANTILE_TOL = math.sqrt(np.finfo(np.float64).eps)  # R: quantile.survfit(tolerance=)
 
@@ -65,8 +68,8 @@ class KaplanMeierResult:
         (which is on the log scale); this is the ``std.err`` column of R's ``summary(fit)``.
         NaN where ``S(t) == 0``, as in R.
     ci_low, ci_high : numpy.ndarray
-        Log-log pointwise ``1 - alpha`` limits (R: ``lower``, ``upper``); NaN where
-        ``S(t)`` is 0 or 1, as in R.
+        Pointwise ``1 - alpha`` limits (R: ``lower``, ``upper``) of type ``conf_type``; for
+        log-log NaN where ``S(t)`` is 0 or 1, for "log" NaN where ``S(t)`` is 0, as in R.
     median : float
         Smallest time with ``S(t) <= 0.5`` (midpoint of the flat part when ``S`` equals 0.5 over
         an interval); NaN if the curve never reaches 0.5.
@@ -79,6 +82,22 @@ class KaplanMeierResult:
         Total number of events.
     alpha : float
         One minus the confidence level.
+    conf_type : str
+        Type of the pointwise limits: ``"log-log"`` (default), ``"log"`` (R's default) or
+        ``"plain"`` (R ``conf.type``).
+    quantile_probs : numpy.ndarray
+        Probabilities ``p`` of the reported quantiles (R ``quantile(fit, probs)``).
+    quantiles : numpy.ndarray
+        Smallest time with ``S(t) <= 1 - p`` (R's midpoint rule on flat parts); NaN if the
+        curve never gets there.
+    quantile_ci_low, quantile_ci_high : numpy.ndarray
+        Confidence limits of the quantiles, from the lower and upper pointwise limit curves
+        (R: ``quantile(fit, probs)$lower`` / ``$upper``).
+    print_median, print_median_ci_low, print_median_ci_high : float
+        The median and limits as ``print(fit)`` (``summary(fit)$table``) shows them. R uses a
+        different rule there: it equals ``median`` except when a curve ends flat at exactly
+        0.5, where ``print`` gives the time it reached 0.5 and ``quantile`` the midpoint of that
+        time and the last one.
     """
 
     time: FloatArray
@@ -95,6 +114,14 @@ class KaplanMeierResult:
     n: int
     events: int
     alpha: float
+    conf_type: str = "log-log"
+    quantile_probs: FloatArray = field(default_factory=lambda: np.empty(0))
+    quantiles: FloatArray = field(default_factory=lambda: np.empty(0))
+    quantile_ci_low: FloatArray = field(default_factory=lambda: np.empty(0))
+    quantile_ci_high: FloatArray = field(default_factory=lambda: np.empty(0))
+    print_median: float = math.nan
+    print_median_ci_low: float = math.nan
+    print_median_ci_high: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as JSON-serialisable Python values (non-finite floats become None)."""
@@ -172,6 +199,24 @@ def _loglog_limits(
     return np.where(ok, lower, np.nan), np.where(ok, upper, np.nan)
 
 
+def _confidence_limits(
+    surv: FloatArray, se_log: FloatArray, alpha: float, conf_type: str
+) -> tuple[FloatArray, FloatArray]:
+    """R ``survfit_confint(surv, std.err, logse = TRUE, conf.type)`` with the upper cap at 1."""
+    if conf_type == "log-log":
+        return _loglog_limits(surv, se_log, alpha)
+    z = float(stats.norm.ppf(1.0 - alpha / 2.0))
+    with np.errstate(invalid="ignore", over="ignore"):
+        if conf_type == "log":
+            positive = surv > 0.0
+            log_s = np.log(np.where(positive, surv, 1.0))
+            lower = np.where(positive, np.exp(log_s - z * se_log), np.nan)
+            upper = np.where(positive, np.minimum(np.exp(log_s + z * se_log), 1.0), np.nan)
+            return lower, upper
+        half_width = z * se_log * surv  # NaN where S == 0 (0 * inf), as R
+        return np.maximum(surv - half_width, 0.0), np.minimum(surv + half_width, 1.0)
+
+
 def _first_at_or_above(levels: FloatArray, target: float) -> int | None:
     """R ``approx(levels, 1:n, target, method = "constant", f = 1)`` on sorted ``levels``."""
     if target < levels[0] or target > levels[-1]:
@@ -179,13 +224,14 @@ def _first_at_or_above(levels: FloatArray, target: float) -> int | None:
     return int(np.searchsorted(levels, target, side="left"))
 
 
-def _quantile_time(times: FloatArray, curve: FloatArray, p: float) -> float:
-    """Time where ``1 - curve`` reaches ``p``: a port of R's ``survival:::findq``."""
+def _quantile_times(times: FloatArray, curve: FloatArray, probs: FloatArray) -> FloatArray:
+    """Times where ``1 - curve`` reaches each of ``probs``: a port of R's ``survival:::findq``."""
+    result = np.full(probs.size, math.nan)
     x = np.concatenate(([0.0], times))
     y = np.concatenate(([0.0], 1.0 - curve))
     finite = ~np.isnan(y)
-    if not np.any(finite) or np.max(y[finite]) < p:
-        return math.nan
+    if probs.size == 0 or not np.any(finite) or np.max(y[finite]) < np.min(probs):
+        return result
     xmax = float(x[-1])
     _, first = np.unique(y, return_index=True)  # R: y[!duplicated(y)]; one NaN kept
     keep = np.sort(first)
@@ -193,13 +239,28 @@ def _quantile_time(times: FloatArray, curve: FloatArray, p: float) -> float:
     valid = np.flatnonzero(~np.isnan(y))  # approx() drops NA pairs
     order = valid[np.argsort(y[valid], kind="stable")]
     levels = y[order]
-    i1 = _first_at_or_above(levels + _QUANTILE_TOL, p)
-    i2 = _first_at_or_above(levels - _QUANTILE_TOL, p)
-    if not np.isnan(y[-1]) and abs(p - y[-1]) < _QUANTILE_TOL and i1 is not None:
-        return (float(x[order[i1]]) + xmax) / 2.0
-    if i1 is None or i2 is None:
+    for j, p in enumerate(probs.tolist()):
+        i1 = _first_at_or_above(levels + _QUANTILE_TOL, p)
+        i2 = _first_at_or_above(levels - _QUANTILE_TOL, p)
+        if p == 0.0:
+            result[j] = x[0]
+        elif not np.isnan(y[-1]) and abs(p - y[-1]) < _QUANTILE_TOL:
+            result[j] = (float(x[order[i1]]) + xmax) / 2.0 if i1 is not None else math.nan
+        elif i1 is not None and i2 is not None:
+            result[j] = (float(x[order[i1]]) + float(x[order[i2]])) / 2.0
+    return result
+
+
+def _print_median(times: FloatArray, curve: FloatArray) -> float:
+    """Median as ``print.survfit`` shows it: a port of ``minmin`` in R's ``survival:::survmean``."""
+    keep = ~np.isnan(curve) & (curve < 0.5 + _QUANTILE_TOL)
+    if not np.any(keep):
         return math.nan
-    return (float(x[order[i1]]) + float(x[order[i2]])) / 2.0
+    x, y = times[keep], curve[keep]
+    lower = np.flatnonzero(y < y[0])
+    if abs(y[0] - 0.5) < _QUANTILE_TOL and lower.size:
+        return (float(x[0]) + float(x[lower[0]])) / 2.0
+    return float(x[0])
 
 
 def _table(
@@ -244,8 +305,8 @@ def _at_rows(
         np.diff(cum_c, prepend=0).astype(np.int64),
         pick(surv, 1.0),
         pick(se, 0.0),
-        pick(low, math.nan),
-        pick(high, math.nan),
+        pick(low, 1.0),  # R: limits are 1 before the first observed time
+        pick(high, 1.0),
     )
 
 
@@ -254,11 +315,15 @@ def kaplan_meier(
     event: npt.ArrayLike,
     alpha: float = 0.05,
     at: npt.ArrayLike | None = None,
+    *,
+    conf_type: ConfType = "log-log",
+    probs: npt.ArrayLike = (0.25, 0.5, 0.75),
 ) -> KaplanMeierResult:
     """Kaplan-Meier survival estimate with Greenwood variance and log-log confidence limits.
 
-    Matches R ``survfit(Surv(time, event) ~ 1, conf.type = "log-log", conf.int = 1 - alpha)``;
-    the median and its limits match ``quantile(fit, 0.5)`` (equivalently ``print(fit)``).
+    Matches R ``survfit(Surv(time, event) ~ 1, conf.type = conf_type, conf.int = 1 - alpha)``;
+    the median and its limits match ``quantile(fit, 0.5)``, the other quantiles
+    ``quantile(fit, probs)``, and ``print_median*`` what ``print(fit)`` shows.
 
     Parameters
     ----------
@@ -273,6 +338,10 @@ def kaplan_meier(
         duplicates removed), like R ``summary(fit, times = at, extend = TRUE)``: the step
         function's value at each time, the number at risk there, and the events and
         censorings since the previous requested time. The median uses the full curve.
+    conf_type : {"log-log", "log", "plain"}, default "log-log"
+        Type of the pointwise confidence limits (R ``conf.type``); the quantiles' limits follow.
+    probs : array_like, default (0.25, 0.5, 0.75)
+        Probabilities of the quantiles to report, in ``[0, 1]``.
 
     Returns
     -------
@@ -281,11 +350,19 @@ def kaplan_meier(
     Raises
     ------
     AnalysisError
-        Empty input, mismatched lengths, non-finite or negative times, or event values other
-        than 0/1.
+        Empty input, mismatched lengths, non-finite or negative times, event values other
+        than 0/1, an unknown ``conf_type`` or probabilities outside ``[0, 1]``.
     """
     if not 0.0 < alpha < 1.0:
         raise AnalysisError(f"alpha must lie strictly between 0 and 1, got {alpha}")
+    if conf_type not in ("log-log", "log", "plain"):
+        raise AnalysisError(f"conf_type must be 'log-log', 'log' or 'plain', got {conf_type!r}")
+    try:
+        quantile_probs = np.asarray(probs, dtype=np.float64).ravel()
+    except (TypeError, ValueError) as exc:
+        raise AnalysisError(f"probs must be numeric probabilities: {exc}") from exc
+    if np.any(np.isnan(quantile_probs)) or np.any((quantile_probs < 0) | (quantile_probs > 1)):
+        raise AnalysisError("probs must lie in [0, 1]")
     t = _times(time, "time")
     if t.size == 0:
         raise AnalysisError("Kaplan-Meier needs at least one observation")
@@ -296,10 +373,15 @@ def kaplan_meier(
         terms = np.where(n_events > 0, n_events / (n_risk * (n_risk - n_events)), 0.0)
         se_log: FloatArray = np.sqrt(np.cumsum(terms, dtype=np.float64))
         std_err: FloatArray = np.where(surv > 0.0, surv * se_log, math.nan)
-    ci_low, ci_high = _loglog_limits(surv, se_log, alpha)
-    median = _quantile_time(utime, surv, 0.5)
-    median_low = _quantile_time(utime, ci_low, 0.5)
-    median_high = _quantile_time(utime, ci_high, 0.5)
+    ci_low, ci_high = _confidence_limits(surv, se_log, alpha, conf_type)
+    median, median_low, median_high = (
+        float(_quantile_times(utime, curve, np.array([0.5]))[0])
+        for curve in (surv, ci_low, ci_high)
+    )
+    printed = [_print_median(utime, curve) for curve in (surv, ci_low, ci_high)]
+    quantiles = _quantile_times(utime, surv, quantile_probs)
+    quantile_low = _quantile_times(utime, ci_low, quantile_probs)
+    quantile_high = _quantile_times(utime, ci_high, quantile_probs)
     if at is not None:
         columns = (n_events, n_censored, surv, std_err, ci_low, ci_high)
         utime, n_risk, n_events, n_censored, surv, std_err, ci_low, ci_high = _at_rows(
@@ -320,4 +402,12 @@ def kaplan_meier(
         n=int(t.size),
         events=int(np.count_nonzero(e)),
         alpha=float(alpha),
+        conf_type=conf_type,
+        quantile_probs=quantile_probs,
+        quantiles=quantiles,
+        quantile_ci_low=quantile_low,
+        quantile_ci_high=quantile_high,
+        print_median=printed[0],
+        print_median_ci_low=printed[1],
+        print_median_ci_high=printed[2],
     )
