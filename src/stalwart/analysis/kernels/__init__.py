@@ -16,7 +16,9 @@
 * :mod:`~stalwart.analysis.kernels.groupseq`: Lan-DeMets alpha-spending boundaries
   (``rpact::getDesignGroupSequential``).
 * :mod:`~stalwart.analysis.kernels.cox`: Cox proportional hazards model with Efron or Breslow
-  ties (``survival::coxph``).
+  ties, robust (sandwich) variance and profile-likelihood limits (``survival::coxph``).
+* :mod:`~stalwart.analysis.kernels.firth`: Firth-penalized Cox regression with penalized
+  likelihood-ratio tests and profile limits (``coxphf::coxphf``).
 
 The kernels take plain arrays, never print, and raise
 :class:`stalwart.errors.AnalysisError` when the data cannot support the analysis.
