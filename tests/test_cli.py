@@ -12,7 +12,7 @@ from stalwart.cli import app
 from stalwart.protocol.load import default_protocol_path
 
 runner = CliRunner()
-COMMANDS = [["demo"], ["init"], ["validate"], ["audit", "verify"]]
+COMMANDS = [["demo"], ["init"], ["validate"], ["audit", "verify"], ["randomization", "check"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -33,6 +34,10 @@ audit_app = typer.Typer(
     help="The audit trail: verify its hash chain and the data it covers.", no_args_is_help=True
 )
 app.add_typer(audit_app, name="audit")
+randomization_app = typer.Typer(
+    help="The randomization design: simulate it before go-live.", no_args_is_help=True
+)
+app.add_typer(randomization_app, name="randomization")
 
 out_console = Console()
 err_console = Console(stderr=True)
@@ -230,6 +235,69 @@ def audit_verify(
             f"[bold red]audit verification failed:[/] {report.finding.message}", highlight=False
         )
         raise typer.Exit(1)
+
+
+@randomization_app.command("check")
+@_friendly
+def randomization_check(
+    protocol: Annotated[
+        Path | None, typer.Option(help="Protocol .toml (default: the packaged STALWART protocol).")
+    ] = None,
+    participants: Annotated[
+        int | None,
+        typer.Option(help="Participants per simulated trial (default: the study's sample_size)."),
+    ] = None,
+    replicates: Annotated[int, typer.Option(help="Simulated trials.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the simulation; same seed, same figures.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
+) -> None:
+    """Simulate the protocol's randomization: imbalance and predictability (convergence guessing).
+
+    Reports final imbalance overall and per stratum (per factor level for minimization), the
+    maximum running imbalance, and the expected proportion of correct guesses of a guesser who
+    names the arm allocated least so far; mean, 5%, 50%, 95% quantiles and maximum over the
+    simulated trials, as R's randomizeR defines them.
+
+    Example: stalwart randomization check --participants 267 --replicates 1000 --seed 1
+    """
+    from stalwart.protocol.load import load_protocol
+    from stalwart.provenance import provenance
+    from stalwart.randomization.checks import check_design
+
+    loaded = load_protocol(protocol)
+    report = check_design(
+        loaded.protocol, participants=participants, replicates=replicates, seed=seed
+    )
+    if as_json:
+        origin = provenance(loaded.protocol, "", seed, loaded.sha256)
+        del origin["data_sha256"]  # simulated participants: no stored data
+        out_console.print_json(json.dumps(report.to_dict() | {"provenance": origin}))
+        return
+    table = Table(
+        title=f"{loaded.protocol.study.id} {report.method}: {report.participants} participants, "
+        f"{report.replicates} simulated trials, seed {report.seed}",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for column in ("Measure", "Scope", "Mean", "P5", "P50", "P95", "Max"):
+        table.add_column(
+            column,
+            justify="left" if column in ("Measure", "Scope") else "right",
+            no_wrap=True,
+        )
+    for row in report.rows:
+        s = row.summary
+        table.add_row(
+            row.measure, row.scope, *(f"{v:.3g}" for v in (s.mean, s.q05, s.median, s.q95, s.max))
+        )
+    out_console.print(table)
+    if report.exhausted:
+        err_console.print(
+            f"[bold yellow]warning:[/] the allocation list runs out in "
+            f"{report.exhausted:.1%} of simulated trials; lengthen it in the protocol",
+            highlight=False,
+        )
 
 
 def main() -> None:

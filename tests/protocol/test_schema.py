@@ -9,7 +9,8 @@ from typing import Any
 import pydantic
 import pytest
 
-from stalwart.protocol.load import LoadedProtocol
+from stalwart.errors import ProtocolError
+from stalwart.protocol.load import LoadedProtocol, parse_protocol
 from stalwart.protocol.schema import (
     Endpoint,
     FormItem,
@@ -330,3 +331,157 @@ def test_endpoint_fields_for_kind() -> None:
         Endpoint.model_validate({"id": "E", "kind": "continuous", "description": "d", "test": "X"})
     with pytest.raises(pydantic.ValidationError, match="needs event_categories"):
         Endpoint.model_validate({"id": "E", "kind": "time_to_event", "description": "d"})
+
+
+# -- minimization -------------------------------------------------------------------------------
+def _minimization(data: dict[str, Any], **settings: Any) -> dict[str, Any]:
+    """``data`` with minimization on site and categorised CD4 instead of permuted blocks."""
+    data["randomization"] = {
+        "method": "minimization",
+        "minimization": {
+            "probability": 0.8,
+            "list_length": 400,
+            "factors": [{"name": "site"}, {"name": "cd4", "weight": 2, "cuts": [500]}],
+        }
+        | settings,
+    }
+    return data
+
+
+def test_loader_names_each_bad_minimization_field(packaged_text: str) -> None:
+    start = packaged_text.index("[randomization]")
+    end = packaged_text.index("# Screening form items")
+    block = """[randomization]
+method = "minimization"
+
+[randomization.minimization]
+probability = 0.25
+list_length = 300
+factors = [{ name = "site", weight = -1 }, { name = "region" }]
+
+"""
+    with pytest.raises(ProtocolError) as info:
+        parse_protocol(packaged_text[:start] + block + packaged_text[end:])
+    problems = info.value.problems
+    assert any(p.startswith("randomization.minimization.factors.0.weight:") for p in problems)
+    # the cross-field checks run once each field is valid on its own
+    block = block.replace("weight = -1", "weight = 1")
+    with pytest.raises(ProtocolError) as info:
+        parse_protocol(packaged_text[:start] + block + packaged_text[end:])
+    text = str(info.value)
+    assert "randomization.minimization.factors.1.name: 'region' is neither" in text
+    assert "randomization.minimization.probability: 0.25 must be greater than 1/3" in text
+
+
+def test_minimization_is_a_method_beside_permuted_blocks(data: dict[str, Any]) -> None:
+    r = Protocol.model_validate(_minimization(data)).randomization
+    assert r.method == "minimization" and r.block_sizes is None
+    assert r.minimization is not None
+    assert (r.minimization.probability, r.minimization.imbalance) == (0.8, "range")
+    assert [(f.name, f.weight, f.cuts) for f in r.minimization.factors] == [
+        ("site", 1.0, None),
+        ("cd4", 2.0, [500.0]),
+    ]
+    with pytest.raises(ValueError, match="has no permuted blocks"):
+        _ = r.permuted_blocks
+
+
+def test_the_packaged_protocol_keeps_permuted_blocks(protocol: Protocol) -> None:
+    r = protocol.randomization
+    assert r.minimization is None
+    assert r.permuted_blocks == ([3, 6], 300)
+
+
+@pytest.mark.parametrize(
+    ("factor", "fragment"),
+    [
+        (
+            {"name": "region"},
+            "randomization.minimization.factors.1.name: 'region' is neither 'site' nor an item "
+            "of the screening form",
+        ),
+        (
+            {"name": "cd4"},
+            "randomization.minimization.factors.1.cuts: 'cd4' is a number item; give cuts",
+        ),
+        (
+            {"name": "sex", "cuts": [1]},
+            "randomization.minimization.factors.1.cuts: 'sex' has levels of its own; remove cuts",
+        ),
+        (
+            {"name": "cd4", "cuts": [6000]},
+            "randomization.minimization.factors.1.cuts: [6000.0] lie outside the range of 'cd4'",
+        ),
+        ({"name": "cd4", "cuts": [500, 350]}, "strictly increasing"),
+        ({"name": "cd4", "cuts": []}, "strictly increasing"),
+        ({"name": "site"}, "randomization.minimization.factors: duplicate code 'site'"),
+        (
+            {"name": "cd4", "weight": -1, "cuts": [500]},
+            "greater than or equal to 0",
+        ),
+    ],
+)
+def test_bad_minimization_factor(
+    data: dict[str, Any], factor: dict[str, Any], fragment: str
+) -> None:
+    _minimization(data)
+    data["randomization"]["minimization"]["factors"][1] = factor
+    assert fragment in _errors(data)
+
+
+def test_negative_weight_names_the_field(data: dict[str, Any]) -> None:
+    _minimization(data)
+    data["randomization"]["minimization"]["factors"][0]["weight"] = -0.5
+    with pytest.raises(pydantic.ValidationError) as info:
+        Protocol.model_validate(data)
+    (error,) = info.value.errors()
+    assert error["loc"] == ("randomization", "minimization", "factors", 0, "weight")
+
+
+@pytest.mark.parametrize("probability", [0.3, 1 / 3, 0.0, -1.0, 1.0001, 2])
+def test_probability_outside_one_over_k_to_one(data: dict[str, Any], probability: float) -> None:
+    text = _errors(_minimization(data, probability=probability))
+    assert "randomization.minimization.probability" in text
+    if 0 < probability <= 1:
+        assert "must be greater than 1/3" in text
+
+
+@pytest.mark.parametrize("probability", [0.34, 0.8, 1.0])
+def test_probability_inside(data: dict[str, Any], probability: float) -> None:
+    r = Protocol.model_validate(_minimization(data, probability=probability)).randomization
+    assert r.minimization is not None and r.minimization.probability == probability
+
+
+def test_two_arms_allow_probability_above_one_half(data: dict[str, Any]) -> None:
+    data["arms"] = data["arms"][:2]
+    data["analysis"]["primary"][0]["comparisons"] = [["IL2", "NOTRT"]]
+    data["analysis"]["time_to_event"][0]["comparisons"] = [["IL2", "NOTRT"]]
+    assert "greater than 1/2" in _errors(_minimization(data, probability=0.5))
+    Protocol.model_validate(_minimization(data, probability=0.51))
+
+
+def test_unknown_method_and_measure(data: dict[str, Any]) -> None:
+    data["randomization"]["method"] = "urn"
+    text = _errors(data)
+    assert "randomization.method" in text and "'permuted_blocks' or 'minimization'" in text
+    data["randomization"]["method"] = "permuted_blocks"
+    _minimization(data, imbalance="sd")
+    assert "randomization.minimization.imbalance" in _errors(data)
+
+
+def test_fields_that_do_not_belong_to_the_method(data: dict[str, Any]) -> None:
+    blocks = dict(data["randomization"])
+    _minimization(data)
+    data["randomization"]["block_sizes"] = [3]
+    assert "block_sizes apply to method 'permuted_blocks' only" in _errors(data)
+    _minimization(data)
+    data["randomization"]["strata"] = ["site"]
+    assert "strata apply to method 'permuted_blocks' only" in _errors(data)
+    data["randomization"] = {"method": "minimization"}
+    assert "needs a [randomization.minimization] table" in _errors(data)
+    data["randomization"] = blocks | {
+        "minimization": {"probability": 0.8, "list_length": 1, "factors": [{"name": "site"}]}
+    }
+    assert "applies to method 'minimization' only" in _errors(data)
+    data["randomization"] = {"method": "permuted_blocks", "block_sizes": [3]}
+    assert "needs list_length_per_stratum" in _errors(data)

@@ -34,6 +34,7 @@ from stalwart.capture.tables import (
     Disposition,
     Dose,
     LabResult,
+    MinimizationDraw,
     Participant,
     Screening,
     Site,
@@ -53,7 +54,13 @@ from stalwart.protocol.calendar import Calendar, participant_calendar
 from stalwart.protocol.eligibility import evaluate_eligibility, validate_screening_answers
 from stalwart.protocol.load import LoadedProtocol, parse_protocol
 from stalwart.protocol.schema import Protocol
-from stalwart.randomization.allocation import allocation_lists, seed_fingerprint, stratum_key
+from stalwart.randomization.allocation import (
+    allocation_lists,
+    concealed_draws,
+    seed_fingerprint,
+    stratum_key,
+)
+from stalwart.randomization.minimization import MINIMIZATION_STREAM, MinimizationDesign
 
 __all__ = [
     "DISPOSITION_STATUSES",
@@ -109,10 +116,12 @@ def initialize_trial(
 ) -> None:
     """Record the protocol, its sites and every stratum's allocation list in an empty database.
 
-    The allocation lists are generated from ``seed``; only a fingerprint of the seed is stored.
+    The allocation lists (or, under minimization, the stream of draws) are generated from
+    ``seed``; only a fingerprint of the seed is stored.
     """
     protocol = loaded.protocol
     lists = allocation_lists(protocol, seed)
+    draws = concealed_draws(protocol, seed)
     with _transaction(engine) as session:
         if session.get(TrialInfo, 1) is not None:
             raise ConflictError("this database already holds a trial; use a new database")
@@ -138,6 +147,7 @@ def initialize_trial(
             for stratum, slots in lists.items()
             for slot in slots
         ]
+        rows += [MinimizationDraw(sequence=i, draw=u) for i, u in enumerate(draws, start=1)]
         session.add_all(rows)
         append_audit(session, [("INSERT", r) for r in rows], actor, "trial set-up")
 
@@ -211,7 +221,9 @@ class CaptureService:
         """Enroll an eligible screened person and assign the next slot of their stratum's list.
 
         One transaction: the site row and the slot are locked, so no slot goes to two people and
-        nobody is randomized twice (also enforced by unique constraints).
+        nobody is randomized twice (also enforced by unique constraints). Under minimization the
+        trial row is locked too, so the allocation counts read and the allocation written belong
+        to one serial order of randomizations, the order a replay of the stored draws follows.
         """
         check_date_not_future("randomization_date", randomization_date, self._today())
         check_dates_in_order("consent_date", consent_date, "randomization_date", randomization_date)
@@ -238,19 +250,10 @@ class CaptureService:
             check_dates_in_order(
                 "screening_date", screening.screening_date, "consent_date", consent_date
             )
-            stratum = stratum_key(self.protocol, site.code, screening.answers)
-            slot = session.scalar(
-                sa.select(AllocationSlot)
-                .where(AllocationSlot.stratum == stratum, AllocationSlot.participant_id.is_(None))
-                .order_by(AllocationSlot.sequence)
-                .limit(1)
-                .with_for_update()
-            )
-            if slot is None:
-                raise AllocationExhaustedError(
-                    f"the allocation list of stratum {stratum} is used up; extend it before "
-                    "enrolling more participants"
-                )
+            if self.protocol.randomization.method == "minimization":
+                slot = self._minimization_slot(session, site, screening)
+            else:
+                slot = self._next_block_slot(session, site, screening)
             number = 1 + (
                 session.scalar(
                     sa.select(sa.func.count(Participant.id)).where(Participant.site_id == site.id)
@@ -268,9 +271,11 @@ class CaptureService:
             session.add(participant)
             session.flush()
             slot.participant_id = participant.id
-            append_audit(session, [("INSERT", participant), ("UPDATE", slot)], actor)
-            arm = slot.arm
-            sequence = slot.sequence
+            action = "UPDATE" if slot.id is not None else "INSERT"
+            session.add(slot)
+            session.flush()
+            append_audit(session, [("INSERT", participant), (action, slot)], actor)
+            arm, stratum, sequence = slot.arm, slot.stratum, slot.sequence
         calendar = participant_calendar(self.protocol, arm, randomization_date)
         return Allocation(usubjid, arm, stratum, sequence, randomization_date, calendar)
 
@@ -524,6 +529,64 @@ class CaptureService:
             append_audit(session, [("INSERT", row)], actor)
 
     # -- helpers ------------------------------------------------------------------------------
+    def _next_block_slot(
+        self, session: Session, site: Site, screening: Screening
+    ) -> AllocationSlot:
+        """The next free slot of the participant's stratum list, locked."""
+        stratum = stratum_key(self.protocol, site.code, screening.answers)
+        slot = session.scalar(
+            sa.select(AllocationSlot)
+            .where(AllocationSlot.stratum == stratum, AllocationSlot.participant_id.is_(None))
+            .order_by(AllocationSlot.sequence)
+            .limit(1)
+            .with_for_update()
+        )
+        if slot is None:
+            raise AllocationExhaustedError(
+                f"the allocation list of stratum {stratum} is used up; extend it before "
+                "enrolling more participants"
+            )
+        return slot
+
+    def _minimization_slot(
+        self, session: Session, site: Site, screening: Screening
+    ) -> AllocationSlot:
+        """A new slot whose arm minimization chooses from the allocations stored so far.
+
+        The trial row is locked first, so concurrent randomizations queue: each reads the
+        counts its predecessors wrote and takes the next draw of the stream.
+        """
+        session.scalar(sa.select(TrialInfo.id).where(TrialInfo.id == 1).with_for_update())
+        design = MinimizationDesign.from_protocol(self.protocol)
+        levels = design.levels_of(site.code, screening.answers)
+        earlier = session.execute(
+            sa.select(AllocationSlot.arm, Site.code, Screening.answers)
+            .join(Participant, AllocationSlot.participant_id == Participant.id)
+            .join(Site, Site.id == Participant.site_id)
+            .join(Screening, Screening.id == Participant.screening_id)
+            .where(AllocationSlot.stratum == MINIMIZATION_STREAM)
+        ).all()
+        minimizer = design.minimizer()
+        minimizer.add_many(
+            [design.levels_of(code, answers) for _, code, answers in earlier],
+            [design.arms.index(arm) for arm, _, _ in earlier],
+        )
+        sequence = len(earlier) + 1
+        draw = session.get(MinimizationDraw, sequence)
+        if draw is None:
+            raise AllocationExhaustedError(
+                f"the minimization stream of {design.list_length} draws is used up; extend "
+                "randomization.minimization.list_length before enrolling more participants"
+            )
+        arm_index = int(minimizer.assign(levels, draw.draw))
+        return AllocationSlot(
+            stratum=MINIMIZATION_STREAM,
+            sequence=sequence,
+            block=0,
+            block_size=0,
+            arm=design.arms[arm_index],
+        )
+
     def _check_labs(
         self, labs: Mapping[str, LabValue | float | int | str | None]
     ) -> dict[str, tuple[float | None, bool, float | None]]:

@@ -39,6 +39,7 @@ __all__ = [
     "Disposition",
     "Dose",
     "LabResult",
+    "MinimizationDraw",
     "Participant",
     "Screening",
     "Site",
@@ -110,7 +111,11 @@ class Participant(Base):
 
 
 class AllocationSlot(Base):
-    """One position of a stratum's concealed allocation list; ``participant_id`` once used."""
+    """One position of a stratum's concealed allocation list; ``participant_id`` once used.
+
+    Under minimization there is no list: the row of the ``sequence``-th randomization is
+    inserted when it happens, in stratum ``minimization`` with block columns 0.
+    """
 
     __tablename__ = "allocation_slot"
     __table_args__ = (UniqueConstraint("stratum", "sequence"),)
@@ -123,6 +128,17 @@ class AllocationSlot(Base):
     participant_id: Mapped[int | None] = mapped_column(
         ForeignKey("participant.id"), unique=True, nullable=True
     )
+
+
+class MinimizationDraw(Base):
+    """One uniform draw of a minimization trial's concealed stream, made at set-up from the seed.
+
+    The ``sequence``-th randomization uses draw ``sequence``; none is made for permuted blocks.
+    """
+
+    __tablename__ = "minimization_draw"
+    sequence: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    draw: Mapped[float] = mapped_column(Float)
 
 
 class Visit(Base):
@@ -239,6 +255,7 @@ AUDITED_TABLES: tuple[type[Base], ...] = (
     Screening,
     Participant,
     AllocationSlot,
+    MinimizationDraw,
     Visit,
     LabResult,
     Dose,

@@ -10,6 +10,7 @@ checks (an arm named in the plan exists, a visit named by an endpoint exists...)
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -26,6 +27,8 @@ __all__ = [
     "FollowUp",
     "FormItem",
     "LabForm",
+    "Minimization",
+    "MinimizationFactor",
     "PrimaryAnalysis",
     "Protocol",
     "Randomization",
@@ -89,20 +92,101 @@ class Site(_Model):
     country: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
 
-class Randomization(_Model):
-    """Allocation method. Permuted blocks with random block sizes, stratified."""
+class MinimizationFactor(_Model):
+    """A prognostic factor balanced by minimization: ``site`` or an item of the screening form.
 
-    method: Literal["permuted_blocks"]
-    block_sizes: list[int] = Field(min_length=1)
+    A choice or boolean item is balanced on its values; a number or integer item on the
+    categories its ``cuts`` make (``cd4`` with ``cuts = [500]``: ``<500`` and ``>=500``).
+    ``weight`` scales the factor's imbalance in the total (Pocock & Simon's ``w_i``).
+    """
+
+    name: str
+    weight: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+    cuts: list[float] | None = None
+
+    @field_validator("cuts")
+    @classmethod
+    def _increasing(cls, cuts: list[float] | None) -> list[float] | None:
+        if cuts is not None and (not cuts or any(b <= a for a, b in itertools.pairwise(cuts))):
+            raise ValueError(f"cuts must be a non-empty, strictly increasing list, got {cuts}")
+        return cuts
+
+
+class Minimization(_Model):
+    """Pocock-Simon minimization (Pocock & Simon 1975, Biometrics 31:103-115).
+
+    For each arm ``k``, the new participant's total imbalance ``G_k = sum_i weight_i * D_i(k)``
+    is computed as if they were allocated to ``k``: ``D_i`` is the ``imbalance`` measure
+    (``range``: max minus min; ``variance``: population variance) of the arms' counts divided by
+    their ratios, among earlier participants sharing the new one's level of factor ``i``. The
+    arms with the smallest ``G`` share ``probability``, the others the rest, in proportion to
+    their ratios (see ``stalwart.randomization.minimization``).
+    ``list_length`` random draws are generated at trial set-up: the most participants it can take.
+    """
+
+    factors: list[MinimizationFactor] = Field(min_length=1)
+    imbalance: Literal["range", "variance"] = "range"
+    probability: float = Field(gt=0, le=1)
+    list_length: int = Field(gt=0)
+
+
+class Randomization(_Model):
+    """Allocation method: stratified permuted blocks with random block sizes, or minimization.
+
+    ``permuted_blocks`` needs ``block_sizes`` and ``list_length_per_stratum`` and stratifies on
+    ``strata``; ``minimization`` needs the ``[randomization.minimization]`` table instead.
+    """
+
+    method: Literal["permuted_blocks", "minimization"]
+    block_sizes: list[int] | None = Field(default=None, min_length=1)
     strata: list[str] = ["site"]
-    list_length_per_stratum: int = Field(gt=0)
+    list_length_per_stratum: int | None = Field(default=None, gt=0)
+    minimization: Minimization | None = None
 
     @field_validator("block_sizes")
     @classmethod
-    def _positive(cls, sizes: list[int]) -> list[int]:
-        if any(s <= 0 for s in sizes):
+    def _positive(cls, sizes: list[int] | None) -> list[int] | None:
+        if sizes is not None and any(s <= 0 for s in sizes):
             raise ValueError(f"block sizes must be positive, got {sizes}")
         return sizes
+
+    @model_validator(mode="after")
+    def _fields_for_method(self) -> Randomization:
+        blocks = {
+            "block_sizes": self.block_sizes,
+            "list_length_per_stratum": self.list_length_per_stratum,
+        }
+        if self.method == "permuted_blocks":
+            missing = [name for name, value in blocks.items() if value is None]
+            if missing:
+                raise ValueError(f"method 'permuted_blocks' needs {' and '.join(missing)}")
+            if self.minimization is not None:
+                raise ValueError(
+                    "the [randomization.minimization] table applies to method 'minimization' "
+                    "only: remove it or set method = 'minimization'"
+                )
+        else:
+            if self.minimization is None:
+                raise ValueError(
+                    "method 'minimization' needs a [randomization.minimization] table with "
+                    "factors, probability and list_length"
+                )
+            extra = [name for name, value in blocks.items() if value is not None]
+            if "strata" in self.model_fields_set:
+                extra.append("strata")
+            if extra:
+                raise ValueError(
+                    f"{', '.join(extra)} apply to method 'permuted_blocks' only; minimization "
+                    "balances randomization.minimization.factors: remove them"
+                )
+        return self
+
+    @property
+    def permuted_blocks(self) -> tuple[list[int], int]:
+        """``(block_sizes, list_length_per_stratum)`` of a permuted-blocks design."""
+        if self.block_sizes is None or self.list_length_per_stratum is None:
+            raise ValueError(f"method {self.method!r} has no permuted blocks")
+        return self.block_sizes, self.list_length_per_stratum
 
 
 ItemType = Literal["integer", "number", "boolean", "choice", "text", "date"]
@@ -412,15 +496,64 @@ class Protocol(_Model):
         problems = [
             f"randomization.block_sizes: {size} is not a multiple of the allocation ratio "
             f"sum {total}"
-            for size in self.randomization.block_sizes
+            for size in self.randomization.block_sizes or []
             if size % total
         ]
         names = {i.name for i in self.screening_items}
-        for stratum in self.randomization.strata:
-            if stratum != "site" and stratum not in names:
+        if self.randomization.method == "permuted_blocks":
+            for stratum in self.randomization.strata:
+                if stratum != "site" and stratum not in names:
+                    problems.append(
+                        f"randomization.strata: {stratum!r} is neither 'site' nor a screening item"
+                    )
+        if self.randomization.minimization is not None:
+            problems += self._check_minimization(self.randomization.minimization)
+        return problems
+
+    def _check_minimization(self, m: Minimization) -> list[str]:
+        where = "randomization.minimization"
+        items = {i.name: i for i in self.screening_items}
+        problems = _unique(f"{where}.factors", [f.name for f in m.factors])
+        for index, factor in enumerate(m.factors):
+            at = f"{where}.factors.{index}"
+            item = items.get(factor.name)
+            if factor.name == "site" or (item is not None and item.type in ("choice", "boolean")):
+                if factor.cuts is not None:
+                    problems.append(
+                        f"{at}.cuts: {factor.name!r} has levels of its own; remove cuts "
+                        "(they categorise number and integer items)"
+                    )
+            elif item is None:
                 problems.append(
-                    f"randomization.strata: {stratum!r} is neither 'site' nor a screening item"
+                    f"{at}.name: {factor.name!r} is neither 'site' nor an item of the screening "
+                    f"form ({', '.join(sorted(items))})"
                 )
+            elif item.type in ("number", "integer"):
+                if factor.cuts is None:
+                    problems.append(
+                        f"{at}.cuts: {factor.name!r} is a {item.type} item; give cuts that "
+                        "categorise it, e.g. cuts = [500]"
+                    )
+                else:
+                    lo = -float("inf") if item.min is None else item.min
+                    hi = float("inf") if item.max is None else item.max
+                    outside = [c for c in factor.cuts if not lo < c <= hi]
+                    if outside:
+                        problems.append(
+                            f"{at}.cuts: {outside} lie outside the range of {factor.name!r} "
+                            f"({item.min} to {item.max}), leaving a category empty"
+                        )
+            else:
+                problems.append(
+                    f"{at}.name: {factor.name!r} is a {item.type} item; minimize on 'site', a "
+                    "choice or boolean item, or a number item with cuts"
+                )
+        k = len(self.arms)
+        if not 1 / k < m.probability <= 1:
+            problems.append(
+                f"{where}.probability: {m.probability} must be greater than 1/{k} = {1 / k:.4g} "
+                f"(the chance of an arm among {k} at random) and at most 1"
+            )
         return problems
 
     def _check_eligibility(self) -> list[str]:

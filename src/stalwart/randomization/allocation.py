@@ -1,8 +1,14 @@
 """Allocation lists for every stratum of a protocol, generated from one seed at trial set-up.
 
-A stratum is named by its factor values, e.g. ``site=US01`` or ``site=US01|sex=F``. Each stratum
-draws from its own stream, ``numpy.random.default_rng([seed, stratum index])``, so adding a site
-at the end of the protocol leaves the lists of existing strata unchanged.
+The protocol's ``randomization.method`` picks the list:
+
+* ``permuted_blocks``: a stratum is named by its factor values, e.g. ``site=US01`` or
+  ``site=US01|sex=F``. Each stratum draws from its own stream,
+  ``numpy.random.default_rng([seed, stratum index])``, so adding a site at the end of the
+  protocol leaves the lists of existing strata unchanged.
+* ``minimization``: no list (``allocation_lists`` is empty); set-up stores the trial's stream of
+  uniform draws instead (``concealed_draws``), and each arm is chosen when a participant is
+  randomized, from the allocation counts at that time.
 """
 
 from __future__ import annotations
@@ -17,8 +23,16 @@ import numpy as np
 from stalwart.errors import ConfigurationError, ValidationError
 from stalwart.protocol.schema import Protocol
 from stalwart.randomization.blocks import Slot, permuted_blocks
+from stalwart.randomization.minimization import minimization_draws
 
-__all__ = ["allocation_lists", "seed_fingerprint", "stratum_key", "stratum_levels"]
+__all__ = [
+    "allocation_lists",
+    "concealed_draws",
+    "seed_fingerprint",
+    "stratum_key",
+    "stratum_keys",
+    "stratum_levels",
+]
 
 
 def stratum_levels(protocol: Protocol) -> list[tuple[str, list[str]]]:
@@ -55,24 +69,35 @@ def stratum_key(protocol: Protocol, site: str, answers: Mapping[str, object]) ->
 
 
 def allocation_lists(protocol: Protocol, seed: int) -> dict[str, list[Slot]]:
-    """The allocation list of every stratum, reproducible from ``seed``."""
+    """The allocation list of every stratum, reproducible from ``seed`` (none for minimization)."""
     if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
         raise ConfigurationError(
             f"the randomization seed must be a non-negative integer, got {seed!r}"
         )
-    factors = stratum_levels(protocol)
+    if protocol.randomization.method != "permuted_blocks":
+        return {}
+    block_sizes, length = protocol.randomization.permuted_blocks
     arms = [(a.code, a.ratio) for a in protocol.arms]
     lists: dict[str, list[Slot]] = {}
-    combos = itertools.product(*[[f"{name}={lvl}" for lvl in levels] for name, levels in factors])
-    for index, combo in enumerate(combos):
+    for index, key in enumerate(stratum_keys(protocol)):
         rng = np.random.default_rng([seed, index])
-        lists["|".join(combo)] = permuted_blocks(
-            arms,
-            protocol.randomization.block_sizes,
-            protocol.randomization.list_length_per_stratum,
-            rng,
-        )
+        lists[key] = permuted_blocks(arms, block_sizes, length, rng)
     return lists
+
+
+def concealed_draws(protocol: Protocol, seed: int) -> list[float]:
+    """A minimization trial's stream of uniform draws, reproducible from ``seed``; else empty."""
+    minimization = protocol.randomization.minimization
+    if minimization is None:
+        return []
+    return [float(u) for u in minimization_draws(seed, minimization.list_length)]
+
+
+def stratum_keys(protocol: Protocol) -> list[str]:
+    """Every stratum of a permuted-blocks design, in list order (the stream index order)."""
+    factors = stratum_levels(protocol)
+    combos = itertools.product(*[[f"{name}={lvl}" for lvl in levels] for name, levels in factors])
+    return ["|".join(combo) for combo in combos]
 
 
 def seed_fingerprint(seed: int) -> str:
