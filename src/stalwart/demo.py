@@ -23,6 +23,12 @@ from sqlalchemy.engine import Engine
 from stalwart.analysis.datasets.bundle import TrialDatasets, load_datasets
 from stalwart.analysis.flow import Flow, flow_counts
 from stalwart.analysis.plan import run_plan
+from stalwart.analysis.recompute import (
+    PublishedCounts,
+    RecomputedTest,
+    published_counts,
+    recompute_published,
+)
 from stalwart.capture.audit import data_sha256
 from stalwart.capture.db import create_schema, open_engine, resolve_database_url
 from stalwart.capture.service import CaptureService, initialize_trial
@@ -45,6 +51,7 @@ class AnalysisOutcome:
     datasets: TrialDatasets
     flow: Flow
     comparison: list[ComparisonRow]
+    recomputed: tuple[PublishedCounts, list[RecomputedTest]] | None = None
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,13 @@ def analyze_database(engine: Engine, seed: int | None = None) -> AnalysisOutcome
     comparison = published_comparison(
         protocol.study.id, results, flow.completed, protocol.arm_codes
     )
-    return AnalysisOutcome(results, datasets, flow, comparison)
+    counts = published_counts(protocol.study.id)
+    recomputed = (
+        None
+        if counts is None
+        else (counts, recompute_published(counts, alpha=protocol.analysis.alpha))
+    )
+    return AnalysisOutcome(results, datasets, flow, comparison, recomputed)
 
 
 def _prepare_database(out: Path, database_url: str | None, force: bool) -> str:
@@ -143,6 +156,7 @@ def run_demo(
         analysis.results,
         analysis.flow,
         analysis.comparison,
+        analysis.recomputed,
     )
     return DemoOutcome(
         out, url, results_path, report_path, analysis, played, time.perf_counter() - started

@@ -14,6 +14,7 @@ import pytest
 
 from stalwart.analysis.datasets.bundle import TrialDatasets
 from stalwart.analysis.flow import Flow
+from stalwart.analysis.recompute import published_counts, recompute_published
 from stalwart.errors import AnalysisError
 from stalwart.outputs.report import (
     format_p,
@@ -736,3 +737,23 @@ def test_no_figures_left_open(page: str) -> None:
     import matplotlib.pyplot as plt
 
     assert plt.get_fignums() == []
+
+
+def test_recomputed_panel_shows_each_test_and_the_published_row(
+    protocol: Protocol, datasets: TrialDatasets, results: dict[str, Any], flow: Flow
+) -> None:
+    counts = published_counts("STALWART")
+    assert counts is not None
+    rows = recompute_published(counts)
+    parsed = Page(render_report(protocol, datasets, results, flow, recomputed=(counts, rows)))
+    assert "recomputed" in parsed.ids
+    published = parsed.row("table-recomputed", "Published")
+    assert published[:4] == ["hazard ratio", "5.84", "0.59 to 43.57", "0.009"]
+    table = parsed.table("table-recomputed")
+    labels = [r[0] for r in table[1:]]
+    assert len(labels) == len(rows) + 1
+    assert sum("(closest p)" in label for label in labels) == 1
+    fisher = next(r for r in rows if r.method.startswith("Fisher"))
+    assert parsed.row("table-recomputed", fisher.method)[3] == f"{fisher.p_value:.3f}"
+    without = Page(render_report(protocol, datasets, results, flow))
+    assert "recomputed" not in without.ids

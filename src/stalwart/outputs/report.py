@@ -23,6 +23,7 @@ import pandas as pd
 
 from stalwart.analysis.datasets.bundle import TrialDatasets
 from stalwart.analysis.flow import Flow
+from stalwart.analysis.recompute import PublishedCounts, RecomputedTest, closest_to_published
 from stalwart.errors import AnalysisError
 from stalwart.outputs.figures import (
     DAYS_PER_MONTH,
@@ -785,6 +786,51 @@ def _comparison_table(comparison: Sequence[ComparisonRow]) -> Table:
     )
 
 
+def _recomputed_table(counts: PublishedCounts, rows: Sequence[RecomputedTest]) -> Table:
+    closest = closest_to_published(counts, list(rows))
+
+    def fmt(value: float | None, digits: int = 2) -> str:
+        return "" if value is None else f"{value:.{digits}f}"
+
+    def p_text(value: float | None) -> str:
+        return "" if value is None else ("<0.001" if value < 0.001 else f"{value:.3f}")
+
+    body = [
+        Row(
+            "Published",
+            (
+                "hazard ratio",
+                fmt(counts.hazard_ratio),
+                f"{fmt(counts.ci_low)} to {fmt(counts.ci_high)}",
+                p_text(counts.p_value),
+                counts.source,
+            ),
+        )
+    ]
+    for r in rows:
+        ci = f"{fmt(r.ci_low)} to {fmt(r.ci_high)}" if r.ci_low is not None else ""
+        label = r.method + (" (closest p)" if r is closest else "")
+        body.append(Row(label, (r.estimate_name, fmt(r.estimate), ci, p_text(r.p_value), r.note)))
+    return Table(
+        id="table-recomputed",
+        caption=(
+            f"{counts.label}: {counts.events_treated} of {counts.n_treated} vs "
+            f"{counts.events_control} of {counts.n_control}; each test recomputed from the "
+            "published counts"
+        ),
+        stub="Method",
+        columns=("Estimate", "Value", "95% CI", "p", "Basis"),
+        rows=tuple(body),
+        note=(
+            "The publication gives counts, not event times: the data are rebuilt with equal "
+            "follow-up and events spread evenly, so the Cox, log-rank and exact (person-time) "
+            "figures are approximate; the Fisher and implied-Wald rows depend on the published "
+            "figures alone. No row is this run's result."
+        ),
+        text_columns=(0, 4),
+    )
+
+
 # -- rendering -------------------------------------------------------------------------------------
 
 
@@ -805,6 +851,7 @@ def render_report(
     results: dict[str, Any],
     flow: Flow,
     comparison: list[ComparisonRow] | None = None,
+    recomputed: tuple[PublishedCounts, Sequence[RecomputedTest]] | None = None,
 ) -> str:
     """The report as the text of one self-contained HTML page.
 
@@ -834,6 +881,7 @@ def render_report(
         "ae_terms": ae_terms,
         "ae_grades": ae_grades,
         "comparison": None if comparison is None else _comparison_table(comparison),
+        "recomputed": None if recomputed is None else _recomputed_table(*recomputed),
     }
     return _environment().get_template("report.html.j2").render(context)
 
@@ -845,9 +893,10 @@ def write_report(
     results: dict[str, Any],
     flow: Flow,
     comparison: list[ComparisonRow] | None = None,
+    recomputed: tuple[PublishedCounts, Sequence[RecomputedTest]] | None = None,
 ) -> Path:
     """Render the report and write it to ``path`` (UTF-8), creating parent folders; returns it."""
-    text = render_report(protocol, datasets, results, flow, comparison)
+    text = render_report(protocol, datasets, results, flow, comparison, recomputed)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
