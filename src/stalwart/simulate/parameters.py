@@ -115,6 +115,8 @@ __all__ = [
     "il2_cd4_kernel",
     "il2_hiv_rna_kernel",
     "load_parameters",
+    "overridable_keys",
+    "override_parameters",
     "treatment_cycles",
 ]
 
@@ -371,6 +373,27 @@ def load_parameters(
         ) from None
     for key, value in (overrides or {}).items():
         _override(data, key, value)
+    return _validated(data, str(file))
+
+
+def override_parameters(params: ModelParameters, overrides: Mapping[str, float]) -> ModelParameters:
+    """``params`` with new values by key, validated again (scenarios of a Monte Carlo study).
+
+    Keys and errors are those of :func:`load_parameters`' ``overrides``; units and sources are
+    kept. Unlike :func:`load_parameters` this starts from parameters already in memory.
+    """
+    data = params.model_dump(mode="json")
+    for key, value in overrides.items():
+        _override(data, key, value)
+    return _validated(data, "with overrides " + ", ".join(sorted(overrides)))
+
+
+def overridable_keys(params: ModelParameters) -> list[str]:
+    """Every key an override may name (``name`` or ``name.code``): the scalar parameters."""
+    return [key for key, record in params.records().items() if isinstance(record, Parameter)]
+
+
+def _validated(data: dict[str, Any], source: str) -> ModelParameters:
     try:
         return ModelParameters.model_validate(data)
     except pydantic.ValidationError as exc:
@@ -379,7 +402,7 @@ def load_parameters(
             for error in exc.errors()
         ]
         raise ConfigurationError(
-            f"invalid simulation parameters {file}:\n" + "\n".join(f"  - {p}" for p in problems)
+            f"invalid simulation parameters {source}:\n" + "\n".join(f"  - {p}" for p in problems)
         ) from None
 
 

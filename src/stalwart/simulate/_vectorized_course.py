@@ -1,0 +1,534 @@
+"""One arm's participants of a replicate stream followed through the model together.
+
+:class:`Cohort` runs model.py's steps in its order on arrays: dropout day, cycles declined,
+clinical events, cycles started with their AEs and toxicity rules, doses taken, labs at the
+visits attended, background AEs and the disposition. The first-event day solves
+``sum_{j<=d} h(j) >= Exp(1)`` in closed form: the daily hazard ``exp(-k * C_nat(j))`` is geometric
+in ``j`` while the natural CD4 path is above its floor and constant below it, so its cumulative
+sum and the inverse are exact expressions instead of model.py's cumulative sum over every day.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from stalwart.simulate._vectorized_enrolment import measure_cd4
+from stalwart.simulate._vectorized_plan import ArmPlan, BoolArray, CyclePlan, IntArray, Plan
+from stalwart.simulate.parameters import DAYS_PER_YEAR, FloatArray, ModelParameters
+
+__all__ = ["COMPLETED", "DEATH", "LOST", "WITHDREW", "Cohort", "empty_outputs"]
+
+COMPLETED, LOST, WITHDREW, DEATH = range(4)
+"""Disposition codes, indices into ``vectorized.DISPOSITION_STATUSES``."""
+
+
+@dataclass(frozen=True)
+class _Hazard:
+    """``exp(-k * C_nat(j))`` on days j >= 1: geometric ``a * exp(beta * j)`` while the natural
+    CD4 is above the floor, ``flat`` below it; ``geo_first`` says which comes first and
+    ``boundary`` is the last day of the first piece."""
+
+    a: FloatArray
+    beta: FloatArray
+    flat: FloatArray
+    boundary: FloatArray
+    geo_first: BoolArray
+    first_total: FloatArray  # S(boundary): the whole first piece
+
+    def take(self, index: IntArray) -> _Hazard:
+        return _Hazard(*(getattr(self, f.name)[index] for f in dataclasses.fields(self)))
+
+
+_FAR = 1.0e9  # a day beyond any follow-up
+
+
+def _hazard_shape(params: ModelParameters, cd4: FloatArray, decline: FloatArray) -> _Hazard:
+    kappa = params.event_log_hazard_per_100_cd4.value / 100.0
+    floor = params.cd4_floor.value
+    delta = decline / DAYS_PER_YEAR
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reach = (cd4 - floor) / delta  # the day the linear path meets the floor
+    falling = delta > 0
+    rising = delta < 0
+    boundary = np.where(
+        falling,
+        np.clip(np.floor(reach), 0, _FAR),
+        np.where(rising, np.clip(np.ceil(reach) - 1, 0, _FAR), _FAR),
+    )
+    geo_first = falling | (~rising & (cd4 >= floor))
+    a = np.exp(-kappa * cd4)
+    beta = kappa * delta
+    flat = np.full_like(cd4, math.exp(-kappa * floor))
+    whole = np.where(geo_first, _geo_sum(a, beta, np.ones_like(cd4), boundary), flat * boundary)
+    return _Hazard(a, beta, flat, boundary, geo_first, whole)
+
+
+def _geo_sum(a: FloatArray, beta: FloatArray, first: FloatArray, count: FloatArray) -> FloatArray:
+    """``sum_{j=first}^{first+count-1} a * exp(beta * j)``."""
+    small = np.abs(beta) < 1e-12
+    safe = np.where(small, 1.0, beta)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ratio = np.where(
+            small, count, np.expm1(safe * np.where(small, 0.0, count)) / np.expm1(safe)
+        )
+        out: FloatArray = a * np.exp(beta * first) * ratio
+    return out
+
+
+def _geo_count(
+    a: FloatArray, beta: FloatArray, first: FloatArray, target: FloatArray
+) -> FloatArray:
+    """Fewest terms of the geometric sum from ``first`` reaching ``target`` (inf: never)."""
+    small = np.abs(beta) < 1e-12
+    safe = np.where(small, 1.0, beta)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        start = a * np.exp(beta * first)
+        q = target * np.expm1(safe) / start
+        geometric = np.where(q > -1.0, np.ceil(np.log1p(np.maximum(q, -1.0)) / safe), np.inf)
+        out: FloatArray = np.where(small, np.ceil(target / start), geometric)
+    return np.maximum(out, 0.0)
+
+
+def _cumulative(h: _Hazard, day: FloatArray) -> FloatArray:
+    """``S(day) = sum_{j=1}^{day} exp(-k * C_nat(j))``."""
+    one = np.ones_like(day)
+    first = np.minimum(day, h.boundary)
+    rest = np.maximum(day - h.boundary, 0.0)
+    piece1 = np.where(h.geo_first, _geo_sum(h.a, h.beta, one, first), h.flat * first)
+    piece2 = np.where(h.geo_first, h.flat * rest, _geo_sum(h.a, h.beta, h.boundary + 1, rest))
+    out: FloatArray = piece1 + piece2
+    return out
+
+
+def _reaching(h: _Hazard, target: FloatArray) -> FloatArray:
+    """Smallest day d >= 0 with ``S(d) >= target`` (inf: never)."""
+    one = np.ones_like(target)
+    whole1 = h.first_total
+    rest = target - whole1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        in_first = np.where(
+            h.geo_first, _geo_count(h.a, h.beta, one, target), np.ceil(target / h.flat)
+        )
+        in_second = np.where(
+            h.geo_first, np.ceil(rest / h.flat), _geo_count(h.a, h.beta, h.boundary + 1, rest)
+        )
+    out: FloatArray = np.where(
+        target <= whole1, np.minimum(np.maximum(in_first, 0.0), h.boundary), h.boundary + in_second
+    )
+    return out
+
+
+def _next_event(
+    h: _Hazard,
+    scale: FloatArray,
+    start: FloatArray,
+    exponential: FloatArray,
+    switch: FloatArray,
+    after: float,
+) -> FloatArray:
+    """First day d >= start with ``scale * sum_{j=start}^{d} m_j exp(-k C_nat(j)) >= E``, where
+    ``m_j`` is 1 before ``switch`` and ``after`` from it (model.py's searchsorted of the
+    cumulative daily hazard, in closed form). inf: never."""
+    with np.errstate(divide="ignore"):
+        y = exponential / scale
+    base = _cumulative(h, start - 1.0)
+    switched = np.isfinite(switch)
+    split = switched & (switch > start)
+    at_switch = _cumulative(h, np.where(split, switch - 1.0, start - 1.0))
+    before = at_switch - base
+    in_first = split & (y <= before)
+    target = np.where(
+        in_first | ~switched,
+        base + y,
+        np.where(split, at_switch + (y - before) / after, base + y / after),
+    )
+    day = _reaching(h, target)
+    day = np.where(in_first, np.minimum(day, switch - 1.0), day)
+    day = np.where(split & ~in_first, np.maximum(day, switch), day)
+    out: FloatArray = np.maximum(day, start)
+    return out
+
+
+class Cohort:
+    """The participants of one arm in one stream, followed through model.py's steps together."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        params: ModelParameters,
+        arm: ArmPlan,
+        rng: np.random.Generator,
+        latent: Mapping[str, FloatArray],
+    ) -> None:
+        self.plan = plan
+        self.p = params
+        self.arm = arm
+        self.rng = rng
+        self.x = latent
+        self.n = len(latent["cd4"])
+        n, cycles = self.n, len(arm.cycles)
+        self.end_day = latent["end_day"]
+        self.stop = np.full(n, np.inf)
+        self.death = np.full(n, np.inf)
+        self.first_oi = np.full(n, np.inf)
+        self.last_event = np.zeros(n)
+        self.fraction = np.zeros((n, cycles))
+        self.started = np.zeros((n, cycles), dtype=bool)
+        self.art_taken: list[BoolArray] = []
+        self.last_dose = np.zeros(n)
+        self.ae_days: list[tuple[IntArray, FloatArray]] = []
+        self.ae_grade = np.zeros((n, len(plan.ae_terms)), dtype=np.int8)
+
+    def run(self) -> dict[str, np.ndarray]:
+        p, n, rng = self.p, self.n, self.rng
+        if self.arm.dropout_rate > 0:
+            scale = DAYS_PER_YEAR / self.arm.dropout_rate
+            dropout = 1.0 + np.floor(np.minimum(rng.standard_exponential(n) * scale, _FAR))
+        else:
+            dropout = self.end_day + 1.0
+        self.dropped = dropout < self.end_day
+        self.horizon = np.where(self.dropped, dropout, self.end_day)
+        skip = p.cycle_not_started_probability.value
+        intends = rng.random((n, len(self.arm.cycles))) >= skip
+        self._clinical_events(intends)
+        self.last_day = np.where(np.isfinite(self.death), self.death - 1.0, self.horizon)
+        self._treatment(intends)
+        labs = self._labs()
+        self._background_aes()
+        status, end = self._disposition(labs["visit_day"])
+        return {
+            **labs,
+            "first_oi_day": self.first_oi,
+            "death_day": self.death,
+            "status": status,
+            "end_day": end,
+            "ae_max_grade": self.ae_grade,
+        }
+
+    # -- opportunistic events and death ------------------------------------------------------------
+    def _clinical_events(self, intends: BoolArray) -> None:
+        p, x, rng = self.p, self.x, self.rng
+        kappa = p.event_log_hazard_per_100_cd4.value / 100.0
+        scale = (
+            x["frailty"]
+            * p.event_rate_at_reference_cd4.value
+            / DAYS_PER_YEAR
+            * math.exp(kappa * p.event_reference_cd4.value)
+        )
+        self.first_il2 = np.full(self.n, np.inf)
+        for k in range(len(self.arm.cycles) - 1, -1, -1):  # the first intended cycle wins
+            days = self.arm.cycles[k].il2_days
+            if len(days):
+                self.first_il2 = np.where(intends[:, k], float(days[0]), self.first_il2)
+        # the excess hazard applies from the first IL-2 day when it comes before the horizon
+        self.switch = np.where(self.first_il2 <= self.horizon, self.first_il2, np.inf)
+        h = _hazard_shape(p, x["cd4"], x["decline"])
+        ratio = p.il2_event_hazard_ratio.value
+        ones = np.ones(self.n)
+        day = _next_event(h, scale, ones, rng.standard_exponential(self.n), self.switch, ratio)
+        who = np.flatnonzero(day <= self.horizon)
+        day = day[who]
+        self.last_event[who] = day
+        dies = rng.random(len(who)) < p.first_event_death_probability.value
+        self.death[who[dies]] = day[dies]
+        who, day = who[~dies], day[~dies]
+        self.first_oi[who] = day
+        self._maybe_stop(who, day)
+        later = p.later_event_hazard_ratio.value
+        while len(who):
+            day = _next_event(
+                h.take(who),
+                scale[who] * later,
+                day + 1.0,
+                rng.standard_exponential(len(who)),
+                self.switch[who],
+                ratio,
+            )
+            hit = day <= self.horizon[who]
+            who, day = who[hit], day[hit]
+            self.last_event[who] = day
+            dies = rng.random(len(who)) < p.later_event_death_probability.value
+            self.death[who[dies]] = day[dies]
+            who, day = who[~dies], day[~dies]
+            self._maybe_stop(who, day)
+
+    def _maybe_stop(self, who: IntArray, day: FloatArray) -> None:
+        """After an opportunistic event, treatment stops (once) with its probability."""
+        free = ~np.isfinite(self.stop[who])
+        who, day = who[free], day[free]
+        stops = self.rng.random(len(who)) < self.p.event_stop_treatment_probability.value
+        who, day = who[stops], day[stops]
+        self.stop[who] = day
+        before_il2 = day <= self.switch[who]  # stopped before any IL-2: no excess
+        self.switch[who[before_il2]] = np.inf
+
+    # -- doses and treatment-related adverse events ---------------------------------------------
+    def _treatment(self, intends: BoolArray) -> None:
+        stopped = np.zeros(self.n, dtype=bool)
+        for k, cycle in enumerate(self.arm.cycles):
+            start = float(cycle.first_day)
+            started = (start <= self.last_day) & intends[:, k] & ~stopped & ~(self.stop <= start)
+            self.started[:, k] = started
+            who = np.flatnonzero(started)
+            severe = self._cycle_aes(cycle, who)
+            has_severe = np.isfinite(severe)
+            skips = self.rng.random(len(who)) < self.p.toxicity_skip_rest_of_cycle_probability.value
+            withhold = np.where(has_severe & skips, severe, np.inf)
+            self._doses(cycle, k, who, withhold)
+            halts = self.rng.random(len(who)) < self.p.toxicity_stop_treatment_probability.value
+            stopped[who[has_severe & halts]] = True
+
+    def _cycle_aes(self, cycle: CyclePlan, who: IntArray) -> FloatArray:
+        """Draw the cycle's treatment-related AEs; return each one's first grade >= 3 onset."""
+        rng = self.rng
+        lo, hi = self.plan.grade_range
+        severe = np.full(len(who), np.inf)
+        for group in cycle.groups:
+            terms = len(group.chance)
+            hit = np.flatnonzero(rng.random((len(who), terms)) < group.chance)
+            row, term = np.divmod(hit, terms)
+            onset = group.days[rng.integers(len(group.days), size=len(row))].astype(np.float64)
+            kept = ~(self.stop[who[row]] <= onset)
+            row, term, onset = row[kept], term[kept], onset[kept]
+            u = rng.random(len(row))
+            pick = np.zeros(len(row), dtype=np.int64)
+            for g in range(group.grade_cdf.shape[1] - 1):  # searchsorted, column by column
+                pick += group.grade_cdf[term, g] <= u
+            grade = np.clip(1 + np.minimum(pick, group.grade_count[term] - 1), lo, hi)
+            heavy = np.flatnonzero(grade >= 3)
+            np.minimum.at(severe, row[heavy], onset[heavy])
+            recorded = onset <= self.last_day[who[row]]
+            self._record_aes(
+                who[row[recorded]],
+                group.term[term[recorded]],
+                grade[recorded],
+                onset[recorded],
+                True,
+            )
+        return severe
+
+    def _record_aes(
+        self, who: IntArray, term: IntArray, grade: IntArray, day: FloatArray, unique: bool
+    ) -> None:
+        """Worst grade per (participant, term); onsets kept for the last contact."""
+        flat = self.ae_grade.reshape(-1)
+        index = who * self.ae_grade.shape[1] + term
+        if unique:  # each (participant, term) at most once in this call
+            flat[index] = np.maximum(flat[index], grade.astype(np.int8))
+        else:
+            np.maximum.at(flat, index, grade.astype(np.int8))
+        self.ae_days.append((who, day))
+
+    def _doses(self, cycle: CyclePlan, k: int, who: IntArray, withhold: FloatArray) -> None:
+        """IL-2 fraction taken and ART days taken; doses on days not withheld, up to last_day."""
+        p, rng = self.p, self.rng
+        last = self.last_day[who][:, None]
+        stop = self.stop[who][:, None]
+        take = p.administration_taken_probability.value
+        if len(cycle.il2_days):
+            days = cycle.il2_days[None, :]
+            allowed = (days <= last) & (days <= withhold[:, None]) & (days < stop)
+            given = rng.binomial(cycle.il2_per_day * allowed.sum(axis=1), take)
+            self.fraction[who, k] = given / (cycle.il2_per_day * len(cycle.il2_days))
+        taken = np.zeros((self.n, len(cycle.art_days)), dtype=bool)
+        if len(cycle.art_days):
+            days = cycle.art_days[None, :]
+            allowed = (days <= last) & (days <= withhold[:, None]) & (days < stop)
+            any_taken = 1.0 - (1.0 - take) ** cycle.art_per_day
+            taken[who] = allowed & (rng.random(allowed.shape) < any_taken)
+        self.art_taken.append(taken)
+        position = np.searchsorted(cycle.dose_days, self.last_day[who], side="right") - 1
+        recorded = position >= 0
+        self.last_dose[who[recorded]] = np.maximum(
+            self.last_dose[who[recorded]], cycle.dose_days[position[recorded]]
+        )
+
+    # -- visits and laboratory results ------------------------------------------------------------
+    def _visit_days(
+        self, target: IntArray, before: IntArray, after: IntArray, who: IntArray | None = None
+    ) -> FloatArray:
+        """Day attended of each visit (model.py's _visit_days), NaN when not attended."""
+        p, rng = self.p, self.rng
+        sel = slice(None) if who is None else who
+        end, last = self.end_day[sel][:, None], self.last_day[sel][:, None]
+        shape = (len(end), len(target))
+        missed = (rng.random(shape) < p.missed_visit_probability.value) & (target != 0)
+        lo = np.maximum(target - before, 0)
+        hi = np.minimum(target + after, end)
+        jitter = np.rint(rng.normal(0.0, p.visit_date_sd.value, shape))
+        day = np.minimum(np.maximum(target + jitter, lo), hi)
+        attended = ~missed & (lo <= hi) & (day <= last)
+        out: FloatArray = np.where(attended, day, np.nan)
+        return out
+
+    def _labs(self) -> dict[str, np.ndarray]:
+        plan, p, x, rng = self.plan, self.p, self.x, self.rng
+        day = self._visit_days(plan.visit_days, plan.visit_before, plan.visit_after)
+        seen = ~np.isnan(day)
+        t = np.where(seen, day, 0.0).astype(np.int64)
+        gain = np.zeros(t.shape)
+        rise = np.zeros(t.shape)
+        for k, cycle in enumerate(self.arm.cycles):
+            gain += self.fraction[:, k : k + 1] * cycle.cd4_kernel[t]
+            rise += self.fraction[:, k : k + 1] * cycle.rna_kernel[t]
+        gain *= x["response"][:, None] * p.il2_cd4_persistent_gain_per_cycle.value
+        natural = np.maximum(
+            x["cd4"][:, None] - x["decline"][:, None] * t / DAYS_PER_YEAR, p.cd4_floor.value
+        )
+        cd4, _ = measure_cd4(p, rng, natural + gain, np.broadcast_to(x["other"][:, None], t.shape))
+        log_rna = (
+            x["setpoint"][:, None]
+            + p.il2_hiv_rna_peak_increase.value * rise
+            - self._art_suppression(t)
+            + p.hiv_rna_noise_sd.value * rng.standard_normal(t.shape)
+        )
+        rna = np.minimum(10.0**log_rna, plan.rna_max)
+        below = rna < plan.rna_limit
+        with np.errstate(divide="ignore"):
+            logged = np.where(below, plan.rna_below_log10, np.log10(np.rint(rna)))
+        return {
+            "cd4": np.where(seen, np.rint(np.minimum(cd4, plan.cd4_max)), np.nan),
+            "visit_day": np.where(seen, t, -1).astype(np.int16),
+            "log10_hiv_rna": np.where(seen, logged, np.nan),
+            "hiv_rna_below_limit": seen & below,
+        }
+
+    def _art_suppression(self, t: IntArray) -> FloatArray:
+        """log10 suppression on the mornings of days ``t`` from the ART days taken (model.py's
+        recurrence: up on a day taken, down otherwise, between 0 and the cap)."""
+        p = self.p
+        down = p.art_hiv_rna_decline_per_day.value
+        cap = p.art_hiv_rna_max_suppression.value
+        up = p.art_hiv_rna_rebound_per_day.value
+        out = np.zeros(t.shape)
+        level = np.zeros(self.n)
+        previous_last: int | None = None
+        fade = math.ceil(cap / up) + 1  # days after a course by which the level is back to 0
+        plan = self.plan
+        earliest = np.maximum(plan.visit_days - plan.visit_before, 0)
+        latest = plan.visit_days + plan.visit_after
+        courses = [(c, taken) for c, taken in zip(self.arm.cycles, self.art_taken, strict=True)]
+        courses = [(c, taken) for c, taken in courses if len(c.art_days)]
+        for k, (cycle, taken) in enumerate(courses):
+            first, last = int(cycle.art_days[0]), int(cycle.art_days[-1])
+            seen = bool(np.any((latest >= first) & (earliest <= last + fade)))
+            following = courses[k + 1][0].art_days[0] if k + 1 < len(courses) else math.inf
+            if not seen and following > last + fade:  # no visit sees it, nor the next course
+                level, previous_last = np.zeros(self.n), None
+                continue
+            if previous_last is not None:
+                level = np.maximum(level - up * (first - previous_last - 1), 0.0)
+            mornings = np.empty((self.n, last - first + 2))
+            on_day = np.zeros((self.n, last - first + 1), dtype=bool)
+            on_day[:, cycle.art_days - first] = taken
+            for i in range(last - first + 1):
+                mornings[:, i] = level
+                level = np.where(
+                    on_day[:, i], np.minimum(level + down, cap), np.maximum(level - up, 0.0)
+                )
+            mornings[:, -1] = level
+            inside = t >= first
+            within = np.take_along_axis(mornings, np.clip(t - first, 0, last - first + 1), axis=1)
+            after = np.maximum(level[:, None] - up * (t - last - 1), 0.0)
+            out = np.where(inside, np.where(t <= last + 1, within, after), out)
+            previous_last = last
+        return out
+
+    # -- background adverse events and disposition -----------------------------------------------
+    def _background_aes(self) -> None:
+        plan, p, rng = self.plan, self.p, self.rng
+        if not len(plan.background_term):
+            return
+        last = np.maximum(self.last_day, 0.0)
+        mean = np.where(last >= 1, p.background_ae_rate_per_year.value * last / DAYS_PER_YEAR, 0.0)
+        count = rng.poisson(mean)
+        who = np.repeat(np.arange(self.n), count)
+        day = rng.integers(1, last[who].astype(np.int64) + 1)
+        u = rng.random((2, len(who)))
+        term = plan.background_term[_pick(plan.background_cdf, u[0])]
+        grade = np.clip(1 + _pick(plan.background_grades, u[1]), *plan.grade_range)
+        self._record_aes(who, term, grade, day.astype(np.float64), False)
+
+    def _disposition(
+        self, visit_day: NDArray[np.int16]
+    ) -> tuple[NDArray[np.int8], NDArray[np.int32]]:
+        p = self.p
+        dead = np.isfinite(self.death)
+        status = np.where(dead, DEATH, np.where(self.dropped, WITHDREW, COMPLETED))
+        leaving = np.flatnonzero(self.dropped & ~dead)
+        lost = leaving[self.rng.random(len(leaving)) < p.lost_to_follow_up_share.value]
+        status[lost] = LOST
+        end = np.where(dead, self.death, self.horizon)
+        end[lost] = self._last_contact(lost, visit_day[lost])
+        return status.astype(np.int8), end.astype(np.int32)
+
+    def _last_ae(self, who: IntArray) -> FloatArray:
+        """Latest recorded AE onset of participants ``who`` (0 when none)."""
+        position = np.full(self.n, -1)
+        position[who] = np.arange(len(who))
+        out = np.zeros(len(who))
+        for owner, day in self.ae_days:
+            mine = position[owner]
+            keep = mine >= 0
+            np.maximum.at(out, mine[keep], day[keep])
+        return out
+
+    def _last_contact(self, who: IntArray, simulated: NDArray[np.int16]) -> FloatArray:
+        """Last day with data of participants lost to follow-up: visits (all of them: cycle and
+        extended ones too), doses, AEs and events, as model.py dates the disposition."""
+        plan, end = self.plan, self.end_day[who]
+        extended = plan.extended_first + plan.extended_step * np.arange(
+            max((plan.longest - plan.extended_first) // plan.extended_step + 1, 0)
+        )
+        window = np.full(len(extended), plan.extended_window)
+        cycle = self.arm.cycle_visits
+        target = np.concatenate([plan.other_visits[:, 0], cycle[:, 0], extended])
+        before = np.concatenate([plan.other_visits[:, 1], cycle[:, 1], window])
+        after = np.concatenate([plan.other_visits[:, 2], cycle[:, 2], window])
+        present = np.concatenate(
+            [
+                np.ones((len(who), len(plan.other_visits)), dtype=bool),
+                self.started[who][:, cycle[:, 3]],
+                extended[None, :] <= end[:, None],
+            ],
+            axis=1,
+        )
+        seen = np.where(present, self._visit_days(target, before, after, who), np.nan)
+        days = [
+            simulated.max(axis=1, initial=0).astype(np.float64),
+            np.nanmax(seen, axis=1, initial=0.0),
+            self.last_dose[who],
+            self._last_ae(who),
+            self.last_event[who],
+        ]
+        out: FloatArray = np.max(np.vstack(days), axis=0)
+        return out
+
+
+def empty_outputs(plan: Plan, size: int) -> dict[str, np.ndarray]:
+    v, t = len(plan.visits), len(plan.ae_terms)
+    return {
+        "cd4": np.full((size, v), np.nan),
+        "visit_day": np.full((size, v), -1, dtype=np.int16),
+        "log10_hiv_rna": np.full((size, v), np.nan),
+        "hiv_rna_below_limit": np.zeros((size, v), dtype=bool),
+        "first_oi_day": np.full(size, np.inf),
+        "death_day": np.full(size, np.inf),
+        "status": np.zeros(size, dtype=np.int8),
+        "end_day": np.zeros(size, dtype=np.int32),
+        "ae_max_grade": np.zeros((size, t), dtype=np.int8),
+    }
+
+
+def _pick(cdf: FloatArray, u: FloatArray) -> IntArray:
+    """model.py's ``_pick`` on arrays: ``min(searchsorted(cdf, u, "right"), len(cdf) - 1)``."""
+    out = np.zeros(len(u), dtype=np.int64)
+    for edge in cdf[:-1]:
+        out += edge <= u
+    return out
