@@ -12,7 +12,20 @@ from stalwart.cli import app
 from stalwart.protocol.load import default_protocol_path
 
 runner = CliRunner()
-COMMANDS = [["demo"], ["init"], ["validate"], ["audit", "verify"], ["randomization", "check"]]
+COMMANDS = [
+    ["demo"],
+    ["init"],
+    ["validate"],
+    ["audit", "verify"],
+    ["randomization", "check"],
+    ["simulate"],
+    ["serve"],
+    ["user", "add"],
+    ["analyze"],
+    ["report"],
+    ["export"],
+    ["import"],
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from stalwart.capture.audit import verify_audit
 from stalwart.capture.db import open_engine
@@ -119,3 +120,37 @@ def test_bad_database_url_is_a_clear_error(url: str, tmp_path: Path) -> None:
 def test_negative_seed_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="seed"):
         run_demo(tmp_path, seed=-1)
+
+
+def test_endpoint_review_is_reported_and_every_event_confirmed(small_run) -> None:
+    review = small_run.analysis.results["endpoint_review"]
+    assert review["rule"] == "confirmed_only"
+    assert review["reported"] == review["confirmed"] == review["counted"] > 0
+    assert review["rejected"] == review["awaiting_review"] == 0
+    assert small_run.played.reviewed == review["reported"]
+    adtte = small_run.analysis.datasets.adtte
+    pooled_events = int((adtte[adtte["PARAMCD"] == "ODDEATH"]["CNSR"] == 0).sum())
+    assert 0 < pooled_events <= review["confirmed"]
+
+
+def test_via_http_gives_the_same_results(
+    db_url: str, small_run, small_protocol: Path, tmp_path: Path
+) -> None:
+    """The sites played through a live server's API (on SQLite and PostgreSQL) give the same
+    analysis as the in-process play; only the provenance's data hash differs (user accounts)."""
+    outcome = run_demo(
+        tmp_path, seed=3, database_url=db_url, protocol=small_protocol, via_http=True
+    )
+    direct = {k: v for k, v in small_run.analysis.results.items() if k != "provenance"}
+    http = {k: v for k, v in outcome.analysis.results.items() if k != "provenance"}
+    assert http == direct
+    assert outcome.played == small_run.played
+    engine = open_engine(db_url)
+    try:
+        assert verify_audit(engine).ok
+        with engine.connect() as conn:
+            actors = set(conn.execute(sa.text("SELECT DISTINCT actor FROM audit_record")).scalars())
+    finally:
+        engine.dispose()
+    # the forms were posted by the logged-in site users, not by a system actor
+    assert "coordinator@us01" in actors and "endpoint.reviewer" in actors

@@ -1,11 +1,14 @@
 """``stalwart demo``: the whole study on one machine, from an empty database to the report.
 
 1. create a trial database (SQLite ``OUT/stalwart.db`` unless a URL is given) from the protocol;
-2. play the simulated sites through the capture service (screening to end of follow-up);
+2. play the simulated sites through the capture service (screening to end of follow-up, then
+   endpoint review of every reported event); with ``via_http`` through the HTTP API of a server
+   started on a free local port, as logged-in site coordinators and an endpoint reviewer;
 3. derive the analysis datasets and run the analysis plan on what was captured;
 4. write ``OUT/results.json`` and ``OUT/report.html``.
 
-Same seed, same data, same results (the provenance's creation time aside).
+Same seed, same data, same results (the provenance's creation time aside), in process or via
+HTTP (then the database also holds the play's user accounts, so ``data_sha256`` differs).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from stalwart.capture.service import CaptureService, initialize_trial
 from stalwart.errors import ConfigurationError
 from stalwart.outputs.report import write_report
 from stalwart.protocol.load import load_protocol
+from stalwart.protocol.schema import Protocol
 from stalwart.provenance import provenance
 from stalwart.published import ComparisonRow, published_comparison
 from stalwart.simulate.parameters import load_parameters
@@ -77,6 +81,8 @@ def analyze_database(engine: Engine, seed: int | None = None) -> AnalysisOutcome
         "provenance": provenance(protocol, data_sha256(engine), seed, service.loaded.sha256),
         **body,
     }
+    if datasets.endpoint_review is not None:
+        results["endpoint_review"] = datasets.endpoint_review.as_json()
     flow = flow_counts(protocol, extract, datasets)
     comparison = published_comparison(
         protocol.study.id, results, flow.completed, protocol.arm_codes
@@ -113,6 +119,17 @@ def _require_empty(engine: Engine) -> None:
                 )
 
 
+def _play_via_http(
+    engine: Engine, protocol: Protocol, seed: np.random.SeedSequence, progress: Progress | None
+) -> PlayedTrial:
+    """Create the play's users, start a local server and play the sites through its API."""
+    from stalwart.simulate.http_port import HttpPort, LocalServer, create_play_users
+
+    credentials = create_play_users(engine, protocol)
+    with LocalServer(engine) as server, HttpPort.login(server.url, protocol, credentials) as port:
+        return play_trial(port, load_parameters(), seed, progress)
+
+
 def run_demo(
     out: Path,
     seed: int = 1,
@@ -120,11 +137,13 @@ def run_demo(
     force: bool = False,
     progress: Progress | None = None,
     protocol: Path | None = None,
+    via_http: bool = False,
 ) -> DemoOutcome:
     """Run the demo study end to end; see the module docstring.
 
     ``protocol`` replaces the packaged STALWART protocol (a variant with another sample size or
-    sites, say); the simulation parameters are STALWART's.
+    sites, say); the simulation parameters are STALWART's. ``via_http`` plays the sites through
+    the API of a local server (uvicorn in a thread) instead of calling the service in process.
     """
     if seed < 0:
         raise ConfigurationError(f"--seed must be a non-negative integer, got {seed}")
@@ -142,8 +161,11 @@ def run_demo(
         initialize_trial(
             engine, loaded, seed=int(randomization_seed.generate_state(1)[0]), actor="demo"
         )
-        service = CaptureService.open(engine)
-        played = play_trial(service, load_parameters(), play_seed, progress)
+        if via_http:
+            played = _play_via_http(engine, loaded.protocol, play_seed, progress)
+        else:
+            service = CaptureService.open(engine)
+            played = play_trial(service, load_parameters(), play_seed, progress)
         analysis = analyze_database(engine, seed)
     finally:
         engine.dispose()

@@ -16,24 +16,36 @@ an HTTP status. Each class subclasses the built-in it resembles so callers that 
     ├── ConflictError (ValueError)          the write contradicts stored data (duplicate, twice)
     │   └── AlreadyRandomizedError          the participant already has an allocation
     ├── NotFoundError (LookupError)         a site, participant or visit that does not exist
+    ├── AuthenticationError (PermissionError)  no valid credentials: log in or send a token
+    │   └── LoginThrottledError             too many failed logins: wait, then retry
+    ├── AccessDeniedError (PermissionError) the user's role or site may not do this
     ├── AllocationExhaustedError (RuntimeError)  no free slot is left in a stratum's list
     ├── AuditChainError (RuntimeError)      ``audit verify`` found a record that does not match
-    └── AnalysisError (ValueError)          the data cannot support the requested analysis
+    ├── AnalysisError (ValueError)          the data cannot support the requested analysis
+    ├── DatasetError (ValueError)           a CDISC input file, or an option naming its
+    │                                       content, is unusable (the CLI exits 2)
+    └── ExportError (ValueError)            data cannot be written or read in a CDISC format
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 __all__ = [
+    "AccessDeniedError",
     "AllocationExhaustedError",
     "AlreadyRandomizedError",
     "AnalysisError",
     "AuditChainError",
+    "AuthenticationError",
     "ConfigurationError",
     "ConflictError",
     "DatabaseError",
+    "DatasetError",
     "EligibilityError",
+    "ExportError",
+    "LoginThrottledError",
     "NotFoundError",
     "ProtocolError",
     "StalwartError",
@@ -43,7 +55,9 @@ __all__ = [
 
 
 class StalwartError(Exception):
-    """Base of every error stalwart raises on purpose."""
+    """Base of every error stalwart raises on purpose; ``exit_code`` is the CLI's status."""
+
+    exit_code: ClassVar[int] = 1
 
 
 class ProtocolError(StalwartError, ValueError):
@@ -104,6 +118,26 @@ class NotFoundError(StalwartError, LookupError):
     """A site, participant, visit or record that the request names does not exist."""
 
 
+class AuthenticationError(StalwartError, PermissionError):
+    """The request carries no valid credentials: log in, or send a valid bearer token."""
+
+
+class LoginThrottledError(AuthenticationError):
+    """Too many failed logins for an account or from a client; ``retry_after`` in seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AccessDeniedError(StalwartError, PermissionError):
+    """The acting user's role (or site) does not allow the request; ``permission`` names why."""
+
+    def __init__(self, permission: str, message: str) -> None:
+        self.permission = permission
+        super().__init__(message)
+
+
 class AllocationExhaustedError(StalwartError, RuntimeError):
     """No free slot remains in the stratum's allocation list; extend the list before enrolling."""
 
@@ -118,3 +152,23 @@ class AuditChainError(StalwartError, RuntimeError):
 
 class AnalysisError(StalwartError, ValueError):
     """The data cannot support the requested analysis (no events, a missing arm, a bad column)."""
+
+
+class DatasetError(StalwartError, ValueError):
+    """A CDISC input dataset (ADaM XPT or CSV) is missing, unreadable or lacks what is needed.
+
+    Also raised when an option names something the data does not hold (an arm, a population
+    flag). ``dataset`` and ``variable`` name the culprit where there is one. Bad input, like a
+    bad flag, so the CLI exits 2.
+    """
+
+    exit_code: ClassVar[int] = 2
+
+    def __init__(self, message: str, dataset: str = "", variable: str = "") -> None:
+        self.dataset = dataset
+        self.variable = variable
+        super().__init__(message)
+
+
+class ExportError(StalwartError, ValueError):
+    """A CDISC export or import cannot proceed (unknown format, empty trial, a bad ODM file)."""

@@ -1,4 +1,4 @@
-"""The published-vs-recomputed panel: each test on the rebuilt data against an independent reference."""
+"""Published-vs-recomputed panel: each test on the rebuilt data against an independent reference."""
 
 from __future__ import annotations
 

@@ -456,6 +456,8 @@ def test_two_arms_allow_probability_above_one_half(data: dict[str, Any]) -> None
     data["arms"] = data["arms"][:2]
     data["analysis"]["primary"][0]["comparisons"] = [["IL2", "NOTRT"]]
     data["analysis"]["time_to_event"][0]["comparisons"] = [["IL2", "NOTRT"]]
+    for section in ("secondary", "longitudinal", "safety"):
+        data["analysis"][section][0]["comparisons"] = [["IL2", "NOTRT"]]
     assert "greater than 1/2" in _errors(_minimization(data, probability=0.5))
     Protocol.model_validate(_minimization(data, probability=0.51))
 

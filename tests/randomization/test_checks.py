@@ -48,8 +48,9 @@ def _protocol(text: str, *, arms: int = 3, sites: int | None = None, **rand: Any
     data = tomllib.loads(text)
     if arms == 2:
         data["arms"] = data["arms"][:2]
-        data["analysis"]["primary"][0]["comparisons"] = [["IL2", "NOTRT"]]
-        data["analysis"]["time_to_event"][0]["comparisons"] = [["IL2", "NOTRT"]]
+        for section in ("primary", "secondary", "longitudinal", "time_to_event", "safety"):
+            for spec in data["analysis"].get(section, []):
+                spec["comparisons"] = [["IL2", "NOTRT"]]
     if sites is not None:
         data["sites"] = data["sites"][:sites]
     data["randomization"].update(rand)

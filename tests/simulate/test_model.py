@@ -227,7 +227,9 @@ def test_any_seed_gives_a_valid_course(seed, offset, arm):
 def test_missing_arm_dropout_rate_is_a_configuration_error(params, protocol):
     data = protocol.model_dump()
     data["arms"][1]["code"] = "ZZZ"
-    data["analysis"]["primary"][0]["comparisons"] = [["ZZZ", "NOTRT"]]
+    for section in ("primary", "secondary", "longitudinal", "safety"):
+        for spec in data["analysis"][section]:
+            spec["comparisons"] = [["ZZZ", "NOTRT"]]
     data["analysis"]["time_to_event"] = []
     renamed = Protocol.model_validate(data)
     calendar = participant_calendar(renamed, "ZZZ", dt.date(2006, 1, 1))

@@ -3,7 +3,11 @@
 The plan is data in the protocol (``[analysis]``): which endpoints, which comparisons (a
 comparison's treated side may pool arms, ``"IL2+IL2ART"``), which methods. This module only
 selects the rows each comparison needs and calls the kernels; the numbers come from
-``analysis.kernels``. The returned dict is the body of results.json (provenance aside).
+``analysis.kernels``. :func:`analyze` returns a typed :class:`~stalwart.analysis.results.PlanResult`
+(primary and secondary continuous endpoints, time to event, Kaplan-Meier, and the longitudinal
+MMRM and safety sections of :mod:`~stalwart.analysis.plan_longitudinal` and
+:mod:`~stalwart.analysis.plan_safety`); :func:`run_plan` is its ``to_dict()``, the body of
+results.json (provenance aside).
 """
 
 from __future__ import annotations
@@ -21,10 +25,25 @@ from stalwart.analysis.kernels.cox import cox_ph
 from stalwart.analysis.kernels.km import kaplan_meier
 from stalwart.analysis.kernels.logrank import logrank_test
 from stalwart.analysis.kernels.ttest import welch_ttest
+from stalwart.analysis.plan_longitudinal import longitudinal_analyses
+from stalwart.analysis.plan_safety import safety_analyses
+from stalwart.analysis.results import (
+    ContinuousComparison,
+    KmSummary,
+    PlanResult,
+    Randomized,
+    TimeToEventComparison,
+)
 from stalwart.errors import AnalysisError
 from stalwart.protocol.schema import PrimaryAnalysis, Protocol, TimeToEventAnalysis
 
-__all__ = ["primary_analyses", "run_plan", "time_to_event_analyses"]
+__all__ = [
+    "analyze",
+    "primary_analyses",
+    "run_plan",
+    "secondary_analyses",
+    "time_to_event_analyses",
+]
 
 
 def _num(x: float | None) -> float | None:
@@ -49,10 +68,25 @@ def _endpoint_rows(protocol: Protocol, datasets: TrialDatasets, endpoint_id: str
     return rows[rows["AVAL"].notna() & rows["BASE"].notna()]
 
 
-def primary_analyses(protocol: Protocol, datasets: TrialDatasets) -> list[dict[str, Any]]:
-    """Each continuous-endpoint comparison by each method of the plan."""
-    out: list[dict[str, Any]] = []
-    for spec in protocol.analysis.primary:
+def primary_analyses(
+    protocol: Protocol, datasets: TrialDatasets
+) -> tuple[ContinuousComparison, ...]:
+    """Each primary continuous-endpoint comparison by each method of the plan."""
+    return _continuous(protocol, datasets, protocol.analysis.primary)
+
+
+def secondary_analyses(
+    protocol: Protocol, datasets: TrialDatasets
+) -> tuple[ContinuousComparison, ...]:
+    """Each secondary continuous-endpoint comparison (same shape as the primary ones)."""
+    return _continuous(protocol, datasets, protocol.analysis.secondary)
+
+
+def _continuous(
+    protocol: Protocol, datasets: TrialDatasets, specs: list[PrimaryAnalysis]
+) -> tuple[ContinuousComparison, ...]:
+    out: list[ContinuousComparison] = []
+    for spec in specs:
         rows = _endpoint_rows(protocol, datasets, spec.endpoint)
         visit = protocol.visit(protocol.endpoint(spec.endpoint).visit or "")
         for treated, control in spec.comparisons:
@@ -62,7 +96,7 @@ def primary_analyses(protocol: Protocol, datasets: TrialDatasets) -> list[dict[s
                         protocol, spec, rows, treated, control, method, visit.day // 7
                     )
                 )
-    return out
+    return tuple(out)
 
 
 def _compare_continuous(
@@ -73,7 +107,7 @@ def _compare_continuous(
     control: str,
     method: str,
     week: int,
-) -> dict[str, Any]:
+) -> ContinuousComparison:
     alpha = protocol.analysis.alpha
     treated_arms = _arms_of(treated)
     x = rows[rows["ARMCD"].isin(treated_arms)]
@@ -130,15 +164,15 @@ def _compare_continuous(
         )
     for key in ("difference", "ci_low", "ci_high", "p_value", "se", "df"):
         record[key] = _num(record[key])
-    return record
+    return ContinuousComparison(**record)
 
 
 def time_to_event_analyses(
     protocol: Protocol, datasets: TrialDatasets
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[tuple[TimeToEventComparison, ...], tuple[KmSummary, ...]]:
     """Hazard ratios and log-rank tests of each comparison, and Kaplan-Meier medians by arm."""
-    results: list[dict[str, Any]] = []
-    km: list[dict[str, Any]] = []
+    results: list[TimeToEventComparison] = []
+    km: list[KmSummary] = []
     for spec in protocol.analysis.time_to_event:
         rows = datasets.adtte[datasets.adtte["PARAMCD"] == spec.endpoint]
         for treated, control in spec.comparisons:
@@ -146,7 +180,7 @@ def time_to_event_analyses(
                 results.append(_compare_tte(protocol, spec, rows, treated, control, method))
         for arm in protocol.arm_codes:
             km.append(_km_summary(protocol, spec.endpoint, arm, rows[rows["ARMCD"] == arm]))
-    return results, km
+    return tuple(results), tuple(km)
 
 
 def _compare_tte(
@@ -156,7 +190,7 @@ def _compare_tte(
     treated: str,
     control: str,
     method: str,
-) -> dict[str, Any]:
+) -> TimeToEventComparison:
     treated_arms = _arms_of(treated)
     sub = rows[rows["ARMCD"].isin([*treated_arms, control])]
     time = sub["AVAL"].to_numpy(float)
@@ -189,7 +223,7 @@ def _compare_tte(
             p_value=None,
             note=f"no events in {treated} or {control}: not estimable",
         )
-        return record
+        return TimeToEventComparison(**record)
     if method != "logrank" and min(events[treated], events[control]) == 0:
         # monotone likelihood: the Cox estimate runs off to 0 or infinity
         empty = treated if events[treated] == 0 else control
@@ -201,7 +235,7 @@ def _compare_tte(
             test="Wald",
             note=f"no events in {empty}: the hazard ratio is not estimable",
         )
-        return record
+        return TimeToEventComparison(**record)
     if method == "logrank":
         lr = logrank_test(time, event, is_treated)
         record.update(
@@ -225,10 +259,10 @@ def _compare_tte(
             lr_p_value=_num(cox.lr_p_value),
             score_p_value=_num(cox.score_p_value),
         )
-    return record
+    return TimeToEventComparison(**record)
 
 
-def _km_summary(protocol: Protocol, endpoint: str, arm: str, rows: pd.DataFrame) -> dict[str, Any]:
+def _km_summary(protocol: Protocol, endpoint: str, arm: str, rows: pd.DataFrame) -> KmSummary:
     record: dict[str, Any] = {
         "parameter": endpoint,
         "arm": arm,
@@ -249,19 +283,32 @@ def _km_summary(protocol: Protocol, endpoint: str, arm: str, rows: pd.DataFrame)
             ci_low=_num(res.median_ci_low),
             ci_high=_num(res.median_ci_high),
         )
-    return record
+    return KmSummary(**record)
+
+
+def analyze(protocol: Protocol, datasets: TrialDatasets) -> PlanResult:
+    """Run every section of the protocol's analysis plan on the datasets."""
+    by_arm = datasets.adsl["ARMCD"].value_counts()
+    tte, km = time_to_event_analyses(protocol, datasets)
+    return PlanResult(
+        randomized=Randomized(
+            total=len(datasets.adsl),
+            by_arm={a: int(by_arm.get(a, 0)) for a in protocol.arm_codes},
+        ),
+        primary=primary_analyses(protocol, datasets),
+        time_to_event=tte,
+        km=km,
+        secondary=secondary_analyses(protocol, datasets),
+        longitudinal=longitudinal_analyses(protocol, datasets),
+        safety=safety_analyses(protocol, datasets),
+    )
 
 
 def run_plan(protocol: Protocol, datasets: TrialDatasets) -> dict[str, Any]:
-    """The analysis plan's results: randomized counts, primary, time-to-event and KM."""
-    by_arm = datasets.adsl["ARMCD"].value_counts()
-    tte, km = time_to_event_analyses(protocol, datasets)
-    return {
-        "randomized": {
-            "total": len(datasets.adsl),
-            "by_arm": {a: int(by_arm.get(a, 0)) for a in protocol.arm_codes},
-        },
-        "primary": primary_analyses(protocol, datasets),
-        "time_to_event": tte,
-        "km": km,
-    }
+    """The results.json body: ``analyze(protocol, datasets).to_dict()``.
+
+    Keys ``randomized``, ``primary``, ``time_to_event``, ``km`` (the first version's records,
+    unchanged), ``secondary``, ``longitudinal`` and ``safety`` (empty lists when the protocol
+    plans none).
+    """
+    return analyze(protocol, datasets).to_dict()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -26,11 +27,13 @@ from stalwart.capture.tables import AUDITED_TABLES, AuditHead, AuditRecord, Base
 
 __all__ = [
     "GENESIS_HASH",
+    "PG_APPEND_SQL",
     "AuditFinding",
     "VerifyReport",
     "append_audit",
     "data_sha256",
     "row_data",
+    "take_pending_audit",
     "verify_audit",
 ]
 
@@ -86,13 +89,25 @@ def append_audit(
 
     The rows must be flushed (they need their ids). The chain head is locked (``FOR UPDATE`` on
     PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` holds the database) so appends are serialized.
+
+    On PostgreSQL the records are prepared here and appended at commit by one call of
+    ``stalwart_audit_append`` (migration 0004), which locks the head, hashes and inserts in the
+    server; ``capture.transaction`` sends that call and the COMMIT together, so the lock every
+    writer queues on is held for the server's work only, not for round trips to a busy client.
+    Any other commit of the session appends them first (a ``before_commit`` hook). The hashes
+    are the ones the Python path computes, and the chain follows commit order.
     """
     session.flush()
+    if not rows:
+        return
+    stamp = (now or (lambda: dt.datetime.now(dt.UTC)))().isoformat()
+    if session.get_bind().dialect.name == "postgresql":
+        session.info.setdefault(_PENDING, []).append(_server_payload(rows, actor, reason, stamp))
+        return
     head = session.execute(
         sa.select(AuditHead.sequence, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
     ).one_or_none()
     sequence, prev = (head.sequence, head.hash) if head is not None else (0, GENESIS_HASH)
-    stamp = (now or (lambda: dt.datetime.now(dt.UTC)))().isoformat()
     records = []
     for action, row in rows:
         sequence += 1
@@ -115,8 +130,6 @@ def append_audit(
             }
         )
         prev = digest
-    if not records:
-        return
     session.execute(sa.insert(AuditRecord), records)
     if head is None:
         session.execute(sa.insert(AuditHead), [{"id": 1, "sequence": sequence, "hash": prev}])
@@ -124,6 +137,49 @@ def append_audit(
         session.execute(
             sa.update(AuditHead).where(AuditHead.id == 1).values(sequence=sequence, hash=prev)
         )
+
+
+_PENDING = "stalwart.pending_audit"
+"""``session.info`` key of the audit appends prepared for the commit (PostgreSQL)."""
+
+PG_APPEND_SQL = "SELECT stalwart_audit_append(%(stamp)s, %(actor)s, %(reason)s, %(items)s)"
+"""The server-side append, in psycopg's parameter style."""
+
+_PG_APPEND = sa.text("SELECT stalwart_audit_append(:stamp, :actor, :reason, :items)")
+
+
+def _server_payload(
+    rows: list[tuple[str, Base]], actor: str, reason: str | None, stamp: str
+) -> dict[str, Any]:
+    """The arguments of ``stalwart_audit_append``: everything of each record's hashed text but
+    the sequence number and the previous hash, which only the server knows under the lock."""
+    items = []
+    for action, row in rows:
+        table = type(row).__tablename__
+        record_id = int(sa.inspect(row).identity[0])  # type: ignore[index]
+        data = _canonical(row_data(row))
+        # _record_hash's text is [sequence,<middle>,prev_hash]
+        middle = _canonical([stamp, actor, action, table, record_id, data, reason])[1:-1]
+        items.append([action, table, record_id, data, middle])
+    return {"stamp": stamp, "actor": actor, "reason": reason, "items": json.dumps(items)}
+
+
+def take_pending_audit(session: Session) -> list[dict[str, Any]]:
+    """The audit appends prepared in ``session`` and not yet sent (PostgreSQL), now taken."""
+    pending: list[dict[str, Any]] = session.info.pop(_PENDING, [])
+    return pending
+
+
+@event.listens_for(Session, "before_commit")
+def _append_pending(session: Session) -> None:
+    """Any commit writes the session's prepared audit records first (the plain path)."""
+    for payload in take_pending_audit(session):
+        session.execute(_PG_APPEND, payload)
+
+
+@event.listens_for(Session, "after_rollback")
+def _discard_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,16 @@ entry, the web layer and the simulator all call these same methods.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
+from stalwart.capture.access import Actor, ActorLike, Permission, require
 from stalwart.capture.audit import append_audit
 from stalwart.capture.edit_checks import (
     LabValue,
@@ -26,11 +27,16 @@ from stalwart.capture.edit_checks import (
     check_visit_window,
     parse_lab_value,
 )
+from stalwart.capture.queries import DataQueries
+from stalwart.capture.records import Records
+from stalwart.capture.reviews import EndpointReviews
+from stalwart.capture.signatures import Signatures, void_signatures
 from stalwart.capture.tables import (
     AdverseEvent,
     AllocationSlot,
     Base,
     ClinicalEvent,
+    Consent,
     Disposition,
     Dose,
     LabResult,
@@ -41,7 +47,9 @@ from stalwart.capture.tables import (
     TrialInfo,
     Visit,
 )
+from stalwart.capture.transaction import transaction as _transaction
 from stalwart.errors import (
+    AccessDeniedError,
     AllocationExhaustedError,
     AlreadyRandomizedError,
     ConflictError,
@@ -97,18 +105,6 @@ class Allocation:
 
 def _today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
-
-
-@contextmanager
-def _transaction(engine: Engine) -> Iterator[Session]:
-    """A session in one transaction; database failures become stalwart errors."""
-    try:
-        with Session(engine, expire_on_commit=False) as session, session.begin():
-            yield session
-    except IntegrityError as exc:
-        raise ConflictError(f"the write conflicts with stored data: {exc.orig}") from None
-    except OperationalError as exc:
-        raise DatabaseError(f"the database refused the write: {exc.orig}") from None
 
 
 def initialize_trial(
@@ -181,6 +177,27 @@ class CaptureService:
             raise DatabaseError("the stored protocol does not match its recorded hash")
         return cls(engine, loaded, today)
 
+    # -- companions: the same store, seen through the other workflows --------------------------
+    @cached_property
+    def records(self) -> Records:
+        """Site-scoped reads: participants, visits, worklist, audit trail, exports, summaries."""
+        return Records(self)
+
+    @cached_property
+    def queries(self) -> DataQueries:
+        """Data clarification queries."""
+        return DataQueries(self)
+
+    @cached_property
+    def signatures(self) -> Signatures:
+        """Investigator e-signatures of visits."""
+        return Signatures(self)
+
+    @cached_property
+    def reviews(self) -> EndpointReviews:
+        """Endpoint review of reported opportunistic events and deaths."""
+        return EndpointReviews(self)
+
     # -- screening and randomization ----------------------------------------------------------
     def screen(
         self,
@@ -188,9 +205,11 @@ class CaptureService:
         screening_number: str,
         screening_date: dt.date,
         answers: Mapping[str, object],
-        actor: str,
+        actor: ActorLike,
     ) -> ScreeningOutcome:
         """Record a screening and its eligibility verdict (the reasons when not eligible)."""
+        who = require(actor, Permission.SCREEN, "screen participants")
+        self._require_site(who, site)
         values = validate_screening_answers(self.protocol, answers)
         check_date_not_future("screening_date", screening_date, self._today())
         if not screening_number.strip():
@@ -212,11 +231,40 @@ class CaptureService:
                 reasons=reasons,
             )
             session.add(row)
-            append_audit(session, [("INSERT", row)], actor)
+            append_audit(session, [("INSERT", row)], who.label)
         return ScreeningOutcome(screening_number, not reasons, tuple(reasons))
 
+    def record_consent(self, screening_number: str, consent_date: dt.date, actor: ActorLike) -> int:
+        """Record the informed consent of an eligible screened person (before randomization)."""
+        who = require(actor, Permission.SCREEN, "record consent")
+        check_date_not_future("consent_date", consent_date, self._today())
+        with _transaction(self.engine) as session:
+            row = session.execute(
+                sa.select(Screening, Site.code)
+                .join(Site, Site.id == Screening.site_id)
+                .where(Screening.screening_number == screening_number)
+            ).one_or_none()
+            if row is None or not who.sees_site(row[1]):
+                raise NotFoundError(f"no screening numbered {screening_number}; screen first")
+            screening = row[0]
+            if not screening.eligible:
+                raise EligibilityError(screening_number, screening.reasons)
+            check_dates_in_order(
+                "screening_date", screening.screening_date, "consent_date", consent_date
+            )
+            if session.scalar(sa.select(Consent.id).where(Consent.screening_id == screening.id)):
+                raise ConflictError(f"the consent of {screening_number} is already recorded")
+            consent = Consent(screening_id=screening.id, consent_date=consent_date)
+            session.add(consent)
+            append_audit(session, [("INSERT", consent)], who.label)
+            return consent.id
+
     def randomize(
-        self, screening_number: str, consent_date: dt.date, randomization_date: dt.date, actor: str
+        self,
+        screening_number: str,
+        consent_date: dt.date,
+        randomization_date: dt.date,
+        actor: ActorLike,
     ) -> Allocation:
         """Enroll an eligible screened person and assign the next slot of their stratum's list.
 
@@ -225,6 +273,7 @@ class CaptureService:
         trial row is locked too, so the allocation counts read and the allocation written belong
         to one serial order of randomizations, the order a replay of the stored draws follows.
         """
+        who = require(actor, Permission.RANDOMIZE, "randomize participants")
         check_date_not_future("randomization_date", randomization_date, self._today())
         check_dates_in_order("consent_date", consent_date, "randomization_date", randomization_date)
         with _transaction(self.engine) as session:
@@ -237,6 +286,16 @@ class CaptureService:
                 sa.select(Site).where(Site.id == screening.site_id).with_for_update()
             )
             assert site is not None
+            if not who.sees_site(site.code):
+                raise NotFoundError(f"no screening numbered {screening_number}; screen first")
+            consented = session.scalar(
+                sa.select(Consent.consent_date).where(Consent.screening_id == screening.id)
+            )
+            if consented is not None and consented != consent_date:
+                raise ValidationError(
+                    "consent_date",
+                    f"{consent_date} differs from the consent recorded on {consented}",
+                )
             if not screening.eligible:
                 raise EligibilityError(screening_number, screening.reasons)
             taken = session.scalar(
@@ -274,7 +333,7 @@ class CaptureService:
             action = "UPDATE" if slot.id is not None else "INSERT"
             session.add(slot)
             session.flush()
-            append_audit(session, [("INSERT", participant), (action, slot)], actor)
+            append_audit(session, [("INSERT", participant), (action, slot)], who.label)
             arm, stratum, sequence = slot.arm, slot.stratum, slot.sequence
         calendar = participant_calendar(self.protocol, arm, randomization_date)
         return Allocation(usubjid, arm, stratum, sequence, randomization_date, calendar)
@@ -286,13 +345,34 @@ class CaptureService:
         visit_code: str,
         visit_date: dt.date,
         labs: Mapping[str, LabValue | float | int | str | None],
-        actor: str,
+        actor: ActorLike,
     ) -> int:
         """Record a visit of the participant's schedule with its laboratory results."""
+        who = require(actor, Permission.ENTER_DATA, "enter visit data")
         check_date_not_future("visit_date", visit_date, self._today())
         results = self._check_labs(labs)
         with _transaction(self.engine) as session:
-            participant, arm = self._participant(session, usubjid)
+            # one read: the participant, arm and site, the end of follow-up, an earlier save
+            row = session.execute(
+                sa.select(
+                    Participant,
+                    AllocationSlot.arm,
+                    Site.code,
+                    Disposition.disposition_date,
+                    Visit.id,
+                )
+                .join(AllocationSlot, AllocationSlot.participant_id == Participant.id)
+                .join(Site, Site.id == Participant.site_id)
+                .outerjoin(Disposition, Disposition.participant_id == Participant.id)
+                .outerjoin(
+                    Visit,
+                    sa.and_(Visit.participant_id == Participant.id, Visit.visit_code == visit_code),
+                )
+                .where(Participant.usubjid == usubjid)
+            ).one_or_none()
+            if row is None or not who.sees_site(row[2]):
+                raise NotFoundError(f"no randomized participant {usubjid!r}")
+            participant, arm, _, ended, duplicate = row
             calendar = participant_calendar(self.protocol, arm, participant.randomization_date)
             try:
                 planned = calendar.visit(visit_code)
@@ -303,12 +383,11 @@ class CaptureService:
                     f"{visit_code!r} is not in the schedule of {usubjid} ({codes}, ...)",
                 ) from None
             check_visit_window(planned, visit_date)
-            self._check_before_disposition(session, participant, "visit_date", visit_date)
-            duplicate = session.scalar(
-                sa.select(Visit.id).where(
-                    Visit.participant_id == participant.id, Visit.visit_code == visit_code
+            if ended is not None and visit_date > ended:
+                raise ValidationError(
+                    "visit_date",
+                    f"{visit_date} is after the end of follow-up of {usubjid} ({ended})",
                 )
-            )
             if duplicate is not None:
                 raise ConflictError(f"visit {visit_code} of {usubjid} is already recorded")
             visit = Visit(
@@ -330,7 +409,77 @@ class CaptureService:
                     )
                 )
             session.add_all(rows[1:])
-            append_audit(session, [("INSERT", r) for r in rows], actor)
+            append_audit(session, [("INSERT", r) for r in rows], who.label)
+            return visit.id
+
+    def correct_visit(
+        self,
+        usubjid: str,
+        visit_code: str,
+        visit_date: dt.date,
+        labs: Mapping[str, LabValue | float | int | str | None],
+        reason: str,
+        actor: ActorLike,
+    ) -> int:
+        """Correct a saved visit (its date and results) with a reason; voids its signature.
+
+        The same edit checks as first entry apply. A saved result can be changed, not removed.
+        """
+        who = require(actor, Permission.CORRECT_DATA, "correct saved data")
+        if not reason.strip():
+            raise ValidationError("reason", "a reason for change is required to edit saved data")
+        check_date_not_future("visit_date", visit_date, self._today())
+        results = self._check_labs(labs)
+        with _transaction(self.engine) as session:
+            participant, arm = self._participant(session, usubjid, who)
+            visit = session.scalar(
+                sa.select(Visit)
+                .where(Visit.participant_id == participant.id, Visit.visit_code == visit_code)
+                .with_for_update()
+            )
+            if visit is None:
+                raise NotFoundError(f"visit {visit_code} of {usubjid} is not recorded; enter it")
+            calendar = participant_calendar(self.protocol, arm, participant.randomization_date)
+            check_visit_window(calendar.visit(visit_code), visit_date)
+            self._check_before_disposition(session, participant, "visit_date", visit_date)
+            stored = {
+                lab.test_code: lab
+                for lab in session.scalars(
+                    sa.select(LabResult).where(LabResult.visit_id == visit.id)
+                )
+            }
+            removed = sorted(set(stored) - set(results))
+            if removed:
+                raise ValidationError(
+                    f"LAB.{removed[0]}", "a saved result cannot be removed; correct its value"
+                )
+            changed: list[tuple[str, Base]] = []
+            if visit.visit_date != visit_date:
+                visit.visit_date = visit_date
+                changed.append(("UPDATE", visit))
+            for name, (value, below, limit) in results.items():
+                lab = stored.get(name)
+                if lab is None:
+                    lab = LabResult(
+                        visit_id=visit.id,
+                        participant_id=participant.id,
+                        test_code=name,
+                        value=value,
+                        unit=self.protocol.lab_item(name).unit or "",
+                        below_limit=below,
+                        limit_value=limit,
+                    )
+                    session.add(lab)
+                    changed.append(("INSERT", lab))
+                elif (lab.value, lab.below_limit, lab.limit_value) != (value, below, limit):
+                    lab.value, lab.below_limit, lab.limit_value = value, below, limit
+                    changed.append(("UPDATE", lab))
+            if not changed:
+                raise ValidationError("visit", "nothing changed: the entered values are stored")
+            session.flush()
+            voided = void_signatures(session, visit.id, f"visit corrected: {reason.strip()}")
+            changed += [("UPDATE", row) for row in voided]
+            append_audit(session, changed, who.label, reason.strip())
             return visit.id
 
     def record_doses(
@@ -339,13 +488,14 @@ class CaptureService:
         treatment: str,
         cycle: int,
         days: Sequence[tuple[dt.date, int]],
-        actor: str,
+        actor: ActorLike,
     ) -> None:
         """Record the doses of one cycle: ``(date, administrations taken)`` per dose day."""
+        who = require(actor, Permission.ENTER_DATA, "enter doses")
         if not days:
             raise ValidationError("doses", "give at least one dose day")
         with _transaction(self.engine) as session:
-            participant, arm = self._participant(session, usubjid)
+            participant, arm = self._participant(session, usubjid, who)
             calendar = participant_calendar(self.protocol, arm, participant.randomization_date)
             planned = {
                 d.date: d for d in calendar.doses if d.treatment == treatment and d.cycle == cycle
@@ -401,12 +551,13 @@ class CaptureService:
                     f"{treatment} doses of {usubjid} on these days are already recorded"
                 )
             session.add_all(rows)
-            append_audit(session, [("INSERT", r) for r in rows], actor)
+            append_audit(session, [("INSERT", r) for r in rows], who.label)
 
     def report_clinical_event(
-        self, usubjid: str, event_code: str, onset_date: dt.date, actor: str
+        self, usubjid: str, event_code: str, onset_date: dt.date, actor: ActorLike
     ) -> int:
         """Report an opportunistic event or death from the protocol's coded list."""
+        who = require(actor, Permission.ENTER_DATA, "report clinical events")
         terms = {e.code: e for e in self.protocol.forms.CE.events}
         if event_code not in terms:
             raise ValidationError(
@@ -415,7 +566,7 @@ class CaptureService:
             )
         check_date_not_future("onset_date", onset_date, self._today())
         with _transaction(self.engine) as session:
-            participant, _ = self._participant(session, usubjid)
+            participant, _ = self._participant(session, usubjid, who)
             check_dates_in_order(
                 "randomization_date", participant.randomization_date, "onset_date", onset_date
             )
@@ -435,7 +586,7 @@ class CaptureService:
                 onset_date=onset_date,
             )
             session.add(row)
-            append_audit(session, [("INSERT", row)], actor)
+            append_audit(session, [("INSERT", row)], who.label)
             return row.id
 
     def report_adverse_event(
@@ -447,9 +598,10 @@ class CaptureService:
         end_date: dt.date | None,
         related: str,
         serious: bool,
-        actor: str,
+        actor: ActorLike,
     ) -> int:
         """Report an adverse event with its DAIDS grade and relatedness."""
+        who = require(actor, Permission.ENTER_DATA, "report adverse events")
         form = self.protocol.forms.AE
         if term not in form.terms:
             raise ValidationError(
@@ -472,7 +624,7 @@ class CaptureService:
             check_dates_in_order("start_date", start_date, "end_date", end_date)
             check_date_not_future("end_date", end_date, self._today())
         with _transaction(self.engine) as session:
-            participant, _ = self._participant(session, usubjid)
+            participant, _ = self._participant(session, usubjid, who)
             check_dates_in_order(
                 "randomization_date", participant.randomization_date, "start_date", start_date
             )
@@ -487,18 +639,19 @@ class CaptureService:
                 serious=bool(serious),
             )
             session.add(row)
-            append_audit(session, [("INSERT", row)], actor)
+            append_audit(session, [("INSERT", row)], who.label)
             return row.id
 
     def record_disposition(
-        self, usubjid: str, status: str, disposition_date: dt.date, actor: str
+        self, usubjid: str, status: str, disposition_date: dt.date, actor: ActorLike
     ) -> None:
         """Record how follow-up ended; no data may be dated after it, and it is recorded once."""
+        who = require(actor, Permission.ENTER_DATA, "record dispositions")
         if status not in DISPOSITION_STATUSES:
             raise ValidationError("status", f"{status!r} is not one of {DISPOSITION_STATUSES}")
         check_date_not_future("disposition_date", disposition_date, self._today())
         with _transaction(self.engine) as session:
-            participant, _ = self._participant(session, usubjid)
+            participant, _ = self._participant(session, usubjid, who)
             if (
                 session.scalar(
                     sa.select(Disposition.id).where(Disposition.participant_id == participant.id)
@@ -526,7 +679,7 @@ class CaptureService:
                 participant_id=participant.id, status=status, disposition_date=disposition_date
             )
             session.add(row)
-            append_audit(session, [("INSERT", row)], actor)
+            append_audit(session, [("INSERT", row)], who.label)
 
     # -- helpers ------------------------------------------------------------------------------
     def _next_block_slot(
@@ -613,13 +766,25 @@ class CaptureService:
         return site
 
     @staticmethod
-    def _participant(session: Session, usubjid: str) -> tuple[Participant, str]:
+    def _require_site(who: Actor, site: str) -> None:
+        """A site-bound actor may write only at its own site."""
+        if not who.sees_site(site):
+            raise AccessDeniedError(
+                "site", f"{who.username} works at site {who.site} and may not enter data at {site}"
+            )
+
+    @staticmethod
+    def _participant(
+        session: Session, usubjid: str, who: Actor | None = None
+    ) -> tuple[Participant, str]:
+        """The participant and arm; another site's participant is "not found" to a site user."""
         row = session.execute(
-            sa.select(Participant, AllocationSlot.arm)
+            sa.select(Participant, AllocationSlot.arm, Site.code)
             .join(AllocationSlot, AllocationSlot.participant_id == Participant.id)
+            .join(Site, Site.id == Participant.site_id)
             .where(Participant.usubjid == usubjid)
         ).one_or_none()
-        if row is None:
+        if row is None or (who is not None and not who.sees_site(row[2])):
             raise NotFoundError(f"no randomized participant {usubjid!r}")
         return row[0], row[1]
 

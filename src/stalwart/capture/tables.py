@@ -32,18 +32,25 @@ __all__ = [
     "AUDITED_TABLES",
     "AdverseEvent",
     "AllocationSlot",
+    "AppUser",
     "AuditHead",
     "AuditRecord",
+    "AuthToken",
     "Base",
     "ClinicalEvent",
+    "Consent",
+    "DataQuery",
     "Disposition",
     "Dose",
+    "EndpointReview",
     "LabResult",
     "MinimizationDraw",
     "Participant",
     "Screening",
+    "Signature",
     "Site",
     "TrialInfo",
+    "UserCredential",
     "Visit",
 ]
 
@@ -249,6 +256,95 @@ class AuditHead(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+class Consent(Base):
+    """Informed consent of a screened person (DS), recorded before randomization."""
+
+    __tablename__ = "consent"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    screening_id: Mapped[int] = mapped_column(ForeignKey("screening.id"), unique=True)
+    consent_date: Mapped[dt.date] = mapped_column(Date)
+
+
+class AppUser(Base):
+    """A user account: role and, for site roles, the one site it may see. Audited like data."""
+
+    __tablename__ = "app_user"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(60), unique=True)
+    full_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(30))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean)
+    password_changed_at: Mapped[str] = mapped_column(String(40))
+
+
+class UserCredential(Base):
+    """A user's password hash (argon2id), kept apart so the audit trail never holds it."""
+
+    __tablename__ = "user_credential"
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("app_user.id"), primary_key=True, autoincrement=False
+    )
+    password_hash: Mapped[str] = mapped_column(String(200))
+
+
+class AuthToken(Base):
+    """An API bearer token or a browser session, stored as the SHA-256 of the secret."""
+
+    __tablename__ = "auth_token"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[str] = mapped_column(String(40))
+    expires_at: Mapped[str] = mapped_column(String(40))
+    revoked: Mapped[bool] = mapped_column(Boolean)
+
+
+class DataQuery(Base):
+    """A data clarification query on a participant's record: OPEN, ANSWERED, then CLOSED."""
+
+    __tablename__ = "data_query"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id"), index=True)
+    table_name: Mapped[str] = mapped_column(String(40))
+    record_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    field: Mapped[str] = mapped_column(String(60))
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(10))
+    raised_by: Mapped[str] = mapped_column(String(100))
+    answer: Mapped[str | None] = mapped_column(Text, nullable=True)
+    answered_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    close_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    closed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+
+
+class Signature(Base):
+    """An investigator's e-signature of a visit (21 CFR 11.50); an edit of the visit voids it."""
+
+    __tablename__ = "signature"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visit.id"), index=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id"), index=True)
+    signer: Mapped[str] = mapped_column(String(100))
+    meaning: Mapped[str] = mapped_column(Text)
+    signed_at: Mapped[str] = mapped_column(String(40))
+    valid: Mapped[bool] = mapped_column(Boolean)
+    void_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class EndpointReview(Base):
+    """The endpoint reviewer's verdict on a reported opportunistic event or death."""
+
+    __tablename__ = "endpoint_review"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    clinical_event_id: Mapped[int] = mapped_column(ForeignKey("clinical_event.id"), unique=True)
+    decision: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str] = mapped_column(Text)
+    reviewer: Mapped[str] = mapped_column(String(100))
+
+
 AUDITED_TABLES: tuple[type[Base], ...] = (
     TrialInfo,
     Site,
@@ -262,5 +358,10 @@ AUDITED_TABLES: tuple[type[Base], ...] = (
     ClinicalEvent,
     AdverseEvent,
     Disposition,
+    Consent,
+    AppUser,
+    DataQuery,
+    Signature,
+    EndpointReview,
 )
 """Every data table; each of their rows must be covered by the audit chain."""

@@ -27,12 +27,14 @@ __all__ = [
     "FollowUp",
     "FormItem",
     "LabForm",
+    "LongitudinalAnalysis",
     "Minimization",
     "MinimizationFactor",
     "PrimaryAnalysis",
     "Protocol",
     "Randomization",
     "Rule",
+    "SafetyAnalysis",
     "ScreeningItem",
     "Site",
     "Study",
@@ -381,7 +383,7 @@ Comparison = Annotated[list[str], Field(min_length=2, max_length=2)]
 
 
 class PrimaryAnalysis(_Model):
-    """A continuous endpoint compared between arms at its visit."""
+    """A continuous endpoint compared between arms at its visit (primary or secondary)."""
 
     endpoint: Code
     comparisons: list[Comparison] = Field(min_length=1)
@@ -397,6 +399,40 @@ class TimeToEventAnalysis(_Model):
     methods: list[Literal["cox_efron", "cox_breslow", "logrank"]] = Field(min_length=1)
 
 
+class LongitudinalAnalysis(_Model):
+    """A continuous endpoint compared between arms at each of ``visits`` by one MMRM.
+
+    ``covariance`` is fitted first; when it cannot be fitted (no convergence, or a visit with too
+    few participants for an unstructured matrix) the plan refits with ``fallback_covariance``
+    and says so in the results (``null``: no fallback, the error stands).
+    """
+
+    endpoint: Code
+    method: Literal["mmrm"] = "mmrm"
+    visits: list[Code] = Field(min_length=1)
+    comparisons: list[Comparison] = Field(min_length=1)
+    covariance: Literal["unstructured", "compound_symmetry"] = "unstructured"
+    fallback_covariance: Literal["compound_symmetry"] | None = "compound_symmetry"
+    baseline: Literal["by_visit", "common", "none"] = "by_visit"
+    df_method: Literal["residual", "satterthwaite"] = "residual"
+
+
+class SafetyAnalysis(_Model):
+    """Proportions of participants with an adverse event, compared between arms.
+
+    One test per AE term of ``terms`` and per threshold of ``any_grade_at_least`` (participants
+    with any AE of that grade or worse); ``treatment_emergent`` counts only AEs starting on or
+    after randomization. Denominators are the randomized participants of each arm.
+    """
+
+    endpoint: Code
+    method: Literal["fisher"] = "fisher"
+    comparisons: list[Comparison] = Field(min_length=1)
+    terms: list[str] = []
+    any_grade_at_least: list[int] = []
+    treatment_emergent: bool = True
+
+
 class AnalysisPlan(_Model):
     """The statistical analysis plan."""
 
@@ -407,6 +443,10 @@ class AnalysisPlan(_Model):
     hiv_rna_below_limit: Literal["half_limit", "limit"]
     primary: list[PrimaryAnalysis] = Field(min_length=1)
     time_to_event: list[TimeToEventAnalysis] = []
+    secondary: list[PrimaryAnalysis] = []
+    longitudinal: list[LongitudinalAnalysis] = []
+    safety: list[SafetyAnalysis] = []
+    event_review: Literal["confirmed_only", "all_reported"] = "confirmed_only"  # endpoint events
 
 
 class Protocol(_Model):
@@ -614,10 +654,16 @@ class Protocol(_Model):
             if e.test is not None and e.test not in lab_items:
                 problems.append(f"endpoints.{e.id}.test: {e.test!r} is not a LAB item")
         arms = set(self.arm_codes)
-        analyses: list[PrimaryAnalysis | TimeToEventAnalysis] = [
+        analyses: list[
+            PrimaryAnalysis | TimeToEventAnalysis | LongitudinalAnalysis | SafetyAnalysis
+        ] = [
             *self.analysis.primary,
             *self.analysis.time_to_event,
+            *self.analysis.secondary,
+            *self.analysis.longitudinal,
+            *self.analysis.safety,
         ]
+        problems += self._check_longitudinal_and_safety(endpoints)
         for a in analyses:
             where = f"analysis.{a.endpoint}"
             if a.endpoint not in endpoints:
@@ -626,6 +672,58 @@ class Protocol(_Model):
                 for code in [*treated.split("+"), control]:
                     if code not in arms:
                         problems.append(f"{where}.comparisons: unknown arm {code!r}")
+        return problems
+
+    def _check_longitudinal_and_safety(self, endpoints: dict[str, Endpoint]) -> list[str]:
+        problems = []
+        kinds: dict[
+            str,
+            tuple[list[PrimaryAnalysis] | list[LongitudinalAnalysis] | list[SafetyAnalysis], str],
+        ] = {
+            "secondary": (self.analysis.secondary, "continuous"),
+            "longitudinal": (self.analysis.longitudinal, "continuous"),
+            "safety": (self.analysis.safety, "safety"),
+        }
+        for section, (specs, kind) in kinds.items():
+            for spec in specs:
+                endpoint = endpoints.get(spec.endpoint)
+                if endpoint is not None and endpoint.kind != kind:
+                    problems.append(
+                        f"analysis.{section}.{spec.endpoint}.endpoint: a {endpoint.kind} "
+                        f"endpoint; {section} analyses take a {kind} endpoint"
+                    )
+        visit_codes = [v.code for v in self.visits]
+        for spec in self.analysis.longitudinal:
+            where = f"analysis.longitudinal.{spec.endpoint}.visits"
+            endpoint = endpoints.get(spec.endpoint)
+            baseline = endpoint.baseline_visit if endpoint is not None else None
+            for code in spec.visits:
+                if code not in visit_codes:
+                    problems.append(f"{where}: unknown visit {code!r} (visits: {visit_codes})")
+                elif code == baseline:
+                    problems.append(
+                        f"{where}: {code!r} is the baseline visit, a covariate of the model; "
+                        "list post-baseline visits only"
+                    )
+            problems += _unique(where, spec.visits)
+        return problems + self._check_safety()
+
+    def _check_safety(self) -> list[str]:
+        problems = []
+        ae = self.forms.AE
+        for spec in self.analysis.safety:
+            where = f"analysis.safety.{spec.endpoint}"
+            for term in spec.terms:
+                if term not in ae.terms:
+                    problems.append(f"{where}.terms: {term!r} is not a term of forms.AE.terms")
+            for grade in spec.any_grade_at_least:
+                if not ae.min_grade <= grade <= ae.max_grade:
+                    problems.append(
+                        f"{where}.any_grade_at_least: {grade} lies outside the AE grades "
+                        f"{ae.min_grade} to {ae.max_grade}"
+                    )
+            if not spec.terms and not spec.any_grade_at_least:
+                problems.append(f"{where}: give terms and/or any_grade_at_least to compare")
         return problems
 
 

@@ -156,7 +156,17 @@ def _next_event(
 
 
 class Cohort:
-    """The participants of one arm in one stream, followed through model.py's steps together."""
+    """The participants of one arm in one stream, followed through model.py's steps together.
+
+    With ``outcomes`` (the ``outcomes`` fidelity) only what the analyses read is drawn, each from
+    the same law: CD4 at the simulated visits (no HIV RNA, no ART days), events, dispositions and
+    last contacts. A started cycle's grade >= 3 treatment-related AEs matter to the outcomes only
+    through the first one's onset (withholding and stopping), drawn by inverting its exact
+    distribution (``CyclePlan.severe_cdf``) with one uniform. AE details are drawn term by term,
+    as in the full mode, only for those who will be lost to follow-up, whose last contact is
+    their last recorded data (the lost-to-follow-up coin is independent of everything else, so
+    it is tossed first); ``ae_max_grade`` is not drawn.
+    """
 
     def __init__(
         self,
@@ -165,8 +175,10 @@ class Cohort:
         arm: ArmPlan,
         rng: np.random.Generator,
         latent: Mapping[str, FloatArray],
+        outcomes: bool = False,
     ) -> None:
         self.plan = plan
+        self.outcomes = outcomes
         self.p = params
         self.arm = arm
         self.rng = rng
@@ -194,6 +206,10 @@ class Cohort:
             dropout = self.end_day + 1.0
         self.dropped = dropout < self.end_day
         self.horizon = np.where(self.dropped, dropout, self.end_day)
+        if self.outcomes:  # who may be lost to follow-up (if alive): they need AE details
+            coin = rng.random(int(self.dropped.sum())) < p.lost_to_follow_up_share.value
+            self.detail = np.zeros(n, dtype=bool)
+            self.detail[np.flatnonzero(self.dropped)[coin]] = True
         skip = p.cycle_not_started_probability.value
         intends = rng.random((n, len(self.arm.cycles))) >= skip
         self._clinical_events(intends)
@@ -276,6 +292,9 @@ class Cohort:
             started = (start <= self.last_day) & intends[:, k] & ~stopped & ~(self.stop <= start)
             self.started[:, k] = started
             who = np.flatnonzero(started)
+            if self.outcomes:
+                self._outcomes_cycle(cycle, k, who, stopped)
+                continue
             severe = self._cycle_aes(cycle, who)
             has_severe = np.isfinite(severe)
             skips = self.rng.random(len(who)) < self.p.toxicity_skip_rest_of_cycle_probability.value
@@ -283,6 +302,32 @@ class Cohort:
             self._doses(cycle, k, who, withhold)
             halts = self.rng.random(len(who)) < self.p.toxicity_stop_treatment_probability.value
             stopped[who[has_severe & halts]] = True
+
+    def _outcomes_cycle(self, cycle: CyclePlan, k: int, who: IntArray, stopped: BoolArray) -> None:
+        """A started cycle in the outcomes mode: the first severe onset, withholding, doses."""
+        rng, p = self.rng, self.p
+        severe = np.full(len(who), np.inf)
+        detailed = self.detail[who]
+        fast = np.flatnonzero(~detailed)
+        if len(cycle.severe_days) and len(fast):
+            index = np.searchsorted(cycle.severe_cdf, rng.random(len(fast)), side="right")
+            onset = np.where(
+                index < len(cycle.severe_days),
+                cycle.severe_days[np.minimum(index, len(cycle.severe_days) - 1)],
+                np.inf,
+            )
+            # severe AEs from the stop day on are not drawn (model.py): the first is before it
+            severe[fast] = np.where(onset < self.stop[who[fast]], onset, np.inf)
+        slow = np.flatnonzero(detailed)
+        if len(slow):
+            severe[slow] = self._cycle_aes(cycle, who[slow])
+        heavy = np.flatnonzero(np.isfinite(severe))
+        withhold = np.full(len(who), np.inf)
+        skips = rng.random(len(heavy)) < p.toxicity_skip_rest_of_cycle_probability.value
+        withhold[heavy[skips]] = severe[heavy[skips]]
+        self._doses(cycle, k, who, withhold)
+        halts = rng.random(len(heavy)) < p.toxicity_stop_treatment_probability.value
+        stopped[who[heavy[halts]]] = True
 
     def _cycle_aes(self, cycle: CyclePlan, who: IntArray) -> FloatArray:
         """Draw the cycle's treatment-related AEs; return each one's first grade >= 3 onset."""
@@ -317,13 +362,15 @@ class Cohort:
         self, who: IntArray, term: IntArray, grade: IntArray, day: FloatArray, unique: bool
     ) -> None:
         """Worst grade per (participant, term); onsets kept for the last contact."""
+        self.ae_days.append((who, day))
+        if self.outcomes:  # grades are not drawn in the outcomes mode
+            return
         flat = self.ae_grade.reshape(-1)
         index = who * self.ae_grade.shape[1] + term
         if unique:  # each (participant, term) at most once in this call
             flat[index] = np.maximum(flat[index], grade.astype(np.int8))
         else:
             np.maximum.at(flat, index, grade.astype(np.int8))
-        self.ae_days.append((who, day))
 
     def _doses(self, cycle: CyclePlan, k: int, who: IntArray, withhold: FloatArray) -> None:
         """IL-2 fraction taken and ART days taken; doses on days not withheld, up to last_day."""
@@ -336,6 +383,13 @@ class Cohort:
             allowed = (days <= last) & (days <= withhold[:, None]) & (days < stop)
             given = rng.binomial(cycle.il2_per_day * allowed.sum(axis=1), take)
             self.fraction[who, k] = given / (cycle.il2_per_day * len(cycle.il2_days))
+        position = np.searchsorted(cycle.dose_days, self.last_day[who], side="right") - 1
+        recorded = position >= 0
+        self.last_dose[who[recorded]] = np.maximum(
+            self.last_dose[who[recorded]], cycle.dose_days[position[recorded]]
+        )
+        if self.outcomes:  # ART days only move HIV RNA, not drawn in the outcomes mode
+            return
         taken = np.zeros((self.n, len(cycle.art_days)), dtype=bool)
         if len(cycle.art_days):
             days = cycle.art_days[None, :]
@@ -343,11 +397,6 @@ class Cohort:
             any_taken = 1.0 - (1.0 - take) ** cycle.art_per_day
             taken[who] = allowed & (rng.random(allowed.shape) < any_taken)
         self.art_taken.append(taken)
-        position = np.searchsorted(cycle.dose_days, self.last_day[who], side="right") - 1
-        recorded = position >= 0
-        self.last_dose[who[recorded]] = np.maximum(
-            self.last_dose[who[recorded]], cycle.dose_days[position[recorded]]
-        )
 
     # -- visits and laboratory results ------------------------------------------------------------
     def _visit_days(
@@ -382,6 +431,14 @@ class Cohort:
             x["cd4"][:, None] - x["decline"][:, None] * t / DAYS_PER_YEAR, p.cd4_floor.value
         )
         cd4, _ = measure_cd4(p, rng, natural + gain, np.broadcast_to(x["other"][:, None], t.shape))
+        recorded = np.where(seen, np.rint(np.minimum(cd4, plan.cd4_max)), np.nan)
+        if self.outcomes:  # HIV RNA is not drawn in the outcomes mode
+            return {
+                "cd4": recorded,
+                "visit_day": np.where(seen, t, -1).astype(np.int16),
+                "log10_hiv_rna": np.full(t.shape, np.nan),
+                "hiv_rna_below_limit": np.zeros(t.shape, dtype=bool),
+            }
         log_rna = (
             x["setpoint"][:, None]
             + p.il2_hiv_rna_peak_increase.value * rise
@@ -393,7 +450,7 @@ class Cohort:
         with np.errstate(divide="ignore"):
             logged = np.where(below, plan.rna_below_log10, np.log10(np.rint(rna)))
         return {
-            "cd4": np.where(seen, np.rint(np.minimum(cd4, plan.cd4_max)), np.nan),
+            "cd4": recorded,
             "visit_day": np.where(seen, t, -1).astype(np.int16),
             "log10_hiv_rna": np.where(seen, logged, np.nan),
             "hiv_rna_below_limit": seen & below,
@@ -445,11 +502,13 @@ class Cohort:
         plan, p, rng = self.plan, self.p, self.rng
         if not len(plan.background_term):
             return
-        last = np.maximum(self.last_day, 0.0)
+        # outcomes mode: only the last contact of those who may be lost reads them
+        owners = np.flatnonzero(self.detail) if self.outcomes else np.arange(self.n)
+        last = np.maximum(self.last_day[owners], 0.0)
         mean = np.where(last >= 1, p.background_ae_rate_per_year.value * last / DAYS_PER_YEAR, 0.0)
         count = rng.poisson(mean)
-        who = np.repeat(np.arange(self.n), count)
-        day = rng.integers(1, last[who].astype(np.int64) + 1)
+        who = np.repeat(owners, count)
+        day = rng.integers(1, np.maximum(self.last_day[who], 0.0).astype(np.int64) + 1)
         u = rng.random((2, len(who)))
         term = plan.background_term[_pick(plan.background_cdf, u[0])]
         grade = np.clip(1 + _pick(plan.background_grades, u[1]), *plan.grade_range)
@@ -462,7 +521,10 @@ class Cohort:
         dead = np.isfinite(self.death)
         status = np.where(dead, DEATH, np.where(self.dropped, WITHDREW, COMPLETED))
         leaving = np.flatnonzero(self.dropped & ~dead)
-        lost = leaving[self.rng.random(len(leaving)) < p.lost_to_follow_up_share.value]
+        if self.outcomes:  # the coin tossed at the start
+            lost = leaving[self.detail[leaving]]
+        else:
+            lost = leaving[self.rng.random(len(leaving)) < p.lost_to_follow_up_share.value]
         status[lost] = LOST
         end = np.where(dead, self.death, self.horizon)
         end[lost] = self._last_contact(lost, visit_day[lost])

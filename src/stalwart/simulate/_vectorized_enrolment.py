@@ -3,7 +3,10 @@ accrual, randomization.blocks' lists).
 
 Candidates are drawn in rounds until each replicate has ``sample_size`` eligible ones; the first
 eligible in draw order are kept, so they are independent draws from the eligible population and
-the number screened has the per-participant distribution. Arms come from stratified permuted
+the number screened has the per-participant distribution. Only candidates who pass the items
+independent of the latent state (age, sex, yes/no criteria; probability ``independent_pass``)
+are drawn in full: the others before the ``m``-th such candidate number ``NegBin(m, pass)``, the
+same law as failing them one by one. Arms come from stratified permuted
 blocks with random block sizes, taken in the order sites randomize (screening date).
 """
 
@@ -28,6 +31,12 @@ def screen(
     """Latent state of the first ``sample_size`` eligible candidates per replicate, and the
     number screened. Candidates are drawn in rounds until every replicate has enough."""
     n = plan.sample_size
+    passing = plan.independent_pass
+    if passing < 1.0 / _SCREEN_LIMIT:
+        raise ConfigurationError(
+            f"almost no candidate is eligible (fewer than 1 in {_SCREEN_LIMIT}): check the "
+            "eligibility criteria against the screening parameters of the scenario"
+        )
     fields = ("cd4", "other", "setpoint")
     people = {k: np.empty((reps, n)) for k in fields}
     filled = np.zeros(reps, dtype=np.int64)
@@ -35,7 +44,7 @@ def screen(
     rows = np.arange(reps)
     while len(rows):
         need = n - filled[rows]
-        draw = int(need.max() / max(plan.independent_pass, 1e-3) * 1.25) + 16
+        draw = int(need.max() * 1.15) + 16  # candidates passing the independent items
         candidates, eligible = _candidates(plan, params, rng, len(rows), draw)
         rank = np.cumsum(eligible, axis=1)
         take = eligible & (rank <= need[:, None])
@@ -54,16 +63,19 @@ def screen(
                 f"almost no candidate is eligible (fewer than 1 in {_SCREEN_LIMIT}): check the "
                 "eligibility criteria against the screening parameters of the scenario"
             )
+    if passing < 1.0:  # the candidates failing the independent items, between those drawn
+        screened = screened + rng.negative_binomial(screened, passing)
     return people, screened
 
 
 def _candidates(
     plan: Plan, params: ModelParameters, rng: np.random.Generator, reps: int, draw: int
 ) -> tuple[dict[str, FloatArray], BoolArray]:
-    """``draw`` candidates per row: latent state and eligibility (model.py's screening)."""
+    """``draw`` candidates per row who pass the independent items: latent state and
+    eligibility on the items that measure it (model.py's screening)."""
     p = params
     shape = (reps, draw)
-    eligible = rng.random(shape) < plan.independent_pass
+    eligible = np.ones(shape, dtype=bool)
     z = rng.standard_normal((3, *shape))
     rho = p.cd4_setpoint_correlation.value
     setpoint = p.hiv_rna_setpoint_mean.value + p.hiv_rna_setpoint_sd.value * z[0]

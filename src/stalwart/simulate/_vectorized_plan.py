@@ -44,6 +44,7 @@ __all__ = [
     "Plan",
     "TermGroup",
     "build_plan",
+    "severe_probability",
 ]
 
 IntArray = NDArray[np.int64]
@@ -85,6 +86,8 @@ class CyclePlan:
     groups: tuple[TermGroup, ...]
     cd4_kernel: FloatArray  # IL-2 CD4 kernel at study days 0..grid (zeros without IL-2)
     rna_kernel: FloatArray
+    severe_days: FloatArray  # days a treatment-related AE can start, sorted (outcomes mode)
+    severe_cdf: FloatArray  # P(first grade >= 3 treatment-related AE starts on or before them)
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,10 @@ def build_plan(protocol: Protocol, params: ModelParameters, visits: Sequence[str
     scheduled = {v.code: v for v in protocol.visits}
     chosen = [scheduled[c] for c in visits]
     grid = max(v.day + v.window_after for v in chosen)
-    arms = tuple(_build_arm(protocol, params, arm, terms, grid) for arm in protocol.arm_codes)
+    grades = (form.min_grade, form.max_grade)
+    arms = tuple(
+        _build_arm(protocol, params, arm, terms, grid, grades) for arm in protocol.arm_codes
+    )
     if protocol.randomization.method != "permuted_blocks" or not protocol.randomization.block_sizes:
         raise ConfigurationError(
             f"the vectorized simulator allocates by permuted blocks; randomization method "
@@ -224,7 +230,12 @@ def build_plan(protocol: Protocol, params: ModelParameters, visits: Sequence[str
 
 
 def _build_arm(
-    protocol: Protocol, params: ModelParameters, code: str, terms: tuple[str, ...], grid: int
+    protocol: Protocol,
+    params: ModelParameters,
+    code: str,
+    terms: tuple[str, ...],
+    grid: int,
+    grade_range: tuple[int, int],
 ) -> ArmPlan:
     rate = params.dropout_rate_per_year.get(code)
     if rate is None:
@@ -259,6 +270,7 @@ def _build_arm(
                 )
         per_day = {d.treatment: d.administrations for d in cycle.doses}
         zero = np.zeros_like(days)
+        severe_days, severe_cdf = _severe_onset(groups, grade_range)
         built.append(
             CyclePlan(
                 first_day=cycle.first_day,
@@ -272,6 +284,8 @@ def _build_arm(
                 rna_kernel=il2_hiv_rna_kernel(params, days - il2[0], len(il2))
                 if len(il2)
                 else zero,
+                severe_days=severe_days,
+                severe_cdf=severe_cdf,
             )
         )
     index = {c.key: k for k, c in enumerate(cycles)}
@@ -286,6 +300,43 @@ def _build_arm(
                 cycle_visits.append((visit.study_day, before, after, index[key]))
     visits = np.array(cycle_visits, dtype=np.int64).reshape(-1, 4)
     return ArmPlan(code, rate.value, tuple(built), visits)
+
+
+def severe_probability(group: TermGroup, grade_range: tuple[int, int]) -> FloatArray:
+    """Per term of ``group``, the chance that an AE of it has grade >= 3: the grade is
+    ``clip(1 + min(pick, count - 1), lo, hi)`` with ``pick`` the number of CDF entries (all but
+    the last) at or below a uniform, as the cohort draws it."""
+    lo, hi = grade_range
+    cdf = group.grade_cdf
+    width = cdf.shape[1]
+    edges = np.concatenate(
+        [np.zeros((len(cdf), 1)), cdf[:, : width - 1], np.ones((len(cdf), 1))], 1
+    )
+    mass = np.diff(edges, axis=1)  # P(pick = j), j = 0 .. width - 1
+    pick = np.arange(width)[None, :]
+    grade = np.clip(1 + np.minimum(pick, group.grade_count[:, None] - 1), lo, hi)
+    out: FloatArray = (mass * (grade >= 3)).sum(axis=1)
+    return out
+
+
+def _severe_onset(
+    groups: Sequence[TermGroup], grade_range: tuple[int, int]
+) -> tuple[FloatArray, FloatArray]:
+    """Distribution of the day the first grade >= 3 treatment-related AE of a started cycle
+    starts (before any stop): each term of a group occurs with its chance, on a uniformly drawn
+    dose day of its treatment, with grade >= 3 with :func:`severe_probability`, independently,
+    so ``P(first > d) = prod_terms (1 - chance * P(grade >= 3) * F(d))`` with ``F(d)`` the share
+    of the group's dose days on or before ``d``. Returns (days, cumulative probabilities)."""
+    if not groups:
+        return np.zeros(0), np.zeros(0)
+    days = np.unique(np.concatenate([g.days for g in groups])).astype(np.float64)
+    survival = np.ones(len(days))
+    for group in groups:
+        own = np.sort(group.days)
+        share = np.searchsorted(own, days, side="right") / len(own)
+        chance = group.chance * severe_probability(group, grade_range)
+        survival *= np.prod(1.0 - chance[:, None] * share[None, :], axis=0)
+    return days, 1.0 - survival
 
 
 # -- screening items ----------------------------------------------------------------------------

@@ -1,11 +1,16 @@
 """Play the sites of a trial through the real capture path.
 
 Simulated people present at the protocol's sites over the accrual period; each is screened,
-and the eligible are consented and randomized through ``CaptureService`` exactly as a site's
-data entry would. Each participant's course (from ``simulate.model``) then becomes visit forms,
-dose logs, adverse event and clinical event reports and a disposition, all written through the
-same service, in calendar order across the whole trial, so the audit trail reads like a real
-trial's.
+and the eligible are consented and randomized exactly as a site's data entry would. Each
+participant's course (from ``simulate.model``) then becomes visit forms, dose logs, adverse event
+and clinical event reports and a disposition, written in calendar order across the whole trial,
+so the audit trail reads like a real trial's. Last, the endpoint reviewer confirms every reported
+opportunistic event and death (the simulator's events are all true ones), since the analysis
+counts confirmed events only.
+
+The play writes through a ``CapturePort``: ``ServicePort`` calls ``CaptureService`` in process
+(the site actors are named system actors), ``simulate.http_port.HttpPort`` posts the same forms
+to a running server's API as logged-in site users. The same seed gives the same data either way.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Protocol as Interface
 
 import numpy as np
 
@@ -22,6 +28,7 @@ from stalwart.capture.edit_checks import LabValue
 from stalwart.capture.service import CaptureService
 from stalwart.protocol.calendar import Calendar
 from stalwart.protocol.eligibility import evaluate_eligibility, validate_screening_answers
+from stalwart.protocol.schema import Protocol
 from stalwart.simulate.model import (
     Candidate,
     ParticipantCourse,
@@ -30,7 +37,16 @@ from stalwart.simulate.model import (
 )
 from stalwart.simulate.parameters import ModelParameters
 
-__all__ = ["PlayedTrial", "Progress", "play_trial"]
+__all__ = [
+    "REVIEWER",
+    "CapturePort",
+    "Enrolment",
+    "PlayedTrial",
+    "Progress",
+    "ServicePort",
+    "coordinator_of",
+    "play_trial",
+]
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``, called as the play advances."""
@@ -40,6 +56,201 @@ _SCREENING_LAG_DAYS = (7, 28)
 
 _ORDER = {"visit": 0, "doses": 1, "ae": 2, "event": 3, "disposition": 4}
 
+REVIEWER = "endpoint.reviewer"
+"""The endpoint reviewer's name (a user of role ``endpoint_reviewer`` over HTTP)."""
+
+REVIEW_REASON = "confirmed against the source documents (simulated: every event is true)"
+"""The reason the simulated reviewer gives for each verdict."""
+
+
+def coordinator_of(site: str) -> str:
+    """The name of the site coordinator who enters a site's data (a valid username)."""
+    return f"coordinator@{site.lower()}"
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """A randomized participant as the site sees it: id, arm and the calendar it follows."""
+
+    usubjid: str
+    arm: str
+    calendar: Calendar
+
+
+LabEntry = LabValue | float | int | str | None
+
+
+class CapturePort(Interface):
+    """What playing the sites needs of the capture path; every write names its actor."""
+
+    @property
+    def protocol(self) -> Protocol:
+        """The trial's protocol."""
+        ...
+
+    def screen(
+        self,
+        site: str,
+        screening_number: str,
+        screening_date: dt.date,
+        answers: dict[str, object],
+        actor: str,
+    ) -> bool:
+        """Record a screening; whether the person is eligible."""
+        ...
+
+    def randomize(
+        self, screening_number: str, consent_date: dt.date, randomization_date: dt.date, actor: str
+    ) -> Enrolment:
+        """Randomize a consented, eligible person."""
+        ...
+
+    def record_visit(
+        self,
+        usubjid: str,
+        visit_code: str,
+        visit_date: dt.date,
+        labs: dict[str, LabEntry],
+        actor: str,
+    ) -> object:
+        """Enter a visit form with its laboratory results."""
+        ...
+
+    def record_doses(
+        self,
+        usubjid: str,
+        treatment: str,
+        cycle: int,
+        days: list[tuple[dt.date, int]],
+        actor: str,
+    ) -> object:
+        """Enter the dose log of one cycle."""
+        ...
+
+    def report_adverse_event(
+        self,
+        usubjid: str,
+        term: str,
+        grade: int,
+        start_date: dt.date,
+        end_date: dt.date | None,
+        related: str,
+        serious: bool,
+        actor: str,
+    ) -> object:
+        """Report an adverse event."""
+        ...
+
+    def report_clinical_event(
+        self, usubjid: str, event_code: str, onset_date: dt.date, actor: str
+    ) -> object:
+        """Report an opportunistic event or death."""
+        ...
+
+    def record_disposition(
+        self, usubjid: str, status: str, disposition_date: dt.date, actor: str
+    ) -> object:
+        """Record how follow-up ended."""
+        ...
+
+    def pending_events(self, actor: str) -> list[int]:
+        """Ids of the reported clinical events that await endpoint review, in report order."""
+        ...
+
+    def review_event(self, event_id: int, decision: str, reason: str, actor: str) -> object:
+        """Confirm or reject a reported event."""
+        ...
+
+
+class ServicePort:
+    """The capture port of an in-process ``CaptureService`` (actors are system actors)."""
+
+    def __init__(self, service: CaptureService) -> None:
+        self.service = service
+
+    @property
+    def protocol(self) -> Protocol:
+        """The protocol stored in the database."""
+        return self.service.protocol
+
+    def screen(
+        self,
+        site: str,
+        screening_number: str,
+        screening_date: dt.date,
+        answers: dict[str, object],
+        actor: str,
+    ) -> bool:
+        """``CaptureService.screen``."""
+        return self.service.screen(site, screening_number, screening_date, answers, actor).eligible
+
+    def randomize(
+        self, screening_number: str, consent_date: dt.date, randomization_date: dt.date, actor: str
+    ) -> Enrolment:
+        """``CaptureService.randomize``."""
+        a = self.service.randomize(screening_number, consent_date, randomization_date, actor)
+        return Enrolment(a.usubjid, a.arm, a.calendar)
+
+    def record_visit(
+        self,
+        usubjid: str,
+        visit_code: str,
+        visit_date: dt.date,
+        labs: dict[str, LabEntry],
+        actor: str,
+    ) -> object:
+        """``CaptureService.record_visit``."""
+        return self.service.record_visit(usubjid, visit_code, visit_date, labs, actor)
+
+    def record_doses(
+        self,
+        usubjid: str,
+        treatment: str,
+        cycle: int,
+        days: list[tuple[dt.date, int]],
+        actor: str,
+    ) -> object:
+        """``CaptureService.record_doses``."""
+        self.service.record_doses(usubjid, treatment, cycle, days, actor)
+        return None
+
+    def report_adverse_event(
+        self,
+        usubjid: str,
+        term: str,
+        grade: int,
+        start_date: dt.date,
+        end_date: dt.date | None,
+        related: str,
+        serious: bool,
+        actor: str,
+    ) -> object:
+        """``CaptureService.report_adverse_event``."""
+        return self.service.report_adverse_event(
+            usubjid, term, grade, start_date, end_date, related, serious, actor
+        )
+
+    def report_clinical_event(
+        self, usubjid: str, event_code: str, onset_date: dt.date, actor: str
+    ) -> object:
+        """``CaptureService.report_clinical_event``."""
+        return self.service.report_clinical_event(usubjid, event_code, onset_date, actor)
+
+    def record_disposition(
+        self, usubjid: str, status: str, disposition_date: dt.date, actor: str
+    ) -> object:
+        """``CaptureService.record_disposition``."""
+        self.service.record_disposition(usubjid, status, disposition_date, actor)
+        return None
+
+    def pending_events(self, actor: str) -> list[int]:
+        """``EndpointReviews.events`` awaiting a verdict."""
+        return [e.id for e in self.service.reviews.events(actor, pending_only=True)]
+
+    def review_event(self, event_id: int, decision: str, reason: str, actor: str) -> object:
+        """``EndpointReviews.review``."""
+        return self.service.reviews.review(event_id, decision, reason, actor)
+
 
 @dataclass(frozen=True)
 class PlayedTrial:
@@ -48,6 +259,7 @@ class PlayedTrial:
     screened: int
     randomized: int
     writes: int
+    reviewed: int = 0
 
 
 @dataclass(frozen=True)
@@ -59,13 +271,12 @@ class _Screening:
 
 
 def _accrual(
-    service: CaptureService, params: ModelParameters, rng: np.random.Generator
+    protocol: Protocol, params: ModelParameters, rng: np.random.Generator
 ) -> list[_Screening]:
     """Everyone screened: each randomized participant preceded by the screen failures at the site.
 
     Randomization dates are uniform over the accrual period; sites are chosen uniformly.
     """
-    protocol = service.protocol
     start, end = protocol.study.accrual_start, protocol.study.accrual_end
     span = (end - start).days
     target = protocol.study.sample_size
@@ -91,13 +302,13 @@ def _accrual(
 
 
 def _course_writes(
-    service: CaptureService, usubjid: str, course: ParticipantCourse, actor: str
+    service: CapturePort, usubjid: str, course: ParticipantCourse, actor: str
 ) -> list[tuple[dt.date, int, Callable[[], object]]]:
     """The forms a site fills in for one participant's course, each dated."""
     limit = service.protocol.lab_item("HIVRNA").lower_limit or 0.0
     writes: list[tuple[dt.date, int, Callable[[], object]]] = []
     for lab in course.labs:
-        labs: dict[str, LabValue | float | int | str | None] = {
+        labs: dict[str, LabEntry] = {
             "CD4": round(lab.cd4),
             "CD4PCT": round(lab.cd4_percent, 1),
             "HIVRNA": LabValue(None, True) if lab.hiv_rna < limit else round(lab.hiv_rna),
@@ -158,41 +369,50 @@ def _course_writes(
 
 
 def play_trial(
-    service: CaptureService,
+    service: CaptureService | CapturePort,
     params: ModelParameters,
     seed: np.random.SeedSequence,
     progress: Progress | None = None,
 ) -> PlayedTrial:
-    """Screen, randomize and follow the protocol's sample size of simulated participants."""
+    """Screen, randomize, follow and review the protocol's sample size of simulated participants.
+
+    ``service`` is a capture port, or a ``CaptureService`` to write to in process.
+    """
+    port: CapturePort = ServicePort(service) if isinstance(service, CaptureService) else service
     report = progress or (lambda stage, done, total: None)
     accrual_seed, course_seed = seed.spawn(2)
-    screenings = _accrual(service, params, np.random.default_rng(accrual_seed))
+    screenings = _accrual(port.protocol, params, np.random.default_rng(accrual_seed))
     numbers: Counter[str] = Counter()
     randomized: list[tuple[str, str, Candidate, Calendar]] = []
     for i, s in enumerate(screenings, start=1):
         numbers[s.site] += 1
         number = f"{s.site}-S{numbers[s.site]:04d}"
-        actor = f"coordinator@{s.site}"
-        service.screen(s.site, number, s.day, s.candidate.answers, actor)
+        actor = coordinator_of(s.site)
+        port.screen(s.site, number, s.day, dict(s.candidate.answers), actor)
         if s.randomize_on is not None:
-            allocation = service.randomize(number, s.day, s.randomize_on, actor)
-            randomized.append((allocation.usubjid, s.site, s.candidate, allocation.calendar))
+            enrolment = port.randomize(number, s.day, s.randomize_on, actor)
+            randomized.append((enrolment.usubjid, s.site, s.candidate, enrolment.calendar))
         report("screening and randomization", i, len(screenings))
     rngs = [np.random.default_rng(c) for c in course_seed.spawn(len(randomized))]
     writes: list[tuple[dt.date, int, int, Callable[[], object]]] = []
     for index, ((usubjid, site, candidate, calendar), rng) in enumerate(
         zip(randomized, rngs, strict=True)
     ):
-        course = simulate_participant(params, service.protocol, calendar, candidate, rng)
-        for day, rank, write in _course_writes(service, usubjid, course, f"coordinator@{site}"):
+        course = simulate_participant(params, port.protocol, calendar, candidate, rng)
+        for day, rank, write in _course_writes(port, usubjid, course, coordinator_of(site)):
             writes.append((day, rank, index, write))
     writes.sort(key=lambda w: (w[0], w[1], w[2]))
     for done, (_, _, _, write) in enumerate(writes, start=1):
         write()
         if done % 50 == 0 or done == len(writes):
             report("follow-up", done, len(writes))
+    pending = port.pending_events(REVIEWER)
+    for done, event_id in enumerate(pending, start=1):
+        port.review_event(event_id, "CONFIRMED", REVIEW_REASON, REVIEWER)
+        report("endpoint review", done, len(pending))
     return PlayedTrial(
         screened=len(screenings),
         randomized=len(randomized),
-        writes=len(screenings) + len(randomized) + len(writes),
+        writes=len(screenings) + len(randomized) + len(writes) + len(pending),
+        reviewed=len(pending),
     )

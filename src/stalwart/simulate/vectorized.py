@@ -28,6 +28,20 @@ drawing changes, never the distribution:
   random permutation), and background AEs are one Poisson count per participant with the term,
   grade and day of each drawn as model.py draws them.
 
+Fidelity
+--------
+``fidelity="full"`` draws every record the outputs hold. ``fidelity="outcomes"`` draws only what
+the analyses of the plan read, each from the same law and the same parameters (nothing is
+refitted): enrolment and allocation as above; CD4 at the simulated visits with the same natural
+path, IL-2 exposure and measurement error; visit days and missed visits; clinical events,
+dropout and dispositions with the same hazards, so censoring (the last contact of the lost to
+follow-up included) is unchanged. It skips HIV RNA and ART days (``log10_hiv_rna`` is NaN),
+AE grades (``ae_max_grade`` is 0), and draws a cycle's treatment-related AEs as the onset of its
+first grade >= 3 one from that onset's exact distribution (one uniform instead of one per term;
+withholding and stopping depend on nothing else). Interim looks need only the endpoint visit's
+day, which both modes draw. Agreement with the per-participant model and the full mode is tested
+in tests/simulate/test_vectorized_outcomes.py.
+
 Allocation is the protocol's stratified permuted blocks with random block sizes
 (:mod:`stalwart.randomization.blocks`), drawn per replicate and stratum, in the order sites
 randomize (screening date, as :mod:`stalwart.simulate.sites` plays it): arm counts then vary as
@@ -85,6 +99,7 @@ from stalwart.simulate.parameters import (
 __all__ = [
     "DESIGN_KEYS",
     "DISPOSITION_STATUSES",
+    "FIDELITIES",
     "STREAM_REPLICATES",
     "ReplicateData",
     "ReplicateSimulator",
@@ -101,6 +116,9 @@ DISPOSITION_STATUSES = ("COMPLETED", "LOST TO FOLLOW-UP", "WITHDREW", "DEATH")
 
 DESIGN_KEYS = ("sample_size", "allocation_ratio", "block_sizes", "cycles")
 """Scenario keys that change the protocol's design rather than a model parameter."""
+
+FIDELITIES = ("full", "outcomes")
+"""What a simulator draws: every record, or only what the analyses read (see the module)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,6 +158,8 @@ class ReplicateData:
         Study day of the disposition: the last contact (ADSL ``LSTCNDT``) of the living.
     ae_max_grade
         Worst DAIDS grade of any AE (treatment-related or not) per term; 0 when none.
+    fidelity
+        ``"full"`` or ``"outcomes"`` (then HIV RNA is NaN and ``ae_max_grade`` 0: not drawn).
     """
 
     arms: tuple[str, ...]
@@ -159,6 +179,7 @@ class ReplicateData:
     status: NDArray[np.int8]
     end_day: NDArray[np.int32]
     ae_max_grade: NDArray[np.int8]
+    fidelity: str = "full"
 
     @property
     def n_replicates(self) -> int:
@@ -327,6 +348,8 @@ class ReplicateSimulator:
     visits
         Scheduled visit codes to simulate labs at (default: every scheduled visit); the
         baseline visit is always included. Fewer visits draw faster.
+    fidelity
+        ``"full"`` (every record) or ``"outcomes"`` (what the analyses read; see the module).
     """
 
     def __init__(
@@ -336,7 +359,13 @@ class ReplicateSimulator:
         *,
         scenario: Mapping[str, Any] | None = None,
         visits: Sequence[str] | None = None,
+        fidelity: str = "full",
     ) -> None:
+        if fidelity not in FIDELITIES:
+            raise ConfigurationError(
+                f"fidelity must be one of {', '.join(FIDELITIES)}, got {fidelity!r}"
+            )
+        self.fidelity = fidelity
         if scenario:
             protocol, params = apply_scenario(protocol, params, scenario)
         scheduled = [v.code for v in protocol.visits]
@@ -372,18 +401,23 @@ class ReplicateSimulator:
         _check_count("n_replicates", n_replicates, 1)
         _check_count("first_replicate", first_replicate, 0)
         end = first_replicate + n_replicates
-        parts = []
+        outcomes = self.fidelity == "outcomes"
+        arrays: dict[str, np.ndarray] = {}
         for stream in range(first_replicate // STREAM_REPLICATES, -(-end // STREAM_REPLICATES)):
             start = stream * STREAM_REPLICATES
-            chunk = _simulate_stream(self._plan, self.params, _child(seed, stream))
+            chunk = _simulate_stream(self._plan, self.params, _child(seed, stream), outcomes)
             lo, hi = max(first_replicate - start, 0), min(end - start, STREAM_REPLICATES)
-            parts.append({k: v[lo:hi] for k, v in chunk.items()})
-        arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            at = start + lo - first_replicate
+            for key, value in chunk.items():  # into arrays allocated once, not concatenated
+                if key not in arrays:
+                    arrays[key] = np.empty((n_replicates, *value.shape[1:]), dtype=value.dtype)
+                arrays[key][at : at + hi - lo] = value[lo:hi]
         return ReplicateData(
             arms=self.arms,
             visits=self._plan.visits,
             ae_terms=self._plan.ae_terms,
             first_replicate=first_replicate,
+            fidelity=self.fidelity,
             **arrays,
         )
 
@@ -409,9 +443,12 @@ def simulate_replicates(
     first_replicate: int = 0,
     scenario: Mapping[str, Any] | None = None,
     visits: Sequence[str] | None = None,
+    fidelity: str = "full",
 ) -> ReplicateData:
     """Draw ``n_replicates`` replicate trials (see :class:`ReplicateSimulator` and the module)."""
-    simulator = ReplicateSimulator(protocol, params, scenario=scenario, visits=visits)
+    simulator = ReplicateSimulator(
+        protocol, params, scenario=scenario, visits=visits, fidelity=fidelity
+    )
     return simulator.simulate(n_replicates, seed_sequence, first_replicate)
 
 
@@ -438,7 +475,7 @@ def _child(seed: np.random.SeedSequence, stream: int) -> np.random.SeedSequence:
 
 
 def _simulate_stream(
-    plan: Plan, params: ModelParameters, seed: np.random.SeedSequence
+    plan: Plan, params: ModelParameters, seed: np.random.SeedSequence, outcomes: bool = False
 ) -> dict[str, np.ndarray]:
     """One stream's replicates: screening, allocation, then every arm's cohort."""
     rng = np.random.default_rng(seed)
@@ -470,7 +507,12 @@ def _simulate_stream(
         who = np.flatnonzero(flat_arm == index)
         if len(who):
             cohort = Cohort(
-                plan, params, arm_plan, rng, {k: v.ravel()[who] for k, v in latent.items()}
+                plan,
+                params,
+                arm_plan,
+                rng,
+                {k: v.ravel()[who] for k, v in latent.items()},
+                outcomes,
             )
             for key, value in cohort.run().items():
                 out[key][who] = value

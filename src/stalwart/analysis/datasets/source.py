@@ -19,6 +19,7 @@ from stalwart.capture.tables import (
     ClinicalEvent,
     Disposition,
     Dose,
+    EndpointReview,
     LabResult,
     Participant,
     Screening,
@@ -31,7 +32,11 @@ __all__ = ["StoreExtract", "read_store"]
 
 @dataclass(frozen=True)
 class StoreExtract:
-    """The captured data as DataFrames keyed by USUBJID (screening keyed by its number)."""
+    """The captured data as DataFrames keyed by USUBJID (screening keyed by its number).
+
+    ``clinical_events`` carries each event's endpoint review verdict in ``review``
+    (``CONFIRMED``, ``REJECTED``, or None while it awaits review).
+    """
 
     screening: pd.DataFrame
     participants: pd.DataFrame
@@ -117,8 +122,10 @@ def read_store(engine: Engine) -> StoreExtract:
                 ClinicalEvent.event_code,
                 ClinicalEvent.category,
                 ClinicalEvent.onset_date,
+                EndpointReview.decision.label("review"),
             )
             .join(Participant, Participant.id == ClinicalEvent.participant_id)
+            .outerjoin(EndpointReview, EndpointReview.clinical_event_id == ClinicalEvent.id)
             .order_by(Participant.usubjid, ClinicalEvent.onset_date, ClinicalEvent.id),
         )
         adverse_events = _frame(

@@ -17,7 +17,9 @@ from scipy import stats
 
 from stalwart.errors import AnalysisError
 
-__all__ = ["TwoSampleResult", "pooled_ttest", "welch_ttest"]
+__all__ = ["TwoSampleResult", "pooled_ttest", "welch_df", "welch_ttest"]
+
+ArrayOrFloat = npt.NDArray[np.float64] | np.float64 | float | int
 
 
 @dataclass(frozen=True)
@@ -156,14 +158,24 @@ def welch_ttest(x: npt.ArrayLike, y: npt.ArrayLike, alpha: float = 0.05) -> TwoS
     vx = float(np.var(xa, ddof=1)) / xa.size
     vy = float(np.var(ya, ddof=1)) / ya.size
     se = math.sqrt(vx + vy)
-    # Welch-Satterthwaite df, written in variance shares so tiny variances do not underflow
-    total = vx + vy
-    if total > 0.0:
-        share_x, share_y = vx / total, vy / total
-        df = 1.0 / (share_x**2 / (xa.size - 1) + share_y**2 / (ya.size - 1))
-    else:
-        df = math.nan
+    df = float(welch_df(np.float64(vx), np.float64(vy), xa.size, ya.size))
     return _finish(xa, ya, se, df, alpha, "welch")
+
+
+def welch_df(vx: ArrayOrFloat, vy: ArrayOrFloat, n_x: ArrayOrFloat, n_y: ArrayOrFloat) -> Any:
+    """Welch-Satterthwaite degrees of freedom from the squared standard errors ``var / n``.
+
+    Written in variance shares so tiny variances do not underflow; NaN when both are 0. Works
+    elementwise on arrays (the replicate axis of :mod:`~stalwart.analysis.kernels.batched`).
+    """
+    vx_a, vy_a = np.asarray(vx, dtype=np.float64), np.asarray(vy, dtype=np.float64)
+    total = vx_a + vy_a
+    positive = total > 0.0
+    safe = np.where(positive, total, 1.0)
+    share_x, share_y = vx_a / safe, vy_a / safe
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = 1.0 / (share_x**2 / (np.asarray(n_x) - 1.0) + share_y**2 / (np.asarray(n_y) - 1.0))
+    return np.where(positive, df, np.nan)
 
 
 def pooled_ttest(x: npt.ArrayLike, y: npt.ArrayLike, alpha: float = 0.05) -> TwoSampleResult:

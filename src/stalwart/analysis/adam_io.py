@@ -1,0 +1,535 @@
+"""Read a foreign trial's CDISC ADaM datasets (SAS XPT or CSV) into checked tables.
+
+A folder holds ``adsl`` and any of ``adtte``, ``adlb`` and other BDS datasets, each as
+``NAME.xpt`` (SAS transport v5/v8, read by pyreadstat) or ``NAME.csv`` (one header row, CDISC
+variable names). File names are matched case-insensitively; a dataset present in both forms is
+refused rather than guessed. Every dataset is checked on entry for the variables the analysis
+needs, and every failure (an unreadable file, a missing variable, an option naming an arm or a
+flag the data does not hold) is a :class:`~stalwart.errors.DatasetError` that says what to fix.
+
+Choices (documented here because the issue left them open):
+
+* **Which BDS datasets.** Every dataset other than ADSL, ADTTE and ADAE that has ``PARAMCD``,
+  ``AVAL`` and ``AVISIT`` is analysed as a BDS (so ADLB and e.g. ADQSCIBC); ``bds=`` names the
+  ones to use instead, and then a named one that is absent or lacks those variables is an error.
+* **Arm.** The arm comes from ADSL by ``USUBJID``, never from the copy a BDS carries (it may hold
+  TRTA or a different coding). The variable is ``arm_var``; when not given, the first of
+  ``TRT01P``, ``ARM``, ``ARMCD`` that ADSL has. Subjects with a blank arm (screen failures) are
+  left out, with a note.
+* **Control.** ``control`` when given (it must be one of the arms); else the single arm whose name
+  contains "placebo" or "control" (case-insensitive); else the first arm in sort order, with a
+  note; two arms that both say placebo/control is an error asking for ``--control``.
+* **Population.** ``population`` names an ADSL flag (SAFFL, ITTFL, EFFFL, ...); only subjects with
+  value ``"Y"`` are kept, in ADSL and so in every dataset joined to it.
+* **Dates.** XPT numeric variables with a SAS date format come back as ``datetime.date``; in CSV a
+  variable whose name ends in ``DT`` is parsed as an ISO 8601 date (``2014-01-02``) or a SAS
+  ``DATE9`` date (``02JAN2014``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyreadstat
+
+from stalwart.errors import DatasetError
+
+__all__ = [
+    "ARM",
+    "AdamDataset",
+    "AdamInputs",
+    "choose_control",
+    "find_datasets",
+    "load_adam",
+    "read_dataset",
+    "require_variables",
+]
+
+ARM = "_ARM"
+"""Column added to every dataset: the subject's arm, joined from ADSL by USUBJID."""
+
+_ARM_FALLBACK = ("TRT01P", "ARM", "ARMCD")
+_NOT_BDS = frozenset({"ADSL", "ADTTE", "ADAE"})
+_BDS_VARIABLES = ("USUBJID", "PARAMCD", "AVAL", "AVISIT")
+_TTE_VARIABLES = ("USUBJID", "PARAMCD", "AVAL", "CNSR")
+_EXTENSIONS = (".xpt", ".csv")
+# CSV variables always read as text, whatever their values look like
+_TEXT = re.compile(
+    r"^(USUBJID|SUBJID|STUDYID|SITEID|SITEGR\d*|PARAMCD|PARAM|AVISIT|AVALC|DTYPE|ARM|ARMCD|"
+    r"ACTARM|ACTARMCD|TRT\d\d[PA]|TRTP|TRTA|EVNTDESC|.*FL)$"
+)
+_CSV_DATE = re.compile(r"^.*DT$")
+
+
+@dataclass(frozen=True)
+class AdamDataset:
+    """One ADaM dataset as read: its table, variable labels and where it came from.
+
+    Attributes
+    ----------
+    name : str
+        Dataset name in upper case (the file name without extension), e.g. ``"ADTTE"``.
+    path : pathlib.Path
+        The file read.
+    frame : pandas.DataFrame
+        The records; character variables as ``str`` (missing is ``""``), numbers as float,
+        dates as ``datetime.date`` (missing is None).
+    labels : Mapping[str, str]
+        Variable label by variable name (the XPT labels; empty for CSV).
+    label : str
+        Dataset label ("" when the file has none).
+    sha256 : str
+        SHA-256 of the file's bytes, for provenance.
+    """
+
+    name: str
+    path: Path
+    frame: pd.DataFrame
+    labels: Mapping[str, str] = field(default_factory=dict)
+    label: str = ""
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
+class AdamInputs:
+    """The checked inputs of a foreign analysis, arms joined from ADSL.
+
+    Attributes
+    ----------
+    adsl : AdamDataset
+        ADSL restricted to the population and to subjects with an arm; column :data:`ARM`.
+    adtte : AdamDataset or None
+        ADTTE restricted to those subjects, with :data:`ARM`.
+    bds : tuple of AdamDataset
+        The BDS datasets analysed (ADLB, questionnaires, ...), restricted likewise, with
+        :data:`ARM`.
+    arm_variable : str
+        The ADSL variable the arms come from.
+    arms : tuple of str
+        Arms in sort order.
+    control : str
+        The control arm.
+    population : str or None
+        The ADSL flag the subjects were selected by.
+    notes : tuple of str
+        What was chosen or dropped on the way, in words.
+    files : tuple of AdamDataset
+        Every dataset file read, as read (unfiltered), for provenance.
+    """
+
+    adsl: AdamDataset
+    adtte: AdamDataset | None
+    bds: tuple[AdamDataset, ...]
+    arm_variable: str
+    arms: tuple[str, ...]
+    control: str
+    population: str | None
+    notes: tuple[str, ...]
+    files: tuple[AdamDataset, ...]
+
+
+def find_datasets(folder: Path) -> dict[str, Path]:
+    """Dataset files of ``folder`` by upper-case name: ``*.xpt`` and ``*.csv``, any case.
+
+    Raises
+    ------
+    DatasetError
+        The folder does not exist, or a dataset is there twice (``adsl.xpt`` and ``ADSL.csv``).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(
+            f"ADaM folder {folder} does not exist or is not a folder: give --adam the folder "
+            "that holds adsl.xpt (or adsl.csv) and adtte/adlb"
+        )
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.suffix.lower() not in _EXTENSIONS:
+            continue
+        name = path.stem.upper()
+        if name in found:
+            raise DatasetError(
+                f"{name} is in {folder} twice ({found[name].name} and {path.name}): "
+                "keep one file per dataset",
+                dataset=name,
+            )
+        found[name] = path
+    return found
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_xpt(path: Path, name: str) -> tuple[pd.DataFrame, dict[str, str], str]:
+    try:
+        frame, meta = pyreadstat.read_xport(str(path))
+    except (pyreadstat.ReadstatError, pyreadstat.PyreadstatError, UnicodeError, OSError) as exc:
+        raise DatasetError(
+            f"{name}: {path} is not a readable SAS transport (XPT) file ({exc}); export it "
+            "again as XPT (version 5 or 8), or give the dataset as CSV",
+            dataset=name,
+        ) from exc
+    labels = {k: v or "" for k, v in (meta.column_names_to_labels or {}).items()}
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            values = frame[column]
+            if values.map(lambda v: isinstance(v, dt.date)).any():
+                frame[column] = values.map(lambda v: v if isinstance(v, dt.date) else None)
+            else:
+                frame[column] = values.fillna("").astype(str)
+    return frame, labels, meta.file_label or ""
+
+
+def _csv_date(value: str, name: str, variable: str) -> dt.date | None:
+    text = value.strip()
+    if not text:
+        return None
+    for fmt in ("%Y-%m-%d", "%d%b%Y"):
+        try:
+            return dt.datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    raise DatasetError(
+        f"{name}.{variable}: {value!r} is not a date; write dates as YYYY-MM-DD (ISO 8601) or "
+        "DDMONYYYY (SAS DATE9)",
+        dataset=name,
+        variable=variable,
+    )
+
+
+def _read_csv(path: Path, name: str) -> pd.DataFrame:
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except (UnicodeError, pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as exc:
+        raise DatasetError(
+            f"{name}: {path} is not a readable CSV file ({exc}); write it as UTF-8 CSV with one "
+            "header row of CDISC variable names",
+            dataset=name,
+        ) from exc
+    raw.columns = [str(c).strip().upper() for c in raw.columns]
+    frame = pd.DataFrame(index=raw.index)
+    for column in raw.columns:
+        values = raw[column].str.strip()
+        if _TEXT.match(column):
+            frame[column] = values
+        elif _CSV_DATE.match(column):
+            frame[column] = values.map(lambda v, c=column: _csv_date(v, name, c))
+        else:
+            numbers = pd.to_numeric(values.replace("", None), errors="coerce")
+            parsed = numbers.notna() | (values == "")
+            frame[column] = numbers.astype(float) if parsed.all() else values
+    return frame
+
+
+def read_dataset(path: Path, name: str | None = None) -> AdamDataset:
+    """Read one ADaM dataset from an XPT or CSV file (by extension).
+
+    Variable names come back in upper case; pyreadstat's errors become
+    :class:`~stalwart.errors.DatasetError` naming the file.
+    """
+    path = Path(path)
+    label = (name or path.stem).upper()
+    suffix = path.suffix.lower()
+    if suffix not in _EXTENSIONS:
+        raise DatasetError(
+            f"{label}: {path.name} is neither .xpt nor .csv; give SAS transport or CSV files",
+            dataset=label,
+        )
+    if suffix == ".xpt":
+        frame, labels, file_label = _read_xpt(path, label)
+    else:
+        frame, labels, file_label = _read_csv(path, label), {}, ""
+    frame.columns = [str(c).upper() for c in frame.columns]
+    labels = {k.upper(): v for k, v in labels.items()}
+    return AdamDataset(label, path, frame, labels, file_label, _sha256(path))
+
+
+def require_variables(dataset: AdamDataset, variables: Sequence[str], why: str) -> None:
+    """Raise DatasetError naming the first of ``variables`` that ``dataset`` lacks."""
+    for variable in variables:
+        if variable not in dataset.frame.columns:
+            raise DatasetError(
+                f"{dataset.name} has no {variable}: {why}; add {variable} to "
+                f"{dataset.path.name} (variables present: {', '.join(dataset.frame.columns)})",
+                dataset=dataset.name,
+                variable=variable,
+            )
+
+
+def _arm_variable(adsl: AdamDataset, arm_var: str | None) -> str:
+    columns = adsl.frame.columns
+    if arm_var is not None:
+        if arm_var.upper() not in columns:
+            present = [c for c in columns if re.match(r"^(TRT\d\d[PA]|ARM|ARMCD|ACTARM\w*)$", c)]
+            raise DatasetError(
+                f"ADSL has no {arm_var.upper()}, the --arm-var given; arm variables present: "
+                f"{', '.join(present) or 'none'}",
+                dataset="ADSL",
+                variable=arm_var.upper(),
+            )
+        return arm_var.upper()
+    for candidate in _ARM_FALLBACK:
+        if candidate in columns:
+            return candidate
+    raise DatasetError(
+        "ADSL has no TRT01P, ARM or ARMCD: name the variable holding each subject's arm with "
+        "--arm-var",
+        dataset="ADSL",
+        variable="TRT01P",
+    )
+
+
+def _arm_labels(values: pd.Series) -> pd.Series:
+    """Arm values as text (a numeric arm coding 1.0 reads "1")."""
+    if values.dtype.kind == "f":
+        return values.map(lambda v: "" if pd.isna(v) else f"{v:g}")
+    return values.astype(str).str.strip()
+
+
+def choose_control(arms: Sequence[str], control: str | None) -> tuple[str, str | None]:
+    """The control arm and, when it was chosen by default, a note saying how.
+
+    Raises
+    ------
+    DatasetError
+        ``control`` is not one of ``arms``, or more than one arm says placebo/control.
+    """
+    if not arms:
+        raise DatasetError("ADSL holds no subject with an arm: nothing to analyse", "ADSL")
+    if control is not None:
+        if control not in arms:
+            raise DatasetError(
+                f"--control {control!r} is not an arm; the arms are: "
+                + ", ".join(repr(a) for a in arms),
+                dataset="ADSL",
+            )
+        return control, None
+    named = [a for a in arms if re.search("placebo|control", a, re.IGNORECASE)]
+    if len(named) == 1:
+        return named[0], f"control arm {named[0]!r}: its name says placebo/control"
+    if len(named) > 1:
+        raise DatasetError(
+            "more than one arm says placebo/control (" + ", ".join(repr(a) for a in named) + "): "
+            "name the control with --control",
+            dataset="ADSL",
+        )
+    return arms[0], f"control arm {arms[0]!r}: first in sort order (no arm says placebo/control)"
+
+
+def _population(adsl: pd.DataFrame, population: str | None) -> tuple[pd.DataFrame, str | None]:
+    if population is None:
+        return adsl, None
+    flag = population.upper()
+    if flag not in adsl.columns:
+        flags = [c for c in adsl.columns if c.endswith("FL")]
+        raise DatasetError(
+            f"ADSL has no population flag {flag}; flags present: {', '.join(flags) or 'none'}",
+            dataset="ADSL",
+            variable=flag,
+        )
+    kept = adsl[adsl[flag].astype(str).str.strip().str.upper() == "Y"]
+    return kept, f"population {flag} = 'Y': {len(kept)} of {len(adsl)} ADSL subjects"
+
+
+def _subjects(
+    adsl: AdamDataset, arm_var: str | None, population: str | None
+) -> tuple[AdamDataset, str, list[str]]:
+    require_variables(adsl, ("USUBJID",), "every analysis joins the arm from ADSL by USUBJID")
+    variable = _arm_variable(adsl, arm_var)
+    frame = adsl.frame.copy()
+    frame["USUBJID"] = frame["USUBJID"].astype(str).str.strip()
+    duplicated = frame["USUBJID"][frame["USUBJID"].duplicated()]
+    if len(duplicated):
+        raise DatasetError(
+            f"ADSL has {len(duplicated)} repeated USUBJID (first {duplicated.iloc[0]!r}): ADSL "
+            "holds one record per subject",
+            dataset="ADSL",
+            variable="USUBJID",
+        )
+    notes: list[str] = []
+    frame, note = _population(frame, population)
+    if note:
+        notes.append(note)
+    frame[ARM] = _arm_labels(frame[variable])
+    blank = int((frame[ARM] == "").sum())
+    if blank:
+        notes.append(f"{blank} ADSL subjects with a blank {variable} left out")
+        frame = frame[frame[ARM] != ""]
+    kept = AdamDataset(adsl.name, adsl.path, frame, adsl.labels, adsl.label, adsl.sha256)
+    return kept, variable, notes
+
+
+def _join_arm(dataset: AdamDataset, adsl: pd.DataFrame, all_subjects: set[str]) -> AdamDataset:
+    """Replace whatever arm ``dataset`` carries by ADSL's, keeping ADSL's subjects only."""
+    frame = dataset.frame.copy()
+    frame["USUBJID"] = frame["USUBJID"].astype(str).str.strip()
+    strangers = sorted(set(frame["USUBJID"]) - all_subjects)
+    if strangers:
+        raise DatasetError(
+            f"{dataset.name} has {len(strangers)} USUBJID absent from ADSL (first "
+            f"{strangers[0]!r}): ADSL must hold every subject; check both come from one study",
+            dataset=dataset.name,
+            variable="USUBJID",
+        )
+    frame = frame.drop(columns=[ARM], errors="ignore").merge(
+        adsl[["USUBJID", ARM]], on="USUBJID", how="inner", validate="many_to_one"
+    )
+    return AdamDataset(
+        dataset.name, dataset.path, frame, dataset.labels, dataset.label, dataset.sha256
+    )
+
+
+def _check_tte(adtte: AdamDataset) -> None:
+    require_variables(adtte, _TTE_VARIABLES, "a time-to-event analysis needs it")
+    frame = adtte.frame
+    for variable in ("AVAL", "CNSR"):
+        if frame[variable].dtype.kind not in "fi":
+            raise DatasetError(
+                f"ADTTE.{variable} is not numeric; {variable} must hold numbers",
+                dataset="ADTTE",
+                variable=variable,
+            )
+    bad = frame["CNSR"].dropna()
+    bad = bad[~bad.isin([0, 1])]
+    if len(bad):
+        raise DatasetError(
+            f"ADTTE.CNSR holds {bad.iloc[0]:g}: CNSR is 0 for an event and 1 for a censored time "
+            "(ADaM); recode other censoring codes to 1",
+            dataset="ADTTE",
+            variable="CNSR",
+        )
+    if (frame["AVAL"] < 0).any():
+        raise DatasetError(
+            "ADTTE.AVAL has negative times: AVAL is the time from the origin (STARTDT)",
+            dataset="ADTTE",
+            variable="AVAL",
+        )
+    repeated = frame.duplicated(["USUBJID", "PARAMCD"])
+    if repeated.any():
+        row = frame[repeated].iloc[0]
+        raise DatasetError(
+            f"ADTTE has two records of PARAMCD {row['PARAMCD']} for USUBJID {row['USUBJID']}: "
+            "ADTTE holds one record per subject and parameter",
+            dataset="ADTTE",
+        )
+
+
+def _pick_bds(
+    found: Mapping[str, Path], read: dict[str, AdamDataset], bds: Sequence[str] | None
+) -> list[AdamDataset]:
+    chosen: list[AdamDataset] = []
+    if bds is not None:
+        for raw in bds:
+            name = raw.strip().upper()
+            if name not in found:
+                raise DatasetError(
+                    f"--bds {raw}: no {raw.lower()}.xpt or .csv in the folder; datasets present: "
+                    f"{', '.join(sorted(found))}",
+                    dataset=name,
+                )
+            dataset = read.setdefault(name, read_dataset(found[name], name))
+            require_variables(dataset, _BDS_VARIABLES, "a BDS analysis by visit needs it")
+            chosen.append(dataset)
+        return chosen
+    for name, path in sorted(found.items()):
+        if name in _NOT_BDS:
+            continue
+        dataset = read.setdefault(name, read_dataset(path, name))
+        if all(v in dataset.frame.columns for v in _BDS_VARIABLES):
+            chosen.append(dataset)
+    return chosen
+
+
+def load_adam(
+    folder: Path,
+    *,
+    arm_var: str | None = None,
+    control: str | None = None,
+    population: str | None = None,
+    bds: Sequence[str] | None = None,
+) -> AdamInputs:
+    """Read and check a folder of ADaM datasets; join each subject's arm from ADSL.
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        Folder with ``adsl`` and ``adtte`` and/or BDS datasets, as XPT or CSV.
+    arm_var : str, optional
+        ADSL variable of the arm (default: TRT01P, else ARM, else ARMCD).
+    control : str, optional
+        The control arm (default: the arm named placebo/control, else the first in sort order).
+    population : str, optional
+        ADSL flag selecting the subjects (value ``"Y"``), e.g. ``"SAFFL"``.
+    bds : sequence of str, optional
+        BDS datasets to analyse by name (default: every ad* with PARAMCD, AVAL and AVISIT).
+
+    Raises
+    ------
+    DatasetError
+        Anything missing or unusable, with what to fix.
+    """
+    found = find_datasets(folder)
+    if "ADSL" not in found:
+        raise DatasetError(
+            f"no ADSL in {folder}: add adsl.xpt (or adsl.csv), the one-record-per-subject "
+            f"dataset the arms come from (files found: {', '.join(sorted(found)) or 'none'})",
+            dataset="ADSL",
+        )
+    read: dict[str, AdamDataset] = {"ADSL": read_dataset(found["ADSL"], "ADSL")}
+    adsl, variable, notes = _subjects(read["ADSL"], arm_var, population)
+    arms = sorted(set(adsl.frame[ARM]))
+    chosen_control, note = choose_control(arms, control)
+    if note:
+        notes.append(note)
+    all_subjects = set(read["ADSL"].frame["USUBJID"].astype(str).str.strip())
+    adtte = None
+    if "ADTTE" in found:
+        raw_tte = read.setdefault("ADTTE", read_dataset(found["ADTTE"], "ADTTE"))
+        _check_tte(raw_tte)
+        adtte = _join_arm(raw_tte, adsl.frame, all_subjects)
+        missing = int(adtte.frame["AVAL"].isna().sum() + adtte.frame["CNSR"].isna().sum())
+        if missing:
+            notes.append(f"ADTTE: {missing} records without AVAL or CNSR left out")
+            frame = adtte.frame.dropna(subset=["AVAL", "CNSR"])
+            adtte = AdamDataset(
+                adtte.name, adtte.path, frame, adtte.labels, adtte.label, adtte.sha256
+            )
+    bds_sets = []
+    for dataset in _pick_bds(found, read, bds):
+        if dataset.frame["AVAL"].dtype.kind not in "fi":
+            raise DatasetError(
+                f"{dataset.name}.AVAL is not numeric; analyse character results (AVALC) "
+                f"elsewhere, or leave {dataset.name} out with --bds",
+                dataset=dataset.name,
+                variable="AVAL",
+            )
+        bds_sets.append(_join_arm(dataset, adsl.frame, all_subjects))
+    if adtte is None and not bds_sets:
+        raise DatasetError(
+            f"{folder} has ADSL but no ADTTE and no BDS dataset (PARAMCD, AVAL, AVISIT): add "
+            "adtte.xpt or adlb.xpt",
+            dataset="ADTTE",
+        )
+    files = tuple(read[name] for name in sorted(read))
+    return AdamInputs(
+        adsl,
+        adtte,
+        tuple(bds_sets),
+        variable,
+        tuple(arms),
+        chosen_control,
+        None if population is None else population.upper(),
+        tuple(notes),
+        files,
+    )

@@ -1,0 +1,639 @@
+"""The plan's two-arm analyses with a leading replicate axis: one call analyses many trials.
+
+Each function takes arrays shaped ``(replicate, participant)`` and returns one value per
+replicate, equal (to rounding) to the single-trial kernel run on that replicate's participants:
+
+* :func:`batched_welch_ttest`: :func:`~stalwart.analysis.kernels.ttest.welch_ttest`
+  (R ``t.test``), sharing its Welch-Satterthwaite degrees of freedom;
+* :func:`batched_ancova`: :func:`~stalwart.analysis.kernels.ancova.ancova` with one covariate
+  (R ``lm(y ~ arm + baseline)``), every arm present in the replicate in the model;
+* :func:`batched_logrank`: two-group :func:`~stalwart.analysis.kernels.logrank.logrank_test`
+  (R ``survdiff``), with the signed z ``(O - E) / sqrt(V)`` of the treated group for one-sided
+  monitoring;
+* :func:`batched_cox`: :func:`~stalwart.analysis.kernels.cox.cox_ph` with one binary covariate
+  (R ``coxph(Surv(time, event) ~ treated, ties = "efron")``): the same Newton-Raphson from 0,
+  step halving and stopping rule, on every replicate at once.
+
+Which participants a replicate analyses is a boolean ``include`` mask, so comparisons of a
+subset of arms, complete cases and interim looks are masks, never copies. A replicate whose data
+cannot support the analysis (an arm without values, no events) is flagged ``estimable = False``
+with NaN estimates, instead of raising as the single-trial kernels do: in a Monte Carlo study such
+trials are counted, not fatal.
+
+The survival functions reduce each replicate to its distinct event times (one sort per row):
+per time the numbers at risk and the events, overall and treated. With a binary covariate the
+Efron partial likelihood, score and information are sums over those few rows; the Newton
+iterations run on all replicates together, each stopping by R's rule on its own.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import special, stats
+
+from stalwart.analysis.kernels.ttest import welch_df
+from stalwart.errors import AnalysisError
+
+__all__ = [
+    "BatchedAncova",
+    "BatchedCox",
+    "BatchedLogRank",
+    "BatchedTwoSample",
+    "EventTimes",
+    "batched_ancova",
+    "batched_cox",
+    "batched_logrank",
+    "batched_welch_ttest",
+    "event_times",
+]
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.int64]
+
+_MAX_HALVINGS = 40  # as cox.py
+_TOLER_INF = math.sqrt(1e-9)  # R coxph.control(toler.inf)
+
+
+def _matrix(values: npt.ArrayLike, name: str, dtype: type) -> npt.NDArray[Any]:
+    arr: npt.NDArray[Any] = np.asarray(values, dtype=dtype)
+    if arr.ndim != 2:
+        raise AnalysisError(
+            f"{name} must be 2-dimensional (replicate, participant), got {arr.shape}"
+        )
+    return arr
+
+
+def _floats(values: npt.ArrayLike, name: str) -> FloatArray:
+    out: FloatArray = _matrix(values, name, np.float64)
+    return out
+
+
+def _bools(values: npt.ArrayLike, name: str) -> BoolArray:
+    out: BoolArray = _matrix(values, name, bool)
+    return out
+
+
+def _same_shape(shape: tuple[int, ...], **arrays: npt.NDArray[np.generic]) -> None:
+    for name, arr in arrays.items():
+        if arr.shape != shape:
+            raise AnalysisError(f"{name} has shape {arr.shape}, expected {shape}")
+
+
+def _check_alpha(alpha: float) -> None:
+    if not 0.0 < alpha < 1.0:
+        raise AnalysisError(f"alpha must lie strictly between 0 and 1, got {alpha}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Continuous endpoint
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BatchedTwoSample:
+    """Welch t-test per replicate (fields as :class:`~.ttest.TwoSampleResult`, as arrays)."""
+
+    difference: FloatArray
+    se: FloatArray
+    df: FloatArray
+    statistic: FloatArray
+    p_value: FloatArray
+    ci_low: FloatArray
+    ci_high: FloatArray
+    mean_x: FloatArray
+    mean_y: FloatArray
+    n_x: IntArray
+    n_y: IntArray
+    estimable: BoolArray
+
+
+def batched_welch_ttest(
+    values: npt.ArrayLike, x: npt.ArrayLike, y: npt.ArrayLike, alpha: float = 0.05
+) -> BatchedTwoSample:
+    """Welch t-test of ``mean(values[x]) - mean(values[y])`` in every replicate.
+
+    Parameters
+    ----------
+    values : array_like, shape (R, n)
+        Outcome; entries outside ``x`` and ``y`` are ignored (may be NaN).
+    x, y : array_like of bool, shape (R, n)
+        The two samples of each replicate (disjoint).
+    alpha : float
+        One minus the confidence level.
+
+    Returns
+    -------
+    BatchedTwoSample
+        Not estimable where a sample has fewer than 2 values or both are constant.
+    """
+    _check_alpha(alpha)
+    v = _floats(values, "values")
+    xm = _bools(x, "x")
+    ym = _bools(y, "y")
+    _same_shape(v.shape, x=xm, y=ym)
+    if np.any(xm & ym):
+        raise AnalysisError("x and y overlap: a participant is in both samples")
+    nx, mean_x, var_x = _moments(v, xm)
+    ny, mean_y, var_y = _moments(v, ym)
+    ok = (nx >= 2) & (ny >= 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vx, vy = var_x / nx, var_y / ny
+        se = np.sqrt(vx + vy)
+        df = welch_df(vx, vy, nx, ny)
+    ok &= se > 10.0 * np.finfo(np.float64).eps * np.maximum(np.abs(mean_x), np.abs(mean_y))
+    difference = mean_x - mean_y
+    return BatchedTwoSample(
+        *_t_inference(difference, se, df, ok, alpha),
+        mean_x=np.where(nx > 0, mean_x, np.nan),
+        mean_y=np.where(ny > 0, mean_y, np.nan),
+        n_x=nx.astype(np.int64),
+        n_y=ny.astype(np.int64),
+        estimable=ok,
+    )
+
+
+def _moments(values: FloatArray, mask: BoolArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Count, mean and sample variance (two-pass) of ``values[mask]`` per replicate."""
+    n = mask.sum(axis=1).astype(np.float64)
+    filled = np.where(mask, values, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = filled.sum(axis=1) / n
+        dev = np.where(mask, values - mean[:, None], 0.0)
+        var = np.einsum("ij,ij->i", dev, dev) / (n - 1.0)
+    return n, mean, var
+
+
+def _t_inference(
+    difference: FloatArray, se: FloatArray, df: FloatArray, ok: BoolArray, alpha: float
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    nan = np.nan
+    difference = np.where(ok, difference, nan)
+    se = np.where(ok, se, nan)
+    df = np.where(ok, df, nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        statistic = difference / se
+        p_value = 2.0 * special.stdtr(df, -np.abs(statistic))
+        quantile = special.stdtrit(df, 1.0 - alpha / 2.0)
+    return (
+        difference,
+        se,
+        df,
+        statistic,
+        p_value,
+        difference - quantile * se,
+        difference + quantile * se,
+    )
+
+
+@dataclass(frozen=True)
+class BatchedAncova:
+    """ANCOVA treatment contrast per replicate (fields as :class:`~.ancova.AncovaResult`)."""
+
+    difference: FloatArray
+    se: FloatArray
+    df: FloatArray
+    statistic: FloatArray
+    p_value: FloatArray
+    ci_low: FloatArray
+    ci_high: FloatArray
+    baseline_coef: FloatArray
+    residual_sd: FloatArray
+    n: IntArray
+    estimable: BoolArray
+
+
+def batched_ancova(
+    y: npt.ArrayLike,
+    group: npt.ArrayLike,
+    baseline: npt.ArrayLike,
+    include: npt.ArrayLike,
+    treatment: int,
+    control: int,
+    alpha: float = 0.05,
+) -> BatchedAncova:
+    """Baseline-adjusted ``treatment - control`` difference by ANCOVA in every replicate.
+
+    The model of :func:`~stalwart.analysis.kernels.ancova.ancova`, ``y ~ arm + baseline``
+    with every arm that has an included participant in the replicate (so the residual variance
+    is pooled over all of them), solved in closed form: the slope is the pooled within-arm
+    regression of ``y`` on ``baseline``, the contrast is the difference of means adjusted by the
+    slope, and its variance is ``sigma^2 (1/n_t + 1/n_c + (xbar_t - xbar_c)^2 / Sxx)``.
+
+    Parameters
+    ----------
+    y, baseline : array_like, shape (R, n)
+        Outcome and its baseline; entries outside ``include`` are ignored (may be NaN).
+    group : array_like of int, shape (R, n)
+        Arm code per participant, ``0 .. k-1``.
+    include : array_like of bool, shape (R, n)
+        Participants analysed (complete cases).
+    treatment, control : int
+        Codes of the arms compared.
+
+    Returns
+    -------
+    BatchedAncova
+        Not estimable where either arm is empty, the residual df is below 1, or baseline does
+        not vary within arms.
+    """
+    _check_alpha(alpha)
+    ya = _floats(y, "y")
+    xa = _floats(baseline, "baseline")
+    ga: IntArray = _matrix(group, "group", np.int64)
+    inc = _bools(include, "include")
+    _same_shape(ya.shape, baseline=xa, group=ga, include=inc)
+    if treatment == control:
+        raise AnalysisError("treatment and control must differ")
+    k = int(max(ga.max(initial=0), treatment, control)) + 1
+    if ga.min(initial=0) < 0:
+        raise AnalysisError("group codes must be non-negative integers")
+    r = ya.shape[0]
+    n = inc.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # centre each replicate at its overall means first (no cancellation in the sums)
+        centre_y = np.where(inc, ya, 0.0).sum(axis=1) / n
+        centre_x = np.where(inc, xa, 0.0).sum(axis=1) / n
+    yc = np.where(inc, ya - centre_y[:, None], 0.0)
+    xc = np.where(inc, xa - centre_x[:, None], 0.0)
+    # per (replicate, arm) sums in one pass each; excluded participants go to a spare slot
+    slot = (np.where(inc, ga, k) + (k + 1) * np.arange(r)[:, None]).ravel()
+    size = r * (k + 1)
+
+    def by_arm(weights: FloatArray | None) -> FloatArray:
+        sums = np.bincount(
+            slot, weights=None if weights is None else weights.ravel(), minlength=size
+        )
+        out: FloatArray = sums.reshape(r, k + 1)[:, :k].astype(np.float64)
+        return out
+
+    counts, sum_y, sum_x = by_arm(None), by_arm(yc), by_arm(xc)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_y, mean_x = sum_y / counts, sum_x / counts
+        share = np.where(counts > 0, 1.0 / counts, 0.0)
+    sxx = np.einsum("ij,ij->i", xc, xc) - np.einsum("ij,ij,ij->i", sum_x, sum_x, share)
+    sxy = np.einsum("ij,ij->i", xc, yc) - np.einsum("ij,ij,ij->i", sum_x, sum_y, share)
+    syy = np.einsum("ij,ij->i", yc, yc) - np.einsum("ij,ij,ij->i", sum_y, sum_y, share)
+    n = inc.sum(axis=1)
+    present = (counts > 0).sum(axis=1)
+    df = (n - present - 1).astype(np.float64)
+    nt, nc = counts[:, treatment], counts[:, control]
+    ok = (nt > 0) & (nc > 0) & (df >= 1)
+    scale = np.sqrt(np.einsum("ij,ij->i", xc, xc))
+    ok &= np.sqrt(np.maximum(sxx, 0.0)) > 1e-9 * np.maximum(scale, 1e-300)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = sxy / sxx
+        sigma2 = np.maximum(syy - slope * sxy, 0.0) / df
+        gap = mean_x[:, treatment] - mean_x[:, control]
+        difference = mean_y[:, treatment] - mean_y[:, control] - slope * gap
+        se = np.sqrt(sigma2 * (1.0 / nt + 1.0 / nc + gap * gap / sxx))
+    inference = _t_inference(difference, se, df, ok, alpha)
+    return BatchedAncova(
+        *inference,
+        baseline_coef=np.where(ok, slope, np.nan),
+        residual_sd=np.where(ok, np.sqrt(sigma2), np.nan),
+        n=n.astype(np.int64),
+        estimable=ok,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Time to event
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EventTimes:
+    """Distinct event times of every replicate, flattened: one row per (replicate, time).
+
+    ``replicate`` says whose time it is; ``at_risk`` and ``at_risk_treated`` count included
+    participants with time at least that time; ``events`` and ``events_treated`` count events
+    at it. ``n``, ``n_treated``, ``total_events`` and ``total_events_treated`` are per replicate.
+    """
+
+    n_replicates: int
+    replicate: IntArray
+    at_risk: FloatArray
+    at_risk_treated: FloatArray
+    events: FloatArray
+    events_treated: FloatArray
+    n: FloatArray
+    n_treated: FloatArray
+    total_events: FloatArray
+    total_events_treated: FloatArray
+
+    def per_replicate(self, values: FloatArray) -> FloatArray:
+        """Sum a per-time quantity within each replicate."""
+        out: FloatArray = np.bincount(
+            self.replicate, weights=values, minlength=self.n_replicates
+        ).astype(np.float64)
+        return out
+
+
+def event_times(
+    time: npt.ArrayLike, event: npt.ArrayLike, treated: npt.ArrayLike, include: npt.ArrayLike
+) -> EventTimes:
+    """Reduce ``(replicate, participant)`` survival data to risk sets at distinct event times.
+
+    Parameters
+    ----------
+    time : array_like, shape (R, n)
+        Follow-up time, finite and non-negative for included participants.
+    event, treated, include : array_like of bool, shape (R, n)
+        Event (else censored), treated group (else control), and analysed.
+    """
+    t = _floats(time, "time")
+    e = _bools(event, "event")
+    g = _bools(treated, "treated")
+    inc = _bools(include, "include")
+    _same_shape(t.shape, event=e, treated=g, include=inc)
+    kept_t = t[inc]
+    if not np.all(np.isfinite(kept_t)) or np.any(kept_t < 0):
+        raise AnalysisError("time must be finite and non-negative for included participants")
+    r, n = t.shape
+    ev = e & inc
+    ev1 = ev & g
+    rep, col = np.nonzero(ev)  # events are few: work on them, not on every participant
+    et = t[rep, col]
+    order = np.lexsort((et, rep))
+    rep, et, treated_event = rep[order], et[order], g[rep[order], col[order]]
+    new = np.ones(rep.size, dtype=bool)
+    new[1:] = (rep[1:] != rep[:-1]) | (et[1:] != et[:-1])
+    starts = np.flatnonzero(new)
+    d = np.diff(np.append(starts, rep.size))
+    d1 = np.add.reduceat(treated_event.astype(np.int64), starts) if starts.size else d
+    replicate = rep[starts].astype(np.int64)
+    when = et[starts]
+    # at risk at time u: included participants with time >= u, by binary search in sorted rows
+    at_risk = n - _count_below(np.sort(np.where(inc, t, -np.inf), axis=1), replicate, when)
+    at_risk1 = n - _count_below(np.sort(np.where(inc & g, t, -np.inf), axis=1), replicate, when)
+    return EventTimes(
+        n_replicates=r,
+        replicate=replicate,
+        at_risk=at_risk.astype(np.float64),
+        at_risk_treated=at_risk1.astype(np.float64),
+        events=d.astype(np.float64),
+        events_treated=d1.astype(np.float64),
+        n=inc.sum(axis=1).astype(np.float64),
+        n_treated=(inc & g).sum(axis=1).astype(np.float64),
+        total_events=ev.sum(axis=1).astype(np.float64),
+        total_events_treated=ev1.sum(axis=1).astype(np.float64),
+    )
+
+
+def _count_below(rows: FloatArray, which: IntArray, value: FloatArray) -> npt.NDArray[np.int64]:
+    """Per query, the number of entries of sorted row ``which`` below ``value`` (vectorized)."""
+    lo = np.zeros(which.size, dtype=np.int64)
+    hi = np.full(which.size, rows.shape[1], dtype=np.int64)
+    while np.any(lo < hi):
+        mid = (lo + hi) // 2
+        below = rows[which, np.minimum(mid, rows.shape[1] - 1)] < value
+        open_ = lo < hi
+        lo = np.where(open_ & below, mid + 1, lo)
+        hi = np.where(open_ & ~below, mid, hi)
+    return lo
+
+
+@dataclass(frozen=True)
+class BatchedLogRank:
+    """Two-group log-rank test per replicate (R ``survdiff``).
+
+    ``observed``/``expected`` are the treated group's; ``z = (O - E) / sqrt(V)`` is positive when
+    the treated group has more events than expected (harm, for a safety endpoint).
+    """
+
+    observed: FloatArray
+    expected: FloatArray
+    variance: FloatArray
+    chi2: FloatArray
+    z: FloatArray
+    p_value: FloatArray
+    events_treated: FloatArray
+    events_control: FloatArray
+    estimable: BoolArray
+
+
+def batched_logrank(
+    time: npt.ArrayLike | EventTimes,
+    event: npt.ArrayLike | None = None,
+    treated: npt.ArrayLike | None = None,
+    include: npt.ArrayLike | None = None,
+) -> BatchedLogRank:
+    """Log-rank test of treated vs control in every replicate.
+
+    Takes the arrays of :func:`event_times` or its result. As ``survdiff``, a group with no
+    expected events leaves the test with 0 degrees of freedom (chi-square 0, p NaN); a replicate
+    without events is not estimable.
+    """
+    times = _times(time, event, treated, include)
+    n_risk, n1 = times.at_risk, times.at_risk_treated
+    d, d1 = times.events, times.events_treated
+    share = n1 / n_risk
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.where(n_risk > 1, d * (n_risk - d) / (n_risk - 1.0), 0.0)
+    observed = times.per_replicate(d1)
+    expected = times.per_replicate(d * share)
+    expected0 = times.per_replicate(d * (1.0 - share))
+    variance = times.per_replicate(scale * share * (1.0 - share))
+    has_events = times.total_events > 0
+    both = (expected > 0) & (expected0 > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = (observed - expected) / np.sqrt(variance)
+    z = np.where(has_events & both, z, np.nan)
+    chi2 = np.where(has_events, np.where(both, z * z, 0.0), np.nan)
+    p_value = np.where(has_events & both, special.chdtrc(1.0, np.nan_to_num(chi2)), np.nan)
+    return BatchedLogRank(
+        observed=observed,
+        expected=expected,
+        variance=variance,
+        chi2=chi2,
+        z=z,
+        p_value=p_value,
+        events_treated=times.total_events_treated,
+        events_control=times.total_events - times.total_events_treated,
+        estimable=has_events,
+    )
+
+
+def _times(
+    time: npt.ArrayLike | EventTimes,
+    event: npt.ArrayLike | None,
+    treated: npt.ArrayLike | None,
+    include: npt.ArrayLike | None,
+) -> EventTimes:
+    if isinstance(time, EventTimes):
+        return time
+    if event is None or treated is None or include is None:
+        raise AnalysisError("give time, event, treated and include, or the EventTimes of them")
+    return event_times(time, event, treated, include)
+
+
+@dataclass(frozen=True)
+class BatchedCox:
+    """Cox model with one binary covariate per replicate (fields as :class:`~.cox.CoxResult`).
+
+    ``estimable`` is false where a group has no events (the likelihood is monotone: R's
+    "coefficient may be infinite") or no group comparison exists; those entries are NaN.
+    """
+
+    coef: FloatArray
+    se: FloatArray
+    hazard_ratio: FloatArray
+    ci_low: FloatArray
+    ci_high: FloatArray
+    z: FloatArray
+    p_value: FloatArray
+    loglik: FloatArray
+    iterations: IntArray
+    converged: BoolArray
+    monotone_likelihood: BoolArray
+    events_treated: FloatArray
+    events_control: FloatArray
+    estimable: BoolArray
+
+
+def batched_cox(
+    time: npt.ArrayLike | EventTimes,
+    event: npt.ArrayLike | None = None,
+    treated: npt.ArrayLike | None = None,
+    include: npt.ArrayLike | None = None,
+    *,
+    ties: str = "efron",
+    alpha: float = 0.05,
+    tol: float = 1e-9,
+    max_iter: int = 30,
+) -> BatchedCox:
+    """Hazard ratio of treated vs control by Cox regression in every replicate.
+
+    The algorithm of :func:`~stalwart.analysis.kernels.cox.cox_ph` (R ``coxph``): Newton-Raphson
+    from ``beta = 0``, a step halved while the log partial likelihood falls, stopped when it
+    changes by less than ``tol`` relative; Wald standard error from the information at the
+    estimate. Takes the arrays of :func:`event_times` or its result.
+    """
+    _check_alpha(alpha)
+    if ties not in ("efron", "breslow"):
+        raise AnalysisError(f"ties must be 'efron' or 'breslow', got {ties!r}")
+    times = _times(time, event, treated, include)
+    r = times.n_replicates
+    events1 = times.total_events_treated
+    events0 = times.total_events - events1
+    fit = (events1 > 0) & (events0 > 0)
+    terms = _EfronTerms(times, fit[times.replicate], ties == "efron")
+    beta = np.zeros(r)
+    loglik, score, info = terms(beta)
+    iterations = np.zeros(r, dtype=np.int64)
+    converged = np.zeros(r, dtype=bool)
+    active = fit.copy()
+    for iteration in range(1, max_iter + 1):
+        if not active.any():
+            break
+        solvable = active & (info > 0)
+        active &= solvable
+        step = np.where(active, score / np.where(info > 0, info, 1.0), 0.0)
+        accepted = np.zeros(r, dtype=bool)
+        trial = active.copy()
+        new_beta, new_ll, new_score, new_info = beta.copy(), loglik.copy(), score, info
+        for _ in range(_MAX_HALVINGS):
+            if not trial.any():
+                break
+            candidate = np.where(trial, beta + step, beta)
+            ll, u, i = terms(candidate)
+            close = np.abs(ll - loglik) <= tol * np.abs(loglik)
+            good = trial & np.isfinite(ll) & ((ll >= loglik) | close)
+            new_beta = np.where(good, candidate, new_beta)
+            new_ll = np.where(good, ll, new_ll)
+            new_score = np.where(good, u, new_score)
+            new_info = np.where(good, i, new_info)
+            accepted |= good
+            trial &= ~good
+            step = np.where(trial, step / 2.0, step)
+        active &= accepted  # never accepted: stop where it is, not converged
+        done = active & (np.abs(new_ll - loglik) <= tol * np.abs(loglik))
+        iterations = np.where(active, iteration, iterations)
+        beta = np.where(active, new_beta, beta)
+        loglik = np.where(active, new_ll, loglik)
+        score = np.where(active, new_score, score)
+        info = np.where(active, new_info, info)
+        converged |= done
+        active &= ~done
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        variance = np.where(info > 0, 1.0 / info, np.nan)
+        remaining = np.abs(variance * score)
+        monotone = ~fit | ((remaining > _TOLER_INF) & (remaining > _TOLER_INF * np.abs(beta)))
+        se = np.sqrt(variance)
+        coef = np.where(fit, beta, np.nan)
+        se = np.where(fit, se, np.nan)
+        zq = float(stats.norm.ppf(1.0 - alpha / 2.0))
+        z = coef / se
+        p_value = 2.0 * special.ndtr(-np.abs(z))
+        hazard_ratio = np.exp(coef)
+        ci_low = np.exp(coef - zq * se)
+        ci_high = np.exp(coef + zq * se)
+    return BatchedCox(
+        coef=coef,
+        se=se,
+        hazard_ratio=hazard_ratio,
+        ci_low=ci_low,
+        ci_high=ci_high,
+        z=z,
+        p_value=p_value,
+        loglik=np.where(fit, loglik, np.nan),
+        iterations=iterations,
+        converged=converged,
+        monotone_likelihood=monotone,
+        events_treated=events1,
+        events_control=events0,
+        estimable=fit,
+    )
+
+
+class _EfronTerms:
+    """Log partial likelihood, score and information of a binary covariate, per replicate.
+
+    At a time with ``N0``/``N1`` at risk and ``d0``/``d1`` events (control/treated) and
+    ``w = exp(beta)``, the ``l``-th of the ``d`` tied events (Efron) has denominator
+    ``S_l = N0 + N1 w - (l/d)(d0 + d1 w)`` and treated weight ``A_l = w (N1 - (l/d) d1)``:
+    loglik adds ``d1 beta - sum_l log S_l``, the score ``d1 - sum_l A_l / S_l`` and the
+    information ``sum_l A_l/S_l (1 - A_l/S_l)`` (``x^2 = x``). Breslow: ``l/d = 0``.
+    """
+
+    def __init__(self, times: EventTimes, rows: BoolArray, efron: bool) -> None:
+        self.r = times.n_replicates
+        self.replicate = times.replicate[rows]
+        self.n1 = times.at_risk_treated[rows]
+        self.n0 = times.at_risk[rows] - self.n1
+        self.d = times.events[rows]
+        self.d1 = times.events_treated[rows]
+        self.d0 = self.d - self.d1
+        # per tie position l: the rows with more than l tied events, l/d there, and how many
+        # events share the term (Breslow: all d tied events, at l/d = 0)
+        self.levels: list[tuple[npt.NDArray[np.intp], FloatArray, FloatArray]] = []
+        if efron:
+            for level in range(int(self.d.max(initial=1))):
+                where = np.flatnonzero(self.d > level)
+                self.levels.append((where, level / self.d[where], np.ones(where.size)))
+        else:
+            every = np.arange(self.d.size)
+            self.levels.append((every, np.zeros(every.size), self.d))
+        self.d1_total = np.bincount(self.replicate, weights=self.d1, minlength=self.r)
+
+    def __call__(self, beta: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        w = np.exp(beta)[self.replicate]
+        ll_rows = np.zeros(self.d.size)
+        u_rows = np.zeros(self.d.size)
+        i_rows = np.zeros(self.d.size)
+        for where, frac, count in self.levels:
+            wl = w[where]
+            s = self.n0[where] + self.n1[where] * wl - frac * (self.d0[where] + self.d1[where] * wl)
+            a = wl * (self.n1[where] - frac * self.d1[where])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                share = a / s
+                ll_rows[where] -= count * np.log(s)
+            u_rows[where] -= count * share
+            i_rows[where] += count * share * (1.0 - share)
+        sums: list[FloatArray] = [
+            np.bincount(self.replicate, weights=rows, minlength=self.r).astype(np.float64)
+            for rows in (ll_rows, u_rows, i_rows)
+        ]
+        return self.d1_total * beta + sums[0], self.d1_total + sums[1], sums[2]

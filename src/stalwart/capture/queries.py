@@ -1,0 +1,190 @@
+"""Data clarification queries: a monitor or data manager asks, the site answers, then it closes.
+
+A query names a participant, optionally one of their records (table and id) and the field in
+doubt. Its life is OPEN -> ANSWERED -> CLOSED (or OPEN -> CLOSED when withdrawn); every step is
+an audited update of the query row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from stalwart.capture.access import Actor, ActorLike, Permission, require
+from stalwart.capture.audit import append_audit
+from stalwart.capture.tables import (
+    AdverseEvent,
+    Base,
+    ClinicalEvent,
+    DataQuery,
+    Disposition,
+    Dose,
+    LabResult,
+    Participant,
+    Site,
+    Visit,
+)
+from stalwart.capture.transaction import transaction
+from stalwart.errors import ConflictError, NotFoundError, ValidationError
+
+if TYPE_CHECKING:
+    from stalwart.capture.service import CaptureService
+
+__all__ = ["QUERYABLE_TABLES", "DataQueries", "QueryView"]
+
+QUERYABLE_TABLES: dict[str, type[Base]] = {
+    t.__tablename__: t
+    for t in (Participant, Visit, LabResult, Dose, ClinicalEvent, AdverseEvent, Disposition)
+}
+"""Records a query may point at."""
+
+
+@dataclass(frozen=True)
+class QueryView:
+    """A query as listed for the site and the monitor."""
+
+    id: int
+    usubjid: str
+    site: str
+    table_name: str
+    record_id: int | None
+    field: str
+    text: str
+    status: str
+    raised_by: str
+    answer: str | None
+    answered_by: str | None
+    close_note: str | None
+    closed_by: str | None
+
+
+def _text(field: str, value: str) -> str:
+    if not value.strip():
+        raise ValidationError(field, "must not be empty")
+    return value.strip()
+
+
+class DataQueries:
+    """Raising, answering, closing and listing queries, within the actor's sites."""
+
+    def __init__(self, service: CaptureService) -> None:
+        self.service = service
+
+    def raise_query(
+        self,
+        usubjid: str,
+        field: str,
+        text: str,
+        actor: ActorLike,
+        table_name: str = "participant",
+        record_id: int | None = None,
+    ) -> int:
+        """Open a query on a participant's record."""
+        who = require(actor, Permission.RAISE_QUERY, "raise queries")
+        text = _text("text", text)
+        field = _text("field", field)
+        if table_name not in QUERYABLE_TABLES:
+            raise ValidationError(
+                "table_name", f"{table_name!r} is not one of {sorted(QUERYABLE_TABLES)}"
+            )
+        with transaction(self.service.engine) as session:
+            participant, _ = self.service._participant(session, usubjid, who)
+            if record_id is not None:
+                table = QUERYABLE_TABLES[table_name]
+                row = session.get(table, record_id)
+                owner = (
+                    row.id if isinstance(row, Participant) else getattr(row, "participant_id", 0)
+                )
+                if row is None or owner != participant.id:
+                    raise NotFoundError(f"{usubjid} has no {table_name} record {record_id}")
+            query = DataQuery(
+                participant_id=participant.id,
+                table_name=table_name,
+                record_id=record_id,
+                field=field,
+                text=text,
+                status="OPEN",
+                raised_by=who.username,
+            )
+            session.add(query)
+            append_audit(session, [("INSERT", query)], who.label, "query raised")
+            return query.id
+
+    def answer(self, query_id: int, answer: str, actor: ActorLike) -> None:
+        """The site's answer to an open query."""
+        who = require(actor, Permission.ANSWER_QUERY, "answer queries")
+        answer = _text("answer", answer)
+        with transaction(self.service.engine) as session:
+            query = self._query(session, query_id, who)
+            if query.status != "OPEN":
+                raise ConflictError(f"query {query_id} is {query.status}; only an open query")
+            query.status, query.answer, query.answered_by = "ANSWERED", answer, who.username
+            append_audit(session, [("UPDATE", query)], who.label, "query answered")
+
+    def close(self, query_id: int, note: str, actor: ActorLike) -> None:
+        """Close a query (answered, or withdrawn while open), with a note."""
+        who = require(actor, Permission.CLOSE_QUERY, "close queries")
+        note = _text("note", note)
+        with transaction(self.service.engine) as session:
+            query = self._query(session, query_id, who)
+            if query.status == "CLOSED":
+                raise ConflictError(f"query {query_id} is already closed")
+            query.status, query.close_note, query.closed_by = "CLOSED", note, who.username
+            append_audit(session, [("UPDATE", query)], who.label, "query closed")
+
+    def list(
+        self, actor: ActorLike, status: str | None = None, usubjid: str | None = None
+    ) -> list[QueryView]:
+        """Queries of the sites in the actor's scope, oldest first."""
+        who = require(actor, Permission.READ_RECORDS, "read queries")
+        if status is not None and status not in ("OPEN", "ANSWERED", "CLOSED"):
+            raise ValidationError("status", f"{status!r} is not OPEN, ANSWERED or CLOSED")
+        stmt = (
+            sa.select(DataQuery, Participant.usubjid, Site.code)
+            .join(Participant, Participant.id == DataQuery.participant_id)
+            .join(Site, Site.id == Participant.site_id)
+            .order_by(DataQuery.id)
+        )
+        if who.site is not None:
+            stmt = stmt.where(Site.code == who.site)
+        if status is not None:
+            stmt = stmt.where(DataQuery.status == status)
+        if usubjid is not None:
+            stmt = stmt.where(Participant.usubjid == usubjid)
+        with Session(self.service.engine) as session:
+            rows = session.execute(stmt).all()
+        return [
+            QueryView(
+                q.id,
+                u,
+                code,
+                q.table_name,
+                q.record_id,
+                q.field,
+                q.text,
+                q.status,
+                q.raised_by,
+                q.answer,
+                q.answered_by,
+                q.close_note,
+                q.closed_by,
+            )
+            for q, u, code in rows
+        ]
+
+    @staticmethod
+    def _query(session: Session, query_id: int, who: Actor) -> DataQuery:
+        row = session.execute(
+            sa.select(DataQuery, Site.code)
+            .join(Participant, Participant.id == DataQuery.participant_id)
+            .join(Site, Site.id == Participant.site_id)
+            .where(DataQuery.id == query_id)
+            .with_for_update(of=DataQuery)
+        ).one_or_none()
+        if row is None or not who.sees_site(row[1]):
+            raise NotFoundError(f"no query {query_id}")
+        query: DataQuery = row[0]
+        return query

@@ -1,0 +1,702 @@
+"""Reading the trial database, within what the acting user may see.
+
+Every read takes the actor: site users see their site only (another site's participant is
+"not found"), a blinded statistician gets pooled summaries and never an arm, and the unblinded
+statistician and the DSMB get results by arm. Exports stream rows from the database cursor
+(``yield_per``), never the whole table in memory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from stalwart.capture.access import Actor, ActorLike, Permission, require
+from stalwart.capture.tables import (
+    AdverseEvent,
+    AllocationSlot,
+    AuditRecord,
+    Base,
+    ClinicalEvent,
+    Consent,
+    DataQuery,
+    Disposition,
+    Dose,
+    EndpointReview,
+    LabResult,
+    Participant,
+    Screening,
+    Signature,
+    Site,
+    Visit,
+)
+from stalwart.errors import NotFoundError, ValidationError
+from stalwart.protocol.calendar import participant_calendar
+
+if TYPE_CHECKING:
+    from stalwart.capture.service import CaptureService
+
+__all__ = [
+    "EXPORTS",
+    "AuditEntry",
+    "CalendarEntry",
+    "ParticipantDetail",
+    "ParticipantSummary",
+    "Records",
+    "ScreeningView",
+    "VisitRecord",
+    "WorklistItem",
+]
+
+EXPORTS = ("participants", "visits", "labs")
+"""The CSV exports."""
+
+_AnySelect = sa.Select[*tuple[Any, ...]]
+
+_WORKLIST_AHEAD_DAYS = 7
+"""Visits whose window opens within this many days are listed as upcoming."""
+
+
+@dataclass(frozen=True)
+class ScreeningView:
+    """A screening log entry."""
+
+    screening_number: str
+    site: str
+    screening_date: dt.date
+    eligible: bool
+    reasons: list[str]
+    consent_date: dt.date | None
+    usubjid: str | None
+
+
+@dataclass(frozen=True)
+class ParticipantSummary:
+    """One randomized participant; ``arm`` is None for users who may not see arms."""
+
+    usubjid: str
+    site: str
+    screening_number: str
+    consent_date: dt.date
+    randomization_date: dt.date
+    arm: str | None
+    disposition: str | None
+
+
+@dataclass(frozen=True)
+class CalendarEntry:
+    """A planned visit with its status: recorded, due, overdue, out_of_window or upcoming."""
+
+    code: str
+    name: str
+    target: dt.date
+    earliest: dt.date
+    latest: dt.date
+    status: str
+    visit_date: dt.date | None
+
+
+@dataclass(frozen=True)
+class VisitRecord:
+    """A recorded visit: its results (as entered) and whether a valid signature covers it."""
+
+    id: int
+    usubjid: str
+    visit_code: str
+    visit_date: dt.date
+    labs: dict[str, str]
+    signed_by: str | None
+
+
+@dataclass(frozen=True)
+class ParticipantDetail:
+    """A participant's record: summary, visit calendar, planned dosing, events."""
+
+    summary: ParticipantSummary
+    calendar: list[CalendarEntry]
+    dose_days: list[dict[str, Any]]
+    clinical_events: list[dict[str, Any]]
+    adverse_events: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class WorklistItem:
+    """A visit a site has to act on."""
+
+    usubjid: str
+    site: str
+    visit_code: str
+    visit_name: str
+    target: dt.date
+    earliest: dt.date
+    latest: dt.date
+    status: str
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audit record of a data row."""
+
+    sequence: int
+    recorded_at: str
+    actor: str
+    action: str
+    table_name: str
+    record_id: int
+    data: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+
+
+def _lab_text(lab: LabResult) -> str:
+    if lab.below_limit:
+        return f"<{lab.limit_value:g}"
+    assert lab.value is not None
+    return f"{lab.value:g}"
+
+
+def _visit_status(earliest: dt.date, target: dt.date, latest: dt.date, today: dt.date) -> str:
+    if today < earliest:
+        return "upcoming"
+    if today <= target:
+        return "due"
+    if today <= latest:
+        return "overdue"
+    return "out_of_window"
+
+
+class Records:
+    """Site-scoped reads of one trial database."""
+
+    def __init__(self, service: CaptureService) -> None:
+        self.service = service
+
+    # -- screening and participants ------------------------------------------------------------
+    def screenings(self, actor: ActorLike) -> list[ScreeningView]:
+        """The screening log of the sites in scope, newest first."""
+        who = require(actor, Permission.READ_RECORDS, "read the screening log")
+        stmt = (
+            sa.select(Screening, Site.code, Consent.consent_date, Participant.usubjid)
+            .join(Site, Site.id == Screening.site_id)
+            .outerjoin(Consent, Consent.screening_id == Screening.id)
+            .outerjoin(Participant, Participant.screening_id == Screening.id)
+            .order_by(Screening.id.desc())
+        )
+        if who.site is not None:
+            stmt = stmt.where(Site.code == who.site)
+        with Session(self.service.engine) as session:
+            rows = session.execute(stmt).all()
+        return [
+            ScreeningView(
+                s.screening_number, code, s.screening_date, s.eligible, list(s.reasons), c, u
+            )
+            for s, code, c, u in rows
+        ]
+
+    def participants(self, actor: ActorLike) -> list[ParticipantSummary]:
+        """Randomized participants of the sites in scope."""
+        who = require(actor, Permission.READ_RECORDS, "read participants")
+        with Session(self.service.engine) as session:
+            rows = session.execute(self._participant_select(who)).all()
+        return [self._summary(who, *row) for row in rows]
+
+    def participant(self, usubjid: str, actor: ActorLike) -> ParticipantDetail:
+        """One participant's record with the visit calendar computed from the protocol."""
+        who = require(actor, Permission.READ_RECORDS, "read participants")
+        stmt = self._participant_select(who).where(Participant.usubjid == usubjid)
+        with Session(self.service.engine) as session:
+            row = session.execute(stmt).one_or_none()
+            if row is None:
+                raise NotFoundError(f"no randomized participant {usubjid!r}")
+            pid = row[0].id
+            recorded = dict(
+                session.execute(
+                    sa.select(Visit.visit_code, Visit.visit_date).where(Visit.participant_id == pid)
+                ).all()
+            )
+            doses = {
+                (d.treatment, d.dose_date): d.administrations
+                for d in session.scalars(sa.select(Dose).where(Dose.participant_id == pid))
+            }
+            events = session.execute(
+                sa.select(ClinicalEvent, EndpointReview.decision)
+                .outerjoin(EndpointReview, EndpointReview.clinical_event_id == ClinicalEvent.id)
+                .where(ClinicalEvent.participant_id == pid)
+                .order_by(ClinicalEvent.onset_date)
+            ).all()
+            aes = list(
+                session.scalars(
+                    sa.select(AdverseEvent)
+                    .where(AdverseEvent.participant_id == pid)
+                    .order_by(AdverseEvent.start_date)
+                )
+            )
+        summary = self._summary(who, *row)
+        arm = row[5]
+        calendar = participant_calendar(self.service.protocol, arm, summary.randomization_date)
+        today = self.service._today()
+        entries = [
+            CalendarEntry(
+                v.code,
+                v.name,
+                v.target,
+                v.earliest,
+                v.latest,
+                "recorded"
+                if v.code in recorded
+                else _visit_status(v.earliest, v.target, v.latest, today),
+                recorded.get(v.code),
+            )
+            for v in calendar.visits
+        ]
+        dose_days = [
+            {
+                "treatment": d.treatment,
+                "cycle": d.cycle,
+                "date": d.date,
+                "planned": d.administrations,
+                "dose": d.dose,
+                "dose_unit": d.dose_unit,
+                "taken": doses.get((d.treatment, d.date)),
+            }
+            for d in calendar.doses
+        ]
+        if summary.arm is None:  # the dosing calendar would reveal the arm
+            dose_days = []
+        return ParticipantDetail(
+            summary,
+            entries,
+            dose_days,
+            [
+                {
+                    "id": e.id,
+                    "event_code": e.event_code,
+                    "category": e.category,
+                    "onset_date": e.onset_date,
+                    "review": decision,
+                }
+                for e, decision in events
+            ],
+            [
+                {
+                    "id": a.id,
+                    "term": a.term,
+                    "grade": a.grade,
+                    "start_date": a.start_date,
+                    "end_date": a.end_date,
+                    "related": a.related,
+                    "serious": a.serious,
+                }
+                for a in aes
+            ],
+        )
+
+    def visit(self, usubjid: str, visit_code: str, actor: ActorLike) -> VisitRecord:
+        """A recorded visit and its results."""
+        who = require(actor, Permission.READ_RECORDS, "read visits")
+        with Session(self.service.engine) as session:
+            participant, _ = self.service._participant(session, usubjid, who)
+            visit = session.scalar(
+                sa.select(Visit).where(
+                    Visit.participant_id == participant.id, Visit.visit_code == visit_code
+                )
+            )
+            if visit is None:
+                raise NotFoundError(f"visit {visit_code} of {usubjid} is not recorded")
+            labs = {
+                lab.test_code: _lab_text(lab)
+                for lab in session.scalars(
+                    sa.select(LabResult).where(LabResult.visit_id == visit.id)
+                )
+            }
+            signer = session.scalar(
+                sa.select(Signature.signer).where(
+                    Signature.visit_id == visit.id, Signature.valid.is_(True)
+                )
+            )
+        return VisitRecord(visit.id, usubjid, visit_code, visit.visit_date, labs, signer)
+
+    # -- worklist ------------------------------------------------------------------------------
+    def worklist(self, actor: ActorLike, site: str | None = None) -> list[WorklistItem]:
+        """Visits due, overdue, out of window (missed) or upcoming, of participants in follow-up."""
+        who = require(actor, Permission.READ_RECORDS, "read the worklist")
+        if site is not None and not who.sees_site(site):
+            raise NotFoundError(f"no site {site!r} in your scope")
+        today = self.service._today()
+        stmt = (
+            self._participant_select(who)
+            .where(Disposition.id.is_(None))
+            .order_by(Participant.usubjid)
+        )
+        if site is not None:
+            stmt = stmt.where(Site.code == site)
+        with Session(self.service.engine) as session:
+            rows = session.execute(stmt).all()
+            recorded: dict[int, set[str]] = defaultdict(set)
+            ids = [r[0].id for r in rows]
+            for chunk in range(0, len(ids), 500):
+                for pid, code in session.execute(
+                    sa.select(Visit.participant_id, Visit.visit_code).where(
+                        Visit.participant_id.in_(ids[chunk : chunk + 500])
+                    )
+                ):
+                    recorded[pid].add(code)
+        items = []
+        horizon = today + dt.timedelta(days=_WORKLIST_AHEAD_DAYS)
+        for participant, code, _, _, _, arm in rows:
+            calendar = participant_calendar(
+                self.service.protocol, arm, participant.randomization_date
+            )
+            for v in calendar.visits:
+                if v.code in recorded[participant.id] or v.earliest > horizon:
+                    continue
+                status = _visit_status(v.earliest, v.target, v.latest, today)
+                items.append(
+                    WorklistItem(
+                        participant.usubjid,
+                        code,
+                        v.code,
+                        v.name,
+                        v.target,
+                        v.earliest,
+                        v.latest,
+                        status,
+                    )
+                )
+        order = {"out_of_window": 0, "overdue": 1, "due": 2, "upcoming": 3}
+        items.sort(key=lambda i: (order[i.status], i.target, i.usubjid))
+        return items
+
+    # -- audit trail ---------------------------------------------------------------------------
+    def audit_trail(self, table_name: str, record_id: int, actor: ActorLike) -> list[AuditEntry]:
+        """Every audit record of one row, oldest first, if the row is in the actor's scope."""
+        who = require(actor, Permission.READ_RECORDS, "read the audit trail")
+        with Session(self.service.engine) as session:
+            site = self._site_of_record(session, table_name, record_id)
+            if (site is None and who.site is not None) or (
+                site is not None and not who.sees_site(site)
+            ):
+                raise NotFoundError(f"no {table_name} record {record_id}")
+            return self._trail(session, [(table_name, record_id)])
+
+    def visit_audit_trail(
+        self, usubjid: str, visit_code: str, actor: ActorLike
+    ) -> list[AuditEntry]:
+        """The audit records of a visit, its results, signatures and queries, oldest first."""
+        who = require(actor, Permission.READ_RECORDS, "read the audit trail")
+        with Session(self.service.engine) as session:
+            participant, _ = self.service._participant(session, usubjid, who)
+            visit_id = session.scalar(
+                sa.select(Visit.id).where(
+                    Visit.participant_id == participant.id, Visit.visit_code == visit_code
+                )
+            )
+            if visit_id is None:
+                raise NotFoundError(f"visit {visit_code} of {usubjid} is not recorded")
+            keys = [("visit", visit_id)]
+            keys += [
+                ("lab_result", i)
+                for i in session.scalars(
+                    sa.select(LabResult.id).where(LabResult.visit_id == visit_id)
+                )
+            ]
+            keys += [
+                ("signature", i)
+                for i in session.scalars(
+                    sa.select(Signature.id).where(Signature.visit_id == visit_id)
+                )
+            ]
+            return self._trail(session, keys)
+
+    # -- exports -------------------------------------------------------------------------------
+    def export(self, kind: str, actor: ActorLike) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
+        """The header and a row iterator of an export; rows are fetched as they are consumed."""
+        who = require(actor, Permission.EXPORT, "export data")
+        if kind not in EXPORTS:
+            raise ValidationError("export", f"{kind!r} is not one of {EXPORTS}")
+        site_filter = (Site.code == who.site) if who.site is not None else sa.true()
+        if kind == "participants":
+            header = [
+                "USUBJID",
+                "SITEID",
+                "SCREENING_NUMBER",
+                "RFICDTC",
+                "RANDDT",
+                "ARMCD",
+                "DSDECOD",
+                "DSSTDTC",
+            ]
+            stmt: _AnySelect = (
+                sa.select(
+                    Participant.usubjid,
+                    Site.code,
+                    Screening.screening_number,
+                    Participant.consent_date,
+                    Participant.randomization_date,
+                    AllocationSlot.arm,
+                    Disposition.status,
+                    Disposition.disposition_date,
+                )
+                .join(Site, Site.id == Participant.site_id)
+                .join(Screening, Screening.id == Participant.screening_id)
+                .join(AllocationSlot, AllocationSlot.participant_id == Participant.id)
+                .outerjoin(Disposition, Disposition.participant_id == Participant.id)
+                .where(site_filter)
+                .order_by(Participant.id)
+            )
+        elif kind == "visits":
+            header = ["USUBJID", "SITEID", "VISIT", "SVSTDTC"]
+            stmt = (
+                sa.select(Participant.usubjid, Site.code, Visit.visit_code, Visit.visit_date)
+                .join(Participant, Participant.id == Visit.participant_id)
+                .join(Site, Site.id == Participant.site_id)
+                .where(site_filter)
+                .order_by(Visit.id)
+            )
+        else:
+            header = [
+                "USUBJID",
+                "SITEID",
+                "VISIT",
+                "LBDTC",
+                "LBTESTCD",
+                "LBSTRESN",
+                "LBSTRESU",
+                "BELOW_LIMIT",
+                "LIMIT",
+            ]
+            stmt = (
+                sa.select(
+                    Participant.usubjid,
+                    Site.code,
+                    Visit.visit_code,
+                    Visit.visit_date,
+                    LabResult.test_code,
+                    LabResult.value,
+                    LabResult.unit,
+                    LabResult.below_limit,
+                    LabResult.limit_value,
+                )
+                .join(Visit, Visit.id == LabResult.visit_id)
+                .join(Participant, Participant.id == LabResult.participant_id)
+                .join(Site, Site.id == Participant.site_id)
+                .where(site_filter)
+                .order_by(LabResult.id)
+            )
+        return header, self._stream(stmt)
+
+    def _stream(self, stmt: _AnySelect) -> Iterator[tuple[Any, ...]]:
+        with Session(self.service.engine) as session:
+            result = session.execute(stmt.execution_options(yield_per=1000))
+            try:
+                for row in result:
+                    yield tuple(row)
+            finally:
+                result.close()
+
+    # -- summaries -----------------------------------------------------------------------------
+    def summary(self, actor: ActorLike, by_arm: bool = False) -> dict[str, Any]:
+        """Counts and CD4 by visit, pooled; ``by_arm`` (unblinded roles only) splits by arm."""
+        if by_arm:
+            require(actor, Permission.RESULTS_BY_ARM, "see results by arm")
+        else:
+            require(actor, Permission.POOLED_SUMMARY, "read summaries")
+        with Session(self.service.engine) as session:
+            arms = dict(
+                session.execute(
+                    sa.select(AllocationSlot.participant_id, AllocationSlot.arm).where(
+                        AllocationSlot.participant_id.is_not(None)
+                    )
+                ).all()
+            )
+            screened = session.scalar(sa.select(sa.func.count(Screening.id))) or 0
+            eligible = (
+                session.scalar(
+                    sa.select(sa.func.count(Screening.id)).where(Screening.eligible.is_(True))
+                )
+                or 0
+            )
+            cd4 = session.execute(
+                sa.select(LabResult.participant_id, Visit.visit_code, LabResult.value)
+                .join(Visit, Visit.id == LabResult.visit_id)
+                .where(LabResult.test_code == "CD4", LabResult.value.is_not(None))
+            ).all()
+            events = session.execute(
+                sa.select(
+                    ClinicalEvent.participant_id, ClinicalEvent.category, EndpointReview.decision
+                ).outerjoin(EndpointReview, EndpointReview.clinical_event_id == ClinicalEvent.id)
+            ).all()
+            aes = session.execute(sa.select(AdverseEvent.participant_id, AdverseEvent.grade)).all()
+            open_queries = (
+                session.scalar(
+                    sa.select(sa.func.count(DataQuery.id)).where(DataQuery.status != "CLOSED")
+                )
+                or 0
+            )
+        groups = sorted(set(arms.values())) if by_arm else ["ALL"]
+
+        def group(pid: int) -> str:
+            return arms.get(pid, "?") if by_arm else "ALL"
+
+        randomized = Counter(group(pid) for pid in arms if pid is not None)
+        values: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for pid, code, value in cd4:
+            if value is not None:
+                values[(group(pid), code)].append(float(value))
+        visit_codes = [v.code for v in self.service.protocol.visits]
+        event_counts: Counter[tuple[str, str, str]] = Counter(
+            (group(pid), category, decision or "AWAITING") for pid, category, decision in events
+        )
+        ae_counts: Counter[tuple[str, int]] = Counter((group(pid), grade) for pid, grade in aes)
+        return {
+            "by_arm": by_arm,
+            "screened": int(screened),
+            "eligible": int(eligible),
+            "open_queries": int(open_queries),
+            "groups": {
+                g: {
+                    "randomized": randomized.get(g, 0),
+                    "cd4_by_visit": {
+                        code: {
+                            "n": len(values[(g, code)]),
+                            "mean": statistics.fmean(values[(g, code)]),
+                            "median": statistics.median(values[(g, code)]),
+                        }
+                        for code in visit_codes
+                        if values.get((g, code))
+                    },
+                    "clinical_events": {
+                        f"{category}:{decision}": n
+                        for (gg, category, decision), n in sorted(event_counts.items())
+                        if gg == g
+                    },
+                    "adverse_events_by_grade": {
+                        str(grade): n for (gg, grade), n in sorted(ae_counts.items()) if gg == g
+                    },
+                }
+                for g in groups
+            },
+        }
+
+    # -- helpers -------------------------------------------------------------------------------
+    @staticmethod
+    def _participant_select(who: Actor) -> _AnySelect:
+        stmt = (
+            sa.select(
+                Participant,
+                Site.code,
+                Screening.screening_number,
+                Disposition.status,
+                Disposition.id,
+                AllocationSlot.arm,
+            )
+            .join(Site, Site.id == Participant.site_id)
+            .join(Screening, Screening.id == Participant.screening_id)
+            .join(AllocationSlot, AllocationSlot.participant_id == Participant.id)
+            .outerjoin(Disposition, Disposition.participant_id == Participant.id)
+            .order_by(Participant.id)
+        )
+        if who.site is not None:
+            stmt = stmt.where(Site.code == who.site)
+        return stmt
+
+    @staticmethod
+    def _summary(
+        who: Actor,
+        participant: Participant,
+        site: str,
+        number: str,
+        status: str | None,
+        _disposition_id: int | None,
+        arm: str,
+    ) -> ParticipantSummary:
+        return ParticipantSummary(
+            participant.usubjid,
+            site,
+            number,
+            participant.consent_date,
+            participant.randomization_date,
+            arm if who.can(Permission.SEE_ARM) else None,
+            status,
+        )
+
+    @staticmethod
+    def _site_of_record(session: Session, table_name: str, record_id: int) -> str | None:
+        """The site code a row belongs to; None for study-wide rows (sites, users, set-up)."""
+        by_participant: dict[str, type[Base]] = {
+            t.__tablename__: t
+            for t in (
+                Visit,
+                LabResult,
+                Dose,
+                ClinicalEvent,
+                AdverseEvent,
+                Disposition,
+                DataQuery,
+                Signature,
+                AllocationSlot,
+            )
+        }
+        pid: int | None
+        if table_name == "participant":
+            pid = record_id
+        elif table_name in by_participant:
+            table = by_participant[table_name]
+            pid = session.scalar(
+                sa.select(table.participant_id).where(table.id == record_id)  # type: ignore[attr-defined]
+            )
+        elif table_name == "endpoint_review":
+            pid = session.scalar(
+                sa.select(ClinicalEvent.participant_id)
+                .join(EndpointReview, EndpointReview.clinical_event_id == ClinicalEvent.id)
+                .where(EndpointReview.id == record_id)
+            )
+        elif table_name in ("screening", "consent"):
+            screening_id = (
+                record_id
+                if table_name == "screening"
+                else session.scalar(sa.select(Consent.screening_id).where(Consent.id == record_id))
+            )
+            return session.scalar(
+                sa.select(Site.code)
+                .join(Screening, Screening.site_id == Site.id)
+                .where(Screening.id == screening_id)
+            )
+        else:
+            return None
+        if pid is None:
+            return None
+        return session.scalar(
+            sa.select(Site.code)
+            .join(Participant, Participant.site_id == Site.id)
+            .where(Participant.id == pid)
+        )
+
+    @staticmethod
+    def _trail(session: Session, keys: list[tuple[str, int]]) -> list[AuditEntry]:
+        conditions = [
+            sa.and_(AuditRecord.table_name == t, AuditRecord.record_id == i) for t, i in keys
+        ]
+        records = session.scalars(
+            sa.select(AuditRecord).where(sa.or_(*conditions)).order_by(AuditRecord.sequence)
+        )
+        return [
+            AuditEntry(
+                r.sequence,
+                r.recorded_at,
+                r.actor,
+                r.action,
+                r.table_name,
+                r.record_id,
+                json.loads(r.data),
+                r.reason,
+            )
+            for r in records
+        ]

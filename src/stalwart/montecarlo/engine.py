@@ -1,0 +1,312 @@
+"""One block of replicate trials: simulated by the vectorized model, analysed by the plan.
+
+:class:`TrialSpec` names everything a block depends on (protocol, model, scenario, looks, seed),
+so a block is a pure function of ``(spec, first_replicate, n_replicates)``: the same numbers in
+any process, on any worker, in any order (the simulator's per-stream seeds). :func:`run_block`
+returns per-replicate columns; :mod:`~stalwart.montecarlo.summary` reduces them.
+
+The analyses are the protocol's ``[analysis]`` plan run with the batched kernels:
+
+* each primary comparison by each method (``ancova``: ``value ~ arm + baseline`` with every arm,
+  ``ttest``: Welch) on the complete cases at the endpoint visit;
+* each time-to-event comparison (pooled arms allowed) by Cox (Efron or Breslow) with its Wald
+  p-value and by the log-rank test; a replicate with no events in a group is flagged not
+  estimable, not dropped;
+* the group-sequential looks of :mod:`~stalwart.montecarlo.sequential`.
+
+Column names are ``"<comparison key>|<metric>"`` (:func:`comparison_key`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from stalwart.analysis.kernels.batched import (
+    batched_ancova,
+    batched_cox,
+    batched_logrank,
+    batched_welch_ttest,
+    event_times,
+)
+from stalwart.errors import ConfigurationError
+from stalwart.montecarlo.scenarios import DEFAULT_LOOKS, LookPlan
+from stalwart.montecarlo.sequential import LookData, analyse_looks
+from stalwart.protocol.schema import Protocol
+from stalwart.simulate.parameters import ModelParameters
+from stalwart.simulate.vectorized import FIDELITIES, ReplicateData, ReplicateSimulator
+
+__all__ = [
+    "Columns",
+    "Comparison",
+    "TrialSpec",
+    "analyse",
+    "comparison_key",
+    "plan_comparisons",
+    "run_block",
+]
+
+Columns = dict[str, npt.NDArray[Any]]
+"""Per-replicate results of a block: one array of length n_replicates per column."""
+
+_LAB_TESTS = {"CD4": "cd4", "HIVRNA": "log10_hiv_rna"}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One comparison of the plan: ``treated`` arms (pooled when several) vs ``control``."""
+
+    kind: str  # "primary" or "time_to_event"
+    endpoint: str
+    treated: tuple[str, ...]
+    control: str
+    methods: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        """``IL2 vs NOTRT``, ``IL2+IL2ART vs NOTRT``."""
+        return f"{'+'.join(self.treated)} vs {self.control}"
+
+    def key(self, method: str | None = None) -> str:
+        """Column prefix of this comparison (and method)."""
+        return comparison_key(self.endpoint, self.label, method)
+
+
+def comparison_key(endpoint: str, label: str, method: str | None = None) -> str:
+    """``"CD4 IL2 vs NOTRT ancova"``: the prefix of a comparison's columns."""
+    return f"{endpoint} {label}" + (f" {method}" if method else "")
+
+
+def plan_comparisons(protocol: Protocol) -> list[Comparison]:
+    """The comparisons of the protocol's analysis plan, primary first."""
+    out: list[Comparison] = []
+    for spec in protocol.analysis.primary:
+        for treated, control in spec.comparisons:
+            out.append(
+                Comparison(
+                    "primary",
+                    spec.endpoint,
+                    tuple(treated.split("+")),
+                    control,
+                    tuple(spec.methods),
+                )
+            )
+    for tte in protocol.analysis.time_to_event:
+        for treated, control in tte.comparisons:
+            out.append(
+                Comparison(
+                    "time_to_event",
+                    tte.endpoint,
+                    tuple(treated.split("+")),
+                    control,
+                    tuple(tte.methods),
+                )
+            )
+    return out
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """What one Monte Carlo scenario simulates and analyses (picklable; sent to workers)."""
+
+    protocol: Protocol
+    params: ModelParameters
+    seed: int
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    looks: LookPlan = DEFAULT_LOOKS
+    fidelity: str = "outcomes"
+
+    def simulator(self) -> ReplicateSimulator:
+        """The vectorized model with the scenario applied, drawing only the visits analysed.
+
+        ``fidelity="outcomes"`` draws only what the analyses read (the simulator's module
+        says what); a primary endpoint on another test than CD4 (HIV RNA) needs the full mode,
+        which is then used.
+        """
+        if self.fidelity not in FIDELITIES:
+            raise ConfigurationError(
+                f"fidelity must be one of {', '.join(FIDELITIES)}, got {self.fidelity!r}"
+            )
+        simulator = ReplicateSimulator(self.protocol, self.params, scenario=dict(self.overrides))
+        visits = sorted(
+            {
+                v
+                for spec in simulator.protocol.analysis.primary
+                for v in (
+                    simulator.protocol.endpoint(spec.endpoint).visit,
+                    simulator.protocol.endpoint(spec.endpoint).baseline_visit,
+                )
+                if v is not None
+            }
+        )
+        tests = {
+            simulator.protocol.endpoint(spec.endpoint).test
+            for spec in simulator.protocol.analysis.primary
+        }
+        fidelity = self.fidelity if tests <= {"CD4"} else "full"
+        return ReplicateSimulator(
+            self.protocol,
+            self.params,
+            scenario=dict(self.overrides),
+            visits=visits,
+            fidelity=fidelity,
+        )
+
+
+def run_block(spec: TrialSpec, first_replicate: int, n_replicates: int) -> Columns:
+    """Simulate replicates ``first_replicate ..`` of the spec's seed and analyse them."""
+    simulator = spec.simulator()
+    data = simulator.simulate(n_replicates, spec.seed, first_replicate)
+    return analyse(data, simulator.protocol, spec.looks)
+
+
+def analyse(data: ReplicateData, protocol: Protocol, looks: LookPlan = DEFAULT_LOOKS) -> Columns:
+    """Every analysis of the plan on every replicate of ``data`` (see the module)."""
+    alpha = protocol.analysis.alpha
+    arm = data.arm.astype(np.int64)
+    columns: Columns = {}
+    for index, code in enumerate(data.arms):
+        columns[f"randomized|{code}"] = (arm == index).sum(axis=1)
+    look_data: list[LookData] = []
+    safety: tuple[Comparison, npt.NDArray[np.bool_], npt.NDArray[np.bool_]] | None = None
+    tte_cache: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]] = {}
+    for comparison in plan_comparisons(protocol):
+        treated = np.zeros(arm.shape, dtype=bool)
+        for code in comparison.treated:
+            treated |= arm == _arm_index(data, code)
+        control = arm == _arm_index(data, comparison.control)
+        if comparison.kind == "primary":
+            y, base, visit = _endpoint_values(data, protocol, comparison.endpoint)
+            complete = np.isfinite(y) & np.isfinite(base)
+            # pooled treated arms are one level (0); every other arm stays in the model
+            group = np.where(treated, -1, arm) + 1
+            levels = (0, _arm_index(data, comparison.control) + 1)
+            _primary(columns, comparison, y, base, group, levels, treated, control, complete, alpha)
+            endpoint_visit = protocol.visit(protocol.endpoint(comparison.endpoint).visit or "")
+            look_data.append(
+                LookData(
+                    comparison.key(),
+                    y,
+                    base,
+                    group,
+                    levels,
+                    complete,
+                    visit,
+                    endpoint_visit.day,
+                )
+            )
+        else:
+            if comparison.endpoint not in tte_cache:
+                tte_cache[comparison.endpoint] = _endpoint_times(data, protocol, comparison)
+                _events_by_arm(columns, data, comparison.endpoint, *tte_cache[comparison.endpoint])
+            time, event = tte_cache[comparison.endpoint]
+            _time_to_event(columns, comparison, time, event, treated, control, alpha)
+            if safety is None:
+                safety = (comparison, treated, treated | control)
+    if safety is not None and look_data:
+        comparison, treated, include = safety
+        time, event = tte_cache[comparison.endpoint]
+        columns.update(
+            analyse_looks(data, look_data, (time, event, treated, include), looks, alpha)
+        )
+    return columns
+
+
+def _arm_index(data: ReplicateData, code: str) -> int:
+    if code not in data.arms:
+        raise ConfigurationError(f"the analysis plan names arm {code!r}; arms: {data.arms}")
+    return data.arms.index(code)
+
+
+def _endpoint_values(
+    data: ReplicateData, protocol: Protocol, endpoint_id: str
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], int]:
+    endpoint = protocol.endpoint(endpoint_id)
+    test = endpoint.test or ""
+    if test not in _LAB_TESTS:
+        raise ConfigurationError(
+            f"endpoint {endpoint_id}: the simulator records {sorted(_LAB_TESTS)}, not {test!r}"
+        )
+    values = getattr(data, _LAB_TESTS[test])
+    visit = data.visit(endpoint.visit or "")
+    base = values[:, :, data.visit(endpoint.baseline_visit or "")]
+    return values[:, :, visit], base, visit
+
+
+def _endpoint_times(
+    data: ReplicateData, protocol: Protocol, comparison: Comparison
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    categories = protocol.endpoint(comparison.endpoint).event_categories
+    return data.time_to_event([c for c in categories if c != "OTHER"])
+
+
+def _events_by_arm(
+    columns: Columns,
+    data: ReplicateData,
+    endpoint: str,
+    time: npt.NDArray[np.float64],
+    event: npt.NDArray[np.bool_],
+) -> None:
+    del time
+    for index, code in enumerate(data.arms):
+        columns[f"{endpoint} events|{code}"] = (event & (data.arm == index)).sum(axis=1)
+
+
+def _primary(
+    columns: Columns,
+    comparison: Comparison,
+    y: npt.NDArray[np.float64],
+    base: npt.NDArray[np.float64],
+    group: npt.NDArray[np.int64],
+    levels: tuple[int, int],
+    treated: npt.NDArray[np.bool_],
+    control: npt.NDArray[np.bool_],
+    complete: npt.NDArray[np.bool_],
+    alpha: float,
+) -> None:
+    prefix = comparison.key()
+    columns[f"{prefix}|n_treated"] = (complete & treated).sum(axis=1)
+    columns[f"{prefix}|n_control"] = (complete & control).sum(axis=1)
+    for method in comparison.methods:
+        key = comparison.key(method)
+        if method == "ttest":
+            res: Any = batched_welch_ttest(y, complete & treated, complete & control, alpha)
+        else:
+            res = batched_ancova(y, group, base, complete, *levels, alpha)
+        columns[f"{key}|difference"] = res.difference
+        columns[f"{key}|p_value"] = res.p_value
+        columns[f"{key}|statistic"] = res.statistic
+        columns[f"{key}|df"] = res.df
+        columns[f"{key}|estimable"] = res.estimable
+
+
+def _time_to_event(
+    columns: Columns,
+    comparison: Comparison,
+    time: npt.NDArray[np.float64],
+    event: npt.NDArray[np.bool_],
+    treated: npt.NDArray[np.bool_],
+    control: npt.NDArray[np.bool_],
+    alpha: float,
+) -> None:
+    times = event_times(time, event, treated, treated | control)
+    prefix = comparison.key()
+    columns[f"{prefix}|events_treated"] = times.total_events_treated
+    columns[f"{prefix}|events_control"] = times.total_events - times.total_events_treated
+    for method in comparison.methods:
+        key = comparison.key(method)
+        if method == "logrank":
+            lr = batched_logrank(times)
+            columns[f"{key}|p_value"] = lr.p_value
+            columns[f"{key}|z"] = lr.z
+            columns[f"{key}|estimable"] = lr.estimable
+        else:
+            ties = "breslow" if method == "cox_breslow" else "efron"
+            cox = batched_cox(times, ties=ties, alpha=alpha)
+            columns[f"{key}|hazard_ratio"] = cox.hazard_ratio
+            columns[f"{key}|p_value"] = cox.p_value
+            columns[f"{key}|estimable"] = cox.estimable

@@ -1,0 +1,255 @@
+"""The ``stalwart simulate`` study: operating characteristics of the design, written to oc.json.
+
+:func:`run_study` simulates ``replicates`` trials of the scenario (the calibrated model unless a
+scenario file says otherwise) and as many of its null scenario (the same with no treatment
+effect, :data:`~stalwart.montecarlo.scenarios.NULL_OVERRIDES`), plus each point of a sweep,
+analyses each replicate by the plan with the batched kernels, and writes ``OUT/oc.json``
+(and ``OUT/power_curve.svg``/``.png`` with a sweep). All scenarios use the same seed: common
+random numbers, so a sweep's curve is smooth and the null differs from the alternative only by
+the effects. The numbers depend only on the protocol, parameters, scenario file, seed and
+replicate counts, never on the executor or the number of workers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stalwart import __version__
+from stalwart.errors import ConfigurationError
+from stalwart.montecarlo.engine import Columns, TrialSpec, plan_comparisons
+from stalwart.montecarlo.executors import BlockTask, Executor, make_executor
+from stalwart.montecarlo.scenarios import ScenarioFile, load_scenario_file
+from stalwart.montecarlo.summary import summarize, type_one_error
+from stalwart.protocol.load import load_protocol
+from stalwart.simulate.parameters import default_parameters_path, load_parameters
+from stalwart.simulate.vectorized import FIDELITIES, STREAM_REPLICATES, apply_scenario
+
+__all__ = ["CONVENTIONS", "StudyOutcome", "run_study"]
+
+CONVENTIONS = {
+    "interval": "2.5% and 97.5% quantiles over replicates",
+    "power": "share of all replicates with p < alpha; not estimable counts as not significant",
+    "hazard_ratio": "distribution over replicates where the Cox estimate exists",
+    "type_I_error": "power of each test under the null scenario (no treatment effect)",
+    "mc_se": "Monte Carlo standard error sqrt(p (1 - p) / replicates)",
+    "null_scenario": "the scenario with [null] applied: IL-2 CD4 gain 0 and event hazard ratio 1",
+}
+
+StageProgress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``, as the demo's."""
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    """What :func:`run_study` wrote and how long it took."""
+
+    oc: dict[str, Any]
+    oc_path: Path
+    figures: tuple[Path, ...]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Job:
+    label: str
+    overrides: dict[str, Any]
+    replicates: int
+    sweep_value: Any = None
+
+
+def run_study(
+    out: Path,
+    *,
+    replicates: int,
+    seed: int,
+    scenario: Path | None = None,
+    executor: str | Executor = "local",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    protocol: Path | None = None,
+    block: int = 5 * STREAM_REPLICATES,
+    progress: StageProgress | None = None,
+    scheduler_timeout: float = 5.0,
+    fidelity: str = "outcomes",
+) -> StudyOutcome:
+    """Run the Monte Carlo study and write ``out/oc.json`` (see the module).
+
+    Raises
+    ------
+    ConfigurationError
+        A replicate count below 1, a negative seed, a bad scenario file, an unknown executor, an
+        unreachable scheduler, or ``out`` being a file; nothing is written then.
+
+    ``executor`` is a name of :data:`~stalwart.montecarlo.executors.EXECUTORS` (built with
+    ``workers`` and ``scheduler``, closed after the run) or an executor to use as it is.
+    ``fidelity`` is the simulator's (:data:`~stalwart.simulate.vectorized.FIDELITIES`):
+    ``outcomes`` (default) draws only what the analyses read, from the same model; ``full``
+    draws every record.
+    """
+    started = time.perf_counter()
+    _check_options(out, replicates, seed, fidelity)
+    loaded = load_protocol(protocol)
+    params = load_parameters()
+    chosen = (
+        ScenarioFile()
+        if scenario is None
+        else load_scenario_file(scenario, loaded.protocol, params)
+    )
+    jobs = [
+        _Job("alternative", chosen.overrides, replicates),
+        _Job("null", chosen.null_overrides, replicates),
+    ]
+    for value, overrides in chosen.sweep_overrides():
+        count = chosen.sweep.replicates if chosen.sweep and chosen.sweep.replicates else replicates
+        jobs.append(_Job(f"sweep {value}", overrides, count, value))
+    specs = [
+        TrialSpec(loaded.protocol, params, seed, job.overrides, chosen.looks, fidelity)
+        for job in jobs
+    ]
+    tasks = [
+        BlockTask(spec, first, min(block, job.replicates - first))
+        for spec, job in zip(specs, jobs, strict=True)
+        for first in range(0, job.replicates, block)
+    ]
+    total = sum(job.replicates for job in jobs)
+    runner = (
+        executor
+        if isinstance(executor, Executor)
+        else make_executor(executor, workers, scheduler, timeout=scheduler_timeout)
+    )
+    try:
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress is not None:
+                progress("replicate trials", done, total)
+
+        if progress is not None:
+            progress("replicate trials", 0, total)
+        results = runner.map(tasks, advance)
+        run = runner.describe()
+    finally:
+        if runner is not executor:
+            runner.close()
+    columns = _gather(jobs, specs, tasks, results)
+    summaries = []
+    for job, spec in zip(jobs, specs, strict=True):
+        design, _ = apply_scenario(loaded.protocol, params, job.overrides)
+        summaries.append(
+            summarize(
+                columns[job.label],
+                plan_comparisons(design),
+                tuple(a.code for a in design.arms),
+                design.analysis.alpha,
+                spec.looks,
+            )
+        )
+    alpha = loaded.protocol.analysis.alpha
+    seconds = time.perf_counter() - started
+    oc: dict[str, Any] = {
+        "provenance": {
+            "protocol": loaded.protocol.study.id,
+            "protocol_version": loaded.protocol.study.version,
+            "protocol_sha256": loaded.sha256,
+            "parameters_file": default_parameters_path().name,
+            "parameters_sha256": hashlib.sha256(default_parameters_path().read_bytes()).hexdigest(),
+            "parameters_fingerprint": params.fingerprint(),
+            "software_version": __version__,
+            "seed": seed,
+            "replicates": replicates,
+            "scenario": chosen.to_dict(),
+            "engine": "stalwart.simulate.vectorized + analysis.kernels.batched",
+            "fidelity": fidelity,
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        },
+        "run": {**run, "block_replicates": block, "seconds": round(seconds, 3)},
+        "conventions": {**CONVENTIONS, "alpha": alpha},
+        "design": {
+            "sample_size": summaries[0]["randomized"]["total"]["mean"],
+            "arms": [a.code for a in loaded.protocol.arms],
+            "group_sequential": chosen.looks.to_dict(),
+        },
+        "alternative": summaries[0],
+        "null": summaries[1],
+        "type_I_error": type_one_error(summaries[1], alpha),
+    }
+    figures: tuple[Path, ...] = ()
+    if chosen.sweep is not None:
+        oc["power_curve"] = _power_curve(chosen, jobs[2:], summaries[2:])
+    out.mkdir(parents=True, exist_ok=True)
+    if chosen.sweep is not None:
+        from stalwart.montecarlo.figures import power_curve_figure
+
+        figures = power_curve_figure(oc["power_curve"], out)
+    oc_path = out / "oc.json"
+    oc_path.write_text(json.dumps(_jsonable(oc), indent=2) + "\n", encoding="utf-8")
+    return StudyOutcome(oc, oc_path, figures, seconds)
+
+
+def _check_options(out: Path, replicates: int, seed: int, fidelity: str) -> None:
+    for name, value, least in (("--replicates", replicates, 1), ("--seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ConfigurationError(f"{name} must be a whole number >= {least}, got {value}")
+    if out.exists() and not out.is_dir():
+        raise ConfigurationError(f"--out {out} is a file, not a folder")
+    if fidelity not in FIDELITIES:
+        raise ConfigurationError(
+            f"--fidelity must be one of {', '.join(FIDELITIES)}, got {fidelity!r}"
+        )
+
+
+def _gather(
+    jobs: list[_Job], specs: list[TrialSpec], tasks: list[BlockTask], results: list[Columns]
+) -> dict[str, Columns]:
+    """Each job's blocks joined in replicate order."""
+    out: dict[str, Columns] = {}
+    for job, spec in zip(jobs, specs, strict=True):
+        parts = [r for t, r in zip(tasks, results, strict=True) if t.spec is spec]
+        out[job.label] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return out
+
+
+def _power_curve(
+    chosen: ScenarioFile, jobs: list[_Job], summaries: list[dict[str, Any]]
+) -> dict[str, Any]:
+    assert chosen.sweep is not None
+    rows = []
+    for job, summary in zip(jobs, summaries, strict=True):
+        for row in [*summary["primary"], *summary["time_to_event"]]:
+            rows.append(
+                {
+                    "value": job.sweep_value,
+                    "endpoint": row["endpoint"],
+                    "arm": row["arm"],
+                    "control": row["control"],
+                    "method": row["method"],
+                    "power": row["power"],
+                    "power_mc_se": row["power_mc_se"],
+                    "replicates": job.replicates,
+                }
+            )
+    return {"parameter": chosen.sweep.parameter, "values": list(chosen.sweep.values), "rows": rows}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

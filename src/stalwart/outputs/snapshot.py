@@ -1,0 +1,177 @@
+"""A frozen data snapshot: everything a report needs, read from the store in one transaction.
+
+The store is read once, inside one read transaction (REPEATABLE READ on PostgreSQL; on SQLite
+the engine's ``BEGIN IMMEDIATE`` holds writers back until the read ends), so the data hash, the
+audit chain head, the analysis extract and the event listing all describe the same state even
+while sites keep entering data. The snapshot is named by its data hash: the SHA-256 that
+:func:`stalwart.capture.audit.data_sha256` computes (and results.json's provenance carries), so a
+report can be matched to the exact data it came from.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import cast
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from stalwart.analysis.datasets.source import StoreExtract, read_store
+from stalwart.capture.audit import GENESIS_HASH, data_sha256
+from stalwart.capture.tables import (
+    AuditHead,
+    ClinicalEvent,
+    EndpointReview,
+    Participant,
+    TrialInfo,
+)
+from stalwart.errors import AnalysisError, DatabaseError
+from stalwart.protocol.load import LoadedProtocol, parse_protocol
+
+__all__ = ["Snapshot", "take_snapshot"]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The store at one instant: protocol, data hash, audit head, extract and event listing.
+
+    ``events`` has one row per reported clinical event (opportunistic event or death):
+    ``id, usubjid, event_code, category, onset_date, randomization_date, decision`` where
+    ``decision`` is the endpoint review's verdict (``CONFIRMED``, ``REJECTED``) or None.
+    """
+
+    loaded: LoadedProtocol
+    data_sha256: str
+    audit_sequence: int
+    audit_head: str
+    extract: StoreExtract
+    events: pd.DataFrame
+    taken_at: dt.datetime
+
+    @property
+    def name(self) -> str:
+        """The snapshot's name: its data hash."""
+        return self.data_sha256
+
+    @property
+    def short_name(self) -> str:
+        """The first 12 hex digits of the name, enough to tell snapshots apart by eye."""
+        return self.data_sha256[:12]
+
+
+def _trial_info(session: Session) -> TrialInfo:
+    if not sa.inspect(session.connection()).has_table(TrialInfo.__tablename__):
+        raise DatabaseError(
+            "this database holds no trial (no trial tables): run `stalwart init` (or `stalwart "
+            "demo`) first, or check the --database URL"
+        )
+    info = session.get(TrialInfo, 1)
+    if info is None:
+        raise DatabaseError(
+            "this database holds no trial: run `stalwart init` (or `stalwart demo`) first"
+        )
+    return info
+
+
+def _check_protocol(stored: LoadedProtocol, expected: LoadedProtocol | None) -> None:
+    if expected is None or expected.sha256 == stored.sha256:
+        return
+    s, e = stored.protocol.study, expected.protocol.study
+    if (s.id, s.version) != (e.id, e.version):
+        what = f"protocol {s.id} version {s.version}, but the report was asked for {e.id} "
+        what += f"version {e.version} ({expected.source})"
+    else:
+        what = (
+            f"protocol {s.id} version {s.version}, but the protocol text given "
+            f"({expected.source}) differs from it"
+        )
+    raise DatabaseError(
+        f"the database was initialized from {what} (sha256 {stored.sha256[:12]}... vs "
+        f"{expected.sha256[:12]}...): pass --protocol with the file the database was "
+        "initialized from, or report from a database of this protocol version"
+    )
+
+
+def _events(session: Session) -> pd.DataFrame:
+    stmt = (
+        sa.select(
+            ClinicalEvent.id,
+            Participant.usubjid,
+            ClinicalEvent.event_code,
+            ClinicalEvent.category,
+            ClinicalEvent.onset_date,
+            Participant.randomization_date,
+            EndpointReview.decision,
+        )
+        .join(Participant, Participant.id == ClinicalEvent.participant_id)
+        .outerjoin(EndpointReview, EndpointReview.clinical_event_id == ClinicalEvent.id)
+        .order_by(Participant.usubjid, ClinicalEvent.onset_date, ClinicalEvent.id)
+    )
+    result = session.execute(stmt)
+    return pd.DataFrame.from_records(list(result), columns=list(result.keys()))
+
+
+def _read(conn: Connection, expected: LoadedProtocol | None) -> Snapshot:
+    with Session(bind=conn) as session:
+        info = _trial_info(session)
+        stored = parse_protocol(info.protocol_text, source="protocol stored in the database")
+        if stored.sha256 != info.protocol_sha256:
+            raise DatabaseError("the stored protocol does not match its recorded hash")
+        _check_protocol(stored, expected)
+        randomized = session.scalar(sa.select(sa.func.count()).select_from(Participant)) or 0
+        if randomized == 0:
+            raise AnalysisError(
+                "the database holds no randomized participants, so there is nothing to report: "
+                "enroll and randomize participants first (or run `stalwart demo`)"
+            )
+        head = session.get(AuditHead, 1)
+        sequence, head_hash = (head.sequence, head.hash) if head else (0, GENESIS_HASH)
+        events = _events(session)
+    # data_sha256 and read_store open a Session on what they are given; a Session bound to a
+    # Connection that is already in a transaction joins it, so both read this same snapshot
+    bound = cast(Engine, conn)
+    digest = data_sha256(bound)
+    extract = read_store(bound)
+    return Snapshot(
+        loaded=stored,
+        data_sha256=digest,
+        audit_sequence=sequence,
+        audit_head=head_hash,
+        extract=extract,
+        events=events,
+        taken_at=dt.datetime.now(dt.UTC),
+    )
+
+
+def take_snapshot(engine: Engine, expected: LoadedProtocol | None = None) -> Snapshot:
+    """Read the store once, in one read transaction, and name what was read by its data hash.
+
+    Parameters
+    ----------
+    engine
+        An engine of an initialized trial database.
+    expected
+        The protocol the caller means to report under; None accepts the database's own.
+
+    Raises
+    ------
+    DatabaseError
+        The database holds no trial, or was initialized from another protocol (version).
+    AnalysisError
+        No participant has been randomized: there is nothing to report.
+    """
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            with conn.begin():
+                return _read(conn, expected)
+    except SQLAlchemyError as exc:
+        raise DatabaseError(
+            f"cannot read the trial database: {type(exc).__name__}: {exc}; check that it is a "
+            "stalwart database at the latest schema (`stalwart init` creates one)"
+        ) from None

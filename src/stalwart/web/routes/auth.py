@@ -1,0 +1,68 @@
+"""Tokens and user accounts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Request, status
+
+from stalwart.capture.access import permissions_of
+from stalwart.capture.users import UserAccount
+from stalwart.web.deps import CurrentActor, Users
+from stalwart.web.schemas import TokenCreate, TokenPublic, UserCreate
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api", tags=["auth"])
+
+
+@router.post("/token", status_code=status.HTTP_201_CREATED)
+def create_token(body: TokenCreate, request: Request, users: Users) -> TokenPublic:
+    """Exchange a username and password for a bearer token (valid 30 days).
+
+    Repeated failures lock the account (and the client) for a while: 429 with Retry-After.
+    """
+    client = request.client.host if request.client else None
+    actor = users.authenticate(body.username, body.password, client)
+    issued = users.issue_token(actor, "api")
+    return TokenPublic(
+        access_token=issued.token,
+        expires_at=issued.expires_at,
+        username=actor.username,
+        role=actor.role.value,
+        site=actor.site,
+    )
+
+
+@router.delete("/token", status_code=status.HTTP_204_NO_CONTENT)
+def revoke_token(request: Request, actor: CurrentActor, users: Users) -> None:
+    """Withdraw the bearer token of this request."""
+    _, _, token = request.headers.get("authorization", "").partition(" ")
+    users.revoke_token(token.strip())
+
+
+@router.get("/me")
+def me(actor: CurrentActor) -> dict[str, Any]:
+    """Who the credentials belong to, and what the role may do."""
+    return {
+        "username": actor.username,
+        "role": actor.role.value,
+        "site": actor.site,
+        "permissions": sorted(p.value for p in permissions_of(actor.role)),
+    }
+
+
+@router.get("/users")
+def list_users(actor: CurrentActor, users: Users) -> list[dict[str, Any]]:
+    """Every user account (admins)."""
+    return [asdict(u) for u in users.users(actor)]
+
+
+@router.post("/users", status_code=status.HTTP_201_CREATED)
+def add_user(body: UserCreate, actor: CurrentActor, users: Users) -> dict[str, Any]:
+    """Create a user account (admins)."""
+    account: UserAccount = users.add_user(
+        body.username, body.password, body.role, actor, site=body.site, full_name=body.full_name
+    )
+    return asdict(account)

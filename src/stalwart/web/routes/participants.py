@@ -1,0 +1,231 @@
+"""Screening, consent, randomization and each participant's forms: visits, doses, events."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, status
+
+from stalwart.capture.service import Allocation
+from stalwart.errors import ValidationError
+from stalwart.web.deps import CurrentActor, Service, Users
+from stalwart.web.schemas import (
+    AdverseEventCreate,
+    AllocationPublic,
+    AuditEntryPublic,
+    ClinicalEventCreate,
+    ConsentCreate,
+    DispositionCreate,
+    DoseDayPublic,
+    DoseLogCreate,
+    RandomizationCreate,
+    ScheduledVisitPublic,
+    ScreeningCreate,
+    ScreeningPublic,
+    SignatureCreate,
+    VisitCorrection,
+    VisitCreate,
+)
+
+__all__ = ["allocation_public", "router"]
+
+router = APIRouter(prefix="/api", tags=["participants"])
+
+
+def allocation_public(allocation: Allocation) -> AllocationPublic:
+    """The arm and the calendar of a randomization, without the list position."""
+    cal = allocation.calendar
+    return AllocationPublic(
+        usubjid=allocation.usubjid,
+        arm=allocation.arm,
+        randomization_date=allocation.randomization_date,
+        visits=[
+            ScheduledVisitPublic(
+                code=v.code,
+                name=v.name,
+                study_day=v.study_day,
+                target=v.target,
+                earliest=v.earliest,
+                latest=v.latest,
+            )
+            for v in cal.visits
+        ],
+        doses=[
+            DoseDayPublic(
+                treatment=d.treatment,
+                cycle=d.cycle,
+                date=d.date,
+                administrations=d.administrations,
+                dose=d.dose,
+                dose_unit=d.dose_unit,
+            )
+            for d in cal.doses
+        ],
+    )
+
+
+@router.post("/screenings", status_code=status.HTTP_201_CREATED)
+def screen(body: ScreeningCreate, service: Service, actor: CurrentActor) -> ScreeningPublic:
+    """Record a screening; the verdict lists the criteria not met when not eligible."""
+    outcome = service.screen(
+        body.site, body.screening_number, body.screening_date, body.answers, actor
+    )
+    return ScreeningPublic(
+        screening_number=outcome.screening_number,
+        eligible=outcome.eligible,
+        reasons=list(outcome.reasons),
+    )
+
+
+@router.get("/screenings")
+def screenings(service: Service, actor: CurrentActor) -> list[dict[str, Any]]:
+    """The screening log of the sites in scope."""
+    return [asdict(s) for s in service.records.screenings(actor)]
+
+
+@router.post("/screenings/{screening_number}/consent", status_code=status.HTTP_201_CREATED)
+def consent(
+    screening_number: str, body: ConsentCreate, service: Service, actor: CurrentActor
+) -> dict[str, Any]:
+    """Record informed consent of an eligible screened person."""
+    consent_id = service.record_consent(screening_number, body.consent_date, actor)
+    return {"id": consent_id, "screening_number": screening_number}
+
+
+@router.post("/randomizations", status_code=status.HTTP_201_CREATED)
+def randomize(body: RandomizationCreate, service: Service, actor: CurrentActor) -> AllocationPublic:
+    """Randomize: returns the arm and the participant's visit and dosing calendar."""
+    consent_date = body.consent_date
+    if consent_date is None:
+        recorded = {s.screening_number: s for s in service.records.screenings(actor)}
+        screening = recorded.get(body.screening_number)
+        if screening is None or screening.consent_date is None:
+            raise ValidationError(
+                "consent_date", "no consent is recorded: record consent first or give its date"
+            )
+        consent_date = screening.consent_date
+    allocation = service.randomize(
+        body.screening_number, consent_date, body.randomization_date, actor
+    )
+    return allocation_public(allocation)
+
+
+@router.get("/participants")
+def participants(service: Service, actor: CurrentActor) -> list[dict[str, Any]]:
+    """Randomized participants of the sites in scope."""
+    return [asdict(p) for p in service.records.participants(actor)]
+
+
+@router.get("/participants/{usubjid}")
+def participant(usubjid: str, service: Service, actor: CurrentActor) -> dict[str, Any]:
+    """A participant's record: visit calendar with status, dosing, events."""
+    return asdict(service.records.participant(usubjid, actor))
+
+
+@router.post("/participants/{usubjid}/visits/{visit_code}", status_code=status.HTTP_201_CREATED)
+def record_visit(
+    usubjid: str, visit_code: str, body: VisitCreate, service: Service, actor: CurrentActor
+) -> dict[str, Any]:
+    """Enter a visit's laboratory form (first save)."""
+    visit_id = service.record_visit(usubjid, visit_code, body.visit_date, body.labs, actor)
+    return {"id": visit_id, "usubjid": usubjid, "visit_code": visit_code}
+
+
+@router.put("/participants/{usubjid}/visits/{visit_code}")
+def correct_visit(
+    usubjid: str, visit_code: str, body: VisitCorrection, service: Service, actor: CurrentActor
+) -> dict[str, Any]:
+    """Correct a saved visit; the reason for change is required; voids its signature."""
+    visit_id = service.correct_visit(
+        usubjid, visit_code, body.visit_date, body.labs, body.reason, actor
+    )
+    return {"id": visit_id, "usubjid": usubjid, "visit_code": visit_code}
+
+
+@router.get("/participants/{usubjid}/visits/{visit_code}")
+def visit(usubjid: str, visit_code: str, service: Service, actor: CurrentActor) -> dict[str, Any]:
+    """A recorded visit, its results and signature."""
+    return asdict(service.records.visit(usubjid, visit_code, actor))
+
+
+@router.post(
+    "/participants/{usubjid}/visits/{visit_code}/signature", status_code=status.HTTP_201_CREATED
+)
+def sign_visit(
+    usubjid: str,
+    visit_code: str,
+    body: SignatureCreate,
+    service: Service,
+    users: Users,
+    actor: CurrentActor,
+) -> dict[str, Any]:
+    """Investigator e-signature: password re-entered, meaning stated."""
+    signature_id = service.signatures.sign_visit(
+        usubjid, visit_code, body.password, body.meaning, actor, users
+    )
+    return {"id": signature_id}
+
+
+@router.get("/participants/{usubjid}/visits/{visit_code}/audit")
+def visit_audit(
+    usubjid: str, visit_code: str, service: Service, actor: CurrentActor
+) -> list[AuditEntryPublic]:
+    """The audit trail of a visit, its results and signatures."""
+    entries = service.records.visit_audit_trail(usubjid, visit_code, actor)
+    return [AuditEntryPublic(**asdict(e)) for e in entries]
+
+
+@router.get("/audit/{table_name}/{record_id}")
+def record_audit(
+    table_name: str, record_id: int, service: Service, actor: CurrentActor
+) -> list[AuditEntryPublic]:
+    """The audit trail of any record in the caller's scope."""
+    entries = service.records.audit_trail(table_name, record_id, actor)
+    return [AuditEntryPublic(**asdict(e)) for e in entries]
+
+
+@router.post("/participants/{usubjid}/doses", status_code=status.HTTP_201_CREATED)
+def record_doses(
+    usubjid: str, body: DoseLogCreate, service: Service, actor: CurrentActor
+) -> dict[str, Any]:
+    """The dose log of one IL-2 or ART cycle: administrations taken per day."""
+    days = [(d.date, d.administrations) for d in body.days]
+    service.record_doses(usubjid, body.treatment, body.cycle, days, actor)
+    return {"usubjid": usubjid, "treatment": body.treatment, "cycle": body.cycle}
+
+
+@router.post("/participants/{usubjid}/clinical-events", status_code=status.HTTP_201_CREATED)
+def report_clinical_event(
+    usubjid: str, body: ClinicalEventCreate, service: Service, actor: CurrentActor
+) -> dict[str, Any]:
+    """Report an opportunistic event or death (it then awaits endpoint review)."""
+    event_id = service.report_clinical_event(usubjid, body.event_code, body.onset_date, actor)
+    return {"id": event_id}
+
+
+@router.post("/participants/{usubjid}/adverse-events", status_code=status.HTTP_201_CREATED)
+def report_adverse_event(
+    usubjid: str, body: AdverseEventCreate, service: Service, actor: CurrentActor
+) -> dict[str, Any]:
+    """Report an adverse event with its DAIDS grade."""
+    ae_id = service.report_adverse_event(
+        usubjid,
+        body.term,
+        body.grade,
+        body.start_date,
+        body.end_date,
+        body.related,
+        body.serious,
+        actor,
+    )
+    return {"id": ae_id}
+
+
+@router.post("/participants/{usubjid}/disposition", status_code=status.HTTP_201_CREATED)
+def record_disposition(
+    usubjid: str, body: DispositionCreate, service: Service, actor: CurrentActor
+) -> dict[str, Any]:
+    """Record how follow-up ended."""
+    service.record_disposition(usubjid, body.status, body.disposition_date, actor)
+    return {"usubjid": usubjid, "status": body.status}

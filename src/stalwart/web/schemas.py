@@ -1,0 +1,237 @@
+"""Request and response models of the API: Create models for input, Public models for output.
+
+Requests forbid unknown fields, so a misspelt field is a 422 naming it rather than silently
+ignored. Values are checked again by the service's edit checks, which own the protocol rules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+__all__ = [
+    "AdverseEventCreate",
+    "AllocationPublic",
+    "AuditEntryPublic",
+    "ClinicalEventCreate",
+    "ConsentCreate",
+    "DispositionCreate",
+    "DoseDayIn",
+    "DoseLogCreate",
+    "QueryAnswer",
+    "QueryClose",
+    "QueryCreate",
+    "RandomizationCreate",
+    "ReviewCreate",
+    "ScreeningCreate",
+    "ScreeningPublic",
+    "SignatureCreate",
+    "TokenCreate",
+    "TokenPublic",
+    "UserCreate",
+    "VisitCorrection",
+    "VisitCreate",
+]
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+Answer = bool | int | float | str
+LabEntry = float | int | str
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TokenCreate(_In):
+    """Credentials for an API token."""
+
+    username: Code
+    password: str = Field(min_length=1, max_length=200)
+
+
+class TokenPublic(BaseModel):
+    """A bearer token (shown once)."""
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_at: dt.datetime
+    username: str
+    role: str
+    site: str | None
+
+
+class UserCreate(_In):
+    """A new user account (admins only)."""
+
+    username: Code
+    password: str = Field(min_length=1, max_length=200)
+    role: Code
+    site: Code | None = None
+    full_name: str | None = Field(default=None, max_length=200)
+
+
+class ScreeningCreate(_In):
+    """A screening: the site, a screening number, the date, and every screening item."""
+
+    site: Code
+    screening_number: Code
+    screening_date: dt.date
+    answers: dict[str, Answer]
+
+
+class ScreeningPublic(BaseModel):
+    """The eligibility verdict; ``reasons`` lists the criteria not met."""
+
+    screening_number: str
+    eligible: bool
+    reasons: list[str]
+
+
+class ConsentCreate(_In):
+    """Informed consent of a screened, eligible person."""
+
+    consent_date: dt.date
+
+
+class RandomizationCreate(_In):
+    """Randomize a consented person; ``consent_date`` defaults to the recorded consent."""
+
+    screening_number: Code
+    randomization_date: dt.date
+    consent_date: dt.date | None = None
+
+
+class ScheduledVisitPublic(BaseModel):
+    """A planned visit and its window."""
+
+    code: str
+    name: str
+    study_day: int
+    target: dt.date
+    earliest: dt.date
+    latest: dt.date
+
+
+class DoseDayPublic(BaseModel):
+    """A planned dosing day."""
+
+    treatment: str
+    cycle: int
+    date: dt.date
+    administrations: int
+    dose: float
+    dose_unit: str
+
+
+class AllocationPublic(BaseModel):
+    """The arm, and the participant's visit and dosing calendar from the protocol."""
+
+    usubjid: str
+    arm: str
+    randomization_date: dt.date
+    visits: list[ScheduledVisitPublic]
+    doses: list[DoseDayPublic]
+
+
+class VisitCreate(_In):
+    """A visit's date and laboratory results (``"<50"`` below the assay limit)."""
+
+    visit_date: dt.date
+    labs: dict[str, LabEntry]
+
+
+class VisitCorrection(VisitCreate):
+    """A correction of a saved visit: the reason for change is required."""
+
+    reason: Text
+
+
+class DoseDayIn(_In):
+    """Administrations taken on one dose day."""
+
+    date: dt.date
+    administrations: int
+
+
+class DoseLogCreate(_In):
+    """The dose log of one cycle of one treatment."""
+
+    treatment: Code
+    cycle: int = Field(ge=1)
+    days: list[DoseDayIn] = Field(min_length=1)
+
+
+class ClinicalEventCreate(_In):
+    """An opportunistic event or death, by its protocol code."""
+
+    event_code: Code
+    onset_date: dt.date
+
+
+class AdverseEventCreate(_In):
+    """An adverse event with its DAIDS grade."""
+
+    term: Code
+    grade: int
+    start_date: dt.date
+    end_date: dt.date | None = None
+    related: Code
+    serious: bool = False
+
+
+class DispositionCreate(_In):
+    """How follow-up ended."""
+
+    status: Code
+    disposition_date: dt.date
+
+
+class SignatureCreate(_In):
+    """An e-signature: the signer's password again, and what the signature means."""
+
+    password: str = Field(min_length=1, max_length=200)
+    meaning: Text
+
+
+class QueryCreate(_In):
+    """A query on a participant's record."""
+
+    field: Code
+    text: Text
+    table_name: Code = "participant"
+    record_id: int | None = None
+
+
+class QueryAnswer(_In):
+    """The site's answer."""
+
+    answer: Text
+
+
+class QueryClose(_In):
+    """Closing note."""
+
+    note: Text
+
+
+class ReviewCreate(_In):
+    """An endpoint reviewer's verdict."""
+
+    decision: Literal["CONFIRMED", "REJECTED"]
+    reason: Text
+
+
+class AuditEntryPublic(BaseModel):
+    """One audit record."""
+
+    sequence: int
+    recorded_at: str
+    actor: str
+    action: str
+    table_name: str
+    record_id: int
+    data: dict[str, object]
+    reason: str | None

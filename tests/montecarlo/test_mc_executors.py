@@ -1,0 +1,70 @@
+"""Executors: same seed, same oc.json numbers in-process, in a process pool and on Dask."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stalwart.errors import ConfigurationError
+from stalwart.montecarlo.executors import DaskExecutor, make_executor
+from stalwart.montecarlo.study import run_study
+
+REPLICATES = 300
+
+
+def _numbers(oc: dict[str, Any]) -> dict[str, Any]:
+    """Everything but when and where it ran."""
+    out = {k: v for k, v in oc.items() if k != "run"}
+    out["provenance"] = {k: v for k, v in oc["provenance"].items() if k != "created"}
+    return out
+
+
+@pytest.fixture(scope="module")
+def local_oc(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("local")
+    return run_study(out, replicates=REPLICATES, seed=3, block=100).oc
+
+
+def test_processes_give_the_local_numbers(tmp_path: Path, local_oc: dict[str, Any]) -> None:
+    oc = run_study(
+        tmp_path, replicates=REPLICATES, seed=3, executor="processes", workers=2, block=100
+    ).oc
+    assert oc["run"]["executor"] == "processes" and oc["run"]["workers"] == 2
+    assert _numbers(oc) == _numbers(local_oc)
+
+
+def test_dask_local_cluster_gives_the_local_numbers(
+    tmp_path: Path, local_oc: dict[str, Any]
+) -> None:
+    with DaskExecutor(2, processes=False) as dask:
+        oc = run_study(tmp_path, replicates=REPLICATES, seed=3, executor=dask, block=100).oc
+    assert oc["run"]["executor"] == "dask" and oc["run"]["scheduler"] == "LocalCluster"
+    assert _numbers(oc) == _numbers(local_oc)
+
+
+def test_a_different_seed_gives_different_numbers(tmp_path: Path, local_oc: dict[str, Any]) -> None:
+    oc = run_study(tmp_path, replicates=REPLICATES, seed=4, block=100).oc
+    assert oc["alternative"]["primary"] != local_oc["alternative"]["primary"]
+
+
+def test_an_unreachable_scheduler_is_a_quick_clear_error() -> None:
+    started = time.perf_counter()
+    with pytest.raises(ConfigurationError, match="cannot reach the Dask scheduler"):
+        make_executor("dask", scheduler="tcp://127.0.0.1:9", timeout=2.0)
+    assert time.perf_counter() - started < 15
+
+
+@pytest.mark.parametrize(
+    ("name", "workers", "scheduler", "message"),
+    [
+        ("threads", None, None, "unknown executor 'threads'"),
+        ("processes", 0, None, "--workers must be"),
+        ("local", None, "tcp://x:1", "--scheduler applies to --executor dask only"),
+    ],
+)
+def test_bad_executor_options(name: str, workers: Any, scheduler: Any, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        make_executor(name, workers, scheduler)
