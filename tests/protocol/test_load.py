@@ -105,6 +105,24 @@ MUTATIONS = [
         ["visits.3.window_before", "greater than or equal to 0"],
     ),
     (
+        "true for a number",
+        "sample_size = 267",
+        "sample_size = true",
+        ["study.sample_size", "must be a number, not true"],
+    ),
+    (
+        "quoted number",
+        "sample_size = 267",
+        'sample_size = "267"',
+        ["study.sample_size", "without quotes"],
+    ),
+    (
+        "follow-up windows overlap",
+        "window_days = 14",
+        "window_days = 56",
+        ["follow_up.window_days", "overlap", "at most 55"],
+    ),
+    (
         "bad code pattern",
         'code = "GB01"',
         'code = "gb01"',

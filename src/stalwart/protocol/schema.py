@@ -11,9 +11,18 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import types
+import typing
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "AdverseEventForm",
@@ -47,8 +56,56 @@ Code = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{0,19}$")]
 """An upper-case identifier, as CDISC codes are (ARMCD, VISIT codes, PARAMCD): at most 20 chars."""
 
 
+def _leaves(annotation: Any) -> set[Any]:
+    """The plain types a field admits: unions and ``Annotated`` unwrapped."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _leaves(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return set().union(*(_leaves(a) for a in typing.get_args(annotation)))
+    return {annotation}
+
+
+def _number_problem(annotation: Any, value: Any) -> str | None:
+    """Why ``value`` is no number where ``annotation`` asks only for one (None: no objection).
+
+    Pydantic's lax mode reads ``true`` as 1 and ``"3"`` as 3; in a protocol file either is
+    almost surely a slip (a value pasted into the wrong key), so it is refused, naming the key.
+    """
+    leaves = _leaves(annotation)
+    numbers = leaves - {type(None)}
+    if not numbers or not numbers <= {int, float}:
+        if len(numbers) == 1 and typing.get_origin(next(iter(numbers))) is list:
+            (inner,) = typing.get_args(next(iter(numbers))) or (Any,)
+            if isinstance(value, list):
+                for item in value:
+                    problem = _number_problem(inner, item)
+                    if problem:
+                        return problem
+        return None
+    if isinstance(value, bool):
+        return f"must be a number, not {str(value).lower()}"
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return None  # not read as a number anyway: pydantic's own message says so
+        return f"must be a number, not the text {value!r} (write it without quotes)"
+    return None
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """Refuse true/false or quoted text where a number is asked for."""
+        if info.field_name is not None:
+            problem = _number_problem(cls.model_fields[info.field_name].annotation, value)
+            if problem:
+                raise ValueError(problem)
+        return value
 
 
 class Study(_Model):
@@ -633,6 +690,20 @@ class Protocol(_Model):
         for earlier, later in zip(self.visits, self.visits[1:], strict=False):
             if earlier.day + earlier.window_after >= later.day - later.window_before:
                 problems.append(f"visits: windows of {earlier.code} and {later.code} overlap")
+        # follow-up visits every `step` days, each +/- window_days: a date must belong to one
+        step = 7 * self.follow_up.extended_visit_interval_weeks
+        w = self.follow_up.window_days
+        if 2 * w >= step:
+            problems.append(
+                f"follow_up.window_days: windows of {w} days either side of visits every {step} "
+                f"days overlap: make window_days at most {(step - 1) // 2}"
+            )
+        last = self.visits[-1]
+        if last.day + last.window_after >= last.day + step - w:
+            problems.append(
+                f"follow_up.window_days: the first follow-up visit's window overlaps the window "
+                f"of {last.code}: shorten window_days or {last.code}'s window_after"
+            )
         known_forms = {"LAB", "AE", "CE"}
         scheduled: list[Visit | CycleVisit] = [*self.visits, *self.cycle_visits]
         for v in scheduled:
