@@ -28,13 +28,13 @@ from sqlalchemy.exc import SQLAlchemyError
 # the chain's own hashing, so that a restored record hashes exactly as the original did
 from stalwart.capture.audit import GENESIS_HASH, _canonical, _record_hash
 from stalwart.capture.db import create_schema
-from stalwart.capture.tables import AUDITED_TABLES, AuditRecord, TrialInfo
+from stalwart.capture.tables import AUDITED_TABLES, AuditRecord, Base, TrialInfo
 from stalwart.capture.transaction import transaction
 from stalwart.errors import ConflictError, ExportError
 from stalwart.outputs.define_xml import ODM_NS, validate_xml
 from stalwart.outputs.odm import column_kind, odm_schema, table_of
 
-__all__ = ["RestoreSummary", "import_odm"]
+__all__ = ["OdmBackup", "RestoreSummary", "import_odm", "read_odm", "restore_odm"]
 
 
 @dataclass(frozen=True)
@@ -161,15 +161,19 @@ def _records(doc: etree._ElementTree, path: Path) -> list[_Restored]:
 
 
 def _require_empty(engine: Engine) -> None:
-    """Refuse a database that holds a trial or audit records (a bare database is empty)."""
-    if not {"trial", "audit_record"} <= set(sa.inspect(engine).get_table_names()):
-        return
+    """Refuse a database with a row in any stalwart table (a bare database is empty)."""
+    present = set(sa.inspect(engine).get_table_names())
+    tables = [t for name, t in Base.metadata.tables.items() if name in present]
     with engine.connect() as conn:
-        trials = conn.scalar(sa.select(sa.func.count()).select_from(TrialInfo))
-        records = conn.scalar(sa.select(sa.func.count()).select_from(AuditRecord))
-    if trials or records:
+        held = [t.name for t in tables if conn.scalar(sa.select(sa.func.count()).select_from(t))]
+    if {TrialInfo.__tablename__, AuditRecord.__tablename__} & set(held):
         raise ConflictError(
             "the database already holds a trial: restore into a new, empty database"
+        )
+    if held:
+        raise ConflictError(
+            f"the database is not empty (rows in {', '.join(held)}): restore into a new, "
+            "empty database"
         )
 
 
@@ -197,14 +201,34 @@ def _reset_sequences(conn: sa.Connection) -> None:
         )
 
 
+@dataclass(frozen=True)
+class OdmBackup:
+    """An ODM export read and checked (schema, every record's hash), ready to restore."""
+
+    path: Path
+    records: list[_Restored]
+
+
+def read_odm(path: Path) -> OdmBackup:
+    """Read and check the ODM export at ``path`` without touching any database.
+
+    Raises ``ExportError`` for a missing file or one that is not a valid, unaltered export.
+    """
+    return OdmBackup(path, _records(_parse(path), path))
+
+
 def import_odm(path: Path, engine: Engine) -> RestoreSummary:
     """Restore the ODM export at ``path`` into the empty database of ``engine``.
 
     Raises ``ExportError`` for a file that is not a valid, unaltered stalwart ODM export and
-    ``ConflictError`` when the database already holds a trial; nothing is written then.
+    ``ConflictError`` when the database holds any row; nothing is written then.
     """
-    doc = _parse(path)
-    records = _records(doc, path)
+    return restore_odm(read_odm(path), engine)
+
+
+def restore_odm(backup: OdmBackup, engine: Engine) -> RestoreSummary:
+    """Restore a checked export (``read_odm``) into the empty database of ``engine``."""
+    path, records = backup.path, backup.records
     _require_empty(engine)  # before the schema is touched: a refused database stays as it was
     create_schema(engine)
     counts: dict[str, int] = {}
