@@ -10,11 +10,14 @@ import re
 import shutil
 import sqlite3
 import subprocess
+from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -22,7 +25,7 @@ from typer.testing import CliRunner
 
 from stalwart.capture.audit import data_sha256
 from stalwart.capture.db import create_schema, open_engine
-from stalwart.capture.service import initialize_trial
+from stalwart.capture.service import CaptureService, initialize_trial
 from stalwart.capture.users import UserStore
 from stalwart.cli import app as cli_app
 from stalwart.demo import run_demo
@@ -298,6 +301,25 @@ def test_an_empty_database_is_refused_and_nothing_is_written(tmp_path: Path) -> 
     assert not any((tmp_path / d).exists() for d in ("r1", "r2", "r3"))
 
 
+def test_an_early_closed_report_says_what_is_not_estimable_yet(
+    trial: CaptureService, enrol: Callable[..., Any], tmp_path: Path
+) -> None:
+    """A first DSMB look, before any week-32 value: the closed report renders and says why."""
+    import datetime as dt
+
+    for i in range(4):
+        allocation = enrol(trial, "US01", f"US01-E{i}")
+        trial.record_visit(
+            allocation.usubjid, "ENTRY", dt.date(2006, 1, 5), {"CD4": 600, "HIVRNA": 400}, "t"
+        )
+    before = data_sha256(trial.engine)
+    files = build_report(trial.engine, tmp_path / "early", closed=True, fmt="html")
+    html = _html(files)
+    assert "Not estimable yet" in html
+    assert "<strong>primary</strong>: " in html  # the ANCOVA at week 32 has no value yet
+    assert data_sha256(trial.engine) == before
+
+
 def test_a_database_of_another_protocol_version_is_refused(demo_db: Path, tmp_path: Path) -> None:
     other = parse_protocol(_small_text("2.0.0"), source="small-v2.toml")
     engine = open_engine(f"sqlite:///{demo_db}")
@@ -351,5 +373,14 @@ def test_closed_report_only_for_unblinded_roles_over_http(demo_db: Path, tmp_pat
             assert closed.headers["content-type"] == "application/pdf"
             assert closed.content.startswith(b"%PDF")
             assert len(closed.headers["x-stalwart-snapshot"]) == 64
+            # the same data: the page rendered first, byte for byte; after a write, a new one
+            again = client.get("/api/reports/open?format=html", headers=manager)
+            assert again.text == opened.text
+            with engine.connect() as conn:
+                usubjid = conn.execute(sa.text("SELECT min(usubjid) FROM participant")).scalar()
+            CaptureService.open(engine).queries.raise_query(usubjid, "CD4", "check", "test")
+            after = client.get("/api/reports/open?format=html", headers=manager)
+            assert after.headers["x-stalwart-snapshot"] != opened.headers["x-stalwart-snapshot"]
+            assert after.text != opened.text
     finally:
         engine.dispose()

@@ -468,3 +468,46 @@ def test_exports_stream_csv(
         csv.DictReader(io.StringIO(client.get("/api/exports/participants.csv", headers=gb).text))
     )
     assert [r["SITEID"] for r in rows] == ["GB01"] and rows[0]["ARMCD"]
+
+
+def test_framework_errors_have_the_api_error_shape(client: TestClient, login: Login) -> None:
+    """A body that is not JSON, an unknown route or method: the API's shape, with a message."""
+    h = login("site_coordinator", "US01")
+    cases = [
+        ("post", "/api/screenings", {"content": b"\xba\x97C\xc1", "headers": h}, 422),
+        (
+            "post",
+            "/api/screenings",
+            {"content": b"]\xba", "headers": {**h, "Content-Type": "application/json"}},
+            400,
+        ),
+        ("get", "/api/no-such-thing", {"headers": h}, 404),
+        ("delete", "/api/participants", {"headers": h}, 405),
+    ]
+    for method, path, kwargs, status in cases:
+        response = getattr(client, method)(path, **kwargs)
+        assert response.status_code == status, (path, response.text)
+        assert response.json()["error"]["message"], response.text
+    page = client.get("/participants", follow_redirects=False)  # pages keep their redirects
+    assert page.status_code == 303 and page.headers["location"] == "/login"
+
+
+def test_an_id_beyond_the_store_range_is_a_4xx(
+    client: TestClient, login: Login, engine: Engine, row_counts: Counts
+) -> None:
+    """PostgreSQL's integer ends at 2**31 - 1: a larger id is refused before the store sees it."""
+    reviewer = login("endpoint_reviewer")
+    monitor = login("monitor")
+    before = row_counts(engine)
+    big = 2**31
+    cases = [
+        (reviewer, f"/api/endpoint-reviews/{big}", {"decision": "CONFIRMED", "reason": "x"}),
+        (monitor, f"/api/queries/{big}/close", {"note": "x"}),
+    ]
+    for headers, path, body in cases:
+        response = client.post(path, json=body, headers=headers)
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["message"]
+    response = client.get(f"/api/audit/visit/{big}", headers=monitor)
+    assert response.status_code == 422, response.text
+    assert row_counts(engine) == before

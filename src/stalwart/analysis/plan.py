@@ -13,6 +13,7 @@ results.json (provenance aside).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -39,6 +40,7 @@ from stalwart.protocol.schema import PrimaryAnalysis, Protocol, TimeToEventAnaly
 
 __all__ = [
     "analyze",
+    "analyze_available",
     "primary_analyses",
     "run_plan",
     "secondary_analyses",
@@ -302,6 +304,42 @@ def analyze(protocol: Protocol, datasets: TrialDatasets) -> PlanResult:
         longitudinal=longitudinal_analyses(protocol, datasets),
         safety=safety_analyses(protocol, datasets),
     )
+
+
+def analyze_available(
+    protocol: Protocol, datasets: TrialDatasets
+) -> tuple[PlanResult, dict[str, str]]:
+    """Every section of the plan that the data can support yet, and why each other one cannot.
+
+    For an interim look (the DSMB's reports while the trial runs): a section whose analysis
+    raises ``AnalysisError`` (no week-32 value yet in an arm, no event) is left empty and its
+    reason returned by section name (``primary``, ``time_to_event``, ...), instead of the whole
+    plan failing as :func:`analyze` does.
+    """
+    reasons: dict[str, str] = {}
+
+    def attempt(name: str, run: Callable[[], Any], empty: Any) -> Any:
+        try:
+            return run()
+        except AnalysisError as exc:
+            reasons[name] = str(exc)
+            return empty
+
+    by_arm = datasets.adsl["ARMCD"].value_counts()
+    tte, km = attempt("time_to_event", lambda: time_to_event_analyses(protocol, datasets), ((), ()))
+    result = PlanResult(
+        randomized=Randomized(
+            total=len(datasets.adsl),
+            by_arm={a: int(by_arm.get(a, 0)) for a in protocol.arm_codes},
+        ),
+        primary=attempt("primary", lambda: primary_analyses(protocol, datasets), ()),
+        time_to_event=tte,
+        km=km,
+        secondary=attempt("secondary", lambda: secondary_analyses(protocol, datasets), ()),
+        longitudinal=attempt("longitudinal", lambda: longitudinal_analyses(protocol, datasets), ()),
+        safety=attempt("safety", lambda: safety_analyses(protocol, datasets), ()),
+    )
+    return result, reasons
 
 
 def run_plan(protocol: Protocol, datasets: TrialDatasets) -> dict[str, Any]:

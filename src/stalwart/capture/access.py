@@ -12,7 +12,8 @@ Roles (ICH E6 / 21 CFR Part 11 vocabulary):
 role                              sites      may
 ================================  =========  ===================================================
 admin                             all        manage users; read all data
-data_manager                      all        enter and correct data, raise and close queries
+data_manager                      all        enter and correct data, raise and close queries;
+                                             pooled summaries (the open DSMB report)
 site_coordinator                  own        screen, consent, randomize, enter data, answer
 investigator                      own        as the coordinator, and sign visits
 monitor                           all / own  read, raise and close queries
@@ -94,7 +95,7 @@ _PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset({P.MANAGE_USERS, P.READ_RECORDS, P.SEE_ARM, P.EXPORT}),
     Role.DATA_MANAGER: frozenset(
         {P.READ_RECORDS, P.SEE_ARM, P.ENTER_DATA, P.CORRECT_DATA, P.RAISE_QUERY}
-        | {P.CLOSE_QUERY, P.ANSWER_QUERY, P.EXPORT, P.READ_EVENTS}
+        | {P.CLOSE_QUERY, P.ANSWER_QUERY, P.EXPORT, P.READ_EVENTS, P.POOLED_SUMMARY}
     ),
     Role.SITE_COORDINATOR: frozenset(_SITE_DATA),
     Role.INVESTIGATOR: frozenset(_SITE_DATA | {P.SIGN}),

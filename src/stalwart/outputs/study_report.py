@@ -31,7 +31,7 @@ from sqlalchemy.exc import ArgumentError
 from stalwart import __version__
 from stalwart.analysis.datasets.bundle import TrialDatasets, derive_datasets
 from stalwart.analysis.flow import flow_counts
-from stalwart.analysis.plan import run_plan
+from stalwart.analysis.plan import analyze_available
 from stalwart.analysis.recompute import published_counts, recompute_published
 from stalwart.capture.db import open_engine
 from stalwart.errors import ConfigurationError
@@ -168,12 +168,15 @@ def _context(snapshot: Snapshot, closed: bool, generated: dt.datetime) -> dict[s
     by_arm = derive_datasets(protocol, snapshot.extract)
     check_datasets(by_arm, Arms.of(protocol))
     flow = flow_counts(protocol, snapshot.extract, by_arm)
+    not_estimable: dict[str, str] = {}
     if closed:
         arms = Arms.of(protocol)
         datasets = by_arm
+        # an interim look: a section the data cannot support yet is shown as such, not fatal
+        plan, not_estimable = analyze_available(protocol, datasets)
         results: dict[str, Any] = {
             "provenance": provenance(protocol, snapshot.data_sha256, None, snapshot.loaded.sha256),
-            **run_plan(protocol, datasets),
+            **plan.to_dict(),
         }
     else:
         arms = Arms.pooled(POOLED, "All participants")
@@ -209,6 +212,7 @@ def _context(snapshot: Snapshot, closed: bool, generated: dt.datetime) -> dict[s
         "safety": None,
         "comparison": None,
         "recomputed": None,
+        "not_estimable": not_estimable,
     }
     if closed:
         context.update(

@@ -24,7 +24,7 @@ from stalwart.capture.service import CaptureService
 from stalwart.capture.users import UserStore
 from stalwart.web import pages
 from stalwart.web.errors import install_error_handlers
-from stalwart.web.routes import auth, oversight, participants, reports
+from stalwart.web.routes import PUBLIC, auth, oversight, participants, reports
 
 __all__ = ["STATIC_DIR", "create_app"]
 
@@ -58,7 +58,7 @@ def create_app(
     app.state.secure_cookies = secure_cookies
     install_error_handlers(app)
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], **PUBLIC)
     def healthz() -> JSONResponse:
         """Liveness and database reachability."""
         body: dict[str, Any] = {"status": "ok", "study": study.id, "version": __version__}

@@ -10,8 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 from stalwart.errors import (
     AccessDeniedError,
@@ -58,9 +61,35 @@ def error_body(exc: StalwartError) -> dict[str, Any]:
     return {"error": body}
 
 
-def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+_NO_INPUT = object()
+
+
+def _field(loc: tuple[Any, ...], body: Any = _NO_INPUT) -> str:
+    """The dotted field of an error location, without the union member pydantic tried.
+
+    For a value of a union type (``labs.CD4`` is a number or a string) pydantic appends the
+    member to the location (``labs.CD4.float``); the request body tells them apart: a location
+    step below a plain value, or a name below a list, is a member, not a field.
+    """
+    parts: list[str] = []
+    node = body if loc[:1] == ("body",) else _NO_INPUT
+    for i, step in enumerate(loc):
+        if i == 0 and step in ("body", "query", "path"):
+            continue
+        if isinstance(node, dict):
+            node = node.get(step, _NO_INPUT)
+        elif isinstance(node, list) and isinstance(step, int):
+            node = node[step] if 0 <= step < len(node) else _NO_INPUT
+        elif node is not _NO_INPUT:
+            continue  # below a given value: the union member
+        parts.append(str(step))
     return ".".join(parts) or "body"
+
+
+_HTTP_MESSAGES = {
+    404: "no such API route: see /docs or /openapi.json for the operations",
+    405: "this route does not take that method: see /docs or /openapi.json",
+}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -75,7 +104,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def request_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        problems = [{"field": _field(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
+        body = getattr(exc, "body", _NO_INPUT)
+        problems = [
+            {"field": _field(tuple(e["loc"]), body), "message": e["msg"]} for e in exc.errors()
+        ]
         first = problems[0] if problems else {"field": "body", "message": "invalid request"}
         body = {
             "error": {
@@ -87,5 +119,20 @@ def install_error_handlers(app: FastAPI) -> None:
         }
         return JSONResponse(body, status_code=422)
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """The framework's own errors (a body that is not JSON, an unknown route) on the API."""
+        assert isinstance(exc, StarletteHTTPException)
+        if not request.url.path.startswith("/api/"):
+            return await http_exception_handler(request, exc)  # pages: redirects, 404 page
+        message = _HTTP_MESSAGES.get(exc.status_code, str(exc.detail))
+        if exc.detail == "There was an error parsing the body":
+            message = (
+                "the request body is not valid JSON: send one JSON object, with "
+                "Content-Type: application/json"
+            )
+        body = {"error": {"type": "HTTPError", "message": message}}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
     app.add_exception_handler(StalwartError, stalwart_error)
     app.add_exception_handler(RequestValidationError, request_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)

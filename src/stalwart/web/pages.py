@@ -32,6 +32,7 @@ from stalwart.errors import (
 from stalwart.protocol.schema import FormItem, ScreeningItem
 from stalwart.web.deps import SESSION_COOKIE, WebSession, current_session
 from stalwart.web.errors import status_of
+from stalwart.web.schemas import RecordId
 
 __all__ = ["router"]
 
@@ -429,6 +430,8 @@ async def randomize(number: str, request: Request, session: PageSession) -> Resp
     errors: dict[str, str] = {}
     day = _date(form, "randomization_date", errors)
     screening = await run_in_threadpool(_screening_view, service, session.actor, number)
+    if screening.consent_date is None:  # the consent form is shown again, the error beside it
+        errors = {"consent_date": "record the informed consent before randomizing"}
     if not errors:
         try:
             allocation = await run_in_threadpool(
@@ -727,6 +730,8 @@ async def save_doses(
         raw = values.get(key, "")
         if not raw.isdigit():
             errors[key] = "choose the number of administrations taken"
+        elif int(raw) > d.administrations:  # beside its day, not only at the top of the page
+            errors[key] = f"at most {d.administrations} administrations on this day"
         else:
             taken.append((d.date, int(raw)))
     if not errors:
@@ -822,6 +827,8 @@ async def save_event(usubjid: str, kind: str, request: Request, session: PageSes
             grade = values.get("grade", "")
             if not grade.isdigit():
                 errors["grade"] = "choose the DAIDS grade"
+            if values.get("serious", "false") not in ("true", "false"):  # absent: not serious
+                errors["serious"] = "choose Yes or No"
             if not errors:
                 await run_in_threadpool(
                     service.report_adverse_event,
@@ -892,7 +899,7 @@ def queries_page(request: Request, session: PageSession) -> HTMLResponse:
 
 @router.post("/queries/{query_id}/{action}")
 async def query_action(
-    query_id: int, action: str, request: Request, session: PageSession
+    query_id: RecordId, action: str, request: Request, session: PageSession
 ) -> Response:
     """Answer or close a query."""
     service = _service(request)
@@ -938,7 +945,7 @@ def reviews_page(request: Request, session: PageSession) -> HTMLResponse:
 
 
 @router.post("/reviews/{event_id}")
-async def review(event_id: int, request: Request, session: PageSession) -> Response:
+async def review(event_id: RecordId, request: Request, session: PageSession) -> Response:
     """Record a verdict."""
     service = _service(request)
     form = await request.form()

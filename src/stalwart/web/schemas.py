@@ -9,9 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from fastapi import Path
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 __all__ = [
+    "MAX_ID",
     "AdverseEventCreate",
     "AllocationPublic",
     "AuditEntryPublic",
@@ -24,6 +26,7 @@ __all__ = [
     "QueryClose",
     "QueryCreate",
     "RandomizationCreate",
+    "RecordId",
     "ReviewCreate",
     "ScreeningCreate",
     "ScreeningPublic",
@@ -37,8 +40,25 @@ __all__ = [
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+
+
+def _not_boolean(value: object) -> object:
+    """Refuse true/false where a number is asked for: pydantic would read them as 1 and 0."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
 Answer = bool | int | float | str
-LabEntry = float | int | str
+LabEntry = Annotated[float | int | str, BeforeValidator(_not_boolean)]
+Count = Annotated[int, BeforeValidator(_not_boolean)]
+"""A whole number of the request (true/false refused)."""
+
+MAX_ID = 2**31 - 1
+"""The largest record id the store holds (PostgreSQL's ``integer``)."""
+
+RecordId = Annotated[int, Path(ge=1, le=MAX_ID)]
+"""A record id in a URL: 1 to ``MAX_ID`` (a larger one is refused before it reaches the store)."""
 
 
 class _In(BaseModel):
@@ -153,14 +173,14 @@ class DoseDayIn(_In):
     """Administrations taken on one dose day."""
 
     date: dt.date
-    administrations: int
+    administrations: Count
 
 
 class DoseLogCreate(_In):
     """The dose log of one cycle of one treatment."""
 
     treatment: Code
-    cycle: int = Field(ge=1)
+    cycle: Count = Field(ge=1)
     days: list[DoseDayIn] = Field(min_length=1)
 
 
@@ -175,7 +195,7 @@ class AdverseEventCreate(_In):
     """An adverse event with its DAIDS grade."""
 
     term: Code
-    grade: int
+    grade: Count
     start_date: dt.date
     end_date: dt.date | None = None
     related: Code
@@ -202,7 +222,7 @@ class QueryCreate(_In):
     field: Code
     text: Text
     table_name: Code = "participant"
-    record_id: int | None = None
+    record_id: Annotated[Count, Field(ge=1, le=MAX_ID)] | None = None
 
 
 class QueryAnswer(_In):

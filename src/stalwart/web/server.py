@@ -10,7 +10,10 @@ from stalwart.capture.db import DATABASE_URL_ENV, open_engine
 from stalwart.capture.service import CaptureService
 from stalwart.errors import ConfigurationError
 
-__all__ = ["app_from_environment", "check_database"]
+__all__ = ["POOL_SIZE", "app_from_environment", "check_database"]
+
+POOL_SIZE = 20
+"""Database connections of each ``stalwart serve`` worker on PostgreSQL (no overflow)."""
 
 
 def check_database(url: str) -> None:
@@ -34,5 +37,11 @@ def app_from_environment() -> FastAPI:
         engine.dispose()
         import sqlalchemy as sa
 
-        engine = sa.create_engine(engine.url, pool_size=20, max_overflow=40, pool_pre_ping=True)
+        # at most POOL_SIZE connections per worker, whatever the load: requests beyond it wait
+        # for a free one. An overflow grows each worker's pool to its thread pool (40), so
+        # --workers 3 under load asked PostgreSQL's default max_connections (100) for 120 and
+        # requests failed with 503 "too many clients"
+        engine = sa.create_engine(
+            engine.url, pool_size=POOL_SIZE, max_overflow=0, pool_timeout=60, pool_pre_ping=True
+        )
     return create_app(engine)

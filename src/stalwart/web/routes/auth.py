@@ -7,9 +7,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request, status
 
+from stalwart.capture.access import Permission as P
 from stalwart.capture.access import permissions_of
 from stalwart.capture.users import UserAccount
 from stalwart.web.deps import CurrentActor, Users
+from stalwart.web.routes import PUBLIC, SIGNED_IN, needs
 from stalwart.web.schemas import TokenCreate, TokenPublic, UserCreate
 
 __all__ = ["router"]
@@ -17,7 +19,7 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api", tags=["auth"])
 
 
-@router.post("/token", status_code=status.HTTP_201_CREATED)
+@router.post("/token", status_code=status.HTTP_201_CREATED, **PUBLIC)
 def create_token(body: TokenCreate, request: Request, users: Users) -> TokenPublic:
     """Exchange a username and password for a bearer token (valid 30 days).
 
@@ -35,14 +37,14 @@ def create_token(body: TokenCreate, request: Request, users: Users) -> TokenPubl
     )
 
 
-@router.delete("/token", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/token", status_code=status.HTTP_204_NO_CONTENT, **SIGNED_IN)
 def revoke_token(request: Request, actor: CurrentActor, users: Users) -> None:
     """Withdraw the bearer token of this request."""
     _, _, token = request.headers.get("authorization", "").partition(" ")
     users.revoke_token(token.strip())
 
 
-@router.get("/me")
+@router.get("/me", **SIGNED_IN)
 def me(actor: CurrentActor) -> dict[str, Any]:
     """Who the credentials belong to, and what the role may do."""
     return {
@@ -53,13 +55,13 @@ def me(actor: CurrentActor) -> dict[str, Any]:
     }
 
 
-@router.get("/users")
+@router.get("/users", **needs(P.MANAGE_USERS))
 def list_users(actor: CurrentActor, users: Users) -> list[dict[str, Any]]:
     """Every user account (admins)."""
     return [asdict(u) for u in users.users(actor)]
 
 
-@router.post("/users", status_code=status.HTTP_201_CREATED)
+@router.post("/users", status_code=status.HTTP_201_CREATED, **needs(P.MANAGE_USERS))
 def add_user(body: UserCreate, actor: CurrentActor, users: Users) -> dict[str, Any]:
     """Create a user account (admins)."""
     account: UserAccount = users.add_user(

@@ -11,15 +11,19 @@ from typing import Any
 from fastapi import APIRouter, status
 from fastapi.responses import StreamingResponse
 
+from stalwart.capture.access import Permission as P
 from stalwart.web.deps import CurrentActor, Service
-from stalwart.web.schemas import QueryAnswer, QueryClose, QueryCreate, ReviewCreate
+from stalwart.web.routes import needs
+from stalwart.web.schemas import QueryAnswer, QueryClose, QueryCreate, RecordId, ReviewCreate
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api", tags=["oversight"])
 
 
-@router.post("/participants/{usubjid}/queries", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/participants/{usubjid}/queries", status_code=status.HTTP_201_CREATED, **needs(P.RAISE_QUERY)
+)
 def raise_query(
     usubjid: str, body: QueryCreate, service: Service, actor: CurrentActor
 ) -> dict[str, Any]:
@@ -30,7 +34,7 @@ def raise_query(
     return {"id": query_id, "status": "OPEN"}
 
 
-@router.get("/queries")
+@router.get("/queries", **needs(P.READ_RECORDS))
 def list_queries(
     service: Service, actor: CurrentActor, status: str | None = None, usubjid: str | None = None
 ) -> list[dict[str, Any]]:
@@ -38,25 +42,25 @@ def list_queries(
     return [asdict(q) for q in service.queries.list(actor, status, usubjid)]
 
 
-@router.post("/queries/{query_id}/answer")
+@router.post("/queries/{query_id}/answer", **needs(P.ANSWER_QUERY))
 def answer_query(
-    query_id: int, body: QueryAnswer, service: Service, actor: CurrentActor
+    query_id: RecordId, body: QueryAnswer, service: Service, actor: CurrentActor
 ) -> dict[str, Any]:
     """The site answers an open query."""
     service.queries.answer(query_id, body.answer, actor)
     return {"id": query_id, "status": "ANSWERED"}
 
 
-@router.post("/queries/{query_id}/close")
+@router.post("/queries/{query_id}/close", **needs(P.CLOSE_QUERY))
 def close_query(
-    query_id: int, body: QueryClose, service: Service, actor: CurrentActor
+    query_id: RecordId, body: QueryClose, service: Service, actor: CurrentActor
 ) -> dict[str, Any]:
     """Close a query."""
     service.queries.close(query_id, body.note, actor)
     return {"id": query_id, "status": "CLOSED"}
 
 
-@router.get("/endpoint-reviews")
+@router.get("/endpoint-reviews", **needs(P.READ_EVENTS))
 def review_events(
     service: Service, actor: CurrentActor, pending_only: bool = False
 ) -> list[dict[str, Any]]:
@@ -64,22 +68,24 @@ def review_events(
     return [asdict(e) for e in service.reviews.events(actor, pending_only)]
 
 
-@router.get("/endpoint-reviews/status")
+@router.get("/endpoint-reviews/status", **needs(P.READ_EVENTS, P.POOLED_SUMMARY))
 def review_status(service: Service, actor: CurrentActor) -> dict[str, Any]:
     """How many events are confirmed, rejected and awaiting review."""
     return asdict(service.reviews.status(actor))
 
 
-@router.post("/endpoint-reviews/{event_id}", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/endpoint-reviews/{event_id}", status_code=status.HTTP_201_CREATED, **needs(P.REVIEW_ENDPOINT)
+)
 def review_event(
-    event_id: int, body: ReviewCreate, service: Service, actor: CurrentActor
+    event_id: RecordId, body: ReviewCreate, service: Service, actor: CurrentActor
 ) -> dict[str, Any]:
     """Confirm or reject a reported event, with the reason."""
     review_id = service.reviews.review(event_id, body.decision, body.reason, actor)
     return {"id": review_id, "decision": body.decision}
 
 
-@router.get("/worklist")
+@router.get("/worklist", **needs(P.READ_RECORDS))
 def worklist(
     service: Service, actor: CurrentActor, site: str | None = None
 ) -> list[dict[str, Any]]:
@@ -87,13 +93,13 @@ def worklist(
     return [asdict(i) for i in service.records.worklist(actor, site)]
 
 
-@router.get("/summary")
+@router.get("/summary", **needs(P.POOLED_SUMMARY))
 def summary(service: Service, actor: CurrentActor) -> dict[str, Any]:
     """Pooled summaries (no arm): counts, CD4 by visit, events, adverse events by grade."""
     return service.records.summary(actor, by_arm=False)
 
 
-@router.get("/results-by-arm")
+@router.get("/results-by-arm", **needs(P.RESULTS_BY_ARM))
 def results_by_arm(service: Service, actor: CurrentActor) -> dict[str, Any]:
     """The same summaries by arm (unblinded statistician, DSMB)."""
     return service.records.summary(actor, by_arm=True)
@@ -112,7 +118,7 @@ def _csv_lines(header: list[str], rows: Iterator[tuple[Any, ...]]) -> Iterator[s
     yield buffer.getvalue()
 
 
-@router.get("/exports/{kind}.csv", response_class=StreamingResponse)
+@router.get("/exports/{kind}.csv", response_class=StreamingResponse, **needs(P.EXPORT))
 def export(kind: str, service: Service, actor: CurrentActor) -> StreamingResponse:
     """Participants, visits or labs as CSV, streamed from the database cursor."""
     header, rows = service.records.export(kind, actor)

@@ -7,9 +7,11 @@ from typing import Any
 
 from fastapi import APIRouter, status
 
+from stalwart.capture.access import Permission as P
 from stalwart.capture.service import Allocation
 from stalwart.errors import ValidationError
 from stalwart.web.deps import CurrentActor, Service, Users
+from stalwart.web.routes import needs
 from stalwart.web.schemas import (
     AdverseEventCreate,
     AllocationPublic,
@@ -20,6 +22,7 @@ from stalwart.web.schemas import (
     DoseDayPublic,
     DoseLogCreate,
     RandomizationCreate,
+    RecordId,
     ScheduledVisitPublic,
     ScreeningCreate,
     ScreeningPublic,
@@ -65,7 +68,7 @@ def allocation_public(allocation: Allocation) -> AllocationPublic:
     )
 
 
-@router.post("/screenings", status_code=status.HTTP_201_CREATED)
+@router.post("/screenings", status_code=status.HTTP_201_CREATED, **needs(P.SCREEN))
 def screen(body: ScreeningCreate, service: Service, actor: CurrentActor) -> ScreeningPublic:
     """Record a screening; the verdict lists the criteria not met when not eligible."""
     outcome = service.screen(
@@ -78,13 +81,15 @@ def screen(body: ScreeningCreate, service: Service, actor: CurrentActor) -> Scre
     )
 
 
-@router.get("/screenings")
+@router.get("/screenings", **needs(P.READ_RECORDS))
 def screenings(service: Service, actor: CurrentActor) -> list[dict[str, Any]]:
     """The screening log of the sites in scope."""
     return [asdict(s) for s in service.records.screenings(actor)]
 
 
-@router.post("/screenings/{screening_number}/consent", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/screenings/{screening_number}/consent", status_code=status.HTTP_201_CREATED, **needs(P.SCREEN)
+)
 def consent(
     screening_number: str, body: ConsentCreate, service: Service, actor: CurrentActor
 ) -> dict[str, Any]:
@@ -93,7 +98,7 @@ def consent(
     return {"id": consent_id, "screening_number": screening_number}
 
 
-@router.post("/randomizations", status_code=status.HTTP_201_CREATED)
+@router.post("/randomizations", status_code=status.HTTP_201_CREATED, **needs(P.RANDOMIZE))
 def randomize(body: RandomizationCreate, service: Service, actor: CurrentActor) -> AllocationPublic:
     """Randomize: returns the arm and the participant's visit and dosing calendar."""
     consent_date = body.consent_date
@@ -111,19 +116,23 @@ def randomize(body: RandomizationCreate, service: Service, actor: CurrentActor) 
     return allocation_public(allocation)
 
 
-@router.get("/participants")
+@router.get("/participants", **needs(P.READ_RECORDS))
 def participants(service: Service, actor: CurrentActor) -> list[dict[str, Any]]:
     """Randomized participants of the sites in scope."""
     return [asdict(p) for p in service.records.participants(actor)]
 
 
-@router.get("/participants/{usubjid}")
+@router.get("/participants/{usubjid}", **needs(P.READ_RECORDS))
 def participant(usubjid: str, service: Service, actor: CurrentActor) -> dict[str, Any]:
     """A participant's record: visit calendar with status, dosing, events."""
     return asdict(service.records.participant(usubjid, actor))
 
 
-@router.post("/participants/{usubjid}/visits/{visit_code}", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/participants/{usubjid}/visits/{visit_code}",
+    status_code=status.HTTP_201_CREATED,
+    **needs(P.ENTER_DATA),
+)
 def record_visit(
     usubjid: str, visit_code: str, body: VisitCreate, service: Service, actor: CurrentActor
 ) -> dict[str, Any]:
@@ -132,7 +141,7 @@ def record_visit(
     return {"id": visit_id, "usubjid": usubjid, "visit_code": visit_code}
 
 
-@router.put("/participants/{usubjid}/visits/{visit_code}")
+@router.put("/participants/{usubjid}/visits/{visit_code}", **needs(P.CORRECT_DATA))
 def correct_visit(
     usubjid: str, visit_code: str, body: VisitCorrection, service: Service, actor: CurrentActor
 ) -> dict[str, Any]:
@@ -143,14 +152,16 @@ def correct_visit(
     return {"id": visit_id, "usubjid": usubjid, "visit_code": visit_code}
 
 
-@router.get("/participants/{usubjid}/visits/{visit_code}")
+@router.get("/participants/{usubjid}/visits/{visit_code}", **needs(P.READ_RECORDS))
 def visit(usubjid: str, visit_code: str, service: Service, actor: CurrentActor) -> dict[str, Any]:
     """A recorded visit, its results and signature."""
     return asdict(service.records.visit(usubjid, visit_code, actor))
 
 
 @router.post(
-    "/participants/{usubjid}/visits/{visit_code}/signature", status_code=status.HTTP_201_CREATED
+    "/participants/{usubjid}/visits/{visit_code}/signature",
+    status_code=status.HTTP_201_CREATED,
+    **needs(P.SIGN),
 )
 def sign_visit(
     usubjid: str,
@@ -167,7 +178,7 @@ def sign_visit(
     return {"id": signature_id}
 
 
-@router.get("/participants/{usubjid}/visits/{visit_code}/audit")
+@router.get("/participants/{usubjid}/visits/{visit_code}/audit", **needs(P.READ_RECORDS))
 def visit_audit(
     usubjid: str, visit_code: str, service: Service, actor: CurrentActor
 ) -> list[AuditEntryPublic]:
@@ -176,16 +187,18 @@ def visit_audit(
     return [AuditEntryPublic(**asdict(e)) for e in entries]
 
 
-@router.get("/audit/{table_name}/{record_id}")
+@router.get("/audit/{table_name}/{record_id}", **needs(P.READ_RECORDS))
 def record_audit(
-    table_name: str, record_id: int, service: Service, actor: CurrentActor
+    table_name: str, record_id: RecordId, service: Service, actor: CurrentActor
 ) -> list[AuditEntryPublic]:
     """The audit trail of any record in the caller's scope."""
     entries = service.records.audit_trail(table_name, record_id, actor)
     return [AuditEntryPublic(**asdict(e)) for e in entries]
 
 
-@router.post("/participants/{usubjid}/doses", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/participants/{usubjid}/doses", status_code=status.HTTP_201_CREATED, **needs(P.ENTER_DATA)
+)
 def record_doses(
     usubjid: str, body: DoseLogCreate, service: Service, actor: CurrentActor
 ) -> dict[str, Any]:
@@ -195,7 +208,11 @@ def record_doses(
     return {"usubjid": usubjid, "treatment": body.treatment, "cycle": body.cycle}
 
 
-@router.post("/participants/{usubjid}/clinical-events", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/participants/{usubjid}/clinical-events",
+    status_code=status.HTTP_201_CREATED,
+    **needs(P.ENTER_DATA),
+)
 def report_clinical_event(
     usubjid: str, body: ClinicalEventCreate, service: Service, actor: CurrentActor
 ) -> dict[str, Any]:
@@ -204,7 +221,11 @@ def report_clinical_event(
     return {"id": event_id}
 
 
-@router.post("/participants/{usubjid}/adverse-events", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/participants/{usubjid}/adverse-events",
+    status_code=status.HTTP_201_CREATED,
+    **needs(P.ENTER_DATA),
+)
 def report_adverse_event(
     usubjid: str, body: AdverseEventCreate, service: Service, actor: CurrentActor
 ) -> dict[str, Any]:
@@ -222,7 +243,11 @@ def report_adverse_event(
     return {"id": ae_id}
 
 
-@router.post("/participants/{usubjid}/disposition", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/participants/{usubjid}/disposition",
+    status_code=status.HTTP_201_CREATED,
+    **needs(P.ENTER_DATA),
+)
 def record_disposition(
     usubjid: str, body: DispositionCreate, service: Service, actor: CurrentActor
 ) -> dict[str, Any]:
