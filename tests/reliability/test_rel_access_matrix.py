@@ -1,0 +1,426 @@
+"""Role x site x operation: every cell of the API allowed or denied as the role table says.
+
+The matrix is generated from the app's own ``/openapi.json``: each operation declares who may call
+it (``x-stalwart-access``: public, any signed-in user, or the permissions of which the role must
+grant one), and ``capture.access``'s role table says which permissions each role holds. For every
+actor of ``rel_fixtures.ACTORS`` (each role; the site roles and a site monitor at US01), every
+operation is called with a valid request on a record of the actor's own site and, where the
+operation names a site's record (a participant, a screening, a query, an event, an audited row)
+or takes a site in its body, on one of the other site:
+
+* allowed (the role grants the permission, and the record is in the actor's scope): 2xx;
+* denied: 403 for a permission the role lacks, 403 or 404 for a record outside the actor's sites
+  (404: a site-bound user cannot even learn that the record exists), with the API's error shape,
+  and no row of any table changed;
+* without credentials: 401 for everything but the public operations.
+
+Across all responses: no site-bound actor ever reads a record of the other site (its
+participants, screening numbers, or its code in a listing), and the blinded roles (endpoint
+reviewer, blinded statistician) never see an arm. Each actor works on its own trial database (a
+fresh world) so that one actor's writes do not decide another's answers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rel_fixtures import (
+    ACTORS,
+    ARM_PATTERN,
+    BLINDED,
+    LABS,
+    OTHER,
+    OWN,
+    PASSWORD,
+    SITE_BOUND,
+    World,
+    build_world,
+    operations,
+)
+
+from stalwart.capture.access import Permission, Role, permissions_of
+from stalwart.capture.service import Allocation
+from stalwart.capture.tables import Base
+from stalwart.protocol.calendar import participant_calendar
+from stalwart.protocol.load import LoadedProtocol
+from stalwart.web.routes import ACCESS_KEY
+
+DAY = dt.timedelta(days=1)
+TARGETS = (OWN, OTHER)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request of the matrix: an operation on a record of ``site`` (None: no site)."""
+
+    method: str
+    path: str  # the OpenAPI path template
+    url: str
+    site: str | None
+    body: dict[str, Any] | None = None
+    params: dict[str, str] | None = None
+    own_token: bool = False  # send a fresh token of the actor (the request revokes it)
+
+
+@dataclass
+class Trial:
+    """What the calls refer to, at each site, beyond ``World``."""
+
+    world: World
+    treated: dict[str, Allocation]  # site -> a participant on IL-2 (dose days to log)
+    new_screening: dict[str, str]  # site -> an unused screening number
+    answers: dict[str, object]  # eligible screening answers
+
+
+def _treated(world: World, enrol: Callable[..., Any], site: str) -> Allocation:
+    """A participant of ``site`` on an IL-2 arm: enrolled until the site's list gives one."""
+    for i in range(12):
+        allocation: Allocation = enrol(world.service, site, f"{site}-T{i + 1}")
+        if allocation.arm != "NOTRT":
+            world.service.record_visit(
+                allocation.usubjid, "ENTRY", allocation.randomization_date, LABS, "setup"
+            )
+            return allocation
+    raise AssertionError(f"no IL-2 allocation at {site} in 12 randomizations")
+
+
+def _calls(trial: Trial) -> list[Call]:
+    """Every operation of the API, on each site where it names a site's record."""
+    w = trial.world
+    protocol = w.service.protocol
+    calls: list[Call] = [
+        Call("GET", "/healthz", "/healthz", None),
+        Call("POST", "/api/token", "/api/token", None, {"username": "", "password": PASSWORD}),
+        Call("DELETE", "/api/token", "/api/token", None, own_token=True),
+        Call("GET", "/api/me", "/api/me", None),
+        Call("GET", "/api/users", "/api/users", None),
+        Call(
+            "POST",
+            "/api/users",
+            "/api/users",
+            None,
+            {"username": "matrix.user", "password": "a long new password", "role": "monitor"},
+        ),
+        Call("GET", "/api/screenings", "/api/screenings", None),
+        Call("GET", "/api/participants", "/api/participants", None),
+        Call("GET", "/api/queries", "/api/queries", None),
+        Call("GET", "/api/endpoint-reviews", "/api/endpoint-reviews", None),
+        Call("GET", "/api/endpoint-reviews/status", "/api/endpoint-reviews/status", None),
+        Call("GET", "/api/worklist", "/api/worklist", None),
+        Call("GET", "/api/summary", "/api/summary", None),
+        Call("GET", "/api/results-by-arm", "/api/results-by-arm", None),
+        Call("GET", "/api/exports/{kind}.csv", "/api/exports/participants.csv", None),
+        Call("GET", "/api/reports/open", "/api/reports/open", None, params={"format": "html"}),
+        Call("GET", "/api/reports/closed", "/api/reports/closed", None, params={"format": "html"}),
+    ]
+    for site in TARGETS:
+        first, second = w.participants[site]
+        treated = trial.treated[site]
+        rand = dt.date(2006, 1, 5)
+        wk04 = f"/api/participants/{first}/visits/WK04"
+        cycle1 = [
+            d
+            for d in participant_calendar(protocol, treated.arm, treated.randomization_date).doses
+            if d.treatment == "IL2" and d.cycle == 1
+        ]
+        p = "/api/participants/{usubjid}"
+        visit = p + "/visits/{visit_code}"
+        ids = w.record_ids(first)
+        calls += [
+            Call(
+                "POST",
+                "/api/screenings",
+                "/api/screenings",
+                site,
+                {
+                    "site": site,
+                    "screening_number": trial.new_screening[site],
+                    "screening_date": "2006-01-02",
+                    "answers": trial.answers,
+                },
+            ),
+            Call(
+                "POST",
+                "/api/screenings/{screening_number}/consent",
+                f"/api/screenings/{w.screenings[site][0]}/consent",
+                site,
+                {"consent_date": "2006-01-03"},
+            ),
+            Call(
+                "POST",
+                "/api/randomizations",
+                "/api/randomizations",
+                site,
+                {
+                    "screening_number": w.screenings[site][1],
+                    "randomization_date": "2006-01-05",
+                    "consent_date": "2006-01-03",
+                },
+            ),
+            Call("GET", p, f"/api/participants/{first}", site),
+            Call(
+                "POST",
+                visit,
+                f"/api/participants/{first}/visits/WK08",
+                site,
+                {"visit_date": (rand + 56 * DAY).isoformat(), "labs": LABS},
+            ),
+            Call(
+                "PUT",
+                visit,
+                wk04,
+                site,
+                {"visit_date": "2006-02-02", "labs": {**LABS, "CD4": 620}, "reason": "typo"},
+            ),
+            Call("GET", visit, wk04, site),
+            Call(
+                "POST",
+                visit + "/signature",
+                wk04 + "/signature",
+                site,
+                {"password": PASSWORD, "meaning": "I approve these data"},
+            ),
+            Call("GET", visit + "/audit", wk04 + "/audit", site),
+            Call(
+                "GET",
+                "/api/audit/{table_name}/{record_id}",
+                f"/api/audit/lab_result/{ids['lab_result']}",
+                site,
+            ),
+            Call(
+                "POST",
+                p + "/doses",
+                f"/api/participants/{treated.usubjid}/doses",
+                site,
+                {
+                    "treatment": "IL2",
+                    "cycle": 1,
+                    "days": [{"date": d.date.isoformat(), "administrations": 2} for d in cycle1],
+                },
+            ),
+            Call(
+                "POST",
+                p + "/clinical-events",
+                f"/api/participants/{first}/clinical-events",
+                site,
+                {"event_code": "PCP", "onset_date": "2006-02-20"},
+            ),
+            Call(
+                "POST",
+                p + "/adverse-events",
+                f"/api/participants/{first}/adverse-events",
+                site,
+                {
+                    "term": "Nausea",
+                    "grade": 1,
+                    "start_date": "2006-01-14",
+                    "end_date": "2006-01-15",
+                    "related": "POSSIBLE",
+                    "serious": False,
+                },
+            ),
+            Call(
+                "POST",
+                p + "/queries",
+                f"/api/participants/{first}/queries",
+                site,
+                {"field": "CD4", "text": "please check the units"},
+            ),
+            Call(
+                "POST",
+                "/api/queries/{query_id}/answer",
+                f"/api/queries/{w.queries[first]}/answer",
+                site,
+                {"answer": "checked: cells/mm3"},
+            ),
+            Call(
+                "POST",
+                "/api/queries/{query_id}/close",
+                f"/api/queries/{w.queries[second]}/close",
+                site,
+                {"note": "resolved"},
+            ),
+            Call(
+                "POST",
+                "/api/endpoint-reviews/{event_id}",
+                f"/api/endpoint-reviews/{w.events[first]}",
+                site,
+                {"decision": "CONFIRMED", "reason": "culture positive"},
+            ),
+            Call(
+                "POST",
+                p + "/disposition",
+                f"/api/participants/{second}/disposition",
+                site,
+                {"status": "WITHDREW", "disposition_date": "2006-03-10"},
+            ),
+        ]
+    return calls
+
+
+def _expected(
+    access: Any, role: Role, actor_site: str | None, call: Call
+) -> tuple[bool, frozenset[int]]:
+    """Whether the cell is allowed, and the statuses of its denial."""
+    if access == "public" or access == "signed-in":
+        granted = True
+    else:
+        granted = bool({Permission(p) for p in access["any_of"]} & permissions_of(role))
+    if not granted:
+        return False, frozenset({403, 404} if call.site not in (None, actor_site) else {403})
+    if actor_site is not None and call.site not in (None, actor_site):
+        return False, frozenset({403, 404})
+    return True, frozenset()
+
+
+def _leaks(text: str, trial: Trial) -> list[str]:
+    """What of the other site a response shows."""
+    w = trial.world
+    other = [*w.participants[OTHER], *w.screenings[OTHER], trial.treated[OTHER].usubjid]
+    found = [v for v in other if v in text]
+    if f'"{OTHER}"' in text or f",{OTHER}," in text:
+        found.append(OTHER)
+    return found
+
+
+@pytest.fixture(scope="module")
+def openapi_access(
+    databases: Any,
+    packaged: LoadedProtocol,
+    today: dt.date,
+    enrol: Callable[..., Any],
+    eligible_answers: Callable[..., dict[str, object]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[tuple[str, str], Any]:
+    """``x-stalwart-access`` of every operation of the OpenAPI document."""
+    folder = tmp_path_factory.mktemp("matrix_spec")
+    url = databases.new("sqlite", packaged, folder=folder)
+    try:
+        with build_world(url, today, enrol, eligible_answers) as world:
+            spec = world.client.get("/openapi.json").json()
+            assert {op for op in operations(world.app)} == {
+                (m.upper(), p) for p, item in spec["paths"].items() for m in item
+            }
+    finally:
+        databases.drop(url)
+    return {
+        (m.upper(), path): op.get(ACCESS_KEY)
+        for path, item in spec["paths"].items()
+        for m, op in item.items()
+    }
+
+
+@pytest.fixture()
+def trial_of(
+    databases: Any,
+    packaged: LoadedProtocol,
+    today: dt.date,
+    enrol: Callable[..., Any],
+    eligible_answers: Callable[..., dict[str, object]],
+    tmp_path: Path,
+) -> Iterator[Callable[[], Trial]]:
+    """A fresh populated trial (SQLite), for one actor's row of the matrix."""
+    opened: list[Any] = []
+
+    def make() -> Trial:
+        folder = tmp_path / f"t{len(opened)}"
+        folder.mkdir()
+        url = databases.new("sqlite", packaged, folder=folder)
+        context = build_world(url, today, enrol, eligible_answers)
+        world = context.__enter__()
+        opened.append((context, url))
+        treated = {site: _treated(world, enrol, site) for site in TARGETS}
+        new = {site: f"{site}-NEW1" for site in TARGETS}
+        return Trial(world, treated, new, eligible_answers())
+
+    yield make
+    for context, url in opened:
+        context.__exit__(None, None, None)
+        databases.drop(url)
+
+
+def test_every_operation_declares_who_may_call_it(
+    openapi_access: dict[tuple[str, str], Any],
+) -> None:
+    """The spec is the matrix's source: an operation without a declaration fails here."""
+    permissions = {p.value for p in Permission}
+    for op, access in openapi_access.items():
+        assert access in ("public", "signed-in") or (
+            isinstance(access, dict)
+            and access.get("any_of")
+            and set(access["any_of"]) <= permissions
+        ), (op, access)
+
+
+@pytest.mark.parametrize("name", list(ACTORS))
+def test_each_cell_is_allowed_or_denied_as_the_role_table_says(
+    name: str, openapi_access: dict[tuple[str, str], Any], trial_of: Callable[[], Trial]
+) -> None:
+    role_name, actor_site = ACTORS[name]
+    role = Role(role_name)
+    trial = trial_of()
+    w = trial.world
+    calls = _calls(trial)
+    covered = {(c.method, c.path) for c in calls}
+    assert covered == set(openapi_access), (
+        "operations without a call in the matrix:",
+        set(openapi_access) - covered,
+    )
+    wrong: list[str] = []
+    for call in calls:
+        access = openapi_access[(call.method, call.path)]
+        allowed, denial = _expected(access, role, actor_site, call)
+        headers = w.fresh_headers(name) if call.own_token else w.headers[name]
+        body = call.body
+        if call.path == "/api/token" and call.method == "POST":
+            body = {"username": w.actors[name].username, "password": PASSWORD}
+        before = None if allowed else w.stored()
+        r = w.client.request(call.method, call.url, json=body, params=call.params, headers=headers)
+        cell = f"{name} {call.method} {call.url} (site {call.site}): {r.status_code}"
+        if allowed and not 200 <= r.status_code < 300:
+            wrong.append(f"{cell}, expected 2xx: {r.text[:300]}")
+        if not allowed:
+            if r.status_code not in denial:
+                wrong.append(f"{cell}, expected {sorted(denial)}: {r.text[:300]}")
+            else:
+                error = r.json().get("error", {})
+                if not error.get("message"):
+                    wrong.append(f"{cell}: a denial without a message: {r.text[:300]}")
+            if w.stored() != before:
+                wrong.append(f"{cell}: a denied request changed stored rows")
+        if 200 <= r.status_code < 300:
+            text = r.text
+            if name in SITE_BOUND and (leaked := _leaks(text, trial)):
+                wrong.append(f"{cell}: a site-bound user read the other site's {leaked}")
+            if name in BLINDED and (arm := ARM_PATTERN.search(text)):
+                wrong.append(f"{cell}: a blinded user saw the arm {arm.group(0)!r}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_without_credentials_only_the_public_operations_answer(
+    openapi_access: dict[tuple[str, str], Any], trial_of: Callable[[], Trial]
+) -> None:
+    trial = trial_of()
+    w = trial.world
+    before = w.stored()
+    wrong = []
+    for call in _calls(trial):
+        body = call.body
+        if call.path == "/api/token" and call.method == "POST":
+            body = {"username": w.actors["admin"].username, "password": PASSWORD}
+        r = w.client.request(call.method, call.url, json=body, params=call.params)
+        public = openapi_access[(call.method, call.path)] == "public"
+        if public != (r.status_code != 401):
+            wrong.append(f"{call.method} {call.url}: {r.status_code} {r.text[:200]}")
+        elif not public and not json.loads(r.text).get("error", {}).get("message"):
+            wrong.append(f"{call.method} {call.url}: 401 without a message")
+    assert not wrong, "\n".join(wrong)
+    tables = sorted(Base.metadata.tables)
+    changed = {t for t, a, b in zip(tables, before, w.stored(), strict=True) if a != b}
+    assert changed <= {"auth_token"}, changed  # the public POST /api/token issued one token
