@@ -374,7 +374,7 @@ def test_backup_of_a_database_without_a_trial_is_refused(
 
 def test_commands_have_help_with_an_example_and_a_readme_row() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
-    rows = [line for line in readme.splitlines() if "`stalwart backup" in line]
+    rows = [line for line in readme.splitlines() if line.startswith("| `stalwart backup")]
     assert len(rows) == 1 and "`stalwart restore FILE --database URL`" in rows[0]
     for command in ("backup", "restore"):
         code, output = _cli(command, "--help")

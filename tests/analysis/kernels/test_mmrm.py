@@ -123,6 +123,26 @@ def test_perfectly_correlated_visits_do_not_converge(data: pd.DataFrame) -> None
         _fit(d)
 
 
+def test_a_hessian_that_is_not_finite_on_the_way_is_no_convergence_not_a_crash(
+    data: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On some CPUs (BLAS rounding) the singular case above meets a NaN Hessian inside SciPy's
+    # trust region, which raised ValueError from scipy.linalg.norm. Force that path everywhere.
+    from stalwart.analysis.kernels import mmrm_reml
+
+    wide = data.pivot(index="id", columns="visit", values="y").dropna()
+    d = data[data["id"].isin(wide.index)].copy()
+    first = d[d["visit"] == 1].set_index("id")["y"]
+    d.loc[d["visit"] == 2, "y"] = d.loc[d["visit"] == 2, "id"].map(first).to_numpy() + 5.0
+
+    def nan_hessian(self: object, theta: np.ndarray) -> np.ndarray:
+        return np.full((theta.size, theta.size), math.nan)
+
+    monkeypatch.setattr(mmrm_reml._Objective, "hessian", nan_hessian)
+    with pytest.raises(AnalysisError, match="did not converge"):
+        _fit(d)
+
+
 def _reml(d: pd.DataFrame, t: int) -> Reml:
     subject = d["id"].to_numpy() - 1
     visit = d["visit"].to_numpy() - 1

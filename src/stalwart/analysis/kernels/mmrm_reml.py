@@ -478,20 +478,28 @@ def _quasi_newton(obj: _Objective, start: FloatArray, gtol: float) -> tuple[_Poi
     theta = np.asarray(res.x, dtype=float)
     value, grad = obj.value_and_grad(theta)
     iterations = int(res.nit)
+    message = str(res.message)
     if math.isfinite(value) and np.max(np.abs(grad)) > gtol:
-        res = optimize.minimize(
-            obj.value_and_grad,
-            theta,
-            jac=True,
-            hess=obj.hessian,
-            method="trust-exact",
-            options={"gtol": gtol, "maxiter": 200},
-        )
-        if res.fun <= value:
-            theta = np.asarray(res.x, dtype=float)
-            iterations += int(res.nit)
+        try:
+            res = optimize.minimize(
+                obj.value_and_grad,
+                theta,
+                jac=True,
+                hess=obj.hessian,
+                method="trust-exact",
+                options={"gtol": gtol, "maxiter": 200},
+            )
+        except (ValueError, np.linalg.LinAlgError):
+            # The exact Hessian is not finite on the way (a covariance at the edge of the
+            # positive-definite region): keep the BFGS point; _diagnose says why it is no maximum.
+            message = f"{message}; the trust region met a Hessian that is not finite"
+        else:
+            message = str(res.message)
+            if res.fun <= value:
+                theta = np.asarray(res.x, dtype=float)
+                iterations += int(res.nit)
     point, steps = _newton(obj, obj.point(theta), gtol, 20)
-    return point, iterations + steps, str(res.message)
+    return point, iterations + steps, message
 
 
 def maximize(reml: Reml, cmap: CovarianceMap, start: FloatArray, gtol: float = 1e-8) -> Fit:
