@@ -50,6 +50,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import NullPool
 
+from screening_answers import eligible_answers_of
 from stalwart.capture.db import create_schema, open_engine
 from stalwart.capture.service import Allocation, CaptureService, initialize_trial
 from stalwart.capture.tables import AllocationSlot, Base, Screening
@@ -75,27 +76,6 @@ BACKENDS = [
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def _eligible_answers(**overrides: object) -> dict[str, object]:
-    """Screening answers of a person who meets every criterion of the packaged protocol."""
-    answers: dict[str, object] = {
-        "age": 35,
-        "sex": "M",
-        "hiv_positive": True,
-        "cd4": 520.0,
-        "hiv_rna": 20000.0,
-        "on_continuous_art": False,
-        "arv_within_12_months": False,
-        "prior_il2": False,
-        "haart_access": True,
-        "prior_aids": False,
-        "immunomodulator_8_weeks": False,
-    }
-    unknown = set(overrides) - set(answers)
-    assert not unknown, f"not screening items: {unknown}"
-    answers.update(overrides)
-    return answers
-
-
 def _row_counts(engine: Engine) -> dict[str, int]:
     """The number of rows of every table of the schema (audit tables included)."""
     with engine.connect() as conn:
@@ -145,7 +125,7 @@ def _enrol(
         with service.engine.connect() as conn:
             n = conn.scalar(sa.select(sa.func.count()).select_from(Screening)) or 0
         number = f"{site}-{n + 1:04d}"
-    outcome = service.screen(site, number, screened, _eligible_answers(**answers), actor)
+    outcome = service.screen(site, number, screened, eligible_answers_of(**answers), actor)
     assert outcome.eligible, outcome.reasons
     allocation = service.randomize(number, consented or screened, randomized, actor)
     if arm is not None:
@@ -360,7 +340,7 @@ def packaged_text() -> str:
 @pytest.fixture(scope="session")
 def eligible_answers() -> Callable[..., dict[str, object]]:
     """``eligible_answers(**overrides)``: answers meeting every criterion, some items replaced."""
-    return _eligible_answers
+    return eligible_answers_of
 
 
 @pytest.fixture(scope="session")

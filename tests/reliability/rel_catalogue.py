@@ -29,6 +29,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
+from screening_answers import eligible_answers_of
 from stalwart.capture.db import open_engine
 from stalwart.capture.service import CaptureService
 from stalwart.protocol.schema import FormItem, Protocol, ScreeningItem
@@ -301,19 +302,7 @@ def _user(w: World) -> dict[str, Any]:
 
 
 def _screening(w: World) -> dict[str, Any]:
-    answers = {
-        "age": 35,
-        "sex": "M",
-        "hiv_positive": True,
-        "cd4": 520.0,
-        "hiv_rna": 20000.0,
-        "on_continuous_art": False,
-        "arv_within_12_months": False,
-        "prior_il2": False,
-        "haart_access": True,
-        "prior_aids": False,
-        "immunomodulator_8_weeks": False,
-    }
+    answers = eligible_answers_of()
     return {
         "site": w.site,
         "screening_number": f"{w.site}-NEW",

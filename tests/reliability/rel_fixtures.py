@@ -12,9 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -28,6 +29,12 @@ from stalwart.capture.service import CaptureService
 from stalwart.capture.tables import Base, ClinicalEvent, LabResult, Visit
 from stalwart.capture.users import UserStore
 from stalwart.web.app import create_app
+
+W = TypeVar("W")
+#: A ``build_world``: (database URL, today, enrol, eligible answers) -> the world, as a context.
+Build = Callable[[str, dt.date, Callable[..., Any], Callable[..., Any]], AbstractContextManager[W]]
+#: The ``open_world`` fixture of this folder's conftest: (build, backend, folder) -> the world.
+OpenWorld = Callable[[Build[W], str, Path], AbstractContextManager[W]]
 
 PASSWORD = "a long reliability password"
 OWN, OTHER = "US01", "GB01"

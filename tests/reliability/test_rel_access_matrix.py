@@ -23,8 +23,10 @@ fresh world) so that one actor's writes do not decide another's answers.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ from rel_fixtures import (
     OWN,
     PASSWORD,
     SITE_BOUND,
+    OpenWorld,
     World,
     build_world,
     operations,
@@ -48,7 +51,6 @@ from stalwart.capture.access import Permission, Role, permissions_of
 from stalwart.capture.service import Allocation
 from stalwart.capture.tables import Base
 from stalwart.protocol.calendar import participant_calendar
-from stalwart.protocol.load import LoadedProtocol
 from stalwart.web.routes import ACCESS_KEY
 
 DAY = dt.timedelta(days=1)
@@ -291,24 +293,14 @@ def _leaks(text: str, trial: Trial) -> list[str]:
 
 @pytest.fixture(scope="module")
 def openapi_access(
-    databases: Any,
-    packaged: LoadedProtocol,
-    today: dt.date,
-    enrol: Callable[..., Any],
-    eligible_answers: Callable[..., dict[str, object]],
-    tmp_path_factory: pytest.TempPathFactory,
+    open_world: OpenWorld[World], tmp_path_factory: pytest.TempPathFactory
 ) -> dict[tuple[str, str], Any]:
     """``x-stalwart-access`` of every operation of the OpenAPI document."""
-    folder = tmp_path_factory.mktemp("matrix_spec")
-    url = databases.new("sqlite", packaged, folder=folder)
-    try:
-        with build_world(url, today, enrol, eligible_answers) as world:
-            spec = world.client.get("/openapi.json").json()
-            assert {op for op in operations(world.app)} == {
-                (m.upper(), p) for p, item in spec["paths"].items() for m in item
-            }
-    finally:
-        databases.drop(url)
+    with open_world(build_world, "sqlite", tmp_path_factory.mktemp("matrix_spec")) as world:
+        spec = world.client.get("/openapi.json").json()
+        assert {op for op in operations(world.app)} == {
+            (m.upper(), p) for p, item in spec["paths"].items() for m in item
+        }
     return {
         (m.upper(), path): op.get(ACCESS_KEY)
         for path, item in spec["paths"].items()
@@ -318,31 +310,24 @@ def openapi_access(
 
 @pytest.fixture()
 def trial_of(
-    databases: Any,
-    packaged: LoadedProtocol,
-    today: dt.date,
+    open_world: OpenWorld[World],
     enrol: Callable[..., Any],
     eligible_answers: Callable[..., dict[str, object]],
     tmp_path: Path,
 ) -> Iterator[Callable[[], Trial]]:
     """A fresh populated trial (SQLite), for one actor's row of the matrix."""
-    opened: list[Any] = []
+    made = itertools.count()
+    with ExitStack() as stack:
 
-    def make() -> Trial:
-        folder = tmp_path / f"t{len(opened)}"
-        folder.mkdir()
-        url = databases.new("sqlite", packaged, folder=folder)
-        context = build_world(url, today, enrol, eligible_answers)
-        world = context.__enter__()
-        opened.append((context, url))
-        treated = {site: _treated(world, enrol, site) for site in TARGETS}
-        new = {site: f"{site}-NEW1" for site in TARGETS}
-        return Trial(world, treated, new, eligible_answers())
+        def make() -> Trial:
+            folder = tmp_path / f"t{next(made)}"
+            folder.mkdir()
+            world = stack.enter_context(open_world(build_world, "sqlite", folder))
+            treated = {site: _treated(world, enrol, site) for site in TARGETS}
+            new = {site: f"{site}-NEW1" for site in TARGETS}
+            return Trial(world, treated, new, eligible_answers())
 
-    yield make
-    for context, url in opened:
-        context.__exit__(None, None, None)
-        databases.drop(url)
+        yield make
 
 
 def test_every_operation_declares_who_may_call_it(

@@ -27,6 +27,7 @@ from argon2 import PasswordHasher
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
+from screening_answers import eligible_answers_of
 from stalwart.capture.audit import data_sha256, verify_audit
 from stalwart.capture.db import open_engine
 from stalwart.capture.service import Allocation, CaptureService
@@ -105,23 +106,7 @@ def _populate(svc: CaptureService, enrol: Enrol) -> None:
     svc.queries.answer(query, "confirmed, cells/mm3", "coordinator")
     svc.queries.close(query, "resolved", "monitor")
     svc.record_disposition(c.usubjid, "WITHDREW", c.randomization_date + 60 * DAY, "doctor")
-    svc.screen("US01", "US01-NOT", dt.date(2006, 2, 1), {**_answers(), "age": 16}, "n")
-
-
-def _answers() -> dict[str, object]:
-    return {
-        "age": 35,
-        "sex": "M",
-        "hiv_positive": True,
-        "cd4": 520.0,
-        "hiv_rna": 20000.0,
-        "on_continuous_art": False,
-        "arv_within_12_months": False,
-        "prior_il2": False,
-        "haart_access": True,
-        "prior_aids": False,
-        "immunomodulator_8_weeks": False,
-    }
+    svc.screen("US01", "US01-NOT", dt.date(2006, 2, 1), eligible_answers_of(age=16), "n")
 
 
 @dataclass(frozen=True)
@@ -207,7 +192,7 @@ def test_backup_then_restore_gives_the_same_data_and_a_verified_chain(
     assert 0.1 + 0.2 in values
     # the restored trial is a working one: the next rows follow the restored ids
     svc = CaptureService.open(engine, today=lambda: today)
-    svc.screen("GB01", "GB01-AFTER", dt.date(2006, 3, 1), _answers(), "nurse")
+    svc.screen("GB01", "GB01-AFTER", dt.date(2006, 3, 1), eligible_answers_of(), "nurse")
     svc.record_visit(
         svc.records.participants("admin")[0].usubjid,
         "WK08",

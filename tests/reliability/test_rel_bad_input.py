@@ -20,7 +20,6 @@ SQLite gets every case; PostgreSQL one case of each kind of each field.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -43,6 +42,7 @@ from rel_catalogue import (
     required_kinds,
     resolve,
 )
+from rel_fixtures import OpenWorld
 from sqlalchemy.engine import Engine
 
 from stalwart.protocol.load import LoadedProtocol
@@ -51,59 +51,26 @@ Counts = Callable[[Engine], dict[str, int]]
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-def _world(
-    backend: str,
-    databases: Any,
-    packaged: LoadedProtocol,
-    today: dt.date,
-    enrol: Callable[..., Any],
-    eligible_answers: Callable[..., dict[str, object]],
-    folder: Path,
-) -> Iterator[World]:
-    url = databases.new(backend, packaged, folder=folder)
-    try:
-        with build_world(url, today, enrol, eligible_answers) as world:
-            yield world
-    finally:
-        databases.drop(url)
-
-
 @pytest.fixture(scope="module")
 def sqlite_world(
-    databases: Any,
-    packaged: LoadedProtocol,
-    today: dt.date,
-    enrol: Callable[..., Any],
-    eligible_answers: Callable[..., dict[str, object]],
-    tmp_path_factory: pytest.TempPathFactory,
+    open_world: OpenWorld[World], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
-    folder = tmp_path_factory.mktemp("bad-input")
-    yield from _world("sqlite", databases, packaged, today, enrol, eligible_answers, folder)
+    with open_world(build_world, "sqlite", tmp_path_factory.mktemp("bad-input")) as world:
+        yield world
 
 
 @pytest.fixture(scope="module")
 def pg_world(
-    databases: Any,
-    packaged: LoadedProtocol,
-    today: dt.date,
-    enrol: Callable[..., Any],
-    eligible_answers: Callable[..., dict[str, object]],
-    tmp_path_factory: pytest.TempPathFactory,
+    open_world: OpenWorld[World], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
-    folder = tmp_path_factory.mktemp("bad-input-pg")
-    yield from _world("postgresql", databases, packaged, today, enrol, eligible_answers, folder)
+    with open_world(build_world, "postgresql", tmp_path_factory.mktemp("bad-input-pg")) as world:
+        yield world
 
 
 @pytest.fixture()
-def fresh_world(
-    databases: Any,
-    packaged: LoadedProtocol,
-    today: dt.date,
-    enrol: Callable[..., Any],
-    eligible_answers: Callable[..., dict[str, object]],
-    tmp_path: Path,
-) -> Iterator[World]:
-    yield from _world("sqlite", databases, packaged, today, enrol, eligible_answers, tmp_path)
+def fresh_world(open_world: OpenWorld[World], tmp_path: Path) -> Iterator[World]:
+    with open_world(build_world, "sqlite", tmp_path) as world:
+        yield world
 
 
 @pytest.fixture(scope="module")

@@ -18,20 +18,16 @@ reduced one. Examples are bounded per operation and derandomized, so a run is re
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import schemathesis
 from fastapi.routing import APIRoute
 from hypothesis import HealthCheck, Phase, settings
-from rel_fixtures import ACTORS, World, build_world
+from rel_fixtures import ACTORS, OpenWorld, World, build_world
 from schemathesis.checks import not_a_server_error
-
-from stalwart.protocol.load import LoadedProtocol
 
 SQLITE_EXAMPLES = 4
 POSTGRES_EXAMPLES = 1
@@ -46,47 +42,20 @@ _SETTINGS: dict[str, Any] = {
 }
 
 
-def _world(
-    backend: str,
-    databases: Any,
-    packaged: LoadedProtocol,
-    today: dt.date,
-    enrol: Callable[..., Any],
-    eligible_answers: Callable[..., dict[str, object]],
-    folder: Path,
-) -> Iterator[World]:
-    url = databases.new(backend, packaged, folder=folder)
-    try:
-        with build_world(url, today, enrol, eligible_answers) as world:
-            yield world
-    finally:
-        databases.drop(url)
-
-
 @pytest.fixture(scope="module")
 def rel_fuzz_sqlite(
-    databases: Any,
-    packaged: LoadedProtocol,
-    today: dt.date,
-    enrol: Callable[..., Any],
-    eligible_answers: Callable[..., dict[str, object]],
-    tmp_path_factory: pytest.TempPathFactory,
+    open_world: OpenWorld[World], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
-    folder = tmp_path_factory.mktemp("fuzz_sqlite")
-    yield from _world("sqlite", databases, packaged, today, enrol, eligible_answers, folder)
+    with open_world(build_world, "sqlite", tmp_path_factory.mktemp("fuzz_sqlite")) as world:
+        yield world
 
 
 @pytest.fixture(scope="module")
 def rel_fuzz_postgresql(
-    databases: Any,
-    packaged: LoadedProtocol,
-    today: dt.date,
-    enrol: Callable[..., Any],
-    eligible_answers: Callable[..., dict[str, object]],
-    tmp_path_factory: pytest.TempPathFactory,
+    open_world: OpenWorld[World], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
-    folder = tmp_path_factory.mktemp("fuzz_pg")
-    yield from _world("postgresql", databases, packaged, today, enrol, eligible_answers, folder)
+    with open_world(build_world, "postgresql", tmp_path_factory.mktemp("fuzz_pg")) as world:
+        yield world
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +113,7 @@ def _message(status: int, body: object) -> str | None:
     return None
 
 
-def _send(case: schemathesis.Case, world: World, who: str | None) -> None:
+def _send(case: schemathesis.Case[Any], world: World, who: str | None) -> None:
     """Send ``case`` as ``who`` (None: no credentials) and check the response."""
     if who is None:
         headers: dict[str, str] = {}
@@ -175,7 +144,7 @@ def _actors(n: int) -> list[str]:
     return [names[(start + i) % len(names)] for i in range(n)]
 
 
-def _exercise(case: schemathesis.Case, world: World) -> None:
+def _exercise(case: schemathesis.Case[Any], world: World) -> None:
     """Send the case without credentials and as some actors; then again on real records.
 
     Each case goes to ``ACTORS_PER_CASE`` actors, taken in turn, so that every operation is
@@ -199,7 +168,7 @@ schema_postgresql = schemathesis.pytest.from_fixture("rel_schema_postgresql")
 @schema_sqlite.parametrize()
 @settings(max_examples=SQLITE_EXAMPLES, **_SETTINGS)
 def test_fuzz_every_operation_as_every_role_sqlite(
-    case: schemathesis.Case, rel_fuzz_sqlite: World
+    case: schemathesis.Case[Any], rel_fuzz_sqlite: World
 ) -> None:
     _exercise(case, rel_fuzz_sqlite)
 
@@ -208,7 +177,7 @@ def test_fuzz_every_operation_as_every_role_sqlite(
 @schema_postgresql.parametrize()
 @settings(max_examples=POSTGRES_EXAMPLES, **_SETTINGS)
 def test_fuzz_every_operation_as_every_role_postgresql(
-    case: schemathesis.Case, rel_fuzz_postgresql: World
+    case: schemathesis.Case[Any], rel_fuzz_postgresql: World
 ) -> None:
     _exercise(case, rel_fuzz_postgresql)
 
@@ -226,7 +195,7 @@ def test_every_operation_was_sent_as_every_actor(
         f"{m} {r.path}"
         for r in world.app.routes
         if isinstance(r, APIRoute) and r.include_in_schema
-        for m in r.methods
+        for m in r.methods or ()
     }
     sent = SENT[backend]
     assert expected <= set(sent), expected - set(sent)

@@ -36,6 +36,7 @@ from hypothesis import HealthCheck, assume, given, reject, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
+from screening_answers import eligible_answers_of
 from stalwart.capture.audit import data_sha256, verify_audit
 from stalwart.capture.db import open_engine
 from stalwart.capture.edit_checks import LabValue, check_lab_value, parse_lab_value
@@ -326,19 +327,6 @@ def test_visit_windows_never_overlap_and_dates_increase(
 
 
 # -- the audit chain ----------------------------------------------------------------
-ANSWERS: dict[str, object] = {
-    "age": 35,
-    "sex": "M",
-    "hiv_positive": True,
-    "cd4": 520.0,
-    "hiv_rna": 20000.0,
-    "on_continuous_art": False,
-    "arv_within_12_months": False,
-    "prior_il2": False,
-    "haart_access": True,
-    "prior_aids": False,
-    "immunomodulator_8_weeks": False,
-}
 writes = st.lists(
     st.one_of(
         st.tuples(st.just("enrol"), st.sampled_from(["US01", "GB01"]), st.floats(300, 5000)),
@@ -373,7 +361,8 @@ def _play(svc: CaptureService, steps: list[tuple[Any, ...]], enrol: Enrol) -> No
             a = enrol(svc, step[1], f"P{i:03d}", screened=rand - DAY, randomized=rand, cd4=step[2])
             people.append((a, 0))
         elif kind == "screen_out":
-            svc.screen(step[1], f"X{i:03d}", dt.date(2006, 1, 2), {**ANSWERS, "age": step[2]}, "n")
+            under_age = eligible_answers_of(age=step[2])
+            svc.screen(step[1], f"X{i:03d}", dt.date(2006, 1, 2), under_age, "n")
         elif people:
             k = step[1] % len(people)
             a, done = people[k]
