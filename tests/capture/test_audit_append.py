@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
 
 from stalwart.capture.audit import append_audit, verify_audit
@@ -75,3 +75,87 @@ def test_a_plain_session_commit_also_appends(trial: CaptureService, engine: Engi
     report = verify_audit(engine)
     assert report.ok, report.finding
     assert report.records == before + 1
+
+
+def test_insert_rows_gives_each_row_as_stored(
+    trial: CaptureService, engine: Engine, enrol: Enrol
+) -> None:
+    """The Core write path returns what ``row_data`` reads back: the audit records match."""
+    from stalwart.capture.audit import insert_rows, row_data
+    from stalwart.capture.tables import LabResult, Visit
+
+    who = enrol(trial).usubjid
+    visit_id = trial.record_visit(who, "WK04", dt.date(2006, 2, 2), LABS, "t")
+    with Session(engine) as s:
+        visit = s.get(Visit, visit_id)
+        assert visit is not None
+        rows = [
+            {
+                "visit_id": visit_id,
+                "participant_id": visit.participant_id,
+                "test_code": code,
+                "value": value,
+                "unit": "u",
+                "below_limit": value is None,
+                "limit_value": 50 if value is None else None,
+            }
+            for code, value in (("A", 512), ("B", None), ("C", 0.1))
+        ]
+        stored = insert_rows(s, LabResult, rows)
+        s.flush()
+        assert [r["test_code"] for r in stored] == ["A", "B", "C"]
+        # an integer given for a REAL column comes back a float on both backends
+        assert stored[0]["value"] == 512.0 and isinstance(stored[0]["value"], float)
+        assert stored[1]["limit_value"] == 50.0 and isinstance(stored[1]["limit_value"], float)
+        for row in stored:
+            assert row == row_data(s.get_one(LabResult, row["id"]))
+        s.rollback()
+    assert insert_rows(Session(engine), LabResult, []) == []
+
+
+def test_calendar_is_planned_once_per_arm_and_date(trial: CaptureService) -> None:
+    from stalwart.protocol.calendar import participant_calendar
+
+    day = dt.date(2006, 3, 1)
+    first = trial.calendar("IL2", day)
+    assert trial.calendar("IL2", day) is first
+    assert first == participant_calendar(trial.protocol, "IL2", day)
+    assert trial.calendar("IL2ART", day) != first
+
+
+def test_a_write_returns_only_once_its_commit_is_flushed(
+    trial: CaptureService, db_url: str, enrol: Enrol
+) -> None:
+    """PostgreSQL: the write commits without waiting for its flush (the chain's lock is freed
+    early) and then waits for a later, flushed commit: when the service returns, the WAL is on
+    disk up to the write's changes. Without the wait the WAL writer flushes only every 200 ms,
+    so the check below would fail (it cannot pass by chance more than now and then).
+
+    The test databases commit asynchronously (``synchronous_commit = off``, for speed); the
+    wait honours the server's setting, so this test's connections turn it back on.
+    """
+    if make_url(db_url).get_backend_name() != "postgresql":
+        return  # SQLite commits synchronously under its write lock: nothing released early
+    engine = sa.create_engine(db_url, connect_args={"options": "-c synchronous_commit=on"})
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pageinspect")
+            conn.commit()
+        durable = CaptureService.open(engine, trial._today)
+        who = enrol(durable)
+        for i, code in enumerate(("WK04", "WK08", "WK12", "WK16", "WK20"), start=1):
+            day = who.randomization_date + dt.timedelta(weeks=4 * i)
+            durable.record_visit(who.usubjid, code, day, LABS, "t")
+            with engine.connect() as conn:
+                written, flushed = conn.exec_driver_sql(
+                    "SELECT (SELECT lsn FROM page_header(get_raw_page('audit_head', 0))), "
+                    "pg_current_wal_flush_lsn()"
+                ).one()
+            assert _lsn(flushed) >= _lsn(written), (code, written, flushed)
+    finally:
+        engine.dispose()
+
+
+def _lsn(text: str) -> int:
+    high, low = text.split("/")
+    return (int(high, 16) << 32) + int(low, 16)

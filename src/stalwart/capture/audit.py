@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +28,13 @@ from stalwart.capture.tables import AUDITED_TABLES, AuditHead, AuditRecord, Base
 __all__ = [
     "GENESIS_HASH",
     "PG_APPEND_SQL",
+    "AuditEntry",
     "AuditFinding",
     "VerifyReport",
     "append_audit",
+    "append_audit_entries",
     "data_sha256",
+    "insert_rows",
     "row_data",
     "take_pending_audit",
     "verify_audit",
@@ -78,6 +81,50 @@ def _record_hash(
     return hashlib.sha256(content.encode("ascii")).hexdigest()
 
 
+AuditEntry = tuple[str, str, int, dict[str, Any]]
+"""One audit record to append: ``(action, table name, primary key, the row's content)``; the
+content is keyed by column, as ``row_data`` or ``insert_rows`` gives it."""
+
+
+def _column_attrs(model: type[Base]) -> list[tuple[str, Any]]:
+    return [(attr.key, attr.columns[0]) for attr in sa.inspect(model).column_attrs]
+
+
+_INSERTS: dict[type[Base], tuple[Any, list[tuple[str, bool]]]] = {}
+
+
+def insert_rows(
+    session: Session, model: type[Base], rows: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Insert ``rows`` into ``model``'s table in one statement; each row as stored, ids included.
+
+    The rows come back from the database (``RETURNING`` every column), JSON-able as
+    ``row_data`` gives them, so they are what the audit trail must record. This is the write
+    path of the busiest forms: a Core statement built once, without the ORM's unit of work.
+    """
+    if not rows:
+        return []
+    cached = _INSERTS.get(model)
+    if cached is None:
+        attrs = _column_attrs(model)
+        stmt = sa.insert(model.__table__).returning(  # type: ignore[arg-type]
+            *(column for _, column in attrs), sort_by_parameter_order=True
+        )
+        # SQLite hands back a REAL column's value as it was given (512, not 512.0)
+        keys = [(key, isinstance(column.type, sa.Float)) for key, column in attrs]
+        cached = _INSERTS[model] = (stmt, keys)
+    stmt, keys = cached
+    params: Any = rows[0] if len(rows) == 1 else list(rows)
+    stored = session.execute(stmt, params).all()
+    return [
+        {
+            key: _jsonable(float(v) if real and v is not None else v)
+            for (key, real), v in zip(keys, row, strict=True)
+        }
+        for row in stored
+    ]
+
+
 def append_audit(
     session: Session,
     rows: list[tuple[str, Base]],
@@ -85,10 +132,26 @@ def append_audit(
     reason: str | None = None,
     now: Callable[[], dt.datetime] | None = None,
 ) -> None:
-    """Append one audit record per ``(action, row)`` to the chain, inside ``session``'s transaction.
+    """Append one audit record per ``(action, row)`` of ORM rows (flushed here for their ids)."""
+    session.flush()
+    entries = [
+        (action, type(row).__tablename__, int(sa.inspect(row).identity[0]), row_data(row))  # type: ignore[index]
+        for action, row in rows
+    ]
+    append_audit_entries(session, entries, actor, reason, now)
 
-    The rows must be flushed (they need their ids). The chain head is locked (``FOR UPDATE`` on
-    PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` holds the database) so appends are serialized.
+
+def append_audit_entries(
+    session: Session,
+    entries: Sequence[AuditEntry],
+    actor: str,
+    reason: str | None = None,
+    now: Callable[[], dt.datetime] | None = None,
+) -> None:
+    """Append one audit record per entry to the chain, inside ``session``'s transaction.
+
+    The chain head is locked (``FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` holds
+    the database) so appends are serialized.
 
     On PostgreSQL the records are prepared here and appended at commit by one call of
     ``stalwart_audit_append`` (migration 0004), which locks the head, hashes and inserts in the
@@ -97,23 +160,20 @@ def append_audit(
     Any other commit of the session appends them first (a ``before_commit`` hook). The hashes
     are the ones the Python path computes, and the chain follows commit order.
     """
-    session.flush()
-    if not rows:
+    if not entries:
         return
     stamp = (now or (lambda: dt.datetime.now(dt.UTC)))().isoformat()
     if session.get_bind().dialect.name == "postgresql":
-        session.info.setdefault(_PENDING, []).append(_server_payload(rows, actor, reason, stamp))
+        session.info.setdefault(_PENDING, []).append(_server_payload(entries, actor, reason, stamp))
         return
     head = session.execute(
         sa.select(AuditHead.sequence, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
     ).one_or_none()
     sequence, prev = (head.sequence, head.hash) if head is not None else (0, GENESIS_HASH)
     records = []
-    for action, row in rows:
+    for action, table, record_id, row in entries:
         sequence += 1
-        data = _canonical(row_data(row))
-        table = type(row).__tablename__
-        record_id = int(sa.inspect(row).identity[0])  # type: ignore[index]
+        data = _canonical(row)
         digest = _record_hash(sequence, stamp, actor, action, table, record_id, data, reason, prev)
         records.append(
             {
@@ -149,15 +209,13 @@ _PG_APPEND = sa.text("SELECT stalwart_audit_append(:stamp, :actor, :reason, :ite
 
 
 def _server_payload(
-    rows: list[tuple[str, Base]], actor: str, reason: str | None, stamp: str
+    entries: Sequence[AuditEntry], actor: str, reason: str | None, stamp: str
 ) -> dict[str, Any]:
     """The arguments of ``stalwart_audit_append``: everything of each record's hashed text but
     the sequence number and the previous hash, which only the server knows under the lock."""
     items = []
-    for action, row in rows:
-        table = type(row).__tablename__
-        record_id = int(sa.inspect(row).identity[0])  # type: ignore[index]
-        data = _canonical(row_data(row))
+    for action, table, record_id, row in entries:
+        data = _canonical(row)
         # _record_hash's text is [sequence,<middle>,prev_hash]
         middle = _canonical([stamp, actor, action, table, record_id, data, reason])[1:-1]
         items.append([action, table, record_id, data, middle])

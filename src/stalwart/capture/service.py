@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
 from stalwart.capture.access import Actor, ActorLike, Permission, require
-from stalwart.capture.audit import append_audit
+from stalwart.capture.audit import append_audit, append_audit_entries, insert_rows
 from stalwart.capture.edit_checks import (
     LabValue,
     check_date_not_future,
@@ -80,6 +80,28 @@ __all__ = [
 
 DISPOSITION_STATUSES = ("COMPLETED", "LOST TO FOLLOW-UP", "WITHDREW", "DEATH")
 """How follow-up can end (CDISC DS decoded terms)."""
+
+_VISIT_CONTEXT = (
+    sa.select(
+        Participant.id,
+        Participant.randomization_date,
+        AllocationSlot.arm,
+        Site.code.label("site"),
+        Disposition.disposition_date.label("ended"),
+        Visit.id.label("visit_id"),
+    )
+    .join(AllocationSlot, AllocationSlot.participant_id == Participant.id)
+    .join(Site, Site.id == Participant.site_id)
+    .outerjoin(Disposition, Disposition.participant_id == Participant.id)
+    .outerjoin(
+        Visit,
+        sa.and_(
+            Visit.participant_id == Participant.id, Visit.visit_code == sa.bindparam("visit_code")
+        ),
+    )
+    .where(Participant.usubjid == sa.bindparam("usubjid"))
+)
+"""A visit's context in one read: the participant, arm and site, end of follow-up, earlier save."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +180,20 @@ class CaptureService:
         self.loaded = loaded
         self.protocol: Protocol = loaded.protocol
         self._today = today
+        self._calendars: dict[tuple[str, dt.date], Calendar] = {}
+
+    def calendar(self, arm: str, randomization_date: dt.date) -> Calendar:
+        """The visit and dosing calendar of a participant, planned once per arm and date.
+
+        Every form of a participant is checked against it, so it is kept (a few hundred
+        calendars for a whole trial: arms times randomization dates).
+        """
+        key = (arm, randomization_date)
+        cal = self._calendars.get(key)
+        if cal is None:
+            cal = participant_calendar(self.protocol, arm, randomization_date)
+            self._calendars[key] = cal
+        return cal
 
     @classmethod
     def open(cls, engine: Engine, today: Callable[[], dt.date] = _today) -> CaptureService:
@@ -352,28 +388,12 @@ class CaptureService:
         check_date_not_future("visit_date", visit_date, self._today())
         results = self._check_labs(labs)
         with _transaction(self.engine) as session:
-            # one read: the participant, arm and site, the end of follow-up, an earlier save
             row = session.execute(
-                sa.select(
-                    Participant,
-                    AllocationSlot.arm,
-                    Site.code,
-                    Disposition.disposition_date,
-                    Visit.id,
-                )
-                .join(AllocationSlot, AllocationSlot.participant_id == Participant.id)
-                .join(Site, Site.id == Participant.site_id)
-                .outerjoin(Disposition, Disposition.participant_id == Participant.id)
-                .outerjoin(
-                    Visit,
-                    sa.and_(Visit.participant_id == Participant.id, Visit.visit_code == visit_code),
-                )
-                .where(Participant.usubjid == usubjid)
+                _VISIT_CONTEXT, {"usubjid": usubjid, "visit_code": visit_code}
             ).one_or_none()
-            if row is None or not who.sees_site(row[2]):
+            if row is None or not who.sees_site(row.site):
                 raise NotFoundError(f"no randomized participant {usubjid!r}")
-            participant, arm, _, ended, duplicate = row
-            calendar = participant_calendar(self.protocol, arm, participant.randomization_date)
+            calendar = self.calendar(row.arm, row.randomization_date)
             try:
                 planned = calendar.visit(visit_code)
             except KeyError:
@@ -383,34 +403,41 @@ class CaptureService:
                     f"{visit_code!r} is not in the schedule of {usubjid} ({codes}, ...)",
                 ) from None
             check_visit_window(planned, visit_date)
-            if ended is not None and visit_date > ended:
+            if row.ended is not None and visit_date > row.ended:
                 raise ValidationError(
                     "visit_date",
-                    f"{visit_date} is after the end of follow-up of {usubjid} ({ended})",
+                    f"{visit_date} is after the end of follow-up of {usubjid} ({row.ended})",
                 )
-            if duplicate is not None:
+            if row.visit_id is not None:
                 raise ConflictError(f"visit {visit_code} of {usubjid} is already recorded")
-            visit = Visit(
-                participant_id=participant.id, visit_code=visit_code, visit_date=visit_date
+            (visit,) = insert_rows(
+                session,
+                Visit,
+                [{"participant_id": row.id, "visit_code": visit_code, "visit_date": visit_date}],
             )
-            session.add(visit)
-            session.flush()
-            rows: list[Base] = [visit]
-            for name, (value, below, limit) in results.items():
-                rows.append(
-                    LabResult(
-                        visit_id=visit.id,
-                        participant_id=participant.id,
-                        test_code=name,
-                        value=value,
-                        unit=self.protocol.lab_item(name).unit or "",
-                        below_limit=below,
-                        limit_value=limit,
-                    )
-                )
-            session.add_all(rows[1:])
-            append_audit(session, [("INSERT", r) for r in rows], who.label)
-            return visit.id
+            stored = insert_rows(
+                session,
+                LabResult,
+                [
+                    {
+                        "visit_id": visit["id"],
+                        "participant_id": row.id,
+                        "test_code": name,
+                        "value": value,
+                        "unit": self.protocol.lab_item(name).unit or "",
+                        "below_limit": below,
+                        "limit_value": limit,
+                    }
+                    for name, (value, below, limit) in results.items()
+                ],
+            )
+            append_audit_entries(
+                session,
+                [("INSERT", "visit", visit["id"], visit)]
+                + [("INSERT", "lab_result", lab["id"], lab) for lab in stored],
+                who.label,
+            )
+            return int(visit["id"])
 
     def correct_visit(
         self,
@@ -439,7 +466,7 @@ class CaptureService:
             )
             if visit is None:
                 raise NotFoundError(f"visit {visit_code} of {usubjid} is not recorded; enter it")
-            calendar = participant_calendar(self.protocol, arm, participant.randomization_date)
+            calendar = self.calendar(arm, participant.randomization_date)
             check_visit_window(calendar.visit(visit_code), visit_date)
             self._check_before_disposition(session, participant, "visit_date", visit_date)
             stored = {
@@ -496,7 +523,7 @@ class CaptureService:
             raise ValidationError("doses", "give at least one dose day")
         with _transaction(self.engine) as session:
             participant, arm = self._participant(session, usubjid, who)
-            calendar = participant_calendar(self.protocol, arm, participant.randomization_date)
+            calendar = self.calendar(arm, participant.randomization_date)
             planned = {
                 d.date: d for d in calendar.doses if d.treatment == treatment and d.cycle == cycle
             }

@@ -7,6 +7,16 @@ On PostgreSQL the audit append prepared by ``capture.audit.append_audit`` and th
 the server together (psycopg pipeline mode): the audit chain's head stays locked only while the
 server appends and commits, never while it waits for this process to send the next statement.
 That lock is what every concurrent writer queues on, so its length bounds the write rate.
+
+The lock is also released before the commit's WAL is flushed to disk (early lock release): the
+write commits with ``synchronous_commit`` off, which frees the lock as soon as the commit record
+is written, and the same pipeline then commits a one-statement transaction that writes WAL, at
+the server's own ``synchronous_commit`` level (on: flushed; remote_apply: replicated too), which
+returns only once the WAL up to and past the write's commit is that safe. Only then does the
+service return, so an acknowledged write is as durable as before. WAL is flushed in order, so a
+crash can only lose a suffix of the chain, never a record that a later durable record follows,
+and a lost suffix was never acknowledged. The flush, the slowest step of a commit, so leaves the
+serialized part; PostgreSQL groups the concurrent writers' flushes as usual.
 """
 
 from __future__ import annotations
@@ -38,8 +48,19 @@ def transaction(engine: Engine) -> Iterator[Session]:
         raise DatabaseError(f"the database refused the write: {exc.orig}") from None
 
 
+_RELEASE_EARLY = "SET LOCAL synchronous_commit TO off"
+"""Sent before the append: this transaction's COMMIT frees the chain's lock before its flush."""
+
+_WAIT_FOR_FLUSH = "SELECT pg_logical_emit_message(true, 'stalwart.flush', '')"
+"""A transaction that writes WAL (a logical-decoding message, open to any user, read by no one),
+committed synchronously: its COMMIT returns once the WAL up to it, the write's commit included,
+is flushed. It must write WAL: PostgreSQL commits a transaction that wrote none without a flush,
+even one that took a transaction id."""
+
+
 def _commit_with_audit(session: Session) -> None:
-    """PostgreSQL: send the prepared audit appends and the COMMIT in one pipeline.
+    """PostgreSQL: send the prepared audit appends, the COMMIT, and the wait for its flush in
+    one pipeline (one round trip).
 
     Afterwards the session's own commit finds the connection idle and sends nothing. Without
     prepared appends (or on SQLite) the session commits as usual.
@@ -53,9 +74,12 @@ def _commit_with_audit(session: Session) -> None:
 
     try:
         with raw.pipeline(), raw.cursor() as cursor:
+            cursor.execute(_RELEASE_EARLY)
             for payload in payloads:
                 cursor.execute(PG_APPEND_SQL, payload)
-            raw.commit()
+            raw.commit()  # written, the chain's lock released; not yet flushed
+            cursor.execute(_WAIT_FOR_FLUSH)
+            raw.commit()  # flushed: the WAL up to here, the write's commit included
     except psycopg.IntegrityError as exc:
         raise ConflictError(f"the write conflicts with stored data: {exc}") from None
     except psycopg.Error as exc:
