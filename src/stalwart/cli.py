@@ -467,6 +467,14 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+    pool_size: Annotated[
+        int | None,
+        typer.Option(
+            help="PostgreSQL connections of each worker, 4 unless given (writes queue on one "
+            "audit chain: a few per core is enough).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the trial database: JSON API (/api, docs at /docs), pages (/), health (/healthz).
 
@@ -481,10 +489,14 @@ def serve(
     url = resolve_database_url(database, Path.cwd())
     if workers < 1:
         raise typer.BadParameter("--workers must be at least 1")
-    from stalwart.web.server import check_database
+    if pool_size is not None and pool_size < 1:
+        raise typer.BadParameter("--pool-size must be at least 1")
+    from stalwart.web.server import POOL_SIZE_ENV, check_database
 
     check_database(url)  # a bad URL or an empty database fails before the server starts
     os.environ["STALWART_DATABASE_URL"] = url
+    if pool_size is not None:
+        os.environ[POOL_SIZE_ENV] = str(pool_size)
     uvicorn.run(
         "stalwart.web.server:app_from_environment",
         factory=True,

@@ -23,10 +23,21 @@ from stalwart import __version__
 from stalwart.capture.service import CaptureService
 from stalwart.capture.users import UserStore
 from stalwart.web import pages
+from stalwart.web.deps import Blocking
 from stalwart.web.errors import install_error_handlers
 from stalwart.web.routes import PUBLIC, auth, oversight, participants, reports
 
 __all__ = ["STATIC_DIR", "create_app"]
+
+_DEFAULT_CAPACITY = 4
+"""Concurrent service calls of the forms when the engine's pool has no fixed size."""
+
+
+def _pool_capacity(engine: Engine) -> int:
+    """How many of the forms' service calls may run at once: the connections of the pool."""
+    size = getattr(engine.pool, "size", None)
+    return max(1, int(size())) if callable(size) else _DEFAULT_CAPACITY
+
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -54,6 +65,7 @@ def create_app(
         ),
     )
     app.state.service = service
+    app.state.blocking = Blocking(_pool_capacity(engine))
     app.state.users = UserStore(engine, hasher)
     app.state.secure_cookies = secure_cookies
     install_error_handlers(app)

@@ -7,9 +7,15 @@ header, or the ``csrf_token`` form field).
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
+import anyio.to_thread
+from anyio import CapacityLimiter
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
@@ -22,12 +28,15 @@ __all__ = [
     "CSRF_FIELD",
     "CSRF_HEADER",
     "SESSION_COOKIE",
+    "Blocking",
     "CurrentActor",
+    "Run",
     "Service",
     "Session",
     "Users",
     "WebSession",
     "current_session",
+    "get_blocking",
     "get_service",
     "get_users",
 ]
@@ -46,13 +55,13 @@ class WebSession:
     csrf_token: str | None
 
 
-def get_service(request: Request) -> CaptureService:
+async def get_service(request: Request) -> CaptureService:
     """The capture service of the app's trial database."""
     service: CaptureService = request.app.state.service
     return service
 
 
-def get_users(request: Request) -> UserStore:
+async def get_users(request: Request) -> UserStore:
     """The user store of the app's trial database."""
     users: UserStore = request.app.state.users
     return users
@@ -60,6 +69,41 @@ def get_users(request: Request) -> UserStore:
 
 Service = Annotated[CaptureService, Depends(get_service)]
 Users = Annotated[UserStore, Depends(get_users)]
+
+T = TypeVar("T")
+
+
+class Blocking:
+    """Runs the forms' service calls in worker threads: at most ``capacity`` at once (the
+    database pool's size), the others waiting their turn in arrival order.
+
+    Past the pool's size a thread would only wait inside the pool for a connection, and the pool
+    does not serve its waiters in order: under load some requests waited many times longer than
+    the rest. Waiting here, in the event loop, is first come first served and holds no thread.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        # a limiter belongs to the event loop it first waits in (tests run several loops)
+        self._limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CapacityLimiter]
+        self._limiters = weakref.WeakKeyDictionary()
+
+    async def __call__(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` in a worker thread, in turn."""
+        loop = asyncio.get_running_loop()
+        limiter = self._limiters.get(loop)
+        if limiter is None:
+            limiter = self._limiters[loop] = CapacityLimiter(self.capacity)
+        return await anyio.to_thread.run_sync(functools.partial(function, *args), limiter=limiter)
+
+
+async def get_blocking(request: Request) -> Blocking:
+    """The app's runner of blocking service calls."""
+    blocking: Blocking = request.app.state.blocking
+    return blocking
+
+
+Run = Annotated[Blocking, Depends(get_blocking)]
 
 
 async def current_session(request: Request, users: Users) -> WebSession:

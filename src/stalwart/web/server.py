@@ -10,10 +10,30 @@ from stalwart.capture.db import DATABASE_URL_ENV, open_engine
 from stalwart.capture.service import CaptureService
 from stalwart.errors import ConfigurationError
 
-__all__ = ["POOL_SIZE", "app_from_environment", "check_database"]
+__all__ = ["POOL_SIZE", "POOL_SIZE_ENV", "app_from_environment", "check_database", "pool_size"]
 
-POOL_SIZE = 20
-"""Database connections of each ``stalwart serve`` worker on PostgreSQL (no overflow)."""
+POOL_SIZE = 4
+"""Database connections of each ``stalwart serve`` worker on PostgreSQL (no overflow).
+
+Few on purpose: every write appends to one audit chain, whose lock each writer holds until its
+COMMIT is flushed. More transactions open at once than the server has cores to run them only
+lengthen that queue: the lock holder waits for a core while the others wait for it (a convoy).
+With 4 per worker a request beyond them waits in the worker for a free connection, which costs
+nothing; ``benchmarks/api_load.py --pool-size`` measures other choices.
+"""
+
+POOL_SIZE_ENV = "STALWART_POOL_SIZE"
+"""Environment variable through which ``stalwart serve --pool-size`` reaches each worker."""
+
+
+def pool_size() -> int:
+    """The pool size of each worker: ``$STALWART_POOL_SIZE``, else ``POOL_SIZE``."""
+    text = os.environ.get(POOL_SIZE_ENV, "")
+    if not text:
+        return POOL_SIZE
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigurationError(f"{POOL_SIZE_ENV}={text!r}: give a whole number of at least 1")
+    return int(text)
 
 
 def check_database(url: str) -> None:
@@ -37,11 +57,11 @@ def app_from_environment() -> FastAPI:
         engine.dispose()
         import sqlalchemy as sa
 
-        # at most POOL_SIZE connections per worker, whatever the load: requests beyond it wait
-        # for a free one. An overflow grows each worker's pool to its thread pool (40), so
+        # at most pool_size() connections per worker, whatever the load: requests beyond it
+        # wait for a free one. An overflow grows each worker's pool to its thread pool (40), so
         # --workers 3 under load asked PostgreSQL's default max_connections (100) for 120 and
         # requests failed with 503 "too many clients"
         engine = sa.create_engine(
-            engine.url, pool_size=POOL_SIZE, max_overflow=0, pool_timeout=60, pool_pre_ping=True
+            engine.url, pool_size=pool_size(), max_overflow=0, pool_timeout=60, pool_pre_ping=True
         )
     return create_app(engine)

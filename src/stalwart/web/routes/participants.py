@@ -1,4 +1,11 @@
-"""Screening, consent, randomization and each participant's forms: visits, doses, events."""
+"""Screening, consent, randomization and each participant's forms: visits, doses, events.
+
+The forms' routes are ``async`` and hand their one blocking call, the capture service's, to a
+worker thread themselves (``Run``: in arrival order, as many at once as the database pool has
+connections). A plain ``def`` route costs FastAPI two hops to the thread pool per request (the
+endpoint, then the validation of its return value); each hop is a thread handoff, and under many
+clients those handoffs cost as much CPU as the write itself.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +14,11 @@ from typing import Any
 
 from fastapi import APIRouter, status
 
+from stalwart.capture.access import Actor
 from stalwart.capture.access import Permission as P
-from stalwart.capture.service import Allocation
+from stalwart.capture.service import Allocation, CaptureService
 from stalwart.errors import ValidationError
-from stalwart.web.deps import CurrentActor, Service, Users
+from stalwart.web.deps import CurrentActor, Run, Service, Users
 from stalwart.web.routes import needs
 from stalwart.web.schemas import (
     AdverseEventCreate,
@@ -69,10 +77,12 @@ def allocation_public(allocation: Allocation) -> AllocationPublic:
 
 
 @router.post("/screenings", status_code=status.HTTP_201_CREATED, **needs(P.SCREEN))
-def screen(body: ScreeningCreate, service: Service, actor: CurrentActor) -> ScreeningPublic:
+async def screen(
+    body: ScreeningCreate, service: Service, actor: CurrentActor, run: Run
+) -> ScreeningPublic:
     """Record a screening; the verdict lists the criteria not met when not eligible."""
-    outcome = service.screen(
-        body.site, body.screening_number, body.screening_date, body.answers, actor
+    outcome = await run(
+        service.screen, body.site, body.screening_number, body.screening_date, body.answers, actor
     )
     return ScreeningPublic(
         screening_number=outcome.screening_number,
@@ -90,17 +100,24 @@ def screenings(service: Service, actor: CurrentActor) -> list[dict[str, Any]]:
 @router.post(
     "/screenings/{screening_number}/consent", status_code=status.HTTP_201_CREATED, **needs(P.SCREEN)
 )
-def consent(
-    screening_number: str, body: ConsentCreate, service: Service, actor: CurrentActor
+async def consent(
+    screening_number: str, body: ConsentCreate, service: Service, actor: CurrentActor, run: Run
 ) -> dict[str, Any]:
     """Record informed consent of an eligible screened person."""
-    consent_id = service.record_consent(screening_number, body.consent_date, actor)
+    consent_id = await run(service.record_consent, screening_number, body.consent_date, actor)
     return {"id": consent_id, "screening_number": screening_number}
 
 
 @router.post("/randomizations", status_code=status.HTTP_201_CREATED, **needs(P.RANDOMIZE))
-def randomize(body: RandomizationCreate, service: Service, actor: CurrentActor) -> AllocationPublic:
+async def randomize(
+    body: RandomizationCreate, service: Service, actor: CurrentActor, run: Run
+) -> AllocationPublic:
     """Randomize: returns the arm and the participant's visit and dosing calendar."""
+    allocation = await run(_randomize, body, service, actor)
+    return allocation_public(allocation)
+
+
+def _randomize(body: RandomizationCreate, service: CaptureService, actor: Actor) -> Allocation:
     consent_date = body.consent_date
     if consent_date is None:
         recorded = {s.screening_number: s for s in service.records.screenings(actor)}
@@ -110,10 +127,7 @@ def randomize(body: RandomizationCreate, service: Service, actor: CurrentActor) 
                 "consent_date", "no consent is recorded: record consent first or give its date"
             )
         consent_date = screening.consent_date
-    allocation = service.randomize(
-        body.screening_number, consent_date, body.randomization_date, actor
-    )
-    return allocation_public(allocation)
+    return service.randomize(body.screening_number, consent_date, body.randomization_date, actor)
 
 
 @router.get("/participants", **needs(P.READ_RECORDS))
@@ -133,21 +147,39 @@ def participant(usubjid: str, service: Service, actor: CurrentActor) -> dict[str
     status_code=status.HTTP_201_CREATED,
     **needs(P.ENTER_DATA),
 )
-def record_visit(
-    usubjid: str, visit_code: str, body: VisitCreate, service: Service, actor: CurrentActor
+async def record_visit(
+    usubjid: str,
+    visit_code: str,
+    body: VisitCreate,
+    service: Service,
+    actor: CurrentActor,
+    run: Run,
 ) -> dict[str, Any]:
     """Enter a visit's laboratory form (first save)."""
-    visit_id = service.record_visit(usubjid, visit_code, body.visit_date, body.labs, actor)
+    visit_id = await run(
+        service.record_visit, usubjid, visit_code, body.visit_date, body.labs, actor
+    )
     return {"id": visit_id, "usubjid": usubjid, "visit_code": visit_code}
 
 
 @router.put("/participants/{usubjid}/visits/{visit_code}", **needs(P.CORRECT_DATA))
-def correct_visit(
-    usubjid: str, visit_code: str, body: VisitCorrection, service: Service, actor: CurrentActor
+async def correct_visit(
+    usubjid: str,
+    visit_code: str,
+    body: VisitCorrection,
+    service: Service,
+    actor: CurrentActor,
+    run: Run,
 ) -> dict[str, Any]:
     """Correct a saved visit; the reason for change is required; voids its signature."""
-    visit_id = service.correct_visit(
-        usubjid, visit_code, body.visit_date, body.labs, body.reason, actor
+    visit_id = await run(
+        service.correct_visit,
+        usubjid,
+        visit_code,
+        body.visit_date,
+        body.labs,
+        body.reason,
+        actor,
     )
     return {"id": visit_id, "usubjid": usubjid, "visit_code": visit_code}
 
@@ -163,17 +195,24 @@ def visit(usubjid: str, visit_code: str, service: Service, actor: CurrentActor) 
     status_code=status.HTTP_201_CREATED,
     **needs(P.SIGN),
 )
-def sign_visit(
+async def sign_visit(
     usubjid: str,
     visit_code: str,
     body: SignatureCreate,
     service: Service,
     users: Users,
     actor: CurrentActor,
+    run: Run,
 ) -> dict[str, Any]:
     """Investigator e-signature: password re-entered, meaning stated."""
-    signature_id = service.signatures.sign_visit(
-        usubjid, visit_code, body.password, body.meaning, actor, users
+    signature_id = await run(
+        service.signatures.sign_visit,
+        usubjid,
+        visit_code,
+        body.password,
+        body.meaning,
+        actor,
+        users,
     )
     return {"id": signature_id}
 
@@ -199,12 +238,12 @@ def record_audit(
 @router.post(
     "/participants/{usubjid}/doses", status_code=status.HTTP_201_CREATED, **needs(P.ENTER_DATA)
 )
-def record_doses(
-    usubjid: str, body: DoseLogCreate, service: Service, actor: CurrentActor
+async def record_doses(
+    usubjid: str, body: DoseLogCreate, service: Service, actor: CurrentActor, run: Run
 ) -> dict[str, Any]:
     """The dose log of one IL-2 or ART cycle: administrations taken per day."""
     days = [(d.date, d.administrations) for d in body.days]
-    service.record_doses(usubjid, body.treatment, body.cycle, days, actor)
+    await run(service.record_doses, usubjid, body.treatment, body.cycle, days, actor)
     return {"usubjid": usubjid, "treatment": body.treatment, "cycle": body.cycle}
 
 
@@ -213,11 +252,13 @@ def record_doses(
     status_code=status.HTTP_201_CREATED,
     **needs(P.ENTER_DATA),
 )
-def report_clinical_event(
-    usubjid: str, body: ClinicalEventCreate, service: Service, actor: CurrentActor
+async def report_clinical_event(
+    usubjid: str, body: ClinicalEventCreate, service: Service, actor: CurrentActor, run: Run
 ) -> dict[str, Any]:
     """Report an opportunistic event or death (it then awaits endpoint review)."""
-    event_id = service.report_clinical_event(usubjid, body.event_code, body.onset_date, actor)
+    event_id = await run(
+        service.report_clinical_event, usubjid, body.event_code, body.onset_date, actor
+    )
     return {"id": event_id}
 
 
@@ -226,11 +267,12 @@ def report_clinical_event(
     status_code=status.HTTP_201_CREATED,
     **needs(P.ENTER_DATA),
 )
-def report_adverse_event(
-    usubjid: str, body: AdverseEventCreate, service: Service, actor: CurrentActor
+async def report_adverse_event(
+    usubjid: str, body: AdverseEventCreate, service: Service, actor: CurrentActor, run: Run
 ) -> dict[str, Any]:
     """Report an adverse event with its DAIDS grade."""
-    ae_id = service.report_adverse_event(
+    ae_id = await run(
+        service.report_adverse_event,
         usubjid,
         body.term,
         body.grade,
@@ -248,9 +290,9 @@ def report_adverse_event(
     status_code=status.HTTP_201_CREATED,
     **needs(P.ENTER_DATA),
 )
-def record_disposition(
-    usubjid: str, body: DispositionCreate, service: Service, actor: CurrentActor
+async def record_disposition(
+    usubjid: str, body: DispositionCreate, service: Service, actor: CurrentActor, run: Run
 ) -> dict[str, Any]:
     """Record how follow-up ended."""
-    service.record_disposition(usubjid, body.status, body.disposition_date, actor)
+    await run(service.record_disposition, usubjid, body.status, body.disposition_date, actor)
     return {"usubjid": usubjid, "status": body.status}
