@@ -100,7 +100,8 @@ def insert_rows(
 
     The rows come back from the database (``RETURNING`` every column), JSON-able as
     ``row_data`` gives them, so they are what the audit trail must record. This is the write
-    path of the busiest forms: a Core statement built once, without the ORM's unit of work.
+    path of the busiest forms: a Core statement built once, run on the session's connection
+    without the ORM's unit of work (so rows pending in the session are not flushed first).
     """
     if not rows:
         return []
@@ -115,7 +116,7 @@ def insert_rows(
         cached = _INSERTS[model] = (stmt, keys)
     stmt, keys = cached
     params: Any = rows[0] if len(rows) == 1 else list(rows)
-    stored = session.execute(stmt, params).all()
+    stored = session.connection().execute(stmt, params).all()
     return [
         {
             key: _jsonable(float(v) if real and v is not None else v)

@@ -388,9 +388,11 @@ class CaptureService:
         check_date_not_future("visit_date", visit_date, self._today())
         results = self._check_labs(labs)
         with _transaction(self.engine) as session:
-            row = session.execute(
-                _VISIT_CONTEXT, {"usubjid": usubjid, "visit_code": visit_code}
-            ).one_or_none()
+            row = (
+                session.connection()
+                .execute(_VISIT_CONTEXT, {"usubjid": usubjid, "visit_code": visit_code})
+                .one_or_none()
+            )
             if row is None or not who.sees_site(row.site):
                 raise NotFoundError(f"no randomized participant {usubjid!r}")
             calendar = self.calendar(row.arm, row.randomization_date)
