@@ -57,6 +57,17 @@ def test_demo_then_audit_verify_then_tamper(tmp_path: Path, small_protocol: Path
     assert result.exit_code == 0, result.output
     assert "published vs this run" in result.output
     assert (out / "results.json").exists() and (out / "report.html").exists()
+    # not a terminal: each stage is printed as lines as it runs, then the time at the end
+    for stage in (
+        "people screened at the sites",
+        "participants randomized",
+        "follow-up forms captured",
+        "events adjudicated",
+        "analysis plan",
+        "results and report",
+    ):
+        assert stage in result.stderr, result.stderr
+    assert "finished in" in result.output
     url = f"sqlite:///{out / 'stalwart.db'}"
     ok = runner.invoke(app, ["audit", "verify", "--database", url])
     assert ok.exit_code == 0, ok.output

@@ -100,11 +100,34 @@ def test_runs_on_the_given_database_url(db_url: str, small_protocol: Path, tmp_p
     assert outcome.analysis.results["randomized"]["total"] == 45
 
 
-def test_existing_database_is_refused_unless_forced(small_run, small_protocol: Path) -> None:
-    before = small_run.results_path.read_text()
-    with pytest.raises(ConfigurationError, match="already exists"):
-        run_demo(small_run.out, seed=3, protocol=small_protocol)
-    assert small_run.results_path.read_text() == before
+def test_a_second_run_in_the_same_folder_replaces_the_first(
+    small_protocol: Path, tmp_path: Path
+) -> None:
+    first = run_demo(tmp_path, seed=3, protocol=small_protocol)
+    assert not first.replaced
+    again = run_demo(tmp_path, seed=4, protocol=small_protocol)
+    assert again.replaced and again.database_url == first.database_url
+    engine = open_engine(again.database_url)
+    try:
+        with engine.connect() as conn:
+            trials = conn.execute(sa.text("SELECT count(*) FROM trial")).scalar_one()
+    finally:
+        engine.dispose()
+    assert trials == 1  # replaced, not added to
+    results = json.loads(again.results_path.read_text())
+    assert results["provenance"]["seed"] == 4
+
+
+def test_a_database_in_a_folder_that_is_not_a_demo_run_is_refused_unless_forced(
+    small_protocol: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "stalwart.db").write_bytes(b"somebody's trial")
+    with pytest.raises(ConfigurationError, match="not a demo run's folder"):
+        run_demo(tmp_path, seed=3, protocol=small_protocol)
+    assert (tmp_path / "stalwart.db").read_bytes() == b"somebody's trial"
+    assert not (tmp_path / "results.json").exists()
+    forced = run_demo(tmp_path, seed=3, protocol=small_protocol, force=True)
+    assert forced.replaced and forced.results_path.exists()
 
 
 @pytest.mark.parametrize(

@@ -16,10 +16,10 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from stalwart import __version__
+from stalwart.cli_progress import stage_progress
 from stalwart.errors import StalwartError
 
 __all__ = ["app", "main"]
@@ -95,7 +95,13 @@ def demo(
         ),
     ] = 1,
     database: DatabaseOption = None,
-    force: Annotated[bool, typer.Option(help="Replace OUT/stalwart.db if it exists.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Replace OUT/stalwart.db even if OUT is not a previous demo run's folder "
+            "(a previous demo run there is replaced without it)."
+        ),
+    ] = False,
     protocol: Annotated[
         Path | None,
         typer.Option(help="A protocol .toml to run instead of the packaged STALWART protocol."),
@@ -114,21 +120,7 @@ def demo(
     """
     from stalwart.demo import run_demo
 
-    with Progress(
-        TextColumn("{task.description:<30}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
+    with stage_progress(err_console) as progress:
         outcome = run_demo(
             out,
             seed=seed,
@@ -144,9 +136,11 @@ def demo(
     for row in outcome.analysis.comparison:
         table.add_row(row.quantity, row.published, row.this_run)
     out_console.print(table)
+    if outcome.replaced:
+        out_console.print(f"replaced the previous demo run in {outcome.out}")
     out_console.print(
         f"screened {outcome.played.screened}, randomized {outcome.played.randomized}, "
-        f"{outcome.played.writes} service writes, {outcome.seconds:.1f} s"
+        f"{outcome.played.writes} service writes; finished in {outcome.seconds:.1f} s"
     )
     out_console.print(f"database: {outcome.database_url}")
     out_console.print(f"results:  {outcome.results_path}")
@@ -360,21 +354,7 @@ def simulate(
     """
     from stalwart.montecarlo.study import run_study
 
-    with Progress(
-        TextColumn("{task.description:<20}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
+    with stage_progress(err_console, width=20) as progress:
         outcome = run_study(
             out,
             replicates=replicates,

@@ -7,6 +7,10 @@
 3. derive the analysis datasets and run the analysis plan on what was captured;
 4. write ``OUT/results.json`` and ``OUT/report.html``.
 
+A demo folder is marked as one (``OUT/.stalwart-demo``), so running the demo again with the same
+``--out`` replaces the previous demo run there, as a user expects, and says so; a database in a
+folder that is not a demo run is never replaced without ``--force``.
+
 Same seed, same data, same results (the provenance's creation time aside), in process or via
 HTTP (then the database also holds the play's user accounts, so ``data_sha256`` differs).
 """
@@ -69,6 +73,8 @@ class DemoOutcome:
     analysis: AnalysisOutcome
     played: PlayedTrial
     seconds: float
+    replaced: bool = False
+    """A previous demo run in ``out`` was replaced."""
 
 
 def analyze_database(engine: Engine, seed: int | None = None) -> AnalysisOutcome:
@@ -96,18 +102,32 @@ def analyze_database(engine: Engine, seed: int | None = None) -> AnalysisOutcome
     return AnalysisOutcome(results, datasets, flow, comparison, recomputed)
 
 
-def _prepare_database(out: Path, database_url: str | None, force: bool) -> str:
+DEMO_MARKER = ".stalwart-demo"
+"""File marking a folder as a demo run's output (so a later demo run may replace it)."""
+
+DEMO_OUTPUTS = ("stalwart.db", "stalwart.db-wal", "stalwart.db-shm", "results.json", "report.html")
+"""The files a demo run writes into its folder."""
+
+
+def _prepare_database(out: Path, database_url: str | None, force: bool) -> tuple[str, bool]:
+    """The database URL, and whether a previous demo run in ``out`` was replaced."""
     url = resolve_database_url(database_url, out)
     default = database_url is None and url.endswith(str((out / "stalwart.db").resolve()))
+    replaced = False
     if default and (out / "stalwart.db").exists():
-        if not force:
+        if not (force or (out / DEMO_MARKER).is_file()):
             raise ConfigurationError(
-                f"{out / 'stalwart.db'} already exists: choose another --out, or pass --force "
-                "to replace it"
+                f"{out / 'stalwart.db'} already exists and {out} is not a demo run's folder: "
+                "choose another --out, or pass --force to replace it"
             )
-        for suffix in ("", "-wal", "-shm"):
-            (out / f"stalwart.db{suffix}").unlink(missing_ok=True)
-    return url
+        for name in DEMO_OUTPUTS:
+            (out / name).unlink(missing_ok=True)
+        replaced = True
+    (out / DEMO_MARKER).write_text(
+        "A stalwart demo run's folder: `stalwart demo` replaces its database and outputs.\n",
+        encoding="utf-8",
+    )
+    return url, replaced
 
 
 def _require_empty(engine: Engine) -> None:
@@ -151,7 +171,8 @@ def run_demo(
     if out.exists() and not out.is_dir():
         raise ConfigurationError(f"--out {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    url = _prepare_database(out, database_url, force)
+    url, replaced = _prepare_database(out, database_url, force)
+    report = progress or (lambda stage, done, total: None)
     engine = open_engine(url)
     try:
         _require_empty(engine)
@@ -166,9 +187,12 @@ def run_demo(
         else:
             service = CaptureService.open(engine)
             played = play_trial(service, load_parameters(), play_seed, progress)
+        report("analysis plan", 0, 1)
         analysis = analyze_database(engine, seed)
+        report("analysis plan", 1, 1)
     finally:
         engine.dispose()
+    report("results and report", 0, 1)
     results_path = out / "results.json"
     results_path.write_text(json.dumps(analysis.results, indent=2) + "\n", encoding="utf-8")
     report_path = write_report(
@@ -180,6 +204,14 @@ def run_demo(
         analysis.comparison,
         analysis.recomputed,
     )
+    report("results and report", 1, 1)
     return DemoOutcome(
-        out, url, results_path, report_path, analysis, played, time.perf_counter() - started
+        out,
+        url,
+        results_path,
+        report_path,
+        analysis,
+        played,
+        time.perf_counter() - started,
+        replaced,
     )

@@ -384,15 +384,17 @@ def play_trial(
     screenings = _accrual(port.protocol, params, np.random.default_rng(accrual_seed))
     numbers: Counter[str] = Counter()
     randomized: list[tuple[str, str, Candidate, Calendar]] = []
+    to_randomize = sum(s.randomize_on is not None for s in screenings)
     for i, s in enumerate(screenings, start=1):
         numbers[s.site] += 1
         number = f"{s.site}-S{numbers[s.site]:04d}"
         actor = coordinator_of(s.site)
         port.screen(s.site, number, s.day, dict(s.candidate.answers), actor)
+        report("people screened at the sites", i, len(screenings))
         if s.randomize_on is not None:
             enrolment = port.randomize(number, s.day, s.randomize_on, actor)
             randomized.append((enrolment.usubjid, s.site, s.candidate, enrolment.calendar))
-        report("screening and randomization", i, len(screenings))
+            report("participants randomized", len(randomized), to_randomize)
     rngs = [np.random.default_rng(c) for c in course_seed.spawn(len(randomized))]
     writes: list[tuple[dt.date, int, int, Callable[[], object]]] = []
     for index, ((usubjid, site, candidate, calendar), rng) in enumerate(
@@ -405,11 +407,11 @@ def play_trial(
     for done, (_, _, _, write) in enumerate(writes, start=1):
         write()
         if done % 50 == 0 or done == len(writes):
-            report("follow-up", done, len(writes))
+            report("follow-up forms captured", done, len(writes))
     pending = port.pending_events(REVIEWER)
     for done, event_id in enumerate(pending, start=1):
         port.review_event(event_id, "CONFIRMED", REVIEW_REASON, REVIEWER)
-        report("endpoint review", done, len(pending))
+        report("events adjudicated", done, len(pending))
     return PlayedTrial(
         screened=len(screenings),
         randomized=len(randomized),

@@ -59,7 +59,11 @@ def derive_adsl(protocol: Protocol, extract: StoreExtract) -> pd.DataFrame:
     p = extract.participants
     names = {a.code: a.name for a in protocol.arms}
     disp = extract.dispositions.set_index("usubjid")
-    status = p["usubjid"].map(disp["status"]) if len(disp) else pd.Series(np.nan, index=p.index)
+    status = (
+        p["usubjid"].map(disp["status"])
+        if len(disp)
+        else pd.Series(None, index=p.index, dtype=object)
+    )
     end_date = (
         p["usubjid"].map(disp["disposition_date"])
         if len(disp)
