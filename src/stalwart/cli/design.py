@@ -1,0 +1,155 @@
+"""Commands that design the trial before go-live: randomization check, simulate (Monte Carlo)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.table import Table
+
+from stalwart.cli.common import ProtocolOption, err_console, out_console
+from stalwart.cli.progress import stage_progress
+
+__all__ = ["randomization_check", "simulate"]
+
+
+def randomization_check(
+    protocol: ProtocolOption = None,
+    participants: Annotated[
+        int | None,
+        typer.Option(help="Participants per simulated trial (default: the study's sample_size)."),
+    ] = None,
+    replicates: Annotated[int, typer.Option(help="Simulated trials.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the simulation; same seed, same figures.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
+) -> None:
+    """Simulate the protocol's randomization: imbalance and predictability (convergence guessing).
+
+    Reports final imbalance overall and per stratum (per factor level for minimization), the
+    maximum running imbalance, and the expected proportion of correct guesses of a guesser who
+    names the arm allocated least so far; mean, 5%, 50%, 95% quantiles and maximum over the
+    simulated trials, as R's randomizeR defines them.
+
+    Example: stalwart randomization check --participants 267 --replicates 1000 --seed 1
+    """
+    from stalwart.protocol.load import load_protocol
+    from stalwart.provenance import provenance
+    from stalwart.randomization.checks import check_design
+
+    loaded = load_protocol(protocol)
+    report = check_design(
+        loaded.protocol, participants=participants, replicates=replicates, seed=seed
+    )
+    if as_json:
+        origin = provenance(loaded.protocol, "", seed, loaded.sha256)
+        del origin["data_sha256"]  # simulated participants: no stored data
+        out_console.print_json(json.dumps(report.to_dict() | {"provenance": origin}))
+        return
+    table = Table(
+        title=f"{loaded.protocol.study.id} {report.method}: {report.participants} participants, "
+        f"{report.replicates} simulated trials, seed {report.seed}",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for column in ("Measure", "Scope", "Mean", "P5", "P50", "P95", "Max"):
+        table.add_column(
+            column,
+            justify="left" if column in ("Measure", "Scope") else "right",
+            no_wrap=True,
+        )
+    for row in report.rows:
+        s = row.summary
+        table.add_row(
+            row.measure, row.scope, *(f"{v:.3g}" for v in (s.mean, s.q05, s.median, s.q95, s.max))
+        )
+    out_console.print(table)
+    if report.exhausted:
+        err_console.print(
+            f"[bold yellow]warning:[/] the allocation list runs out in "
+            f"{report.exhausted:.1%} of simulated trials; lengthen it in the protocol",
+            highlight=False,
+        )
+
+
+def simulate(
+    replicates: Annotated[int, typer.Option(help="Replicate trials per scenario.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed; same seed, same oc.json numbers.")] = 1,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for oc.json (and power-curve figures).")
+    ] = Path("stalwart-oc"),
+    scenario: Annotated[
+        Path | None,
+        typer.Option(help="Scenario .toml: overrides, null, sweep, group-sequential looks."),
+    ] = None,
+    executor: Annotated[
+        str, typer.Option(help="Where blocks run: local, processes or dask.")
+    ] = "local",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Dask scheduler address, e.g. tcp://host:8786 (default: LocalCluster)."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Processes or LocalCluster workers (default: CPU cores).")
+    ] = None,
+    protocol: ProtocolOption = None,
+    fidelity: Annotated[
+        str,
+        typer.Option(
+            help="outcomes: draw only what the analyses read (CD4 at baseline and week 32, "
+            "events, dropout), from the same model; full: every record (HIV RNA, AEs)."
+        ),
+    ] = "outcomes",
+) -> None:
+    """Simulate replicate trials and write their operating characteristics to OUT/oc.json.
+
+    Runs the plan's primary (week-32 CD4: ANCOVA and Welch) and time-to-event (Cox, log-rank)
+    analyses on every replicate, vectorized, under the scenario and its null (no treatment
+    effect): power, type I error, CD4 differences, events, hazard ratios, interim looks.
+    --fidelity outcomes (default) and full give the same distributions; outcomes is faster.
+
+    Example: stalwart simulate --replicates 20000 --seed 1 --out oc-out
+    """
+    from stalwart.montecarlo.study import run_study
+
+    with stage_progress(err_console, width=20) as progress:
+        outcome = run_study(
+            out,
+            replicates=replicates,
+            seed=seed,
+            scenario=scenario,
+            executor=executor,
+            workers=workers,
+            scheduler=scheduler,
+            protocol=protocol,
+            progress=progress,
+            fidelity=fidelity,
+        )
+    oc = outcome.oc
+    table = Table(title=f"Operating characteristics, {replicates} replicates, seed {seed}")
+    for column in ("Endpoint", "Comparison", "Method", "Estimate (2.5-97.5%)", "Power", "Type I"):
+        table.add_column(column)
+    null_rows = {(r["endpoint"], r["arm"], r["method"]): r for r in oc["type_I_error"]}
+    for row in [*oc["alternative"]["primary"], *oc["alternative"]["time_to_event"]]:
+        dist = row.get("difference") or row.get("hazard_ratio")
+        estimate = (
+            ""
+            if dist is None or dist["median"] is None
+            else f"{dist['median']:.3g} ({dist['q025']:.3g} to {dist['q975']:.3g})"
+        )
+        null = null_rows.get((row["endpoint"], row["arm"], row["method"]))
+        table.add_row(
+            row["endpoint"],
+            f"{row['arm']} vs {row['control']}",
+            row["method"],
+            estimate,
+            f"{row['power']:.3f}",
+            "" if null is None else f"{null['type_I_error']:.3f}",
+        )
+    out_console.print(table)
+    out_console.print(f"{outcome.seconds:.1f} s ({oc['run']['executor']}); oc: {outcome.oc_path}")
+    for figure in outcome.figures:
+        out_console.print(f"figure: {figure}")

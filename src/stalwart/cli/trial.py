@@ -1,0 +1,256 @@
+"""Commands that make, check and serve a trial database: demo, init, validate, audit verify,
+user add, serve."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from stalwart.cli.common import (
+    DatabaseOption,
+    ProtocolOption,
+    err_console,
+    opened_engine,
+    out_console,
+)
+from stalwart.cli.progress import stage_progress
+
+__all__ = ["audit_verify", "demo", "init", "serve", "user_add", "validate_protocol"]
+
+
+def demo(
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Folder for the database, results.json and report.html."),
+    ] = Path("stalwart-demo"),
+    seed: Annotated[
+        int,
+        typer.Option(
+            help="Seed of the randomization lists and the simulation; same seed, same results."
+        ),
+    ] = 1,
+    database: DatabaseOption = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Replace OUT/stalwart.db even if OUT is not a previous demo run's folder "
+            "(a previous demo run there is replaced without it)."
+        ),
+    ] = False,
+    protocol: Annotated[
+        Path | None,
+        typer.Option(help="A protocol .toml to run instead of the packaged STALWART protocol."),
+    ] = None,
+    via_http: Annotated[
+        bool,
+        typer.Option(
+            "--via-http",
+            help="Play the sites through the HTTP API of a local server the demo starts.",
+        ),
+    ] = False,
+) -> None:
+    """Run the STALWART study end to end on simulated sites and report it.
+
+    Example: stalwart demo --seed 1 --out demo-out --via-http
+    """
+    from stalwart.demo import run_demo
+
+    with stage_progress(err_console) as progress:
+        outcome = run_demo(
+            out,
+            seed=seed,
+            database_url=database,
+            force=force,
+            progress=progress,
+            protocol=protocol,
+            via_http=via_http,
+        )
+    table = Table(title="STALWART: published vs this run", show_lines=False)
+    for column in ("Quantity", "Published", "This run"):
+        table.add_column(column)
+    for row in outcome.analysis.comparison:
+        table.add_row(row.quantity, row.published, row.this_run)
+    out_console.print(table)
+    if outcome.replaced:
+        out_console.print(f"replaced the previous demo run in {outcome.out}")
+    out_console.print(
+        f"screened {outcome.played.screened}, randomized {outcome.played.randomized}, "
+        f"{outcome.played.writes} service writes; finished in {outcome.seconds:.1f} s"
+    )
+    out_console.print(f"database: {outcome.database_url}")
+    out_console.print(f"results:  {outcome.results_path}")
+    out_console.print(f"report:   {outcome.report_path}")
+
+
+def init(
+    database: DatabaseOption = None,
+    protocol: ProtocolOption = None,
+    seed: Annotated[
+        int,
+        typer.Option(
+            help="Seed of the allocation lists (keep it secret; only its fingerprint is stored)."
+        ),
+    ] = 0,
+) -> None:
+    """Create a new trial database from a protocol file: schema, sites, allocation lists.
+
+    Example: stalwart init --database sqlite:///trial.db --protocol my-study.toml --seed 8123
+    """
+    from stalwart.capture.db import create_schema
+    from stalwart.capture.service import initialize_trial
+    from stalwart.protocol.load import load_protocol
+
+    loaded = load_protocol(protocol)
+    with opened_engine(database) as engine:
+        create_schema(engine)
+        initialize_trial(engine, loaded, seed=seed, actor="cli")
+    p = loaded.protocol
+    out_console.print(
+        f"initialized {p.study.id} {p.study.version}: {len(p.arms)} arms, "
+        f"{len(p.sites)} sites (protocol sha256 {loaded.sha256[:12]}...)"
+    )
+
+
+def validate_protocol(
+    protocol: Annotated[Path, typer.Argument(help="Protocol .toml file.")],
+) -> None:
+    """Validate a protocol file and list every problem found.
+
+    Example: stalwart validate my-study.toml
+    """
+    from stalwart.protocol.load import load_protocol
+
+    loaded = load_protocol(protocol)
+    out_console.print(
+        f"{protocol}: valid ({loaded.protocol.study.id} "
+        f"{loaded.protocol.study.version}, sha256 {loaded.sha256[:12]}...)"
+    )
+
+
+def audit_verify(
+    database: DatabaseOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
+) -> None:
+    """Check the audit hash chain and every data row against it; exit 1 on the first mismatch.
+
+    Example: stalwart audit verify --database sqlite:///demo-out/stalwart.db
+    """
+    from stalwart.capture.audit import verify_audit
+    from stalwart.capture.service import CaptureService
+
+    with opened_engine(database) as engine:
+        CaptureService.open(engine)
+        report = verify_audit(engine)
+    if as_json:
+        finding = None if report.finding is None else report.finding.__dict__
+        out_console.print_json(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "records": report.records,
+                    "rows": report.rows,
+                    "head_hash": report.head_hash,
+                    "finding": finding,
+                }
+            )
+        )
+    elif report.ok:
+        out_console.print(
+            f"audit chain verified: {report.records} records, {report.rows} data "
+            f"rows, head {report.head_hash[:16]}..."
+        )
+    if not report.ok:
+        assert report.finding is not None
+        err_console.print(
+            f"[bold red]audit verification failed:[/] {report.finding.message}", highlight=False
+        )
+        raise typer.Exit(1)
+
+
+def user_add(
+    username: Annotated[str, typer.Option("--username", "-u", help="Login name.")],
+    role: Annotated[
+        str,
+        typer.Option(
+            "--role",
+            "-r",
+            help="admin, data_manager, site_coordinator, investigator, monitor, "
+            "endpoint_reviewer, statistician_blinded, statistician_unblinded or dsmb.",
+        ),
+    ],
+    database: DatabaseOption = None,
+    site: Annotated[
+        str | None, typer.Option("--site", "-s", help="Site code (site roles only).")
+    ] = None,
+    full_name: Annotated[str | None, typer.Option("--name", help="Full name.")] = None,
+) -> None:
+    """Add a user account; the password comes from STALWART_PASSWORD or a prompt.
+
+    The first admin is made this way, by whoever runs the database.
+
+    Example: stalwart user add --database sqlite:///trial.db --username alice --role admin
+    """
+    import os
+
+    from stalwart.capture.service import CaptureService
+    from stalwart.capture.users import UserStore
+
+    password = os.environ.get("STALWART_PASSWORD") or typer.prompt(
+        f"password for {username}", hide_input=True, confirmation_prompt=True
+    )
+    with opened_engine(database) as engine:
+        CaptureService.open(engine)
+        account = UserStore(engine).add_user(
+            username, password, role, "cli", site=site, full_name=full_name
+        )
+    where = f" at {account.site}" if account.site else ""
+    out_console.print(f"added user {account.username} ({account.role}{where})")
+
+
+def serve(
+    database: DatabaseOption = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+    pool_size: Annotated[
+        int | None,
+        typer.Option(
+            help="PostgreSQL connections of each worker, 4 unless given (writes queue on one "
+            "audit chain: a few per core is enough).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Serve the trial database: JSON API (/api, docs at /docs), pages (/), health (/healthz).
+
+    Example: stalwart serve --database postgresql+psycopg://user@db/trial --port 8000
+    """
+    import os
+
+    import uvicorn
+
+    from stalwart.capture.db import resolve_database_url
+
+    url = resolve_database_url(database, Path.cwd())
+    if workers < 1:
+        raise typer.BadParameter("--workers must be at least 1")
+    if pool_size is not None and pool_size < 1:
+        raise typer.BadParameter("--pool-size must be at least 1")
+    from stalwart.web.server import POOL_SIZE_ENV, check_database
+
+    check_database(url)  # a bad URL or an empty database fails before the server starts
+    os.environ["STALWART_DATABASE_URL"] = url
+    if pool_size is not None:
+        os.environ[POOL_SIZE_ENV] = str(pool_size)
+    uvicorn.run(
+        "stalwart.web.server:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )
