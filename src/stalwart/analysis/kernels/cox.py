@@ -33,6 +33,7 @@ import numpy.typing as npt
 from scipy import linalg, optimize, stats
 
 from stalwart.errors import AnalysisError
+from stalwart.jsonable import jsonable
 
 __all__ = ["CoxResult", "Ties", "cox_ph"]
 
@@ -49,22 +50,6 @@ _PROFILE_XTOL = 1e-12  # profile limits, standardized scale
 _PROFILE_REACH = 100.0  # standardized distance searched before a limit is declared infinite
 _INNER_TOL = 1e-11  # constrained maxima: largest Newton step (standardized) at convergence
 _INNER_MAX_ITER = 200
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind == "f":
-            boxed = value.astype(object)
-            boxed[~np.isfinite(value)] = None
-            return boxed.tolist()
-        return value.tolist()
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 @dataclass(frozen=True)
@@ -169,7 +154,7 @@ class CoxResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as JSON-serialisable Python values (non-finite floats become None)."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: jsonable(getattr(self, f.name)) for f in fields(self)}
 
 
 @dataclass(frozen=True)

@@ -40,13 +40,13 @@ from stalwart.analysis.kernels.cox import (
     _Design,
     _design,
     _inverse,
-    _jsonable,
     _profile_interval,
     _reverse_cumsum,
     _risk_sets,
     _Stratum,
 )
 from stalwart.errors import AnalysisError
+from stalwart.jsonable import jsonable
 
 __all__ = ["FirthCoxResult", "firth_cox"]
 
@@ -121,7 +121,7 @@ class FirthCoxResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as JSON-serialisable Python values (non-finite floats become None)."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: jsonable(getattr(self, f.name)) for f in fields(self)}
 
 
 def _stratum_moments(
