@@ -40,6 +40,7 @@ from stalwart.analysis.kernels.km import kaplan_meier
 from stalwart.analysis.kernels.logrank import logrank_test
 from stalwart.analysis.kernels.ttest import welch_ttest
 from stalwart.errors import AnalysisError, ConfigurationError, DatasetError
+from stalwart.jsonable import finite_or_none
 
 __all__ = [
     "ContinuousComparison",
@@ -53,14 +54,6 @@ __all__ = [
 ]
 
 _R = TypeVar("_R", "TteComparison", "LogrankOverall", "KmSummary", "ContinuousComparison")
-
-
-def _num(x: float | None) -> float | None:
-    """A JSON-safe float: None for NaN or infinity."""
-    if x is None:
-        return None
-    value = float(x)
-    return value if math.isfinite(value) else None
 
 
 @dataclass(frozen=True)
@@ -203,7 +196,7 @@ def _compare_tte(
     is_treated = (sub[ARM] == arm).to_numpy(float)
     if method == "logrank":
         lr = logrank_test(time, event, is_treated)
-        return _with(base, p_value=_num(lr.p_value), chi2=_num(lr.chi2))
+        return _with(base, p_value=finite_or_none(lr.p_value), chi2=finite_or_none(lr.chi2))
     if min(events[arm], events[control]) == 0:
         none = arm if events[arm] == 0 else control
         return _with(
@@ -215,13 +208,13 @@ def _compare_tte(
         return _with(base, test="Wald", note=f"Cox model not estimable: {exc}")
     return _with(
         base,
-        hazard_ratio=_num(cox.hazard_ratio[0]),
-        ci_low=_num(cox.ci_low[0]),
-        ci_high=_num(cox.ci_high[0]),
-        p_value=_num(cox.p_value[0]),
+        hazard_ratio=finite_or_none(cox.hazard_ratio[0]),
+        ci_low=finite_or_none(cox.ci_low[0]),
+        ci_high=finite_or_none(cox.ci_high[0]),
+        p_value=finite_or_none(cox.p_value[0]),
         test="Wald",
-        lr_p_value=_num(cox.lr_p_value),
-        score_p_value=_num(cox.score_p_value),
+        lr_p_value=finite_or_none(cox.lr_p_value),
+        score_p_value=finite_or_none(cox.score_p_value),
     )
 
 
@@ -242,7 +235,9 @@ def _logrank_overall(parameter: str, rows: pd.DataFrame, arms: Sequence[str]) ->
         (rows["CNSR"].to_numpy(float) == 0).astype(float),
         rows[ARM].to_numpy(str),
     )
-    return _with(base, chi2=_num(lr.chi2), df=int(lr.df), p_value=_num(lr.p_value))
+    return _with(
+        base, chi2=finite_or_none(lr.chi2), df=int(lr.df), p_value=finite_or_none(lr.p_value)
+    )
 
 
 def _km(parameter: str, rows: pd.DataFrame, arm: str, alpha: float) -> KmSummary:
@@ -255,9 +250,9 @@ def _km(parameter: str, rows: pd.DataFrame, arm: str, alpha: float) -> KmSummary
     )
     return _with(
         record,
-        median=_num(res.median),
-        ci_low=_num(res.median_ci_low),
-        ci_high=_num(res.median_ci_high),
+        median=finite_or_none(res.median),
+        ci_low=finite_or_none(res.median_ci_low),
+        ci_high=finite_or_none(res.median_ci_high),
     )
 
 
@@ -308,7 +303,7 @@ def _visits(rows: pd.DataFrame) -> list[tuple[str, float | None]]:
     if "AVISITN" not in rows.columns or rows["AVISITN"].dtype.kind not in "fi":
         return [(v, None) for v in names]
     order = rows.groupby("AVISIT")["AVISITN"].min()
-    keyed = [(v, _num(order.get(v))) for v in names]
+    keyed = [(v, finite_or_none(order.get(v))) for v in names]
     return sorted(keyed, key=lambda item: (math.inf if item[1] is None else item[1], item[0]))
 
 
@@ -328,7 +323,10 @@ def _continuous(
         control=control,
         method=method,
         n={arm: len(x), control: len(y)},
-        mean={arm: _num(x.mean()) if len(x) else None, control: _num(y.mean()) if len(y) else None},
+        mean={
+            arm: finite_or_none(x.mean()) if len(x) else None,
+            control: finite_or_none(y.mean()) if len(y) else None,
+        },
     )
     if len(x) < 2 or len(y) < 2:
         return _with(base, note=f"needs at least 2 values per side, found {len(x)} and {len(y)}")
@@ -337,12 +335,12 @@ def _continuous(
             res = welch_ttest(x, y, alpha=alpha)
             return _with(
                 base,
-                difference=_num(res.difference),
-                ci_low=_num(res.ci_low),
-                ci_high=_num(res.ci_high),
-                p_value=_num(res.p_value),
-                se=_num(res.se),
-                df=_num(res.df),
+                difference=finite_or_none(res.difference),
+                ci_low=finite_or_none(res.ci_low),
+                ci_high=finite_or_none(res.ci_high),
+                p_value=finite_or_none(res.p_value),
+                se=finite_or_none(res.se),
+                df=finite_or_none(res.df),
                 test="Welch two-sample t-test",
             )
         anc = ancova(
@@ -357,14 +355,14 @@ def _continuous(
         return _with(base, note=f"not estimable: {exc}")
     return _with(
         base,
-        difference=_num(anc.difference),
-        ci_low=_num(anc.ci_low),
-        ci_high=_num(anc.ci_high),
-        p_value=_num(anc.p_value),
-        se=_num(anc.se),
-        df=_num(anc.df),
+        difference=finite_or_none(anc.difference),
+        ci_low=finite_or_none(anc.ci_low),
+        ci_high=finite_or_none(anc.ci_high),
+        p_value=finite_or_none(anc.p_value),
+        se=finite_or_none(anc.se),
+        df=finite_or_none(anc.df),
         adjusted_mean={
-            str(k): _num(v)
+            str(k): finite_or_none(v)
             for k, v in zip(anc.levels, anc.adjusted_means, strict=True)
             if k in (arm, control)
         },

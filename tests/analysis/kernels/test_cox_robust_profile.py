@@ -14,7 +14,8 @@ import pytest
 from scipy import stats
 from statsmodels.duration.hazard_regression import PHReg
 
-from stalwart.analysis.kernels.cox import _design, _Model, cox_ph
+from stalwart.analysis.kernels._cox_likelihood import PartialLikelihood, cox_design
+from stalwart.analysis.kernels.cox import cox_ph
 from stalwart.errors import AnalysisError
 
 
@@ -37,8 +38,8 @@ def _data(
 def test_score_residuals_sum_to_the_score(ties: str, stratified: bool) -> None:
     time, event, x = _data(1, 300, [0.5, -0.3, 0.2], rounding=0.2)
     strata = np.random.default_rng(2).integers(0, 3, time.size) if stratified else None
-    design = _design(time, event, x, ties, strata, 0.05, None)
-    model = _Model(design.strata, design.p, design.n)
+    design = cox_design(time, event, x, ties, strata, 0.05, None)
+    model = PartialLikelihood(design.strata, design.p, design.n)
     for beta in (np.zeros(3), np.array([0.4, -0.2, 0.7])):
         resid = model.score_residuals(beta)
         np.testing.assert_allclose(resid.sum(axis=0), model(beta)[1], rtol=1e-10, atol=1e-10)

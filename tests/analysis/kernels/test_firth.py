@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from scipy import optimize, stats
 from statsmodels.duration.hazard_regression import PHReg
 
-from stalwart.analysis.kernels.cox import _design, _stratum_derivatives, cox_ph
+from stalwart.analysis.kernels._cox_likelihood import cox_design, stratum_derivatives
+from stalwart.analysis.kernels.cox import cox_ph
 from stalwart.analysis.kernels.firth import _Penalized, _stratum_moments, firth_cox
 from stalwart.errors import AnalysisError
 
@@ -52,21 +53,21 @@ def _penalized_statsmodels(
 def test_third_derivatives_and_modified_score_by_finite_differences(ties: str) -> None:
     time, event, x = _data(1, 150, [0.5, -0.3, 0.4], rounding=0.2)
     strata = np.random.default_rng(2).integers(0, 2, time.size)
-    design = _design(time, event, x, ties, strata, 0.05, None)
+    design = cox_design(time, event, x, ties, strata, 0.05, None)
     beta = np.array([0.3, -0.2, 0.5])
     h = 1e-5
     for s in design.strata:
         work = np.empty(s.zt.shape)
         loglik, score, info, dinfo = _stratum_moments(s, beta)
-        ref_ll, ref_score, ref_info = _stratum_derivatives(s, beta, work)
+        ref_ll, ref_score, ref_info = stratum_derivatives(s, beta, work)
         assert loglik == pytest.approx(ref_ll, rel=1e-12)
         np.testing.assert_allclose(score, ref_score, rtol=1e-10, atol=1e-10)
         np.testing.assert_allclose(info, ref_info, rtol=1e-10, atol=1e-10)
         for c in range(3):
             step = np.zeros(3)
             step[c] = h
-            up = _stratum_derivatives(s, beta + step, work)[2]
-            down = _stratum_derivatives(s, beta - step, work)[2]
+            up = stratum_derivatives(s, beta + step, work)[2]
+            down = stratum_derivatives(s, beta - step, work)[2]
             np.testing.assert_allclose(dinfo[:, :, c], (up - down) / (2 * h), atol=1e-6)
     objective = _Penalized(design.strata, 3)
     gradient = objective(beta)[1]

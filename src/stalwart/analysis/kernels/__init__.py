@@ -3,6 +3,8 @@
 * :mod:`~stalwart.analysis.kernels.ttest`: Welch and pooled two-sample t-tests (``t.test``).
 * :mod:`~stalwart.analysis.kernels.ancova`: ANCOVA treatment contrast and LS means
   (``lm`` + ``emmeans``).
+* :mod:`~stalwart.analysis.kernels.mmrm`: mixed model for repeated measures, arm x visit means
+  and contrasts under a covariance across visits (``nlme::gls(method = "REML")``).
 * :mod:`~stalwart.analysis.kernels.km`: Kaplan-Meier estimate, confidence limits and quantiles
   (``survival::survfit``, ``quantile.survfit``).
 * :mod:`~stalwart.analysis.kernels.logrank`: k-sample and stratified log-rank test
@@ -19,6 +21,8 @@
   ties, robust (sandwich) variance and profile-likelihood limits (``survival::coxph``).
 * :mod:`~stalwart.analysis.kernels.firth`: Firth-penalized Cox regression with penalized
   likelihood-ratio tests and profile limits (``coxphf::coxphf``).
+* :mod:`~stalwart.analysis.kernels.batched`: the t-test, ANCOVA, log-rank and Cox kernels with a
+  leading replicate axis, for the Monte Carlo study (each module names its R call).
 
 The kernels take plain arrays, never print, and raise
 :class:`stalwart.errors.AnalysisError` when the data cannot support the analysis.

@@ -17,26 +17,11 @@ import numpy.typing as npt
 from scipy import linalg, stats
 
 from stalwart.errors import AnalysisError
+from stalwart.jsonable import jsonable
 
 __all__ = ["AncovaResult", "ancova"]
 
 _ALIAS_TOL = 1e-9
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind == "f":
-            boxed = value.astype(object)
-            boxed[~np.isfinite(value)] = None
-            return boxed.tolist()
-        return value.tolist()
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 @dataclass(frozen=True)
@@ -99,7 +84,7 @@ class AncovaResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as JSON-serialisable Python values (non-finite floats become None)."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: jsonable(getattr(self, f.name)) for f in fields(self)}
 
 
 def _numeric(values: npt.ArrayLike, name: str, ndim: int) -> npt.NDArray[np.float64]:

@@ -27,6 +27,7 @@ import numpy.typing as npt
 from scipy import linalg, special, stats
 
 from stalwart.errors import AnalysisError
+from stalwart.jsonable import jsonable
 
 __all__ = [
     "ArmMeansResult",
@@ -44,22 +45,6 @@ CensoringRule = Literal["half", "limit"]
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 _MAX_ITER = 100
 _MAX_HALVINGS = 40
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind == "f":
-            boxed = value.astype(object)
-            boxed[~np.isfinite(value)] = None
-            return boxed.tolist()
-        return value.tolist()
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 @dataclass(frozen=True)
@@ -126,7 +111,7 @@ class ArmMeansResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as JSON-serialisable Python values (non-finite floats become None)."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: jsonable(getattr(self, f.name)) for f in fields(self)}
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ import numpy.typing as npt
 from scipy import stats
 
 from stalwart.errors import AnalysisError
+from stalwart.jsonable import jsonable
 
 __all__ = ["Alternative", "RateRatioTestResult", "binomial_two_sided_p", "rate_ratio_exact_test"]
 
@@ -38,20 +39,6 @@ IntArray = npt.NDArray[np.int64]
 Alternative = Literal["two-sided", "less", "greater"]
 
 _REL_ERR = 1.0 + 1e-7  # R binom.test / fisher.test: outcomes "as likely" within this factor
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind == "f":
-            boxed = value.astype(object)
-            boxed[~np.isfinite(value)] = None
-            return boxed.tolist()
-        return value.tolist()
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 @dataclass(frozen=True)
@@ -105,7 +92,7 @@ class RateRatioTestResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as JSON-serialisable Python values (non-finite floats become None)."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: jsonable(getattr(self, f.name)) for f in fields(self)}
 
 
 def _counts(values: npt.ArrayLike, name: str) -> IntArray:

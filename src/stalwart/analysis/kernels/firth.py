@@ -32,21 +32,18 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from stalwart.analysis.kernels.cox import (
+from stalwart.analysis.kernels._cox_likelihood import (
+    CoxDesign,
     FloatArray,
-    Ties,
-    _ascend,
-    _Ascent,
-    _Design,
-    _design,
-    _inverse,
-    _jsonable,
-    _profile_interval,
-    _reverse_cumsum,
-    _risk_sets,
-    _Stratum,
+    Stratum,
+    cox_design,
+    reverse_cumsum,
+    risk_sets,
 )
+from stalwart.analysis.kernels._cox_maximize import Ascent, ascend, inverse_or_nan, profile_interval
+from stalwart.analysis.kernels.cox import Ties
 from stalwart.errors import AnalysisError
+from stalwart.jsonable import jsonable
 
 __all__ = ["FirthCoxResult", "firth_cox"]
 
@@ -121,11 +118,11 @@ class FirthCoxResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as JSON-serialisable Python values (non-finite floats become None)."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: jsonable(getattr(self, f.name)) for f in fields(self)}
 
 
 def _stratum_moments(
-    s: _Stratum, beta: FloatArray
+    s: Stratum, beta: FloatArray
 ) -> tuple[float, FloatArray, FloatArray, FloatArray]:
     """Log partial likelihood, score, information and ``dI[a, b, c] = dI_ab / db_c``.
 
@@ -133,13 +130,13 @@ def _stratum_moments(
     and third derivatives are the covariance and third central moment of ``z`` under the
     weights ``w_k c_kl / phi_l``. Per-term second moments come from risk-set sums of
     ``w z z'``; the sum over terms of the raw third moments uses the cumulative-weight trick
-    of :func:`stalwart.analysis.kernels.cox._stratum_derivatives`.
+    of :func:`stalwart.analysis.kernels._cox_likelihood.stratum_derivatives`.
     """
-    r = _risk_sets(s, beta)
+    r = risk_sets(s, beta)
     z, g, f, ev, first = s.z, s.event_group, s.frac, s.event_rows, s.event_group_first
     p = z.shape[1]
     wzz = (r.w[:, None] * z)[:, :, None] * z[:, None, :]
-    r2 = _reverse_cumsum(np.add.reduceat(wzz, s.block_start, axis=0))
+    r2 = reverse_cumsum(np.add.reduceat(wzz, s.block_start, axis=0))
     d2 = np.add.reduceat(wzz[ev], first, axis=0)
     inv_phi = 1.0 / r.phi
     second = (r2[g] - f[:, None, None] * d2[g]) * inv_phi[:, None, None]
@@ -161,7 +158,7 @@ def _stratum_moments(
 class _Penalized:
     """Penalized log partial likelihood, modified score and information (standardized)."""
 
-    def __init__(self, strata: list[_Stratum], p: int) -> None:
+    def __init__(self, strata: list[Stratum], p: int) -> None:
         self.strata = strata
         self.p = p
 
@@ -179,7 +176,7 @@ class _Penalized:
         sign, logdet = np.linalg.slogdet(information)
         if not (sign > 0 and math.isfinite(loglik)):
             return -math.inf, score, information
-        modified = score + 0.5 * np.einsum("ab,abc->c", _inverse(information), dinfo)
+        modified = score + 0.5 * np.einsum("ab,abc->c", inverse_or_nan(information), dinfo)
         return loglik + 0.5 * float(logdet), modified, information
 
 
@@ -234,7 +231,7 @@ def firth_cox(
         The input errors of :func:`~stalwart.analysis.kernels.cox.cox_ph`, or an information
         matrix that is singular at ``beta = 0``.
     """
-    design = _design(time, event, X, ties, strata, alpha, names)
+    design = cox_design(time, event, X, ties, strata, alpha, names)
     objective = _Penalized(design.strata, design.p)
     zero = np.zeros(design.p)
     value_null = objective(zero)[0]
@@ -243,28 +240,28 @@ def firth_cox(
             "the information matrix is singular at beta = 0: a covariate does not vary within "
             "any risk set (for instance it is constant within strata)"
         )
-    fit = _ascend(objective, zero, max_step=0.5, tol=tol, max_iter=max_iter)
-    var_z = _inverse(fit.information)
+    fit = ascend(objective, zero, max_step=0.5, tol=tol, max_iter=max_iter)
+    var_z = inverse_or_nan(fit.information)
     chi2 = np.empty(design.p)
     for j in range(design.p):
         start = fit.beta.copy()
         start[j] = 0.0
-        restricted = _ascend(objective, start, fixed=j, max_step=0.5)
+        restricted = ascend(objective, start, fixed=j, max_step=0.5)
         chi2[j] = max(2.0 * (fit.value - restricted.value), 0.0)
-    low, high = _profile_interval(objective, fit.beta, fit.value, np.sqrt(np.diag(var_z)), alpha)
+    low, high = profile_interval(objective, fit.beta, fit.value, np.sqrt(np.diag(var_z)), alpha)
     limits = (low, high)
     return _result(design, fit.beta, fit.value, value_null, var_z, chi2, limits, fit, ties, alpha)
 
 
 def _result(
-    design: _Design,
+    design: CoxDesign,
     beta: FloatArray,
     value: float,
     value_null: float,
     var_z: FloatArray,
     chi2: FloatArray,
     limits: tuple[FloatArray, FloatArray],
-    fit: _Ascent,
+    fit: Ascent,
     ties: str,
     alpha: float,
 ) -> FirthCoxResult:

@@ -14,7 +14,6 @@ events, :func:`fisher_exact_proportions` builds the tables from counts per arm.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, Literal
@@ -24,6 +23,7 @@ import numpy.typing as npt
 from scipy import special, stats
 
 from stalwart.errors import AnalysisError
+from stalwart.jsonable import jsonable
 
 __all__ = ["FisherExactResult", "fisher_exact", "fisher_exact_proportions"]
 
@@ -34,20 +34,6 @@ Alternative = Literal["two-sided", "less", "greater"]
 
 _REL_ERR = 1.0 + 1e-7  # R fisher.test: tables "as likely" within this factor
 _MAX_ITER = 200
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind == "f":
-            boxed = value.astype(object)
-            boxed[~np.isfinite(value)] = None
-            return boxed.tolist()
-        return value.tolist()
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 @dataclass(frozen=True)
@@ -85,7 +71,7 @@ class FisherExactResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as JSON-serialisable Python values (non-finite floats become None)."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: jsonable(getattr(self, f.name)) for f in fields(self)}
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ import numpy.typing as npt
 from scipy import optimize, special, stats
 
 from stalwart.errors import AnalysisError
+from stalwart.jsonable import jsonable
 
 __all__ = ["GroupSequentialDesign", "SpendingFunction", "alpha_spending", "group_sequential_bounds"]
 
@@ -44,20 +45,6 @@ _TAIL_SD = 10.0  # the continuation region is cut this many SDs from 0 (mass bey
 _CHUNK = 1024  # rows of the transition kernel formed at once (memory bound)
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 _Z_MAX = 40.0  # boundaries are searched in (0, _Z_MAX)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind == "f":
-            boxed = value.astype(object)
-            boxed[~np.isfinite(value)] = None
-            return boxed.tolist()
-        return value.tolist()
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 @dataclass(frozen=True)
@@ -94,7 +81,7 @@ class GroupSequentialDesign:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as JSON-serialisable Python values (non-finite floats become None)."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: jsonable(getattr(self, f.name)) for f in fields(self)}
 
 
 def _check_options(alpha: float, sided: int, spending: str) -> None:

@@ -19,6 +19,7 @@ import numpy.typing as npt
 from scipy import stats
 
 from stalwart.errors import AnalysisError
+from stalwart.jsonable import jsonable
 
 __all__ = ["ConfType", "KaplanMeierResult", "kaplan_meier", "number_at_risk"]
 
@@ -28,20 +29,6 @@ _QUANTILE_TOL = math.sqrt(np.finfo(np.float64).eps)  # R: quantile.survfit(toler
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind == "f":
-            boxed = value.astype(object)
-            boxed[~np.isfinite(value)] = None
-            return boxed.tolist()
-        return value.tolist()
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 @dataclass(frozen=True)
@@ -125,7 +112,7 @@ class KaplanMeierResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as JSON-serialisable Python values (non-finite floats become None)."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: jsonable(getattr(self, f.name)) for f in fields(self)}
 
 
 def _times(values: npt.ArrayLike, name: str) -> FloatArray:

@@ -47,6 +47,7 @@ from stalwart.analysis.kernels.mmrm_reml import (
     unstructured_map,
 )
 from stalwart.errors import AnalysisError
+from stalwart.jsonable import jsonable
 
 __all__ = ["MmrmContrast", "MmrmResult", "mmrm"]
 
@@ -54,22 +55,6 @@ Covariance = Literal["unstructured", "compound_symmetry"]
 BaselineTerm = Literal["by_visit", "common", "none"]
 DfMethod = Literal["residual", "satterthwaite"]
 FloatArray = npt.NDArray[np.float64]
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind == "f":
-            boxed = value.astype(object)
-            boxed[~np.isfinite(value)] = None
-            return boxed.tolist()
-        return value.tolist()
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 @dataclass(frozen=True)
@@ -103,7 +88,7 @@ class MmrmContrast:
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON-serialisable values (non-finite floats become None)."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: jsonable(getattr(self, f.name)) for f in fields(self)}
 
 
 @dataclass(frozen=True)
@@ -223,7 +208,7 @@ class MmrmResult:
             if f.name == "contrasts":
                 out[f.name] = [c.to_dict() for c in value]
             else:
-                out[f.name] = _jsonable(value)
+                out[f.name] = jsonable(value)
         return out
 
 
