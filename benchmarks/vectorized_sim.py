@@ -25,7 +25,8 @@ import numpy as np
 from stalwart.protocol.calendar import participant_calendar
 from stalwart.protocol.eligibility import evaluate_eligibility, validate_screening_answers
 from stalwart.protocol.load import load_protocol
-from stalwart.simulate.model import simulate_candidate, simulate_participant
+from stalwart.simulate.candidates import simulate_candidate
+from stalwart.simulate.model import simulate_participant
 from stalwart.simulate.vectorized import ReplicateSimulator
 
 

@@ -2,7 +2,7 @@
 
 The Monte Carlo test simulates the same eligible candidates in all three arms (paired), with
 randomization dates uniform over the accrual period as the site player draws them, and checks the
-published figures the model is calibrated to (see ``stalwart.simulate.parameters``).
+published figures the model is calibrated to (see ``stalwart.simulate.calibration``).
 """
 
 from __future__ import annotations
@@ -20,12 +20,8 @@ from stalwart.protocol.calendar import Calendar, participant_calendar
 from stalwart.protocol.eligibility import evaluate_eligibility, validate_screening_answers
 from stalwart.protocol.load import load_protocol
 from stalwart.protocol.schema import Protocol
-from stalwart.simulate.model import (
-    Candidate,
-    ParticipantCourse,
-    simulate_candidate,
-    simulate_participant,
-)
+from stalwart.simulate.candidates import Candidate, simulate_candidate
+from stalwart.simulate.model import ParticipantCourse, simulate_participant
 from stalwart.simulate.parameters import Distribution, ModelParameters, Parameter, load_parameters
 
 ARMS = ("NOTRT", "IL2", "IL2ART")

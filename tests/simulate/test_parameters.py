@@ -9,12 +9,10 @@ import pytest
 
 from stalwart.errors import ConfigurationError
 from stalwart.protocol.load import load_protocol
+from stalwart.simulate.calibration import Calibration, apply_calibration, calibrate
 from stalwart.simulate.parameters import (
-    Calibration,
     ModelParameters,
     Parameter,
-    apply_calibration,
-    calibrate,
     default_parameters_path,
     load_parameters,
 )

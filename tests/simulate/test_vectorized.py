@@ -30,7 +30,8 @@ from stalwart.protocol.eligibility import evaluate_eligibility, validate_screeni
 from stalwart.protocol.load import load_protocol
 from stalwart.protocol.schema import Protocol
 from stalwart.simulate._vectorized_course import _hazard_shape, _next_event
-from stalwart.simulate.model import simulate_candidate, simulate_participant
+from stalwart.simulate.candidates import simulate_candidate
+from stalwart.simulate.model import simulate_participant
 from stalwart.simulate.parameters import ModelParameters, load_parameters
 from stalwart.simulate.vectorized import (
     DISPOSITION_STATUSES,

@@ -261,7 +261,7 @@ def test_candidates_screened_per_participant_match_model_py(params, protocol):
     """Screening draws in full only candidates passing the independent items; the others come
     as a negative binomial count. The number screened must match model.py's eligibility rate."""
     from stalwart.protocol.eligibility import evaluate_eligibility, validate_screening_answers
-    from stalwart.simulate.model import simulate_candidate
+    from stalwart.simulate.candidates import simulate_candidate
 
     rng = np.random.default_rng(11)
     trials = 6000

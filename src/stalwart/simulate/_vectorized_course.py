@@ -18,9 +18,22 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from stalwart.simulate._vectorized_enrolment import measure_cd4
 from stalwart.simulate._vectorized_plan import ArmPlan, BoolArray, CyclePlan, IntArray, Plan
-from stalwart.simulate.parameters import DAYS_PER_YEAR, FloatArray, ModelParameters
+from stalwart.simulate.equations import (
+    DAYS_PER_YEAR,
+    FloatArray,
+    art_suppression_decay,
+    art_suppression_fade_days,
+    art_suppression_step,
+    daily_event_rate,
+    event_hazard_slope,
+    log10_hiv_rna,
+    measured_cd4,
+    measured_log10_hiv_rna,
+    natural_cd4,
+    true_cd4,
+)
+from stalwart.simulate.parameters import ModelParameters
 
 __all__ = ["COMPLETED", "DEATH", "LOST", "WITHDREW", "Cohort", "empty_outputs"]
 
@@ -49,7 +62,7 @@ _FAR = 1.0e9  # a day beyond any follow-up
 
 
 def _hazard_shape(params: ModelParameters, cd4: FloatArray, decline: FloatArray) -> _Hazard:
-    kappa = params.event_log_hazard_per_100_cd4.value / 100.0
+    kappa = event_hazard_slope(params)
     floor = params.cd4_floor.value
     delta = decline / DAYS_PER_YEAR
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -230,13 +243,8 @@ class Cohort:
     # -- opportunistic events and death ------------------------------------------------------------
     def _clinical_events(self, intends: BoolArray) -> None:
         p, x, rng = self.p, self.x, self.rng
-        kappa = p.event_log_hazard_per_100_cd4.value / 100.0
-        scale = (
-            x["frailty"]
-            * p.event_rate_at_reference_cd4.value
-            / DAYS_PER_YEAR
-            * math.exp(kappa * p.event_reference_cd4.value)
-        )
+        kappa = event_hazard_slope(p)
+        scale = daily_event_rate(p, x["frailty"]) * math.exp(kappa * p.event_reference_cd4.value)
         self.first_il2 = np.full(self.n, np.inf)
         for k in range(len(self.arm.cycles) - 1, -1, -1):  # the first intended cycle wins
             days = self.arm.cycles[k].il2_days
@@ -421,16 +429,15 @@ class Cohort:
         day = self._visit_days(plan.visit_days, plan.visit_before, plan.visit_after)
         seen = ~np.isnan(day)
         t = np.where(seen, day, 0.0).astype(np.int64)
-        gain = np.zeros(t.shape)
+        exposure = np.zeros(t.shape)
         rise = np.zeros(t.shape)
         for k, cycle in enumerate(self.arm.cycles):
-            gain += self.fraction[:, k : k + 1] * cycle.cd4_kernel[t]
+            exposure += self.fraction[:, k : k + 1] * cycle.cd4_kernel[t]
             rise += self.fraction[:, k : k + 1] * cycle.rna_kernel[t]
-        gain *= x["response"][:, None] * p.il2_cd4_persistent_gain_per_cycle.value
-        natural = np.maximum(
-            x["cd4"][:, None] - x["decline"][:, None] * t / DAYS_PER_YEAR, p.cd4_floor.value
-        )
-        cd4, _ = measure_cd4(p, rng, natural + gain, np.broadcast_to(x["other"][:, None], t.shape))
+        natural = natural_cd4(p, x["cd4"][:, None], x["decline"][:, None], t)
+        cd4_true = true_cd4(p, natural, x["response"][:, None], exposure)
+        other = np.broadcast_to(x["other"][:, None], t.shape)
+        cd4, _ = measured_cd4(p, cd4_true, other, rng.standard_normal((2, *t.shape)))
         recorded = np.where(seen, np.rint(np.minimum(cd4, plan.cd4_max)), np.nan)
         if self.outcomes:  # HIV RNA is not drawn in the outcomes mode
             return {
@@ -439,11 +446,11 @@ class Cohort:
                 "log10_hiv_rna": np.full(t.shape, np.nan),
                 "hiv_rna_below_limit": np.zeros(t.shape, dtype=bool),
             }
-        log_rna = (
-            x["setpoint"][:, None]
-            + p.il2_hiv_rna_peak_increase.value * rise
-            - self._art_suppression(t)
-            + p.hiv_rna_noise_sd.value * rng.standard_normal(t.shape)
+        suppression = self._art_suppression(t)
+        log_rna = measured_log10_hiv_rna(
+            p,
+            log10_hiv_rna(p, x["setpoint"][:, None], rise, suppression),
+            rng.standard_normal(t.shape),
         )
         rna = np.minimum(10.0**log_rna, plan.rna_max)
         below = rna < plan.rna_limit
@@ -460,13 +467,10 @@ class Cohort:
         """log10 suppression on the mornings of days ``t`` from the ART days taken (model.py's
         recurrence: up on a day taken, down otherwise, between 0 and the cap)."""
         p = self.p
-        down = p.art_hiv_rna_decline_per_day.value
-        cap = p.art_hiv_rna_max_suppression.value
-        up = p.art_hiv_rna_rebound_per_day.value
         out = np.zeros(t.shape)
         level = np.zeros(self.n)
         previous_last: int | None = None
-        fade = math.ceil(cap / up) + 1  # days after a course by which the level is back to 0
+        fade = art_suppression_fade_days(p)  # days after a course by which the level is back to 0
         plan = self.plan
         earliest = np.maximum(plan.visit_days - plan.visit_before, 0)
         latest = plan.visit_days + plan.visit_after
@@ -480,19 +484,17 @@ class Cohort:
                 level, previous_last = np.zeros(self.n), None
                 continue
             if previous_last is not None:
-                level = np.maximum(level - up * (first - previous_last - 1), 0.0)
+                level = art_suppression_decay(p, level, first - previous_last - 1)
             mornings = np.empty((self.n, last - first + 2))
             on_day = np.zeros((self.n, last - first + 1), dtype=bool)
             on_day[:, cycle.art_days - first] = taken
             for i in range(last - first + 1):
                 mornings[:, i] = level
-                level = np.where(
-                    on_day[:, i], np.minimum(level + down, cap), np.maximum(level - up, 0.0)
-                )
+                level = art_suppression_step(p, level, on_day[:, i])
             mornings[:, -1] = level
             inside = t >= first
             within = np.take_along_axis(mornings, np.clip(t - first, 0, last - first + 1), axis=1)
-            after = np.maximum(level[:, None] - up * (t - last - 1), 0.0)
+            after = art_suppression_decay(p, level[:, None], t - last - 1)
             out = np.where(inside, np.where(t <= last + 1, within, after), out)
             previous_last = last
         return out

@@ -1,4 +1,4 @@
-"""Screening and allocation of replicate trials, vectorized (model.py's candidates, sites.py's
+"""Screening and allocation of replicate trials, vectorized (candidates.py's, sites.py's
 accrual, randomization.blocks' lists).
 
 Candidates are drawn in rounds until each replicate has ``sample_size`` eligible ones; the first
@@ -12,15 +12,21 @@ blocks with random block sizes, taken in the order sites randomize (screening da
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from stalwart.errors import ConfigurationError
 from stalwart.simulate._vectorized_plan import OPS, BoolArray, IntArray, Plan
-from stalwart.simulate.parameters import FloatArray, ModelParameters
+from stalwart.simulate.equations import (
+    FloatArray,
+    cd4_at_randomization,
+    hiv_rna_setpoint,
+    measured_cd4,
+    measured_log10_hiv_rna,
+    other_lymphocytes,
+)
+from stalwart.simulate.parameters import ModelParameters
 
-__all__ = ["allocate", "draw_strata", "measure_cd4", "screen"]
+__all__ = ["allocate", "draw_strata", "screen"]
 
 _SCREEN_LIMIT = 1000  # candidates screened per participant randomized before giving up
 
@@ -72,23 +78,21 @@ def _candidates(
     plan: Plan, params: ModelParameters, rng: np.random.Generator, reps: int, draw: int
 ) -> tuple[dict[str, FloatArray], BoolArray]:
     """``draw`` candidates per row who pass the independent items: latent state and
-    eligibility on the items that measure it (model.py's screening)."""
+    eligibility on the items that measure it (candidates.py's screening, the same equations)."""
     p = params
     shape = (reps, draw)
     eligible = np.ones(shape, dtype=bool)
     z = rng.standard_normal((3, *shape))
-    rho = p.cd4_setpoint_correlation.value
-    setpoint = p.hiv_rna_setpoint_mean.value + p.hiv_rna_setpoint_sd.value * z[0]
-    cd4 = p.cd4_median.value * np.exp(
-        p.cd4_log_sd.value * (rho * z[0] + math.sqrt(1.0 - rho * rho) * z[1])
-    )
-    other = p.other_lymphocytes_median.value * np.exp(p.other_lymphocytes_log_sd.value * z[2])
+    setpoint = hiv_rna_setpoint(p, z[0])
+    cd4 = cd4_at_randomization(p, z[0], z[1])
+    other = other_lymphocytes(p, z[2])
     answers: dict[str, FloatArray] = {}
     items = {rule[0] for rule in plan.dependent_rules}
     if "cd4" in items:
-        answers["cd4"] = np.rint(measure_cd4(params, rng, cd4, other)[0])
+        noise = rng.standard_normal((2, *shape))
+        answers["cd4"] = np.rint(measured_cd4(p, cd4, other, noise)[0])
     if "hiv_rna" in items:
-        rna = setpoint + p.hiv_rna_noise_sd.value * rng.standard_normal(shape)
+        rna = measured_log10_hiv_rna(p, setpoint, rng.standard_normal(shape))
         answers["hiv_rna"] = np.rint(10.0**rna)
     for name, value in answers.items():
         lo, hi, integer = plan.dependent_bounds[name]
@@ -99,19 +103,6 @@ def _candidates(
         holds = np.isin(value, target) if op == "in" else OPS[op](value, target)
         eligible &= holds if inclusion else ~holds
     return {"cd4": cd4, "other": other, "setpoint": setpoint}, eligible
-
-
-def measure_cd4(
-    params: ModelParameters, rng: np.random.Generator, cd4: FloatArray, other: FloatArray
-) -> tuple[FloatArray, FloatArray]:
-    """Measured (count, percent): lymphocytes x CD4%, mean-preserving errors (model.py's)."""
-    s_count = params.lymphocyte_count_noise_log_sd.value
-    s_pct = params.cd4_percent_noise_log_sd.value
-    noise = rng.standard_normal((2, *np.shape(cd4)))
-    lymphocytes = (cd4 + other) * np.exp(s_count * noise[0] - s_count * s_count / 2.0)
-    percent = 100.0 * cd4 / (cd4 + other) * np.exp(s_pct * noise[1] - s_pct * s_pct / 2.0)
-    percent = np.minimum(percent, 99.0)
-    return lymphocytes * percent / 100.0, percent
 
 
 # -- allocation ---------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 :func:`build_plan` turns (protocol, parameters, visits) into arrays the engine indexes: per arm
 its dropout rate and treatment cycles (dose days, IL-2 CD4 and HIV RNA kernels tabulated on study
 days, treatment-related AE terms), the visits and windows, the probability that the screening
-items independent of the latent state pass eligibility (computed exactly from model.py's answer
+items independent of the latent state pass eligibility (computed exactly from candidates.py's answer
 distributions), the stratification factors and the permuted-block contents.
 """
 
@@ -22,16 +22,10 @@ from scipy.special import ndtr
 from stalwart.errors import ConfigurationError
 from stalwart.protocol.calendar import participant_calendar
 from stalwart.protocol.schema import Protocol, ScreeningItem
-from stalwart.simulate.model import _cdf, _tables
-from stalwart.simulate.parameters import (
-    ART_TREATMENT,
-    IL2_TREATMENT,
-    FloatArray,
-    ModelParameters,
-    il2_cd4_kernel,
-    il2_hiv_rna_kernel,
-    treatment_cycles,
-)
+from stalwart.simulate.cycles import ART_TREATMENT, IL2_TREATMENT, treatment_cycles
+from stalwart.simulate.equations import FloatArray, il2_cd4_kernel, il2_hiv_rna_kernel
+from stalwart.simulate.parameters import ModelParameters
+from stalwart.simulate.tables import category_cdf, model_tables
 
 __all__ = [
     "DEPENDENT_ITEMS",
@@ -142,7 +136,7 @@ class Plan:
 
 
 def build_plan(protocol: Protocol, params: ModelParameters, visits: Sequence[str]) -> Plan:
-    tables = _tables(params, protocol)
+    tables = model_tables(params, protocol)
     study = protocol.study
     form = protocol.forms.AE
     terms = tuple(form.terms)
@@ -243,7 +237,7 @@ def _build_arm(
             f"dropout_rate_per_year has no entry for arm {code!r}; "
             f"known: {sorted(params.dropout_rate_per_year)}"
         )
-    tables = _tables(params, protocol)
+    tables = model_tables(params, protocol)
     calendar = participant_calendar(protocol, code, protocol.study.accrual_start)
     cycles = treatment_cycles(protocol, calendar)
     days = np.arange(grid + 1, dtype=np.float64)
@@ -350,7 +344,7 @@ def _dependent(item: ScreeningItem) -> bool:
 
 
 def _distribution(item: ScreeningItem, params: ModelParameters) -> list[tuple[Any, float]]:
-    """The validated answers of an independent item and their probabilities (model.py's)."""
+    """The validated answers of an independent item and their probabilities (candidates.py's)."""
     if item.type == "boolean":
         chance = params.screening_true_probability.get(item.name)
         p = chance.value if chance is not None else 0.0
@@ -374,7 +368,7 @@ def _distribution(item: ScreeningItem, params: ModelParameters) -> list[tuple[An
 def _rounded_normal(
     mean: float, sd: float, lo: float, hi: float, kind: str
 ) -> list[tuple[Any, float]]:
-    """``clip(round(N(mean, sd)), lo, hi)`` as model.py answers age: values and probabilities."""
+    """``clip(round(N(mean, sd)), lo, hi)``, candidates.py's age: values and probabilities."""
     if sd <= 0:
         values = {round(mean): 1.0}
     else:
@@ -417,7 +411,7 @@ def _factor(protocol: Protocol, params: ModelParameters, name: str) -> Factor:
             weights[value] += prob
     if item.name in DEPENDENT_ITEMS or sum(weights.values()) <= 0:
         raise ConfigurationError(f"randomization.strata: cannot simulate stratum {name!r}")
-    return Factor(len(levels), _cdf(list(weights.values())))
+    return Factor(len(levels), category_cdf(list(weights.values())))
 
 
 _MAX_ARRANGEMENTS = 20_000

@@ -1,14 +1,14 @@
-"""The calibrated per-participant model of STALWART: who is screened, and what happens to them.
+"""The calibrated per-participant model of STALWART: what happens to a randomized participant.
 
-:func:`simulate_candidate` draws a person presenting at screening: the answers to the protocol's
-screening items (the screening CD4 and HIV RNA are noisy measurements) and the latent state the
-answers come from. :func:`simulate_participant` follows a randomized candidate from study day 0
-(randomization) through the protocol calendar to the end of follow-up, death, or dropout, and
-returns what a site would record: laboratory results at the visits attended, doses taken,
-adverse events, clinical events, and the disposition.
+:func:`simulate_participant` follows a randomized candidate (drawn at screening by
+:func:`stalwart.simulate.candidates.simulate_candidate`) from study day 0 (randomization) through
+the protocol calendar to the end of follow-up, death, or dropout, and returns what a site would
+record: laboratory results at the visits attended, doses taken, adverse events, clinical events,
+and the disposition.
 
 The model, in order of simulation (parameters and their sources: ``parameters.toml``; the
-calibration: :mod:`stalwart.simulate.parameters`):
+equations: :mod:`stalwart.simulate.equations`; the calibration:
+:mod:`stalwart.simulate.calibration`):
 
 * **Dropout.** A constant per-arm hazard gives the day a participant would leave; half of those
   leaving are lost to follow-up (last contact = last recorded data), half withdraw (on that day).
@@ -38,8 +38,7 @@ only the dropout rates are keyed by arm. Everything random comes from the ``rng`
 from __future__ import annotations
 
 import datetime as dt
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -47,81 +46,42 @@ import numpy as np
 
 from stalwart.errors import ConfigurationError
 from stalwart.protocol.calendar import Calendar
-from stalwart.protocol.schema import Protocol, ScreeningItem
-from stalwart.simulate.parameters import (
-    ART_TREATMENT,
+from stalwart.protocol.schema import Protocol
+from stalwart.simulate.candidates import Candidate
+from stalwart.simulate.cycles import ART_TREATMENT, IL2_TREATMENT, TreatmentCycle, treatment_cycles
+from stalwart.simulate.equations import (
     DAYS_PER_YEAR,
-    IL2_TREATMENT,
     FloatArray,
-    ModelParameters,
-    Parameter,
-    TreatmentCycle,
+    art_suppression_fade_days,
+    art_suppression_step,
+    event_hazard,
     il2_cd4_kernel,
     il2_hiv_rna_kernel,
-    treatment_cycles,
+    log10_hiv_rna,
+    measured_cd4,
+    measured_log10_hiv_rna,
+    natural_cd4,
+    true_cd4,
 )
+from stalwart.simulate.parameters import ModelParameters
+from stalwart.simulate.tables import model_tables, pick
 
 __all__ = [
     "AdverseEventDraw",
-    "Candidate",
-    "CandidateLatent",
     "ClinicalEventDraw",
     "Disposition",
     "DoseTaken",
     "LabDraw",
     "ParticipantCourse",
-    "simulate_candidate",
     "simulate_participant",
 ]
 
-Answer = bool | int | float | str
 DispositionStatus = Literal["COMPLETED", "LOST TO FOLLOW-UP", "WITHDREW", "DEATH"]
 
 
 # ---------------------------------------------------------------------------------------------
 # Public records
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CandidateLatent:
-    """The true state of a candidate, carried from screening into the participant simulation.
-
-    Attributes
-    ----------
-    cd4
-        True CD4 count at randomization, cells/mm3 (the screening count measures it with error).
-    other_lymphocytes
-        Lymphocytes other than CD4 cells, cells/mm3; sets the CD4 percent.
-    cd4_decline_per_year
-        Natural CD4 decline without ART, cells/mm3 per year (negative: rising).
-    log10_hiv_rna_setpoint
-        HIV RNA set point, log10 copies/mL.
-    il2_response
-        Individual multiplier of the IL-2 CD4 gain (mean 1 in the population).
-    frailty
-        Individual multiplier of the clinical-event hazard (mean 1).
-    """
-
-    cd4: float
-    other_lymphocytes: float
-    cd4_decline_per_year: float
-    log10_hiv_rna_setpoint: float
-    il2_response: float
-    frailty: float
-
-    @property
-    def cd4_percent(self) -> float:
-        """True CD4 percent of lymphocytes at randomization."""
-        return 100.0 * self.cd4 / (self.cd4 + self.other_lymphocytes)
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One person presenting at screening: the answers a site records and the truth behind them."""
-
-    answers: dict[str, Answer]
-    latent: CandidateLatent
-
-
 @dataclass(frozen=True)
 class LabDraw:
     """Laboratory results of one attended visit; ``hiv_rna`` in copies/mL, not censored."""
@@ -183,105 +143,6 @@ class ParticipantCourse:
 
 
 # ---------------------------------------------------------------------------------------------
-# Candidates
-# ---------------------------------------------------------------------------------------------
-def simulate_candidate(
-    params: ModelParameters, protocol: Protocol, rng: np.random.Generator
-) -> Candidate:
-    """Draw one person presenting at screening.
-
-    Parameters
-    ----------
-    params
-        Model parameters.
-    protocol
-        The protocol; one answer is generated per ``screening_items`` entry. Known items (age,
-        sex, cd4, hiv_rna and the boolean criteria in ``screening_true_probability``) come from
-        the model; any other item gets a neutral default for its type.
-    rng
-        The only source of randomness.
-
-    Returns
-    -------
-    Candidate
-        Screening answers (some candidates fail eligibility) and the latent state.
-    """
-    p = params
-    z_setpoint, z_cd4, z_slope, z_other, z_response = (float(z) for z in rng.standard_normal(5))
-    rho = p.cd4_setpoint_correlation.value
-    setpoint = p.hiv_rna_setpoint_mean.value + p.hiv_rna_setpoint_sd.value * z_setpoint
-    cd4 = p.cd4_median.value * math.exp(
-        p.cd4_log_sd.value * (rho * z_setpoint + math.sqrt(1.0 - rho * rho) * z_cd4)
-    )
-    response_sd = p.il2_response_log_sd.value
-    theta = p.frailty_variance.value
-    latent = CandidateLatent(
-        cd4=cd4,
-        other_lymphocytes=p.other_lymphocytes_median.value
-        * math.exp(p.other_lymphocytes_log_sd.value * z_other),
-        cd4_decline_per_year=p.cd4_decline_per_year.value
-        + p.cd4_decline_per_log10_rna.value * (setpoint - 4.0)
-        + p.cd4_decline_sd.value * z_slope,
-        log10_hiv_rna_setpoint=setpoint,
-        il2_response=math.exp(response_sd * z_response - response_sd * response_sd / 2.0),
-        frailty=float(rng.gamma(1.0 / theta, theta)) if theta > 0 else 1.0,
-    )
-    screening_cd4, _ = _measure_cd4(p, np.array([latent.cd4]), latent.other_lymphocytes, rng)
-    rna = latent.log10_hiv_rna_setpoint + p.hiv_rna_noise_sd.value * float(rng.standard_normal())
-    known: dict[str, Answer] = {
-        "age": round(p.age_mean.value + p.age_sd.value * float(rng.standard_normal())),
-        "sex": "F" if rng.random() < p.female_probability.value else "M",
-        "cd4": float(round(float(screening_cd4[0]))),
-        "hiv_rna": float(round(10.0**rna)),
-    }
-    answers: dict[str, Answer] = {}
-    for item in protocol.screening_items:
-        answers[item.name] = _answer(item, known, p.screening_true_probability, protocol, rng)
-    return Candidate(answers=answers, latent=latent)
-
-
-def _answer(
-    item: ScreeningItem,
-    known: Mapping[str, Answer],
-    true_probability: Mapping[str, Parameter],
-    protocol: Protocol,
-    rng: np.random.Generator,
-) -> Answer:
-    if item.type == "boolean":
-        chance = true_probability.get(item.name)
-        return bool(rng.random() < chance.value) if chance is not None else False
-    if item.type in ("integer", "number"):
-        lo = item.min if item.min is not None else -math.inf
-        hi = item.max if item.max is not None else math.inf
-        if item.name in known and not isinstance(known[item.name], str | bool):
-            number = float(known[item.name])
-        else:
-            number = 0.0 if lo <= 0.0 <= hi else (lo if math.isfinite(lo) else hi)
-        number = min(max(number, lo), hi)
-        return round(number) if item.type == "integer" else number
-    if item.type == "choice":
-        choices = item.choices or ["NA"]
-        value = known.get(item.name)
-        return value if isinstance(value, str) and value in choices else choices[0]
-    if item.type == "date":
-        return protocol.study.accrual_start.isoformat()
-    return "NA"
-
-
-def _measure_cd4(
-    params: ModelParameters, cd4: FloatArray, other: float, rng: np.random.Generator
-) -> tuple[FloatArray, FloatArray]:
-    """Measured (count, percent) of true CD4 counts: lymphocytes x CD4%, mean-preserving errors."""
-    s_count = params.lymphocyte_count_noise_log_sd.value
-    s_pct = params.cd4_percent_noise_log_sd.value
-    noise = rng.standard_normal((2, len(cd4)))
-    lymphocytes = (cd4 + other) * np.exp(s_count * noise[0] - s_count * s_count / 2.0)
-    percent = 100.0 * cd4 / (cd4 + other) * np.exp(s_pct * noise[1] - s_pct * s_pct / 2.0)
-    percent = np.minimum(percent, 99.0)
-    return lymphocytes * percent / 100.0, percent
-
-
-# ---------------------------------------------------------------------------------------------
 # Participants
 # ---------------------------------------------------------------------------------------------
 def simulate_participant(
@@ -319,117 +180,6 @@ def simulate_participant(
         has no death or no opportunistic event code.
     """
     return _Course(params, protocol, calendar, candidate, rng).run()
-
-
-@dataclass(frozen=True)
-class _AETerm:
-    """A treatment-related AE term ready to draw: protocol term, chance, grade CDF, duration."""
-
-    term: str
-    chance: float
-    grades: FloatArray
-    mean_duration: float
-
-
-@dataclass(frozen=True)
-class _Tables:
-    """Lookups derived once from (parameters, protocol) and shared by all participants."""
-
-    death_code: str
-    oi_codes: tuple[str, ...]
-    oi_cdf: FloatArray
-    treatment_aes: dict[str, tuple[_AETerm, ...]]
-    treatment_related: dict[str, FloatArray]
-    background_terms: tuple[str, ...]
-    background_cdf: FloatArray
-    background_grades: FloatArray
-    background_related: FloatArray
-    relatedness: tuple[str, ...]
-    cycle_visit_anchor: dict[str, str]
-    lab_maxima: tuple[float, float, float]
-
-
-_TABLES: dict[tuple[int, int], tuple[ModelParameters, Protocol, _Tables]] = {}
-
-
-def _tables(params: ModelParameters, protocol: Protocol) -> _Tables:
-    """The lookups of ``(params, protocol)``, cached (the cache holds them, so ids stay unique)."""
-    key = (id(params), id(protocol))
-    hit = _TABLES.get(key)
-    if hit is not None and hit[0] is params and hit[1] is protocol:
-        return hit[2]
-    tables = _build_tables(params, protocol)
-    if len(_TABLES) >= 8:
-        _TABLES.pop(next(iter(_TABLES)))
-    _TABLES[key] = (params, protocol, tables)
-    return tables
-
-
-def _build_tables(params: ModelParameters, protocol: Protocol) -> _Tables:
-    p = params
-    deaths = [e.code for e in protocol.forms.CE.events if e.category == "DEATH"]
-    ois = tuple(e.code for e in protocol.forms.CE.events if e.category == "OPPORTUNISTIC")
-    if not deaths or not ois:
-        raise ConfigurationError(
-            "the protocol's clinical-event list needs a DEATH and an OPPORTUNISTIC code"
-        )
-    form = protocol.forms.AE
-    labels = tuple(form.relatedness)
-
-    def term_of(term: str) -> str | None:
-        if term in form.terms:
-            return term
-        return "Other" if "Other" in form.terms else None
-
-    def related_cdf(table: Mapping[str, Parameter]) -> FloatArray:
-        return _cdf([_weight(table, label) for label in labels])
-
-    il2 = tuple(
-        _AETerm(
-            mapped,
-            chance.value,
-            _cdf(p.il2_ae_grade_distribution[term].value),
-            p.il2_ae_mean_duration.value,
-        )
-        for term, chance in p.il2_ae_probability_per_cycle.items()
-        if (mapped := term_of(term)) is not None
-    )
-    art_grades = _cdf(p.art_ae_grade_distribution.value)
-    art = tuple(
-        _AETerm(mapped, chance.value, art_grades, p.art_ae_mean_duration.value)
-        for term, chance in p.art_ae_probability_per_course.items()
-        if (mapped := term_of(term)) is not None
-    )
-    background = [
-        (mapped, w.value)
-        for term, w in p.background_ae_term_weight.items()
-        if (mapped := term_of(term)) is not None
-    ]
-    maxima = {item.name: item.max for item in protocol.forms.LAB.items}
-    return _Tables(
-        death_code=deaths[0],
-        oi_codes=ois,
-        oi_cdf=_cdf([_weight(p.clinical_event_weight, code) for code in ois]),
-        treatment_aes={IL2_TREATMENT: il2, ART_TREATMENT: art},
-        treatment_related={
-            IL2_TREATMENT: related_cdf(p.il2_ae_relatedness),
-            ART_TREATMENT: related_cdf(p.art_ae_relatedness),
-        },
-        background_terms=tuple(t for t, _ in background),
-        background_cdf=_cdf([w for _, w in background]) if background else np.ones(0),
-        background_grades=_cdf(p.background_ae_grade_distribution.value),
-        background_related=related_cdf(p.background_ae_relatedness),
-        relatedness=labels,
-        cycle_visit_anchor={
-            cv.code: protocol.treatments[cv.treatment].anchor or cv.treatment
-            for cv in protocol.cycle_visits
-        },
-        lab_maxima=(
-            maxima.get("CD4") or math.inf,
-            maxima.get("CD4PCT") or 100.0,
-            maxima.get("HIVRNA") or math.inf,
-        ),
-    )
 
 
 @dataclass(frozen=True)
@@ -477,7 +227,7 @@ class _Course:
                 f"known: {sorted(params.dropout_rate_per_year)}"
             )
         self.dropout_rate = rate.value
-        self.tables = _tables(params, protocol)
+        self.tables = model_tables(params, protocol)
 
     # -- the whole course ------------------------------------------------------------------------
     def run(self) -> ParticipantCourse:
@@ -524,9 +274,7 @@ class _Course:
         return self.origin + dt.timedelta(days=day)
 
     def _natural_cd4(self, days: FloatArray) -> FloatArray:
-        decline = self.latent.cd4_decline_per_year * days / DAYS_PER_YEAR
-        out: FloatArray = np.maximum(self.latent.cd4 - decline, self.p.cd4_floor.value)
-        return out
+        return natural_cd4(self.p, self.latent.cd4, self.latent.cd4_decline_per_year, days)
 
     # -- opportunistic events and death ----------------------------------------------------------
     def _clinical_events(
@@ -535,9 +283,7 @@ class _Course:
         """Events on days 1..horizon: (day, code) list, day of death, day treatment stopped."""
         p = self.p
         days = np.arange(horizon + 1, dtype=np.float64)
-        per_day = self.latent.frailty * p.event_rate_at_reference_cd4.value / DAYS_PER_YEAR
-        slope = p.event_log_hazard_per_100_cd4.value / 100.0
-        hazard = per_day * np.exp(slope * (p.event_reference_cd4.value - self._natural_cd4(days)))
+        hazard = event_hazard(p, self.latent.frailty, self._natural_cd4(days))
         hazard[0] = 0.0
         ratio = p.il2_event_hazard_ratio.value
         first_il2 = next(
@@ -568,7 +314,7 @@ class _Course:
                 death_day = day
                 break
             tables = self.tables
-            events.append((day, tables.oi_codes[_pick(tables.oi_cdf, self.rng.random())]))
+            events.append((day, tables.oi_codes[pick(tables.oi_cdf, self.rng.random())]))
             if len(events) == 1:
                 hazard[day + 1 :] *= p.later_event_hazard_ratio.value
             if stop_day is None and self.rng.random() < p.event_stop_treatment_probability.value:
@@ -654,7 +400,7 @@ class _Course:
         out = []
         for _ in range(int(self.rng.poisson(expected))):
             day = int(self.rng.integers(1, last_day + 1))
-            term = tables.background_terms[_pick(tables.background_cdf, self.rng.random())]
+            term = tables.background_terms[pick(tables.background_cdf, self.rng.random())]
             out.append(
                 self._ae(
                     day,
@@ -672,7 +418,7 @@ class _Course:
         """One AE of ``term`` on ``day``, with grade, relatedness, seriousness and duration."""
         form = self.protocol.forms.AE
         u_grade, u_related, u_serious = self.rng.random(3)
-        grade = min(max(1 + _pick(grades, u_grade), form.min_grade), form.max_grade)
+        grade = min(max(1 + pick(grades, u_grade), form.min_grade), form.max_grade)
         if grade >= 4:
             serious = u_serious < self.p.serious_probability_grade4.value
         elif grade == 3:
@@ -680,7 +426,7 @@ class _Course:
         else:
             serious = False
         duration = 1 + int(self.rng.poisson(max(mean_duration - 1.0, 0.0)))
-        label = self.tables.relatedness[_pick(related, u_related)]
+        label = self.tables.relatedness[pick(related, u_related)]
         return _AE(day, term, grade, duration, label, bool(serious))
 
     def _ae_record(self, ae: _AE, end_day: int) -> AdverseEventDraw:
@@ -707,19 +453,19 @@ class _Course:
             return []
         t = np.array([day for _, day in attended], dtype=np.float64)
         p = self.p
-        gain = np.zeros_like(t)
+        exposure = np.zeros_like(t)
         rise = np.zeros_like(t)
         for e in exposures:
-            gain += e.fraction * il2_cd4_kernel(p, t - e.first_day)
+            exposure += e.fraction * il2_cd4_kernel(p, t - e.first_day)
             rise += e.fraction * il2_hiv_rna_kernel(p, t - e.first_day, e.length)
-        gain *= self.latent.il2_response * p.il2_cd4_persistent_gain_per_cycle.value
-        cd4_true = self._natural_cd4(t) + gain
-        cd4, percent = _measure_cd4(p, cd4_true, self.latent.other_lymphocytes, self.rng)
-        log_rna = (
-            self.latent.log10_hiv_rna_setpoint
-            + p.il2_hiv_rna_peak_increase.value * rise
-            - self._art_suppression(art_days, t)
-            + p.hiv_rna_noise_sd.value * self.rng.standard_normal(len(t))
+        cd4_true = true_cd4(p, self._natural_cd4(t), self.latent.il2_response, exposure)
+        noise = self.rng.standard_normal((2, len(cd4_true)))
+        cd4, percent = measured_cd4(p, cd4_true, self.latent.other_lymphocytes, noise)
+        suppression = self._art_suppression(art_days, t)
+        log_rna = measured_log10_hiv_rna(
+            p,
+            log10_hiv_rna(p, self.latent.log10_hiv_rna_setpoint, rise, suppression),
+            self.rng.standard_normal(len(t)),
         )
         cd4_max, pct_max, rna_max = self.tables.lab_maxima
         return [
@@ -771,40 +517,14 @@ class _Course:
         out = np.zeros_like(t)
         if not art_days:
             return out
-        p = self.p
-        down = p.art_hiv_rna_decline_per_day.value
-        cap = p.art_hiv_rna_max_suppression.value
-        up = p.art_hiv_rna_rebound_per_day.value
         first = min(art_days)
-        last = max(art_days) + math.ceil(cap / up) + 1
+        last = max(art_days) + art_suppression_fade_days(self.p)
         taken = set(art_days)
         level = 0.0
         morning = np.zeros(last - first + 1)
         for day in range(first, last + 1):
             morning[day - first] = level
-            level = min(level + down, cap) if day in taken else max(level - up, 0.0)
+            level = float(art_suppression_step(self.p, level, day in taken))
         inside = (t >= first) & (t <= last)
         out[inside] = morning[(t[inside] - first).astype(np.int64)]
         return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Small helpers
-# ---------------------------------------------------------------------------------------------
-def _weight(table: Mapping[str, Parameter], key: str) -> float:
-    entry = table.get(key)
-    return entry.value if entry is not None else 0.0
-
-
-def _cdf(weights: Sequence[float]) -> FloatArray:
-    """Cumulative probabilities of ``weights`` (uniform when they are all zero)."""
-    w = np.asarray(weights, dtype=np.float64)
-    if w.sum() <= 0:
-        w = np.ones_like(w)
-    out: FloatArray = np.cumsum(w / w.sum())
-    return out
-
-
-def _pick(cdf: FloatArray, u: float) -> int:
-    """Index drawn by inverting a cumulative distribution at ``u`` in [0, 1)."""
-    return min(int(np.searchsorted(cdf, u, side="right")), len(cdf) - 1)

@@ -29,12 +29,8 @@ from stalwart.capture.service import CaptureService
 from stalwart.protocol.calendar import Calendar
 from stalwart.protocol.eligibility import evaluate_eligibility, validate_screening_answers
 from stalwart.protocol.schema import Protocol
-from stalwart.simulate.model import (
-    Candidate,
-    ParticipantCourse,
-    simulate_candidate,
-    simulate_participant,
-)
+from stalwart.simulate.candidates import Candidate, simulate_candidate
+from stalwart.simulate.model import ParticipantCourse, simulate_participant
 from stalwart.simulate.parameters import ModelParameters
 
 __all__ = [

@@ -3,7 +3,8 @@
 :func:`simulate_replicates` draws whole trials (screening, allocation, every participant's course)
 from the same calibrated model and parameter file as the per-participant simulator
 (:mod:`stalwart.simulate.model`), as arrays shaped ``(replicate, participant[, visit])``, so the
-analysis kernels can run across replicates. Each equation is model.py's, in the same order:
+analysis kernels can run across replicates. Each equation is model.py's (both evaluate
+:mod:`stalwart.simulate.equations`), in the same order:
 dropout day, cycles declined, clinical events (first, then later ones with the doubled hazard,
 deaths, treatment stops), cycles started, treatment-related AEs and toxicity rules, IL-2 doses
 taken, ART days taken, labs at the visits attended, background AEs, disposition. Only the way of
@@ -17,7 +18,7 @@ drawing changes, never the distribution:
   hold (relatedness, seriousness, duration) are not drawn.
 * Screening items that do not depend on the latent state (age, sex, the yes/no criteria) pass
   eligibility with a probability computed exactly from their distributions, one uniform draw per
-  candidate; the screening CD4 and HIV RNA are drawn as noisy measurements as in model.py. The
+  candidate; the screening CD4 and HIV RNA are drawn as noisy measurements as in candidates.py. The
   first ``sample_size`` eligible candidates of each replicate are kept (oversampling in rounds),
   so eligible participants and the number screened have the per-participant distributions.
 * Lab values are what a site records (sites.py): CD4 rounded to a whole count, HIV RNA rounded
@@ -89,12 +90,8 @@ from stalwart.protocol.schema import Protocol
 from stalwart.simulate._vectorized_course import COMPLETED, Cohort, empty_outputs
 from stalwart.simulate._vectorized_enrolment import allocate, draw_strata, screen
 from stalwart.simulate._vectorized_plan import BoolArray, Plan, build_plan
-from stalwart.simulate.parameters import (
-    FloatArray,
-    ModelParameters,
-    overridable_keys,
-    override_parameters,
-)
+from stalwart.simulate.equations import FloatArray, cd4_decline, il2_response
+from stalwart.simulate.parameters import ModelParameters, overridable_keys, override_parameters
 
 __all__ = [
     "DESIGN_KEYS",
@@ -485,13 +482,8 @@ def _simulate_stream(
     stratum = draw_strata(plan, rng, reps, n)
     arm = allocate(plan, rng, randomization_day, stratum)
     p = params
-    decline = (
-        p.cd4_decline_per_year.value
-        + p.cd4_decline_per_log10_rna.value * (people["setpoint"] - 4.0)
-        + p.cd4_decline_sd.value * rng.standard_normal((reps, n))
-    )
-    sd = p.il2_response_log_sd.value
-    response = np.exp(sd * rng.standard_normal((reps, n)) - sd * sd / 2.0)
+    decline = cd4_decline(p, people["setpoint"], rng.standard_normal((reps, n)))
+    response = il2_response(p, rng.standard_normal((reps, n)))
     theta = p.frailty_variance.value
     frailty = rng.gamma(1.0 / theta, theta, (reps, n)) if theta > 0 else np.ones((reps, n))
     latent = {
