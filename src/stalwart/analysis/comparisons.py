@@ -5,36 +5,30 @@ The protocol writes a comparison as ``[treated, control]``, where the treated si
 pair read, with its plan section, endpoint and methods. The single-trial plan
 (:mod:`~stalwart.analysis.plan` and its longitudinal and safety sections), the Monte Carlo engine
 (:mod:`~stalwart.montecarlo.engine`) and its summary take their comparisons from here, so the
-treated side is split, labelled and keyed in one place.
+treated side is labelled and keyed in one place (and split by the protocol's
+:func:`~stalwart.protocol.analysis_plan.treated_arms`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stalwart.protocol.schema import (
+from stalwart.protocol.analysis_plan import (
+    POOLED,
     LongitudinalAnalysis,
     PrimaryAnalysis,
-    Protocol,
     SafetyAnalysis,
     TimeToEventAnalysis,
+    treated_arms,
 )
+from stalwart.protocol.schema import Protocol
 
 __all__ = [
     "Comparison",
     "analysis_comparisons",
     "comparison_key",
     "plan_comparisons",
-    "treated_arms",
 ]
-
-POOLED = "+"
-"""Joins the arms of a pooled treated side, as the protocol writes it."""
-
-
-def treated_arms(side: str) -> tuple[str, ...]:
-    """The arm codes of a comparison's treated side: ``"IL2+IL2ART"`` -> ``("IL2", "IL2ART")``."""
-    return tuple(side.split(POOLED))
 
 
 @dataclass(frozen=True)

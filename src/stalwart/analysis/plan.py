@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from stalwart.analysis.comparisons import Comparison, analysis_comparisons
-from stalwart.analysis.datasets.adlb import PARAMETERS
 from stalwart.analysis.datasets.bundle import TrialDatasets
 from stalwart.analysis.kernels.km import kaplan_meier
 from stalwart.analysis.methods import (
@@ -40,7 +39,8 @@ from stalwart.analysis.results import (
     TimeToEventComparison,
 )
 from stalwart.errors import AnalysisError
-from stalwart.protocol.schema import PrimaryAnalysis, Protocol
+from stalwart.protocol.analysis_plan import PrimaryAnalysis
+from stalwart.protocol.schema import Protocol
 
 __all__ = [
     "analyze",
@@ -55,7 +55,7 @@ __all__ = [
 def _endpoint_rows(protocol: Protocol, datasets: TrialDatasets, endpoint_id: str) -> pd.DataFrame:
     endpoint = protocol.endpoint(endpoint_id)
     assert endpoint.test is not None and endpoint.visit is not None
-    paramcd = PARAMETERS[endpoint.test][0] if endpoint.test in PARAMETERS else endpoint.test
+    paramcd = protocol.lab_item(endpoint.test).paramcd
     adlb = datasets.adlb
     rows = adlb[(adlb["PARAMCD"] == paramcd) & (adlb["AVISIT"] == endpoint.visit)]
     # complete case (SAP missing_data = complete_case): a value at the visit and a baseline

@@ -16,22 +16,22 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from stalwart.analysis.comparisons import analysis_comparisons, treated_arms
-from stalwart.analysis.datasets.adlb import PARAMETERS
+from stalwart.analysis.comparisons import analysis_comparisons
 from stalwart.analysis.datasets.bundle import TrialDatasets
 from stalwart.analysis.kernels.mmrm import MmrmResult, mmrm
 from stalwart.analysis.methods import json_number
 from stalwart.analysis.results import LongitudinalComparison
 from stalwart.errors import AnalysisError
-from stalwart.protocol.schema import LongitudinalAnalysis, Protocol
+from stalwart.protocol.analysis_plan import LongitudinalAnalysis, treated_arms
+from stalwart.protocol.schema import Protocol
 
 __all__ = ["longitudinal_analyses"]
 
 
 def _rows(protocol: Protocol, datasets: TrialDatasets, spec: LongitudinalAnalysis) -> pd.DataFrame:
     endpoint = protocol.endpoint(spec.endpoint)
-    test = endpoint.test or spec.endpoint
-    paramcd = PARAMETERS[test][0] if test in PARAMETERS else test
+    assert endpoint.test is not None  # a continuous endpoint (the protocol's validation)
+    paramcd = protocol.lab_item(endpoint.test).paramcd
     adlb = datasets.adlb
     rows = adlb[(adlb["PARAMCD"] == paramcd) & adlb["AVISIT"].isin(spec.visits)]
     rows = rows[rows["AVAL"].notna()]

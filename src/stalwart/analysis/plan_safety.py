@@ -18,7 +18,8 @@ from stalwart.analysis.kernels.fisher import fisher_exact_proportions
 from stalwart.analysis.methods import json_number
 from stalwart.analysis.results import SafetyComparison
 from stalwart.errors import AnalysisError
-from stalwart.protocol.schema import Protocol, SafetyAnalysis
+from stalwart.protocol.analysis_plan import SafetyAnalysis
+from stalwart.protocol.schema import Protocol
 
 __all__ = ["safety_analyses"]
 

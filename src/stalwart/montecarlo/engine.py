@@ -50,7 +50,8 @@ __all__ = ["Columns", "TrialSpec", "analyse", "run_block"]
 Columns = dict[str, npt.NDArray[Any]]
 """Per-replicate results of a block: one array of length n_replicates per column."""
 
-_LAB_TESTS = {"CD4": "cd4", "HIVRNA": "log10_hiv_rna"}
+_SIMULATED = {"CD4": "cd4", "LHIVRNA": "log10_hiv_rna"}
+"""The simulator's array of each ADLB parameter's analysed value (AVAL), by PARAMCD."""
 
 
 @dataclass(frozen=True)
@@ -164,12 +165,13 @@ def _endpoint_values(
     data: ReplicateData, protocol: Protocol, endpoint_id: str
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], int]:
     endpoint = protocol.endpoint(endpoint_id)
-    test = endpoint.test or ""
-    if test not in _LAB_TESTS:
+    paramcd = protocol.lab_item(endpoint.test).paramcd if endpoint.test else ""
+    if paramcd not in _SIMULATED:
         raise ConfigurationError(
-            f"endpoint {endpoint_id}: the simulator records {sorted(_LAB_TESTS)}, not {test!r}"
+            f"endpoint {endpoint_id}: the simulator records parameters {sorted(_SIMULATED)}, "
+            f"not {paramcd!r}"
         )
-    values = getattr(data, _LAB_TESTS[test])
+    values = getattr(data, _SIMULATED[paramcd])
     visit = data.visit(endpoint.visit or "")
     base = values[:, :, data.visit(endpoint.baseline_visit or "")]
     return values[:, :, visit], base, visit
