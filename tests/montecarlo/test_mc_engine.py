@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pytest
 
+from stalwart.analysis.comparisons import plan_comparisons
 from stalwart.analysis.kernels.ancova import ancova
 from stalwart.analysis.kernels.cox import cox_ph
 from stalwart.analysis.kernels.logrank import logrank_test
 from stalwart.analysis.kernels.ttest import welch_ttest
-from stalwart.montecarlo.engine import TrialSpec, analyse, plan_comparisons, run_block
+from stalwart.montecarlo.engine import TrialSpec, analyse, run_block
 from stalwart.montecarlo.scenarios import DEFAULT_LOOKS
 from stalwart.montecarlo.sequential import EFFICACY, HARM, NO_STOP, _stopping, look_days
 from stalwart.protocol.load import load_protocol

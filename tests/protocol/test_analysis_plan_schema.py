@@ -9,8 +9,9 @@ import pydantic
 import pytest
 
 from stalwart.errors import ProtocolError
+from stalwart.protocol.analysis_plan import LongitudinalAnalysis
 from stalwart.protocol.load import LoadedProtocol, parse_protocol
-from stalwart.protocol.schema import LongitudinalAnalysis, Protocol
+from stalwart.protocol.schema import Protocol
 
 
 @pytest.fixture()

@@ -10,9 +10,9 @@ import pydantic
 import pytest
 
 from stalwart.errors import ProtocolError
+from stalwart.protocol.analysis_plan import Endpoint
 from stalwart.protocol.load import LoadedProtocol, parse_protocol
 from stalwart.protocol.schema import (
-    Endpoint,
     FormItem,
     Protocol,
     Randomization,
@@ -324,6 +324,39 @@ def test_items_bounds_choices_and_units() -> None:
         FormItem.model_validate(
             {"name": "ALT", "label": "ALT", "type": "number", "unit": "U/L", "lower_limit": 0}
         )
+
+
+# -- LAB items as ADLB parameters ----------------------------------------------------------------
+def test_lab_items_carry_their_adlb_parameter(protocol: Protocol) -> None:
+    assert [(i.name, i.paramcd, i.param) for i in protocol.forms.LAB.items] == [
+        ("CD4", "CD4", "CD4+ count (cells/mm3)"),
+        ("CD4PCT", "CD4PCT", "CD4+ percent (%)"),
+        ("HIVRNA", "LHIVRNA", "log10 HIV RNA (log10 copies/mL)"),
+    ]
+
+
+def test_a_lab_item_without_paramcd_takes_its_name_and_label_with_unit() -> None:
+    alt = {"name": "ALT", "label": "Alanine aminotransferase", "type": "number", "unit": "U/L"}
+    item = FormItem.model_validate(alt)
+    assert (item.paramcd, item.param) == ("ALT", "Alanine aminotransferase (U/L)")
+    note = FormItem.model_validate({"name": "NOTE", "label": "Note", "type": "text"})
+    assert (note.paramcd, note.param) == ("NOTE", "Note")
+
+
+@pytest.mark.parametrize("paramcd", ["lhivrna", "LOG10HIVRNA", "1HIVRNA", "HIV-RNA", ""])
+def test_a_bad_paramcd_is_refused_naming_the_item(packaged_text: str, paramcd: str) -> None:
+    text = packaged_text.replace('paramcd = "LHIVRNA"', f'paramcd = "{paramcd}"')
+    with pytest.raises(ProtocolError) as info:
+        parse_protocol(text)
+    (problem,) = info.value.problems
+    assert problem.startswith("forms.LAB.items.2.paramcd:")
+    assert f"PARAMCD {paramcd!r} must be 1 to 8 upper-case letters" in problem
+
+
+def test_a_name_too_long_for_a_paramcd_asks_for_one() -> None:
+    platelets = {"name": "PLATELETS", "label": "Platelets", "type": "number", "unit": "10^9/L"}
+    with pytest.raises(pydantic.ValidationError, match="give the item a paramcd"):
+        FormItem.model_validate(platelets)
 
 
 def test_endpoint_fields_for_kind() -> None:

@@ -2,30 +2,33 @@
 
 The plan is data in the protocol (``[analysis]``): which endpoints, which comparisons (a
 comparison's treated side may pool arms, ``"IL2+IL2ART"``), which methods. This module only
-selects the rows each comparison needs and calls the kernels; the numbers come from
-``analysis.kernels``. :func:`analyze` returns a typed :class:`~stalwart.analysis.results.PlanResult`
-(primary and secondary continuous endpoints, time to event, Kaplan-Meier, and the longitudinal
-MMRM and safety sections of :mod:`~stalwart.analysis.plan_longitudinal` and
+selects the rows each comparison needs (the comparisons of
+:mod:`~stalwart.analysis.comparisons`) and calls each method's single-trial kernel
+(:mod:`~stalwart.analysis.methods`); the numbers come from ``analysis.kernels``.
+:func:`analyze` returns a typed :class:`~stalwart.analysis.results.PlanResult` (primary and
+secondary continuous endpoints, time to event, Kaplan-Meier, and the longitudinal MMRM and
+safety sections of :mod:`~stalwart.analysis.plan_longitudinal` and
 :mod:`~stalwart.analysis.plan_safety`); :func:`run_plan` is its ``to_dict()``, the body of
 results.json (provenance aside).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from stalwart.analysis.datasets.adlb import PARAMETERS
+from stalwart.analysis.comparisons import Comparison, analysis_comparisons
 from stalwart.analysis.datasets.bundle import TrialDatasets
-from stalwart.analysis.kernels.ancova import ancova
-from stalwart.analysis.kernels.cox import cox_ph
 from stalwart.analysis.kernels.km import kaplan_meier
-from stalwart.analysis.kernels.logrank import logrank_test
-from stalwart.analysis.kernels.ttest import welch_ttest
+from stalwart.analysis.methods import (
+    CONTINUOUS_METHODS,
+    TIME_TO_EVENT_METHODS,
+    ContinuousSample,
+    json_number,
+)
 from stalwart.analysis.plan_longitudinal import longitudinal_analyses
 from stalwart.analysis.plan_safety import safety_analyses
 from stalwart.analysis.results import (
@@ -36,7 +39,8 @@ from stalwart.analysis.results import (
     TimeToEventComparison,
 )
 from stalwart.errors import AnalysisError
-from stalwart.protocol.schema import PrimaryAnalysis, Protocol, TimeToEventAnalysis
+from stalwart.protocol.analysis_plan import PrimaryAnalysis
+from stalwart.protocol.schema import Protocol
 
 __all__ = [
     "analyze",
@@ -48,22 +52,10 @@ __all__ = [
 ]
 
 
-def _num(x: float | None) -> float | None:
-    """A JSON-safe float: None for NaN or infinity."""
-    if x is None:
-        return None
-    value = float(x)
-    return value if math.isfinite(value) else None
-
-
-def _arms_of(side: str) -> list[str]:
-    return side.split("+")
-
-
 def _endpoint_rows(protocol: Protocol, datasets: TrialDatasets, endpoint_id: str) -> pd.DataFrame:
     endpoint = protocol.endpoint(endpoint_id)
     assert endpoint.test is not None and endpoint.visit is not None
-    paramcd = PARAMETERS[endpoint.test][0] if endpoint.test in PARAMETERS else endpoint.test
+    paramcd = protocol.lab_item(endpoint.test).paramcd
     adlb = datasets.adlb
     rows = adlb[(adlb["PARAMCD"] == paramcd) & (adlb["AVISIT"] == endpoint.visit)]
     # complete case (SAP missing_data = complete_case): a value at the visit and a baseline
@@ -74,53 +66,44 @@ def primary_analyses(
     protocol: Protocol, datasets: TrialDatasets
 ) -> tuple[ContinuousComparison, ...]:
     """Each primary continuous-endpoint comparison by each method of the plan."""
-    return _continuous(protocol, datasets, protocol.analysis.primary)
+    return _continuous(protocol, datasets, "primary", protocol.analysis.primary)
 
 
 def secondary_analyses(
     protocol: Protocol, datasets: TrialDatasets
 ) -> tuple[ContinuousComparison, ...]:
     """Each secondary continuous-endpoint comparison (same shape as the primary ones)."""
-    return _continuous(protocol, datasets, protocol.analysis.secondary)
+    return _continuous(protocol, datasets, "secondary", protocol.analysis.secondary)
 
 
 def _continuous(
-    protocol: Protocol, datasets: TrialDatasets, specs: list[PrimaryAnalysis]
+    protocol: Protocol, datasets: TrialDatasets, kind: str, specs: list[PrimaryAnalysis]
 ) -> tuple[ContinuousComparison, ...]:
     out: list[ContinuousComparison] = []
     for spec in specs:
         rows = _endpoint_rows(protocol, datasets, spec.endpoint)
         visit = protocol.visit(protocol.endpoint(spec.endpoint).visit or "")
-        for treated, control in spec.comparisons:
-            for method in spec.methods:
-                out.append(
-                    _compare_continuous(
-                        protocol, spec, rows, treated, control, method, visit.day // 7
-                    )
-                )
+        for comparison in analysis_comparisons(kind, spec):
+            for method in comparison.methods:
+                out.append(_compare_continuous(protocol, comparison, rows, method, visit.day // 7))
     return tuple(out)
 
 
 def _compare_continuous(
-    protocol: Protocol,
-    spec: PrimaryAnalysis,
-    rows: pd.DataFrame,
-    treated: str,
-    control: str,
-    method: str,
-    week: int,
+    protocol: Protocol, comparison: Comparison, rows: pd.DataFrame, method: str, week: int
 ) -> ContinuousComparison:
-    alpha = protocol.analysis.alpha
-    treated_arms = _arms_of(treated)
-    x = rows[rows["ARMCD"].isin(treated_arms)]
-    y = rows[rows["ARMCD"] == control]
+    treated, control = comparison.arm, comparison.control
+    in_treated = rows["ARMCD"].isin(comparison.treated)
+    in_control = rows["ARMCD"] == control
+    x = rows[in_treated]
+    y = rows[in_control]
     if len(x) < 2 or len(y) < 2:
         raise AnalysisError(
-            f"{spec.endpoint}: {treated} vs {control} needs at least 2 participants with a "
-            f"value per side, found {len(x)} and {len(y)}"
+            f"{comparison.endpoint}: {treated} vs {control} needs at least 2 participants with "
+            f"a value per side, found {len(x)} and {len(y)}"
         )
     record: dict[str, Any] = {
-        "endpoint": spec.endpoint,
+        "endpoint": comparison.endpoint,
         "week": week,
         "arm": treated,
         "control": control,
@@ -128,44 +111,19 @@ def _compare_continuous(
         "mean": {treated: float(x["AVAL"].mean()), control: float(y["AVAL"].mean())},
         "method": method,
     }
-    if method == "ttest":
-        res = welch_ttest(x["AVAL"].to_numpy(float), y["AVAL"].to_numpy(float), alpha=alpha)
-        record.update(
-            difference=res.difference,
-            ci_low=res.ci_low,
-            ci_high=res.ci_high,
-            p_value=res.p_value,
-            se=res.se,
-            df=res.df,
-            test="Welch two-sample t-test",
-        )
-    else:
-        # every arm in one model, so the residual variance is pooled over all arms
-        side = np.where(rows["ARMCD"].isin(treated_arms), treated, rows["ARMCD"])
-        anc = ancova(
-            rows["AVAL"].to_numpy(float),
-            side.astype(str),
-            rows["BASE"].to_numpy(float),
-            treatment_level=treated,
-            control_level=control,
-            alpha=alpha,
-        )
-        record.update(
-            difference=anc.difference,
-            ci_low=anc.ci_low,
-            ci_high=anc.ci_high,
-            p_value=anc.p_value,
-            se=anc.se,
-            df=anc.df,
-            adjusted_mean={
-                str(k): float(v)
-                for k, v in zip(anc.levels, anc.adjusted_means, strict=True)
-                if k in (treated, control)
-            },
-            test="ANCOVA: value ~ arm + baseline",
-        )
+    # every arm in the sample, so ANCOVA's residual variance is pooled over all arms
+    sample = ContinuousSample(
+        value=rows["AVAL"].to_numpy(float),
+        baseline=rows["BASE"].to_numpy(float),
+        side=np.where(in_treated, treated, rows["ARMCD"]).astype(str),
+        treated=in_treated.to_numpy(bool),
+        control=in_control.to_numpy(bool),
+        treated_level=treated,
+        control_level=control,
+    )
+    record.update(CONTINUOUS_METHODS[method].single(sample, protocol.analysis.alpha))
     for key in ("difference", "ci_low", "ci_high", "p_value", "se", "df"):
-        record[key] = _num(record[key])
+        record[key] = json_number(record[key])
     return ContinuousComparison(**record)
 
 
@@ -177,45 +135,41 @@ def time_to_event_analyses(
     km: list[KmSummary] = []
     for spec in protocol.analysis.time_to_event:
         rows = datasets.adtte[datasets.adtte["PARAMCD"] == spec.endpoint]
-        for treated, control in spec.comparisons:
-            for method in spec.methods:
-                results.append(_compare_tte(protocol, spec, rows, treated, control, method))
+        for comparison in analysis_comparisons("time_to_event", spec):
+            for method in comparison.methods:
+                results.append(_compare_tte(protocol, comparison, rows, method))
         for arm in protocol.arm_codes:
             km.append(_km_summary(protocol, spec.endpoint, arm, rows[rows["ARMCD"] == arm]))
     return tuple(results), tuple(km)
 
 
 def _compare_tte(
-    protocol: Protocol,
-    spec: TimeToEventAnalysis,
-    rows: pd.DataFrame,
-    treated: str,
-    control: str,
-    method: str,
+    protocol: Protocol, comparison: Comparison, rows: pd.DataFrame, method: str
 ) -> TimeToEventComparison:
-    treated_arms = _arms_of(treated)
-    sub = rows[rows["ARMCD"].isin([*treated_arms, control])]
+    treated, control = comparison.arm, comparison.control
+    sub = rows[rows["ARMCD"].isin([*comparison.treated, control])]
     time = sub["AVAL"].to_numpy(float)
     event = (sub["CNSR"].to_numpy(int) == 0).astype(float)
-    is_treated = sub["ARMCD"].isin(treated_arms).to_numpy(float)
+    is_treated = sub["ARMCD"].isin(comparison.treated).to_numpy(float)
     events = {
         treated: int(event[is_treated == 1].sum()),
         control: int(event[is_treated == 0].sum()),
     }
     n = {treated: int((is_treated == 1).sum()), control: int((is_treated == 0).sum())}
-    if len(treated_arms) > 1:
-        for arm in treated_arms:
+    if comparison.pooled:
+        for arm in comparison.treated:
             mask = sub["ARMCD"].to_numpy() == arm
             events[arm] = int(event[mask].sum())
             n[arm] = int(mask.sum())
     record: dict[str, Any] = {
-        "parameter": spec.endpoint,
+        "parameter": comparison.endpoint,
         "arm": treated,
         "control": control,
         "events": events,
         "n": n,
         "method": method,
     }
+    kernel = TIME_TO_EVENT_METHODS[method]
     if event.sum() == 0:
         # nothing to compare: report the counts, leave the estimates empty, say why
         record.update(
@@ -226,7 +180,7 @@ def _compare_tte(
             note=f"no events in {treated} or {control}: not estimable",
         )
         return TimeToEventComparison(**record)
-    if method != "logrank" and min(events[treated], events[control]) == 0:
+    if kernel.hazard_ratio and min(events[treated], events[control]) == 0:
         # monotone likelihood: the Cox estimate runs off to 0 or infinity
         empty = treated if events[treated] == 0 else control
         record.update(
@@ -238,29 +192,8 @@ def _compare_tte(
             note=f"no events in {empty}: the hazard ratio is not estimable",
         )
         return TimeToEventComparison(**record)
-    if method == "logrank":
-        lr = logrank_test(time, event, is_treated)
-        record.update(
-            hazard_ratio=None,
-            ci_low=None,
-            ci_high=None,
-            p_value=_num(lr.p_value),
-            chi2=_num(lr.chi2),
-        )
-    else:
-        ties: Literal["efron", "breslow"] = "efron" if method == "cox_efron" else "breslow"
-        cox = cox_ph(
-            time, event, is_treated.reshape(-1, 1), ties=ties, alpha=protocol.analysis.alpha
-        )
-        record.update(
-            hazard_ratio=_num(cox.hazard_ratio[0]),
-            ci_low=_num(cox.ci_low[0]),
-            ci_high=_num(cox.ci_high[0]),
-            p_value=_num(cox.p_value[0]),
-            test="Wald",
-            lr_p_value=_num(cox.lr_p_value),
-            score_p_value=_num(cox.score_p_value),
-        )
+    estimates = kernel.single(time, event, is_treated, protocol.analysis.alpha)
+    record.update({k: v if isinstance(v, str) else json_number(v) for k, v in estimates.items()})
     return TimeToEventComparison(**record)
 
 
@@ -281,9 +214,9 @@ def _km_summary(protocol: Protocol, endpoint: str, arm: str, rows: pd.DataFrame)
             alpha=protocol.analysis.alpha,
         )
         record.update(
-            median=_num(res.median),
-            ci_low=_num(res.median_ci_low),
-            ci_high=_num(res.median_ci_high),
+            median=json_number(res.median),
+            ci_low=json_number(res.median_ci_low),
+            ci_high=json_number(res.median_ci_high),
         )
     return KmSummary(**record)
 

@@ -13,30 +13,25 @@ When the planned covariance (unstructured) cannot be fitted, the fit is repeated
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
-from stalwart.analysis.datasets.adlb import PARAMETERS
+from stalwart.analysis.comparisons import analysis_comparisons
 from stalwart.analysis.datasets.bundle import TrialDatasets
 from stalwart.analysis.kernels.mmrm import MmrmResult, mmrm
+from stalwart.analysis.methods import json_number
 from stalwart.analysis.results import LongitudinalComparison
 from stalwart.errors import AnalysisError
-from stalwart.protocol.schema import LongitudinalAnalysis, Protocol
+from stalwart.protocol.analysis_plan import LongitudinalAnalysis, treated_arms
+from stalwart.protocol.schema import Protocol
 
 __all__ = ["longitudinal_analyses"]
 
 
-def _num(x: float) -> float | None:
-    value = float(x)
-    return value if math.isfinite(value) else None
-
-
 def _rows(protocol: Protocol, datasets: TrialDatasets, spec: LongitudinalAnalysis) -> pd.DataFrame:
     endpoint = protocol.endpoint(spec.endpoint)
-    test = endpoint.test or spec.endpoint
-    paramcd = PARAMETERS[test][0] if test in PARAMETERS else test
+    assert endpoint.test is not None  # a continuous endpoint (the protocol's validation)
+    paramcd = protocol.lab_item(endpoint.test).paramcd
     adlb = datasets.adlb
     rows = adlb[(adlb["PARAMCD"] == paramcd) & adlb["AVISIT"].isin(spec.visits)]
     rows = rows[rows["AVAL"].notna()]
@@ -49,7 +44,7 @@ def _fit(
     """One MMRM of ``rows``; returns the result, the covariance fitted and a fallback note."""
     arm = rows["ARMCD"].astype(str).to_numpy()
     if pooled is not None:
-        arm = np.where(np.isin(arm, pooled.split("+")), pooled, arm)
+        arm = np.where(np.isin(arm, treated_arms(pooled)), pooled, arm)
     weeks = rows["AVISITN"].to_numpy(int)
 
     def fit(covariance: str) -> MmrmResult:
@@ -94,8 +89,9 @@ def longitudinal_analyses(
             )
         codes = {protocol.visit(code).day // 7: code for code in spec.visits}
         fits: dict[str, tuple[MmrmResult, str, str | None]] = {}
-        for treated, control in spec.comparisons:
-            key = treated if "+" in treated else ""
+        for comparison in analysis_comparisons("longitudinal", spec):
+            treated, control = comparison.arm, comparison.control
+            key = treated if comparison.pooled else ""
             if key not in fits:
                 fits[key] = _fit(spec, rows, treated if key else None)
             result, covariance, note = fits[key]
@@ -120,20 +116,20 @@ def longitudinal_analyses(
                             control: int(result.n_obs[ic, j]),
                         },
                         ls_mean={
-                            treated: _num(result.ls_means[it, j]),
-                            control: _num(result.ls_means[ic, j]),
+                            treated: json_number(result.ls_means[it, j]),
+                            control: json_number(result.ls_means[ic, j]),
                         },
                         ls_mean_se={
-                            treated: _num(result.ls_means_se[it, j]),
-                            control: _num(result.ls_means_se[ic, j]),
+                            treated: json_number(result.ls_means_se[it, j]),
+                            control: json_number(result.ls_means_se[ic, j]),
                         },
-                        difference=_num(contrast.difference[j]),
-                        se=_num(contrast.se[j]),
-                        df=_num(contrast.df[j]),
-                        ci_low=_num(contrast.ci_low[j]),
-                        ci_high=_num(contrast.ci_high[j]),
-                        p_value=_num(contrast.p_value[j]),
-                        log_likelihood=_num(result.log_likelihood),
+                        difference=json_number(contrast.difference[j]),
+                        se=json_number(contrast.se[j]),
+                        df=json_number(contrast.df[j]),
+                        ci_low=json_number(contrast.ci_low[j]),
+                        ci_high=json_number(contrast.ci_high[j]),
+                        p_value=json_number(contrast.p_value[j]),
+                        log_likelihood=json_number(result.log_likelihood),
                         note=note,
                     )
                 )

@@ -9,23 +9,19 @@ Denominators are the randomized participants of each side (ADSL).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
+from stalwart.analysis.comparisons import analysis_comparisons
 from stalwart.analysis.datasets.bundle import TrialDatasets
 from stalwart.analysis.kernels.fisher import fisher_exact_proportions
+from stalwart.analysis.methods import json_number
 from stalwart.analysis.results import SafetyComparison
 from stalwart.errors import AnalysisError
-from stalwart.protocol.schema import Protocol, SafetyAnalysis
+from stalwart.protocol.analysis_plan import SafetyAnalysis
+from stalwart.protocol.schema import Protocol
 
 __all__ = ["safety_analyses"]
-
-
-def _num(x: float) -> float | None:
-    value = float(x)
-    return value if math.isfinite(value) else None
 
 
 def _items(spec: SafetyAnalysis, ae: pd.DataFrame) -> list[tuple[str, pd.Series]]:
@@ -45,8 +41,8 @@ def safety_analyses(protocol: Protocol, datasets: TrialDatasets) -> tuple[Safety
         if spec.treatment_emergent and "TRTEMFL" in ae.columns:
             ae = ae[ae["TRTEMFL"] == "Y"]
         items = _items(spec, ae)
-        for treated, control in spec.comparisons:
-            arms = treated.split("+")
+        for comparison in analysis_comparisons("safety", spec):
+            treated, control, arms = comparison.arm, comparison.control, comparison.treated
             n_t = int(adsl["ARMCD"].isin(arms).sum())
             n_c = int((adsl["ARMCD"] == control).sum())
             if n_t == 0 or n_c == 0:
@@ -73,11 +69,11 @@ def safety_analyses(protocol: Protocol, datasets: TrialDatasets) -> tuple[Safety
                         n={treated: n_t, control: n_c},
                         events={treated: int(e_t[k]), control: int(e_c[k])},
                         proportion={treated: e_t[k] / n_t, control: e_c[k] / n_c},
-                        difference=_num(e_t[k] / n_t - e_c[k] / n_c),
-                        odds_ratio=_num(test.odds_ratio[k]),
-                        ci_low=_num(test.ci_low[k]),
-                        ci_high=_num(test.ci_high[k]),
-                        p_value=_num(test.p_value[k]),
+                        difference=json_number(e_t[k] / n_t - e_c[k] / n_c),
+                        odds_ratio=json_number(test.odds_ratio[k]),
+                        ci_low=json_number(test.ci_low[k]),
+                        ci_high=json_number(test.ci_high[k]),
+                        p_value=json_number(test.p_value[k]),
                     )
                 )
     return tuple(out)

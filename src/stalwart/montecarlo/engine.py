@@ -7,14 +7,18 @@ returns per-replicate columns; :mod:`~stalwart.montecarlo.summary` reduces them.
 
 The analyses are the protocol's ``[analysis]`` plan run with the batched kernels:
 
-* each primary comparison by each method (``ancova``: ``value ~ arm + baseline`` with every arm,
-  ``ttest``: Welch) on the complete cases at the endpoint visit;
-* each time-to-event comparison (pooled arms allowed) by Cox (Efron or Breslow) with its Wald
-  p-value and by the log-rank test; a replicate with no events in a group is flagged not
+* each primary comparison (:func:`~stalwart.analysis.comparisons.plan_comparisons`) by each
+  method's batched kernel (:data:`~stalwart.analysis.methods.CONTINUOUS_METHODS`: ``ancova``,
+  ``value ~ arm + baseline`` with every arm; ``ttest``, Welch) on the complete cases at the
+  endpoint visit;
+* each time-to-event comparison (pooled arms allowed) by each method
+  (:data:`~stalwart.analysis.methods.TIME_TO_EVENT_METHODS`: Cox with the method's ties and its
+  Wald p-value, the log-rank test); a replicate with no events in a group is flagged not
   estimable, not dropped;
 * the group-sequential looks of :mod:`~stalwart.montecarlo.sequential`.
 
-Column names are ``"<comparison key>|<metric>"`` (:func:`comparison_key`).
+Column names are ``"<comparison key>|<metric>"``
+(:func:`~stalwart.analysis.comparisons.comparison_key`).
 """
 
 from __future__ import annotations
@@ -26,87 +30,28 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from stalwart.analysis.kernels.batched import (
-    batched_ancova,
-    batched_cox,
-    batched_logrank,
-    batched_welch_ttest,
-    event_times,
-)
+from stalwart.analysis.comparisons import Comparison, plan_comparisons
+from stalwart.analysis.kernels.batched import event_times
+from stalwart.analysis.methods import CONTINUOUS_METHODS, TIME_TO_EVENT_METHODS, ReplicateSample
 from stalwart.errors import ConfigurationError
 from stalwart.montecarlo.scenarios import DEFAULT_LOOKS, LookPlan
 from stalwart.montecarlo.sequential import LookData, analyse_looks
 from stalwart.protocol.schema import Protocol
 from stalwart.simulate.parameters import ModelParameters
-from stalwart.simulate.vectorized import FIDELITIES, ReplicateData, ReplicateSimulator
+from stalwart.simulate.vectorized import (
+    FIDELITIES,
+    ReplicateData,
+    ReplicateSimulator,
+    apply_scenario,
+)
 
-__all__ = [
-    "Columns",
-    "Comparison",
-    "TrialSpec",
-    "analyse",
-    "comparison_key",
-    "plan_comparisons",
-    "run_block",
-]
+__all__ = ["Columns", "TrialSpec", "analyse", "run_block"]
 
 Columns = dict[str, npt.NDArray[Any]]
 """Per-replicate results of a block: one array of length n_replicates per column."""
 
-_LAB_TESTS = {"CD4": "cd4", "HIVRNA": "log10_hiv_rna"}
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One comparison of the plan: ``treated`` arms (pooled when several) vs ``control``."""
-
-    kind: str  # "primary" or "time_to_event"
-    endpoint: str
-    treated: tuple[str, ...]
-    control: str
-    methods: tuple[str, ...]
-
-    @property
-    def label(self) -> str:
-        """``IL2 vs NOTRT``, ``IL2+IL2ART vs NOTRT``."""
-        return f"{'+'.join(self.treated)} vs {self.control}"
-
-    def key(self, method: str | None = None) -> str:
-        """Column prefix of this comparison (and method)."""
-        return comparison_key(self.endpoint, self.label, method)
-
-
-def comparison_key(endpoint: str, label: str, method: str | None = None) -> str:
-    """``"CD4 IL2 vs NOTRT ancova"``: the prefix of a comparison's columns."""
-    return f"{endpoint} {label}" + (f" {method}" if method else "")
-
-
-def plan_comparisons(protocol: Protocol) -> list[Comparison]:
-    """The comparisons of the protocol's analysis plan, primary first."""
-    out: list[Comparison] = []
-    for spec in protocol.analysis.primary:
-        for treated, control in spec.comparisons:
-            out.append(
-                Comparison(
-                    "primary",
-                    spec.endpoint,
-                    tuple(treated.split("+")),
-                    control,
-                    tuple(spec.methods),
-                )
-            )
-    for tte in protocol.analysis.time_to_event:
-        for treated, control in tte.comparisons:
-            out.append(
-                Comparison(
-                    "time_to_event",
-                    tte.endpoint,
-                    tuple(treated.split("+")),
-                    control,
-                    tuple(tte.methods),
-                )
-            )
-    return out
+_SIMULATED = {"CD4": "cd4", "LHIVRNA": "log10_hiv_rna"}
+"""The simulator's array of each ADLB parameter's analysed value (AVAL), by PARAMCD."""
 
 
 @dataclass(frozen=True)
@@ -120,41 +65,34 @@ class TrialSpec:
     looks: LookPlan = DEFAULT_LOOKS
     fidelity: str = "outcomes"
 
+    def design(self) -> tuple[Protocol, ModelParameters]:
+        """The protocol and parameters with the scenario's overrides applied (and validated)."""
+        return apply_scenario(self.protocol, self.params, self.overrides)
+
     def simulator(self) -> ReplicateSimulator:
         """The vectorized model with the scenario applied, drawing only the visits analysed.
 
-        ``fidelity="outcomes"`` draws only what the analyses read (the simulator's module
-        says what); a primary endpoint on another test than CD4 (HIV RNA) needs the full mode,
-        which is then used.
+        The scenario is applied once and the simulator built once. ``fidelity="outcomes"``
+        draws only what the analyses read (the simulator's module says what); a primary
+        endpoint on another test than CD4 (HIV RNA) needs the full mode, which is then used.
         """
         if self.fidelity not in FIDELITIES:
             raise ConfigurationError(
                 f"fidelity must be one of {', '.join(FIDELITIES)}, got {self.fidelity!r}"
             )
-        simulator = ReplicateSimulator(self.protocol, self.params, scenario=dict(self.overrides))
+        protocol, params = self.design()
+        endpoints = [protocol.endpoint(spec.endpoint) for spec in protocol.analysis.primary]
         visits = sorted(
             {
                 v
-                for spec in simulator.protocol.analysis.primary
-                for v in (
-                    simulator.protocol.endpoint(spec.endpoint).visit,
-                    simulator.protocol.endpoint(spec.endpoint).baseline_visit,
-                )
+                for endpoint in endpoints
+                for v in (endpoint.visit, endpoint.baseline_visit)
                 if v is not None
             }
         )
-        tests = {
-            simulator.protocol.endpoint(spec.endpoint).test
-            for spec in simulator.protocol.analysis.primary
-        }
+        tests = {endpoint.test for endpoint in endpoints}
         fidelity = self.fidelity if tests <= {"CD4"} else "full"
-        return ReplicateSimulator(
-            self.protocol,
-            self.params,
-            scenario=dict(self.overrides),
-            visits=visits,
-            fidelity=fidelity,
-        )
+        return ReplicateSimulator(protocol, params, visits=visits, fidelity=fidelity)
 
 
 def run_block(spec: TrialSpec, first_replicate: int, n_replicates: int) -> Columns:
@@ -185,7 +123,8 @@ def analyse(data: ReplicateData, protocol: Protocol, looks: LookPlan = DEFAULT_L
             # pooled treated arms are one level (0); every other arm stays in the model
             group = np.where(treated, -1, arm) + 1
             levels = (0, _arm_index(data, comparison.control) + 1)
-            _primary(columns, comparison, y, base, group, levels, treated, control, complete, alpha)
+            sample = ReplicateSample(y, base, group, levels, complete, treated, control)
+            _primary(columns, comparison, sample, alpha)
             endpoint_visit = protocol.visit(protocol.endpoint(comparison.endpoint).visit or "")
             look_data.append(
                 LookData(
@@ -226,12 +165,13 @@ def _endpoint_values(
     data: ReplicateData, protocol: Protocol, endpoint_id: str
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], int]:
     endpoint = protocol.endpoint(endpoint_id)
-    test = endpoint.test or ""
-    if test not in _LAB_TESTS:
+    paramcd = protocol.lab_item(endpoint.test).paramcd if endpoint.test else ""
+    if paramcd not in _SIMULATED:
         raise ConfigurationError(
-            f"endpoint {endpoint_id}: the simulator records {sorted(_LAB_TESTS)}, not {test!r}"
+            f"endpoint {endpoint_id}: the simulator records parameters {sorted(_SIMULATED)}, "
+            f"not {paramcd!r}"
         )
-    values = getattr(data, _LAB_TESTS[test])
+    values = getattr(data, _SIMULATED[paramcd])
     visit = data.visit(endpoint.visit or "")
     base = values[:, :, data.visit(endpoint.baseline_visit or "")]
     return values[:, :, visit], base, visit
@@ -257,26 +197,14 @@ def _events_by_arm(
 
 
 def _primary(
-    columns: Columns,
-    comparison: Comparison,
-    y: npt.NDArray[np.float64],
-    base: npt.NDArray[np.float64],
-    group: npt.NDArray[np.int64],
-    levels: tuple[int, int],
-    treated: npt.NDArray[np.bool_],
-    control: npt.NDArray[np.bool_],
-    complete: npt.NDArray[np.bool_],
-    alpha: float,
+    columns: Columns, comparison: Comparison, sample: ReplicateSample, alpha: float
 ) -> None:
     prefix = comparison.key()
-    columns[f"{prefix}|n_treated"] = (complete & treated).sum(axis=1)
-    columns[f"{prefix}|n_control"] = (complete & control).sum(axis=1)
+    columns[f"{prefix}|n_treated"] = (sample.complete & sample.treated).sum(axis=1)
+    columns[f"{prefix}|n_control"] = (sample.complete & sample.control).sum(axis=1)
     for method in comparison.methods:
         key = comparison.key(method)
-        if method == "ttest":
-            res: Any = batched_welch_ttest(y, complete & treated, complete & control, alpha)
-        else:
-            res = batched_ancova(y, group, base, complete, *levels, alpha)
+        res = CONTINUOUS_METHODS[method].batched(sample, alpha)
         columns[f"{key}|difference"] = res.difference
         columns[f"{key}|p_value"] = res.p_value
         columns[f"{key}|statistic"] = res.statistic
@@ -299,14 +227,5 @@ def _time_to_event(
     columns[f"{prefix}|events_control"] = times.total_events - times.total_events_treated
     for method in comparison.methods:
         key = comparison.key(method)
-        if method == "logrank":
-            lr = batched_logrank(times)
-            columns[f"{key}|p_value"] = lr.p_value
-            columns[f"{key}|z"] = lr.z
-            columns[f"{key}|estimable"] = lr.estimable
-        else:
-            ties = "breslow" if method == "cox_breslow" else "efron"
-            cox = batched_cox(times, ties=ties, alpha=alpha)
-            columns[f"{key}|hazard_ratio"] = cox.hazard_ratio
-            columns[f"{key}|p_value"] = cox.p_value
-            columns[f"{key}|estimable"] = cox.estimable
+        for metric, values in TIME_TO_EVENT_METHODS[method].batched(times, alpha).items():
+            columns[f"{key}|{metric}"] = values

@@ -25,14 +25,15 @@ from typing import Any
 import numpy as np
 
 from stalwart import __version__
+from stalwart.analysis.comparisons import plan_comparisons
 from stalwart.errors import ConfigurationError
-from stalwart.montecarlo.engine import Columns, TrialSpec, plan_comparisons
+from stalwart.montecarlo.engine import Columns, TrialSpec
 from stalwart.montecarlo.executors import BlockTask, Executor, make_executor
 from stalwart.montecarlo.scenarios import ScenarioFile, load_scenario_file
 from stalwart.montecarlo.summary import summarize, type_one_error
 from stalwart.protocol.load import load_protocol
 from stalwart.simulate.parameters import default_parameters_path, load_parameters
-from stalwart.simulate.vectorized import FIDELITIES, STREAM_REPLICATES, apply_scenario
+from stalwart.simulate.vectorized import FIDELITIES, STREAM_REPLICATES
 
 __all__ = ["CONVENTIONS", "StudyOutcome", "run_study"]
 
@@ -146,7 +147,7 @@ def run_study(
     columns = _gather(jobs, specs, tasks, results)
     summaries = []
     for job, spec in zip(jobs, specs, strict=True):
-        design, _ = apply_scenario(loaded.protocol, params, job.overrides)
+        design, _ = spec.design()
         summaries.append(
             summarize(
                 columns[job.label],

@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from stalwart.montecarlo.engine import Columns, Comparison
+from stalwart.analysis.comparisons import Comparison
+from stalwart.analysis.methods import TIME_TO_EVENT_METHODS
+from stalwart.montecarlo.engine import Columns
 from stalwart.montecarlo.scenarios import LookPlan
 from stalwart.montecarlo.sequential import EFFICACY, HARM, NO_STOP, boundaries
 
@@ -104,7 +106,7 @@ def _primary(columns: Columns, comparison: Comparison, alpha: float) -> list[dic
         rows.append(
             {
                 "endpoint": comparison.endpoint,
-                "arm": "+".join(comparison.treated),
+                "arm": comparison.arm,
                 "control": comparison.control,
                 "method": method,
                 "n_analysed": {
@@ -129,13 +131,13 @@ def _time_to_event(columns: Columns, comparison: Comparison, alpha: float) -> li
         key = comparison.key(method)
         row: dict[str, Any] = {
             "endpoint": comparison.endpoint,
-            "arm": "+".join(comparison.treated),
+            "arm": comparison.arm,
             "control": comparison.control,
             "method": method,
             "events": events,
             **_power(columns, key, alpha),
         }
-        if method != "logrank":
+        if TIME_TO_EVENT_METHODS[method].hazard_ratio:
             hr = columns[f"{key}|hazard_ratio"]
             row["hazard_ratio"] = {
                 **{k: v for k, v in distribution(hr).items() if k != "mean"},
@@ -166,7 +168,7 @@ def _sequential(
         primary.append(
             {
                 "endpoint": comparison.endpoint,
-                "arm": "+".join(comparison.treated),
+                "arm": comparison.arm,
                 "control": comparison.control,
                 "method": "ancova",
                 "efficacy_by_look": by_look,

@@ -19,6 +19,7 @@ import pandas as pd
 
 from stalwart.analysis.datasets.bundle import TrialDatasets
 from stalwart.analysis.flow import Flow
+from stalwart.analysis.methods import short_label
 from stalwart.outputs.figures import EmbeddedFigure, ForestRow, forest_figure
 from stalwart.outputs.report_sections import DAIDS_GRADES, endpoint_label, ordered_levels
 from stalwart.outputs.report_tables import (
@@ -98,9 +99,7 @@ def _records(results: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
 
 
 def _method(record: Mapping[str, Any]) -> str:
-    names = {"ancova": "ANCOVA", "ttest": "t-test", "cox_efron": "Cox", "cox_breslow": "Cox"}
-    method = str(record.get("method", ""))
-    return names.get(method, method)
+    return short_label(str(record.get("method", "")))
 
 
 def forest_figures(

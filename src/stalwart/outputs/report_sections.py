@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from stalwart.analysis import methods
 from stalwart.analysis.datasets.bundle import TrialDatasets
 from stalwart.analysis.flow import Flow
 from stalwart.analysis.recompute import PublishedCounts, RecomputedTest, closest_to_published
@@ -76,13 +77,6 @@ _REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "adlb": ("USUBJID", "ARMCD", "PARAMCD", "AVISITN", "AVAL"),
     "adtte": ("USUBJID", "ARMCD", "PARAMCD", "AVAL", "CNSR"),
     "adae": ("USUBJID", "ARMCD", "AEDECOD", "AETOXGR", "AESER"),
-}
-
-_METHODS = {
-    "ttest": "t-test",
-    "cox_efron": "Cox (Efron ties)",
-    "cox_breslow": "Cox (Breslow ties)",
-    "logrank": "Log-rank",
 }
 
 _SEX = {"F": "Female", "M": "Male"}
@@ -446,12 +440,11 @@ def endpoint_label(protocol: Protocol, endpoint_id: str) -> str:
 
 def method_label(protocol: Protocol, method: str, endpoint: str) -> str:
     """A method's name for a table (ANCOVA says whether it adjusts for baseline)."""
-    if method == "ancova":
-        adjusted = any(
-            p.endpoint == endpoint and "baseline" in p.covariates for p in protocol.analysis.primary
-        )
-        return "ANCOVA, adjusted for baseline" if adjusted else "ANCOVA"
-    return _METHODS.get(method, method)
+    label = methods.method_label(method)
+    adjusted = method == "ancova" and any(
+        p.endpoint == endpoint and "baseline" in p.covariates for p in protocol.analysis.primary
+    )
+    return f"{label}, adjusted for baseline" if adjusted else label
 
 
 def _decimals(values: Iterable[object]) -> int:
@@ -552,7 +545,7 @@ def tte_table(protocol: Protocol, results: Mapping[str, Any], arms: Arms) -> Tab
                 Row(
                     f"{arms.label(arm)} vs {arms.label(control)}",
                     (
-                        _METHODS.get(method, method),
+                        methods.method_label(method),
                         f"{events.get(arm, DASH)} / {n.get(arm, DASH)}",
                         f"{events.get(control, DASH)} / {n.get(control, DASH)}",
                         fmt_num(result.get("hazard_ratio"), 2),

@@ -2,7 +2,8 @@
 
 The models validate one study definition: arms and allocation ratio, sites, randomization,
 screening items and eligibility rules, treatment (dosing) calendars, visits with windows, case
-report forms with units and valid ranges, endpoints and the statistical analysis plan. Cross-field
+report forms with units and valid ranges (LAB items with their ADaM parameter codes), and the
+endpoints and statistical analysis plan (their models in :mod:`~.analysis_plan`). Cross-field
 checks (an arm named in the plan exists, a visit named by an endpoint exists...) live in
 ``Protocol``'s validators so that an invalid file fails on load, naming the field.
 """
@@ -11,104 +12,38 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import types
-import typing
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, field_validator, model_validator
+
+from stalwart.protocol.analysis_plan import AnalysisPlan, Endpoint, plan_problems
+from stalwart.protocol.fields import Code, ProtocolModel, check_item_bounds, duplicates
 
 __all__ = [
     "AdverseEventForm",
-    "AnalysisPlan",
     "Arm",
     "ClinicalEventForm",
     "ClinicalEventTerm",
     "CycleVisit",
     "EligibilityCriterion",
-    "Endpoint",
     "FollowUp",
     "FormItem",
     "LabForm",
-    "LongitudinalAnalysis",
     "Minimization",
     "MinimizationFactor",
-    "PrimaryAnalysis",
     "Protocol",
     "Randomization",
     "Rule",
-    "SafetyAnalysis",
     "ScreeningItem",
     "Site",
     "Study",
-    "TimeToEventAnalysis",
     "Treatment",
     "Visit",
 ]
 
-Code = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{0,19}$")]
-"""An upper-case identifier, as CDISC codes are (ARMCD, VISIT codes, PARAMCD): at most 20 chars."""
 
-
-def _leaves(annotation: Any) -> set[Any]:
-    """The plain types a field admits: unions and ``Annotated`` unwrapped."""
-    origin = typing.get_origin(annotation)
-    if origin is Annotated:
-        return _leaves(typing.get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType):
-        return set().union(*(_leaves(a) for a in typing.get_args(annotation)))
-    return {annotation}
-
-
-def _number_problem(annotation: Any, value: Any) -> str | None:
-    """Why ``value`` is no number where ``annotation`` asks only for one (None: no objection).
-
-    Pydantic's lax mode reads ``true`` as 1 and ``"3"`` as 3; in a protocol file either is
-    almost surely a slip (a value pasted into the wrong key), so it is refused, naming the key.
-    """
-    leaves = _leaves(annotation)
-    numbers = leaves - {type(None)}
-    if not numbers or not numbers <= {int, float}:
-        if len(numbers) == 1 and typing.get_origin(next(iter(numbers))) is list:
-            (inner,) = typing.get_args(next(iter(numbers))) or (Any,)
-            if isinstance(value, list):
-                for item in value:
-                    problem = _number_problem(inner, item)
-                    if problem:
-                        return problem
-        return None
-    if isinstance(value, bool):
-        return f"must be a number, not {str(value).lower()}"
-    if isinstance(value, str):
-        try:
-            float(value)
-        except ValueError:
-            return None  # not read as a number anyway: pydantic's own message says so
-        return f"must be a number, not the text {value!r} (write it without quotes)"
-    return None
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        """Refuse true/false or quoted text where a number is asked for."""
-        if info.field_name is not None:
-            problem = _number_problem(cls.model_fields[info.field_name].annotation, value)
-            if problem:
-                raise ValueError(problem)
-        return value
-
-
-class Study(_Model):
+class Study(ProtocolModel):
     """Identity, design and calendar bounds of the study."""
 
     id: Code
@@ -133,7 +68,7 @@ class Study(_Model):
         return self
 
 
-class Arm(_Model):
+class Arm(ProtocolModel):
     """One randomized arm; ``treatments`` names entries of the protocol's ``treatments`` table."""
 
     code: Code
@@ -143,7 +78,7 @@ class Arm(_Model):
     treatments: list[Code] = []
 
 
-class Site(_Model):
+class Site(ProtocolModel):
     """A participating site; ``country`` is ISO 3166-1 alpha-3 (CDISC DM.COUNTRY)."""
 
     code: Code
@@ -151,7 +86,7 @@ class Site(_Model):
     country: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
 
-class MinimizationFactor(_Model):
+class MinimizationFactor(ProtocolModel):
     """A prognostic factor balanced by minimization: ``site`` or an item of the screening form.
 
     A choice or boolean item is balanced on its values; a number or integer item on the
@@ -171,7 +106,7 @@ class MinimizationFactor(_Model):
         return cuts
 
 
-class Minimization(_Model):
+class Minimization(ProtocolModel):
     """Pocock-Simon minimization (Pocock & Simon 1975, Biometrics 31:103-115).
 
     For each arm ``k``, the new participant's total imbalance ``G_k = sum_i weight_i * D_i(k)``
@@ -189,7 +124,7 @@ class Minimization(_Model):
     list_length: int = Field(gt=0)
 
 
-class Randomization(_Model):
+class Randomization(ProtocolModel):
     """Allocation method: stratified permuted blocks with random block sizes, or minimization.
 
     ``permuted_blocks`` needs ``block_sizes`` and ``list_length_per_stratum`` and stratifies on
@@ -251,7 +186,7 @@ class Randomization(_Model):
 ItemType = Literal["integer", "number", "boolean", "choice", "text", "date"]
 
 
-class ScreeningItem(_Model):
+class ScreeningItem(ProtocolModel):
     """An item of the screening form, the input of the eligibility rules."""
 
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
@@ -264,11 +199,11 @@ class ScreeningItem(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> ScreeningItem:
-        _check_item_bounds(self.name, self.type, self.min, self.max, self.choices)
+        check_item_bounds(self.name, self.type, self.min, self.max, self.choices)
         return self
 
 
-class Rule(_Model):
+class Rule(ProtocolModel):
     """``item op value``: the comparison an eligibility criterion tests."""
 
     item: str
@@ -276,7 +211,7 @@ class Rule(_Model):
     value: bool | int | float | str | list[str]
 
 
-class EligibilityCriterion(_Model):
+class EligibilityCriterion(ProtocolModel):
     """Inclusion criteria must hold; exclusion criteria must not."""
 
     id: Code
@@ -285,7 +220,7 @@ class EligibilityCriterion(_Model):
     rule: Rule
 
 
-class Treatment(_Model):
+class Treatment(ProtocolModel):
     """A dosing calendar: doses on ``cycle_days`` of each cycle.
 
     An anchored treatment (``anchor``) has no cycles of its own: it is given on ``cycle_days``
@@ -321,7 +256,7 @@ class Treatment(_Model):
         return self
 
 
-class Visit(_Model):
+class Visit(ProtocolModel):
     """A scheduled visit at study ``day`` with an allowed window [day - before, day + after]."""
 
     code: Code
@@ -332,7 +267,7 @@ class Visit(_Model):
     forms: list[Code] = []
 
 
-class CycleVisit(_Model):
+class CycleVisit(ProtocolModel):
     """A visit tied to each cycle of a treatment (pre-cycle labs, end-of-cycle assessment)."""
 
     code: Code
@@ -344,15 +279,25 @@ class CycleVisit(_Model):
     forms: list[Code] = []
 
 
-class FollowUp(_Model):
+class FollowUp(ProtocolModel):
     """Visits after the last scheduled visit, until the study's ``follow_up_end``."""
 
     extended_visit_interval_weeks: int = Field(gt=0)
     window_days: int = Field(default=14, ge=0)
 
 
-class FormItem(_Model):
-    """A case report form item; numbers carry a unit and a valid range."""
+_PARAMCD = re.compile(r"^[A-Z][A-Z0-9_]{0,7}$")
+
+
+class FormItem(ProtocolModel):
+    """A case report form item; numbers carry a unit and a valid range.
+
+    A LAB item is also a parameter of the ADLB analysis dataset: ``paramcd`` is its PARAMCD (1
+    to 8 upper-case letters, digits or underscores, starting with a letter, as CDISC ADaM asks;
+    default: the item's ``name``) and ``param`` its PARAM, the parameter's description with the
+    unit of the analysed value (default: ``"label (unit)"``). The analysis and the Monte Carlo
+    engine read both from here.
+    """
 
     name: Code
     label: str
@@ -363,23 +308,48 @@ class FormItem(_Model):
     lower_limit: float | None = Field(default=None, gt=0)
     required: bool = False
     choices: list[str] | None = None
+    paramcd: str
+    param: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parameter_defaults(cls, data: Any) -> Any:
+        """``paramcd`` defaults to the name, ``param`` to the label with the unit."""
+        if isinstance(data, dict):
+            data = dict(data)
+            if "paramcd" not in data and "name" in data:
+                data["paramcd"] = data["name"]
+            if "param" not in data and "label" in data:
+                unit = data.get("unit")
+                data["param"] = f"{data['label']} ({unit})" if unit else data["label"]
+        return data
+
+    @field_validator("paramcd")
+    @classmethod
+    def _cdisc_paramcd(cls, value: str) -> str:
+        if not _PARAMCD.match(value):
+            raise ValueError(
+                f"PARAMCD {value!r} must be 1 to 8 upper-case letters, digits or underscores "
+                "starting with a letter (CDISC ADaM); give the item a paramcd that is"
+            )
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> FormItem:
-        _check_item_bounds(self.name, self.type, self.min, self.max, self.choices)
+        check_item_bounds(self.name, self.type, self.min, self.max, self.choices)
         if self.type in ("number", "integer") and self.unit is None:
             raise ValueError(f"numeric item {self.name} needs a unit")
         return self
 
 
-class LabForm(_Model):
+class LabForm(ProtocolModel):
     """Laboratory results collected at a visit."""
 
     name: str
     items: list[FormItem] = Field(min_length=1)
 
 
-class AdverseEventForm(_Model):
+class AdverseEventForm(ProtocolModel):
     """Adverse event log: term from a list, DAIDS grade, relatedness."""
 
     name: str
@@ -390,7 +360,7 @@ class AdverseEventForm(_Model):
     max_grade: int = 5
 
 
-class ClinicalEventTerm(_Model):
+class ClinicalEventTerm(ProtocolModel):
     """A coded clinical event (an opportunistic event or death)."""
 
     code: Code
@@ -398,14 +368,14 @@ class ClinicalEventTerm(_Model):
     category: Literal["OPPORTUNISTIC", "DEATH", "OTHER"]
 
 
-class ClinicalEventForm(_Model):
+class ClinicalEventForm(ProtocolModel):
     """Clinical event log: events from the protocol's coded list."""
 
     name: str
     events: list[ClinicalEventTerm] = Field(min_length=1)
 
 
-class Forms(_Model):
+class Forms(ProtocolModel):
     """The case report forms the protocol defines."""
 
     LAB: LabForm
@@ -413,100 +383,7 @@ class Forms(_Model):
     CE: ClinicalEventForm
 
 
-class Endpoint(_Model):
-    """An endpoint; which fields apply depends on ``kind``."""
-
-    id: Code
-    kind: Literal["continuous", "time_to_event", "safety"]
-    description: str
-    test: Code | None = None
-    visit: Code | None = None
-    baseline_visit: Code | None = None
-    event_categories: list[Literal["OPPORTUNISTIC", "DEATH", "OTHER"]] = []
-    origin: Literal["randomization"] | None = None
-    censor_at: Literal["last_contact"] | None = None
-
-    @model_validator(mode="after")
-    def _fields_for_kind(self) -> Endpoint:
-        if self.kind == "continuous" and None in (self.test, self.visit, self.baseline_visit):
-            raise ValueError(f"continuous endpoint {self.id} needs test, visit and baseline_visit")
-        if self.kind == "time_to_event" and not self.event_categories:
-            raise ValueError(f"time-to-event endpoint {self.id} needs event_categories")
-        return self
-
-
-Comparison = Annotated[list[str], Field(min_length=2, max_length=2)]
-"""[treatment, control]; a treatment may pool arms as ``"IL2+IL2ART"``."""
-
-
-class PrimaryAnalysis(_Model):
-    """A continuous endpoint compared between arms at its visit (primary or secondary)."""
-
-    endpoint: Code
-    comparisons: list[Comparison] = Field(min_length=1)
-    methods: list[Literal["ancova", "ttest"]] = Field(min_length=1)
-    covariates: list[Literal["baseline"]] = []
-
-
-class TimeToEventAnalysis(_Model):
-    """A time-to-event endpoint compared between arms (or pooled arms)."""
-
-    endpoint: Code
-    comparisons: list[Comparison] = Field(min_length=1)
-    methods: list[Literal["cox_efron", "cox_breslow", "logrank"]] = Field(min_length=1)
-
-
-class LongitudinalAnalysis(_Model):
-    """A continuous endpoint compared between arms at each of ``visits`` by one MMRM.
-
-    ``covariance`` is fitted first; when it cannot be fitted (no convergence, or a visit with too
-    few participants for an unstructured matrix) the plan refits with ``fallback_covariance``
-    and says so in the results (``null``: no fallback, the error stands).
-    """
-
-    endpoint: Code
-    method: Literal["mmrm"] = "mmrm"
-    visits: list[Code] = Field(min_length=1)
-    comparisons: list[Comparison] = Field(min_length=1)
-    covariance: Literal["unstructured", "compound_symmetry"] = "unstructured"
-    fallback_covariance: Literal["compound_symmetry"] | None = "compound_symmetry"
-    baseline: Literal["by_visit", "common", "none"] = "by_visit"
-    df_method: Literal["residual", "satterthwaite"] = "residual"
-
-
-class SafetyAnalysis(_Model):
-    """Proportions of participants with an adverse event, compared between arms.
-
-    One test per AE term of ``terms`` and per threshold of ``any_grade_at_least`` (participants
-    with any AE of that grade or worse); ``treatment_emergent`` counts only AEs starting on or
-    after randomization. Denominators are the randomized participants of each arm.
-    """
-
-    endpoint: Code
-    method: Literal["fisher"] = "fisher"
-    comparisons: list[Comparison] = Field(min_length=1)
-    terms: list[str] = []
-    any_grade_at_least: list[int] = []
-    treatment_emergent: bool = True
-
-
-class AnalysisPlan(_Model):
-    """The statistical analysis plan."""
-
-    alpha: float = Field(gt=0, lt=1)
-    population: Literal["ITT"]
-    missing_data: Literal["complete_case"]
-    multiplicity: Literal["none"]
-    hiv_rna_below_limit: Literal["half_limit", "limit"]
-    primary: list[PrimaryAnalysis] = Field(min_length=1)
-    time_to_event: list[TimeToEventAnalysis] = []
-    secondary: list[PrimaryAnalysis] = []
-    longitudinal: list[LongitudinalAnalysis] = []
-    safety: list[SafetyAnalysis] = []
-    event_review: Literal["confirmed_only", "all_reported"] = "confirmed_only"  # endpoint events
-
-
-class Protocol(_Model):
+class Protocol(ProtocolModel):
     """A whole study definition, validated across its parts."""
 
     study: Study
@@ -566,13 +443,13 @@ class Protocol(_Model):
     @model_validator(mode="after")
     def _cross_references(self) -> Protocol:
         problems: list[str] = []
-        problems += _unique("arms", [a.code for a in self.arms])
-        problems += _unique("sites", [s.code for s in self.sites])
-        problems += _unique(
+        problems += duplicates("arms", [a.code for a in self.arms])
+        problems += duplicates("sites", [s.code for s in self.sites])
+        problems += duplicates(
             "visits", [v.code for v in self.visits] + [v.code for v in self.cycle_visits]
         )
-        problems += _unique("eligibility", [c.id for c in self.eligibility])
-        problems += _unique("screening_items", [i.name for i in self.screening_items])
+        problems += duplicates("eligibility", [c.id for c in self.eligibility])
+        problems += duplicates("screening_items", [i.name for i in self.screening_items])
         if sum(a.control for a in self.arms) != 1:
             problems.append("arms: exactly one arm must have control = true")
         for arm in self.arms:
@@ -583,7 +460,15 @@ class Protocol(_Model):
         problems += self._check_eligibility()
         problems += self._check_treatments()
         problems += self._check_visits()
-        problems += self._check_endpoints_and_plan()
+        problems += plan_problems(
+            self.analysis,
+            self.endpoints,
+            [v.code for v in self.visits],
+            [i.name for i in self.forms.LAB.items],
+            self.arm_codes,
+            self.forms.AE.terms,
+            (self.forms.AE.min_grade, self.forms.AE.max_grade),
+        )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -610,7 +495,7 @@ class Protocol(_Model):
     def _check_minimization(self, m: Minimization) -> list[str]:
         where = "randomization.minimization"
         items = {i.name: i for i in self.screening_items}
-        problems = _unique(f"{where}.factors", [f.name for f in m.factors])
+        problems = duplicates(f"{where}.factors", [f.name for f in m.factors])
         for index, factor in enumerate(m.factors):
             at = f"{where}.factors.{index}"
             item = items.get(factor.name)
@@ -711,103 +596,3 @@ class Protocol(_Model):
                 if f not in known_forms:
                     problems.append(f"visits.{v.code}.forms: unknown form {f!r}")
         return problems
-
-    def _check_endpoints_and_plan(self) -> list[str]:
-        problems = []
-        visit_codes = {v.code for v in self.visits}
-        lab_items = {i.name for i in self.forms.LAB.items}
-        endpoints = {e.id: e for e in self.endpoints}
-        for e in self.endpoints:
-            if e.visit is not None and e.visit not in visit_codes:
-                problems.append(f"endpoints.{e.id}.visit: unknown visit {e.visit!r}")
-            if e.baseline_visit is not None and e.baseline_visit not in visit_codes:
-                problems.append(f"endpoints.{e.id}.baseline_visit: unknown visit")
-            if e.test is not None and e.test not in lab_items:
-                problems.append(f"endpoints.{e.id}.test: {e.test!r} is not a LAB item")
-        arms = set(self.arm_codes)
-        analyses: list[
-            PrimaryAnalysis | TimeToEventAnalysis | LongitudinalAnalysis | SafetyAnalysis
-        ] = [
-            *self.analysis.primary,
-            *self.analysis.time_to_event,
-            *self.analysis.secondary,
-            *self.analysis.longitudinal,
-            *self.analysis.safety,
-        ]
-        problems += self._check_longitudinal_and_safety(endpoints)
-        for a in analyses:
-            where = f"analysis.{a.endpoint}"
-            if a.endpoint not in endpoints:
-                problems.append(f"{where}: unknown endpoint")
-            for treated, control in a.comparisons:
-                for code in [*treated.split("+"), control]:
-                    if code not in arms:
-                        problems.append(f"{where}.comparisons: unknown arm {code!r}")
-        return problems
-
-    def _check_longitudinal_and_safety(self, endpoints: dict[str, Endpoint]) -> list[str]:
-        problems = []
-        kinds: dict[
-            str,
-            tuple[list[PrimaryAnalysis] | list[LongitudinalAnalysis] | list[SafetyAnalysis], str],
-        ] = {
-            "secondary": (self.analysis.secondary, "continuous"),
-            "longitudinal": (self.analysis.longitudinal, "continuous"),
-            "safety": (self.analysis.safety, "safety"),
-        }
-        for section, (specs, kind) in kinds.items():
-            for spec in specs:
-                endpoint = endpoints.get(spec.endpoint)
-                if endpoint is not None and endpoint.kind != kind:
-                    problems.append(
-                        f"analysis.{section}.{spec.endpoint}.endpoint: a {endpoint.kind} "
-                        f"endpoint; {section} analyses take a {kind} endpoint"
-                    )
-        visit_codes = [v.code for v in self.visits]
-        for spec in self.analysis.longitudinal:
-            where = f"analysis.longitudinal.{spec.endpoint}.visits"
-            endpoint = endpoints.get(spec.endpoint)
-            baseline = endpoint.baseline_visit if endpoint is not None else None
-            for code in spec.visits:
-                if code not in visit_codes:
-                    problems.append(f"{where}: unknown visit {code!r} (visits: {visit_codes})")
-                elif code == baseline:
-                    problems.append(
-                        f"{where}: {code!r} is the baseline visit, a covariate of the model; "
-                        "list post-baseline visits only"
-                    )
-            problems += _unique(where, spec.visits)
-        return problems + self._check_safety()
-
-    def _check_safety(self) -> list[str]:
-        problems = []
-        ae = self.forms.AE
-        for spec in self.analysis.safety:
-            where = f"analysis.safety.{spec.endpoint}"
-            for term in spec.terms:
-                if term not in ae.terms:
-                    problems.append(f"{where}.terms: {term!r} is not a term of forms.AE.terms")
-            for grade in spec.any_grade_at_least:
-                if not ae.min_grade <= grade <= ae.max_grade:
-                    problems.append(
-                        f"{where}.any_grade_at_least: {grade} lies outside the AE grades "
-                        f"{ae.min_grade} to {ae.max_grade}"
-                    )
-            if not spec.terms and not spec.any_grade_at_least:
-                problems.append(f"{where}: give terms and/or any_grade_at_least to compare")
-        return problems
-
-
-def _unique(where: str, values: list[str]) -> list[str]:
-    seen: set[str] = set()
-    dup = sorted({v for v in values if v in seen or seen.add(v)})  # type: ignore[func-returns-value]
-    return [f"{where}: duplicate code {d!r}" for d in dup]
-
-
-def _check_item_bounds(
-    name: str, type_: str, lo: float | None, hi: float | None, choices: list[Any] | None
-) -> None:
-    if lo is not None and hi is not None and lo > hi:
-        raise ValueError(f"{name}: min {lo} is greater than max {hi}")
-    if type_ == "choice" and not choices:
-        raise ValueError(f"{name}: a choice item needs choices")

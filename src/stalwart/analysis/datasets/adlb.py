@@ -2,7 +2,8 @@
 
 Analysis visits are the protocol's scheduled visits (``visits``); cycle and extended follow-up
 labs stay in the store but are not analysis visits of this plan. HIV RNA below the assay limit is
-flagged (BLQFL = "Y") and imputed by the plan's ``hiv_rna_below_limit`` rule.
+flagged (BLQFL = "Y") and imputed by the plan's ``hiv_rna_below_limit`` rule. Each LAB item of
+the protocol is one parameter: its PARAMCD and PARAM are the item's ``paramcd`` and ``param``.
 """
 
 from __future__ import annotations
@@ -14,21 +15,15 @@ from stalwart.analysis.datasets.adsl import log10_hiv_rna
 from stalwart.analysis.datasets.source import StoreExtract
 from stalwart.protocol.schema import Protocol
 
-__all__ = ["PARAMETERS", "derive_adlb"]
-
-PARAMETERS: dict[str, tuple[str, str]] = {
-    "CD4": ("CD4", "CD4+ count (cells/mm3)"),
-    "CD4PCT": ("CD4PCT", "CD4+ percent (%)"),
-    "HIVRNA": ("LHIVRNA", "log10 HIV RNA (log10 copies/mL)"),
-}
-"""Store test code -> (PARAMCD, PARAM)."""
+__all__ = ["derive_adlb"]
 
 
 def derive_adlb(protocol: Protocol, extract: StoreExtract, adsl: pd.DataFrame) -> pd.DataFrame:
     """One row per participant, parameter and scheduled visit that has a result."""
     visits = {v.code: v for v in protocol.visits}
+    items = {item.name: item for item in protocol.forms.LAB.items}
     labs = extract.labs[
-        extract.labs["visit_code"].isin(visits) & extract.labs["test_code"].isin(PARAMETERS)
+        extract.labs["visit_code"].isin(visits) & extract.labs["test_code"].isin(items)
     ].copy()
     columns = [
         "USUBJID",
@@ -63,8 +58,8 @@ def derive_adlb(protocol: Protocol, extract: StoreExtract, adsl: pd.DataFrame) -
         {
             "USUBJID": labs["usubjid"],
             "ARMCD": labs["usubjid"].map(subj["ARMCD"]),
-            "PARAMCD": labs["test_code"].map(lambda t: PARAMETERS[t][0]),
-            "PARAM": labs["test_code"].map(lambda t: PARAMETERS[t][1]),
+            "PARAMCD": labs["test_code"].map(lambda t: items[t].paramcd),
+            "PARAM": labs["test_code"].map(lambda t: items[t].param),
             "AVISIT": labs["visit_code"],
             "AVISITN": labs["visit_code"].map(lambda c: visits[c].day // 7).astype(int),
             "ADT": adt,
