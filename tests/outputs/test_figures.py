@@ -13,16 +13,9 @@ import pytest
 from scipy import stats
 
 from stalwart.errors import AnalysisError
-from stalwart.outputs.figures import (
-    ConsortArm,
-    KMGroup,
-    consort_diagram,
-    km_figure,
-    km_step_data,
-    mean_by_visit_figure,
-    regular_times,
-    summarize_by_visit,
-)
+from stalwart.outputs.figures.consort import ConsortArm, consort_diagram
+from stalwart.outputs.figures.course import mean_by_visit_figure, summarize_by_visit
+from stalwart.outputs.figures.survival import KMGroup, km_figure, km_step_data, regular_times
 
 ARMS = [("A", "Arm A"), ("B", "Arm B costs $5 & <more>")]
 

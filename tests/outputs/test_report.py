@@ -15,6 +15,12 @@ import pytest
 from stalwart.analysis.datasets.bundle import TrialDatasets
 from stalwart.analysis.flow import Flow
 from stalwart.analysis.recompute import published_counts, recompute_published
+from stalwart.analysis.results import (
+    ContinuousComparison,
+    PlanResult,
+    Randomized,
+    TimeToEventComparison,
+)
 from stalwart.errors import AnalysisError
 from stalwart.outputs.report import (
     format_p,
@@ -173,54 +179,66 @@ def make_datasets(protocol: Protocol, per_arm: int = 10, seed: int = 7) -> Trial
 
 
 def make_results(protocol: Protocol, datasets: TrialDatasets) -> dict[str, Any]:
+    """A results.json body (provenance and the plan's sections) for the datasets."""
     control = protocol.control_arm
     others = [a.code for a in protocol.arms if not a.control]
     by_arm = datasets.adsl["ARMCD"].value_counts().to_dict()
-    primary = []
-    for i, arm in enumerate(others):
-        for method, p in (("ancova", 0.0004 if i == 0 else 0.0123), ("ttest", 0.2)):
-            primary.append(
-                {
-                    "endpoint": "CD4",
-                    "week": 32,
-                    "arm": arm,
-                    "control": control,
-                    "n": {arm: 9, control: 8},
-                    "mean": {arm: 712.25, control: 640.5},
-                    "difference": 71.75,
-                    "ci_low": -12.5,
-                    "ci_high": 156.0,
-                    "p_value": p,
-                    "method": method,
-                }
-            )
+    primary = [
+        ContinuousComparison(
+            endpoint="CD4",
+            week=32,
+            arm=arm,
+            control=control,
+            n={arm: 9, control: 8},
+            mean={arm: 712.25, control: 640.5},
+            method=method,
+            difference=71.75,
+            ci_low=-12.5,
+            ci_high=156.0,
+            p_value=p,
+            se=None,
+            df=None,
+            test=test,
+        )
+        for i, arm in enumerate(others)
+        for method, test, p in (
+            ("ancova", "ANCOVA", 0.0004 if i == 0 else 0.0123),
+            ("ttest", "Welch two-sample t-test", 0.2),
+        )
+    ]
     pooled = "+".join(others)
     tte = [
-        {
-            "parameter": "ODDEATH",
-            "arm": pooled,
-            "control": control,
-            "events": {pooled: 3, control: 4},
-            "n": {pooled: 20, control: 10},
-            "hazard_ratio": 0.37,
-            "ci_low": 0.08,
-            "ci_high": 1.66,
-            "p_value": 0.19,
-            "method": "cox_efron",
-        },
-        {
-            "parameter": "ODDEATH",
-            "arm": others[-1],
-            "control": control,
-            "events": {others[-1]: 0, control: 4},
-            "n": {others[-1]: 10, control: 10},
-            "hazard_ratio": None,
-            "ci_low": None,
-            "ci_high": None,
-            "p_value": 0.04,
-            "method": "logrank",
-        },
+        TimeToEventComparison(
+            parameter="ODDEATH",
+            arm=pooled,
+            control=control,
+            events={pooled: 3, control: 4},
+            n={pooled: 20, control: 10},
+            method="cox_efron",
+            hazard_ratio=0.37,
+            ci_low=0.08,
+            ci_high=1.66,
+            p_value=0.19,
+        ),
+        TimeToEventComparison(
+            parameter="ODDEATH",
+            arm=others[-1],
+            control=control,
+            events={others[-1]: 0, control: 4},
+            n={others[-1]: 10, control: 10},
+            method="logrank",
+            hazard_ratio=None,
+            ci_low=None,
+            ci_high=None,
+            p_value=0.04,
+        ),
     ]
+    plan = PlanResult(
+        randomized=Randomized(total=len(datasets.adsl), by_arm=by_arm),
+        primary=tuple(primary),
+        time_to_event=tuple(tte),
+        km=(),
+    )
     return {
         "provenance": {
             "protocol": protocol.study.id,
@@ -230,9 +248,7 @@ def make_results(protocol: Protocol, datasets: TrialDatasets) -> dict[str, Any]:
             "data_sha256": "ab" * 32,
             "created": "2024-05-01T12:00:00+00:00",
         },
-        "randomized": {"total": len(datasets.adsl), "by_arm": by_arm},
-        "primary": primary,
-        "time_to_event": tte,
+        **plan.to_dict(),
     }
 
 
@@ -716,6 +732,17 @@ def test_unknown_arm_code_raises_analysis_error(
     )
     with pytest.raises(AnalysisError, match="PLACEBO"):
         render_report(protocol, broken, results, flow)
+
+
+def test_results_that_are_not_a_results_body_are_refused(
+    protocol: Protocol, datasets: TrialDatasets, results: dict[str, Any], flow: Flow
+) -> None:
+    without_primary = {k: v for k, v in results.items() if k != "primary"}
+    with pytest.raises(AnalysisError, match="'primary' section is missing"):
+        render_report(protocol, datasets, without_primary, flow)
+    unknown = {**results, "primary": [{**results["primary"][0], "estimate": 1.0}]}
+    with pytest.raises(AnalysisError, match="unknown keys"):
+        render_report(protocol, datasets, unknown, flow)
 
 
 def test_write_report_creates_the_file(

@@ -8,9 +8,13 @@ and, when given, published figures beside this run's. Every arm label comes from
 protocol order. Numbers are formatted here; the Jinja2 template (autoescaped) only lays them out.
 Figures are inline SVG; nothing on the page refers to an external resource.
 
-The section builders live in :mod:`stalwart.outputs.report_sections`, the table model and
-formatting in :mod:`stalwart.outputs.report_tables`; the DSMB reports (open and closed, HTML and
-PDF, from a frozen snapshot) in :mod:`stalwart.outputs.study_report`.
+The results arrive as results.json's dict (its ``provenance`` block and the plan's body); the body
+is read once into a typed :class:`~stalwart.analysis.results.PlanResult`, which the sections use.
+The section builders live in :mod:`stalwart.outputs.report_participants` (flow, baseline, adverse
+events), :mod:`stalwart.outputs.report_outcomes` (lab course, Kaplan-Meier) and
+:mod:`stalwart.outputs.report_sections` (results), the table model and formatting in
+:mod:`stalwart.outputs.report_tables`; the DSMB reports (open and closed, HTML and PDF, from a
+frozen snapshot) in :mod:`stalwart.outputs.study_report`.
 """
 
 from __future__ import annotations
@@ -24,15 +28,17 @@ import jinja2
 from stalwart.analysis.datasets.bundle import TrialDatasets
 from stalwart.analysis.flow import Flow
 from stalwart.analysis.recompute import PublishedCounts, RecomputedTest
-from stalwart.outputs.report_sections import (
+from stalwart.analysis.results import PlanResult
+from stalwart.outputs.report_outcomes import km_sections, lab_section
+from stalwart.outputs.report_participants import (
     ae_tables,
     baseline_table,
     check_datasets,
-    comparison_table,
     consort_figure,
     flow_tables,
-    km_sections,
-    lab_section,
+)
+from stalwart.outputs.report_sections import (
+    comparison_table,
     primary_table,
     provenance_rows,
     recomputed_table,
@@ -70,36 +76,38 @@ def template_environment() -> jinja2.Environment:
 def render_report(
     protocol: Protocol,
     datasets: TrialDatasets,
-    results: dict[str, Any],
+    results: Mapping[str, Any],
     flow: Flow,
     comparison: list[ComparisonRow] | None = None,
     recomputed: tuple[PublishedCounts, Sequence[RecomputedTest]] | None = None,
 ) -> str:
     """The report as the text of one self-contained HTML page.
 
-    Raises :class:`~stalwart.errors.AnalysisError` when a dataset lacks a column the report needs
-    or names an arm the protocol does not define.
+    ``results`` is results.json's dict: the plan's sections (read as a :class:`PlanResult`) and
+    an optional ``provenance`` block. Raises :class:`~stalwart.errors.AnalysisError` when a
+    dataset lacks a column the report needs or names an arm the protocol does not define, or
+    when ``results`` is not a results.json body.
     """
+    plan = PlanResult.from_dict(results)
     arms = Arms.of(protocol)
     check_datasets(datasets, arms)
     screening, flow_table = flow_tables(flow, arms)
     lab = lab_section(protocol, datasets.adlb, arms)
     ae_terms, ae_grades = ae_tables(protocol, datasets.adsl, datasets.adae, arms)
-    randomized: Mapping[str, Any] = results.get("randomized", {})
     context = {
         "study": protocol.study,
         "arms": arms.pairs(),
         "control_label": arms.label(arms.control),
-        "randomized_total": randomized.get("total", len(datasets.adsl)),
-        "provenance": provenance_rows(protocol, results),
+        "randomized_total": plan.randomized.total,
+        "provenance": provenance_rows(protocol, results.get("provenance", {})),
         "consort": consort_figure(flow, arms),
         "screening": screening,
         "flow_table": flow_table,
         "baseline": baseline_table(protocol, datasets.adsl, arms),
         "lab": lab,
-        "primary": primary_table(protocol, results, arms),
+        "primary": primary_table(protocol, plan.primary, arms),
         "km_sections": km_sections(protocol, datasets.adtte, arms),
-        "tte": tte_table(protocol, results, arms),
+        "tte": tte_table(protocol, plan.time_to_event, arms),
         "ae_terms": ae_terms,
         "ae_grades": ae_grades,
         "comparison": None if comparison is None else comparison_table(comparison),
@@ -112,7 +120,7 @@ def write_report(
     path: Path,
     protocol: Protocol,
     datasets: TrialDatasets,
-    results: dict[str, Any],
+    results: Mapping[str, Any],
     flow: Flow,
     comparison: list[ComparisonRow] | None = None,
     recomputed: tuple[PublishedCounts, Sequence[RecomputedTest]] | None = None,

@@ -4,34 +4,38 @@ and the results the analysis plan may add (secondary, longitudinal, safety tests
 
 The open report is built by pooling before anything is formatted: :func:`pool_datasets` and
 :func:`pool_flow` replace every arm code by one pseudo-arm, so the section builders never see an
-arm and cannot show one. Result sections the plan may or may not produce (``secondary``,
-``longitudinal``, ``safety``) render when their key is present and are skipped otherwise.
+arm and cannot show one. The result sections read the typed records of
+:class:`~stalwart.analysis.results.PlanResult`; those the plan may or may not produce
+(``secondary``, ``longitudinal``, ``safety``) render when it gave records and are skipped
+otherwise.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
 from stalwart.analysis.datasets.bundle import TrialDatasets
 from stalwart.analysis.flow import Flow
 from stalwart.analysis.methods import short_label
-from stalwart.outputs.figures import EmbeddedFigure, ForestRow, forest_figure
-from stalwart.outputs.report_sections import DAIDS_GRADES, endpoint_label, ordered_levels
+from stalwart.analysis.results import LongitudinalComparison, PlanResult, SafetyComparison
+from stalwart.outputs.figures.forest import ForestRow, forest_figure
+from stalwart.outputs.figures.render import EmbeddedFigure
+from stalwart.outputs.report_participants import DAIDS_GRADES, ordered_levels
+from stalwart.outputs.report_sections import grouped
 from stalwart.outputs.report_tables import (
     DASH,
     Arms,
     Row,
     Table,
     confidence_label,
+    endpoint_label,
     fmt_ci,
     fmt_num,
     format_p,
-    is_missing,
     n_pct,
 )
 from stalwart.protocol.schema import Protocol
@@ -88,40 +92,20 @@ def pool_flow(flow: Flow) -> Flow:
 # -- forest plot -----------------------------------------------------------------------------------
 
 
-def _records(results: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
-    value = results.get(key)
-    if isinstance(value, Mapping):
-        nested = [v for v in value.values() if isinstance(v, list)]
-        return [r for group in nested for r in group if isinstance(r, Mapping)]
-    if isinstance(value, list):
-        return [r for r in value if isinstance(r, Mapping)]
-    return []
-
-
-def _method(record: Mapping[str, Any]) -> str:
-    return short_label(str(record.get("method", "")))
-
-
-def forest_figures(
-    protocol: Protocol, results: Mapping[str, Any], arms: Arms
-) -> list[EmbeddedFigure]:
+def forest_figures(protocol: Protocol, plan: PlanResult, arms: Arms) -> list[EmbeddedFigure]:
     """Forest plots of every comparison: differences of each continuous endpoint (primary and
-    secondary, one plot per endpoint) and hazard ratios on a log scale."""
+    secondary, one plot per endpoint) and hazard ratios (Cox) on a log scale."""
     conf = confidence_label(protocol)
     figures: list[EmbeddedFigure] = []
-    continuous = [r for key in ("primary", "secondary") for r in _records(results, key)]
-    by_endpoint: dict[str, list[Mapping[str, Any]]] = {}
-    for record in continuous:
-        if "difference" in record:
-            by_endpoint.setdefault(str(record.get("endpoint", "")), []).append(record)
+    by_endpoint = grouped((*plan.primary, *plan.secondary), lambda r: r.endpoint)
     for endpoint, records in by_endpoint.items():
         label = endpoint_label(protocol, endpoint)
         rows = [
             ForestRow(
-                f"{arms.label(str(r['arm']))} vs {arms.label(str(r['control']))} ({_method(r)})",
-                r.get("difference"),
-                r.get("ci_low"),
-                r.get("ci_high"),
+                f"{arms.label(r.arm)} vs {arms.label(r.control)} ({short_label(r.method)})",
+                r.difference,
+                r.ci_low,
+                r.ci_high,
             )
             for r in records
         ]
@@ -139,15 +123,14 @@ def forest_figures(
                 ident=f"fig-forest-{endpoint.lower() or 'endpoint'}",
             )
         )
-    ratios = [r for r in _records(results, "time_to_event") if "hazard_ratio" in r]
-    ratios = [r for r in ratios if str(r.get("method", "")).startswith("cox")]
+    ratios = [r for r in plan.time_to_event if r.method.startswith("cox")]
     if ratios:
         rows = [
             ForestRow(
-                f"{arms.label(str(r['arm']))} vs {arms.label(str(r['control']))}",
-                r.get("hazard_ratio"),
-                r.get("ci_low"),
-                r.get("ci_high"),
+                f"{arms.label(r.arm)} vs {arms.label(r.control)}",
+                r.hazard_ratio,
+                r.ci_low,
+                r.ci_high,
             )
             for r in ratios
         ]
@@ -269,41 +252,26 @@ def event_listing(
 # -- results the plan may add ----------------------------------------------------------------------
 
 
-def _first(record: Mapping[str, Any], *keys: str) -> Any:
-    for key in keys:
-        if key in record and not is_missing(record[key]):
-            return record[key]
-    return None
-
-
-def longitudinal_table(protocol: Protocol, results: Mapping[str, Any], arms: Arms) -> Table | None:
+def longitudinal_table(
+    protocol: Protocol, comparisons: Sequence[LongitudinalComparison], arms: Arms
+) -> Table | None:
     """Contrasts by visit of the longitudinal (MMRM) analysis, or None when the plan gave none.
 
-    Reads records with ``arm``, ``control``, a visit (``week`` or ``visit``) and ``difference``
-    (or ``estimate``) with ``ci_low``, ``ci_high`` and ``p_value``.
+    A contrast the model could not estimate (no ``difference``) is left out.
     """
     conf = confidence_label(protocol)
-    rows: list[Row] = []
-    for record in _records(results, "longitudinal"):
-        if "arm" not in record or "control" not in record:
-            continue
-        estimate = _first(record, "difference", "estimate")
-        if estimate is None:
-            continue
-        visit = _first(record, "week", "visit", "avisitn")
-        endpoint = str(record.get("endpoint", record.get("parameter", "")))
-        where = f"week {visit}" if isinstance(visit, int | float) else str(visit or "")
-        rows.append(
-            Row(
-                f"{endpoint} {where}: {arms.label(str(record['arm']))} vs "
-                f"{arms.label(str(record['control']))}".strip(),
-                (
-                    fmt_num(estimate, 2),
-                    fmt_ci(record.get("ci_low"), record.get("ci_high"), 2),
-                    format_p(record.get("p_value")),
-                ),
-            )
+    rows = [
+        Row(
+            f"{r.endpoint} week {r.week}: {arms.label(r.arm)} vs {arms.label(r.control)}".strip(),
+            (
+                fmt_num(r.difference, 2),
+                fmt_ci(r.ci_low, r.ci_high, 2),
+                format_p(r.p_value),
+            ),
         )
+        for r in comparisons
+        if r.difference is not None
+    ]
     if not rows:
         return None
     return Table(
@@ -316,32 +284,20 @@ def longitudinal_table(protocol: Protocol, results: Mapping[str, Any], arms: Arm
     )
 
 
-def safety_table(results: Mapping[str, Any], arms: Arms) -> Table | None:
-    """Tests of adverse event proportions between arms (Fisher's exact test), or None.
-
-    Reads records with a ``term`` (or ``label``), ``arm``, ``control`` and ``p_value``; an
-    ``odds_ratio`` with ``ci_low``/``ci_high`` is shown when present.
-    """
-    rows: list[Row] = []
-    for record in _records(results, "safety"):
-        if "p_value" not in record:
-            continue
-        term = str(_first(record, "term", "label", "aedecod", "parameter") or "")
-        comparison = (
-            f"{arms.label(str(record['arm']))} vs {arms.label(str(record['control']))}"
-            if "arm" in record and "control" in record
-            else ""
+def safety_table(comparisons: Sequence[SafetyComparison], arms: Arms) -> Table | None:
+    """Tests of adverse event proportions between arms (Fisher's exact test), or None when the
+    plan gave none: the odds ratio with its confidence limits, and the p-value."""
+    rows = [
+        Row(
+            " : ".join(p for p in (r.term, f"{arms.label(r.arm)} vs {arms.label(r.control)}") if p),
+            (
+                fmt_num(r.odds_ratio, 2),
+                fmt_ci(r.ci_low, r.ci_high, 2),
+                format_p(r.p_value),
+            ),
         )
-        rows.append(
-            Row(
-                " : ".join(p for p in (term, comparison) if p) or DASH,
-                (
-                    fmt_num(record.get("odds_ratio"), 2),
-                    fmt_ci(record.get("ci_low"), record.get("ci_high"), 2),
-                    format_p(record.get("p_value")),
-                ),
-            )
-        )
+        for r in comparisons
+    ]
     if not rows:
         return None
     return Table(

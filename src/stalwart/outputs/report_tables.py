@@ -1,8 +1,10 @@
-"""The table model and number formatting shared by the trial reports.
+"""The table model and number formatting shared by the trial reports, and the labels they take
+from the protocol.
 
 A :class:`Table` holds formatted text only: numbers are turned into strings here, so that the
 Jinja2 templates (autoescaped) merely lay them out. :class:`Arms` carries arm codes and labels
-in protocol order; a report of pooled arms passes a single pseudo-arm instead.
+in protocol order; a report of pooled arms passes a single pseudo-arm instead. Endpoint and lab
+labels and units come from the protocol, falling back to the code when it names none.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ __all__ = [
     "Row",
     "Table",
     "confidence_label",
+    "endpoint_label",
     "fmt_ci",
     "fmt_num",
     "format_p",
     "is_missing",
+    "lab_label",
+    "lab_unit",
     "mean_sd",
     "median_iqr",
     "n_pct",
@@ -178,6 +183,34 @@ def fmt_ci(low: object, high: object, decimals: int) -> str:
     return f"{fmt_num(low, decimals)} to {fmt_num(high, decimals)}"
 
 
+# -- labels from the protocol ----------------------------------------------------------------------
+
+
 def confidence_label(protocol: Protocol) -> str:
     """The confidence level of the plan's intervals, e.g. ``95%``."""
     return f"{100 * (1 - protocol.analysis.alpha):g}%"
+
+
+def endpoint_label(protocol: Protocol, endpoint_id: str) -> str:
+    """The protocol's description of an endpoint, or its id."""
+    try:
+        return protocol.endpoint(endpoint_id).description
+    except KeyError:
+        return endpoint_id
+
+
+def lab_unit(protocol: Protocol, item: str, default: str) -> str:
+    """The unit of the protocol's lab item ``item``, or ``default``."""
+    try:
+        unit = protocol.lab_item(item).unit
+    except KeyError:
+        return default
+    return unit or default
+
+
+def lab_label(protocol: Protocol, item: str) -> str:
+    """The label of the protocol's lab item ``item``, or ``item`` itself."""
+    try:
+        return protocol.lab_item(item).label
+    except KeyError:
+        return item

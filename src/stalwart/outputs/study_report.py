@@ -33,6 +33,7 @@ from stalwart.analysis.datasets.bundle import TrialDatasets, derive_datasets
 from stalwart.analysis.flow import flow_counts
 from stalwart.analysis.plan import analyze_available
 from stalwart.analysis.recompute import published_counts, recompute_published
+from stalwart.analysis.results import PlanResult
 from stalwart.capture.db import open_engine
 from stalwart.errors import ConfigurationError
 from stalwart.outputs.report import template_environment
@@ -46,15 +47,16 @@ from stalwart.outputs.report_dsmb import (
     pool_flow,
     safety_table,
 )
-from stalwart.outputs.report_sections import (
+from stalwart.outputs.report_outcomes import LabSection, km_sections, lab_section
+from stalwart.outputs.report_participants import (
     ae_tables,
     baseline_table,
     check_datasets,
-    comparison_table,
     consort_figure,
     flow_tables,
-    km_sections,
-    lab_section,
+)
+from stalwart.outputs.report_sections import (
+    comparison_table,
     primary_table,
     recomputed_table,
     tte_table,
@@ -62,7 +64,7 @@ from stalwart.outputs.report_sections import (
 from stalwart.outputs.report_tables import Arms
 from stalwart.outputs.snapshot import Snapshot, take_snapshot
 from stalwart.protocol.load import LoadedProtocol
-from stalwart.provenance import provenance
+from stalwart.protocol.schema import Protocol
 from stalwart.published import published_comparison
 
 __all__ = [
@@ -144,7 +146,7 @@ def _provenance(snapshot: Snapshot, closed: bool, generated: dt.datetime) -> lis
     ]
 
 
-def _lab_sections(protocol: Any, datasets: TrialDatasets, arms: Arms) -> list[Any]:
+def _lab_sections(protocol: Protocol, datasets: TrialDatasets, arms: Arms) -> list[LabSection]:
     cd4 = lab_section(protocol, datasets.adlb, arms, parameter="CD4")
     rna = lab_section(
         protocol,
@@ -169,20 +171,16 @@ def _context(snapshot: Snapshot, closed: bool, generated: dt.datetime) -> dict[s
     check_datasets(by_arm, Arms.of(protocol))
     flow = flow_counts(protocol, snapshot.extract, by_arm)
     not_estimable: dict[str, str] = {}
+    plan: PlanResult | None = None
     if closed:
         arms = Arms.of(protocol)
         datasets = by_arm
         # an interim look: a section the data cannot support yet is shown as such, not fatal
         plan, not_estimable = analyze_available(protocol, datasets)
-        results: dict[str, Any] = {
-            "provenance": provenance(protocol, snapshot.data_sha256, None, snapshot.loaded.sha256),
-            **plan.to_dict(),
-        }
     else:
         arms = Arms.pooled(POOLED, "All participants")
         datasets = pool_datasets(by_arm)
         flow = pool_flow(flow)
-        results = {}
     screening, flow_table = flow_tables(flow, arms)
     ae_terms, ae_grades = ae_tables(protocol, datasets.adsl, datasets.adae, arms)
     context: dict[str, Any] = {
@@ -214,24 +212,26 @@ def _context(snapshot: Snapshot, closed: bool, generated: dt.datetime) -> dict[s
         "recomputed": None,
         "not_estimable": not_estimable,
     }
-    if closed:
+    if plan is not None:
         context.update(
-            primary=primary_table(protocol, results, arms),
+            primary=primary_table(protocol, plan.primary, arms),
             secondary=primary_table(
                 protocol,
-                results,
+                plan.secondary,
                 arms,
                 key="secondary",
                 caption="Secondary endpoints: each arm compared with the control arm",
             )
-            if results.get("secondary")
+            if plan.secondary
             else None,
-            longitudinal=longitudinal_table(protocol, results, arms),
-            tte=tte_table(protocol, results, arms),
-            forest=forest_figures(protocol, results, arms),
-            safety=safety_table(results, arms),
+            longitudinal=longitudinal_table(protocol, plan.longitudinal, arms),
+            tte=tte_table(protocol, plan.time_to_event, arms),
+            forest=forest_figures(protocol, plan, arms),
+            safety=safety_table(plan.safety, arms),
             comparison=comparison_table(
-                published_comparison(protocol.study.id, results, flow.completed, protocol.arm_codes)
+                published_comparison(
+                    protocol.study.id, plan.to_dict(), flow.completed, protocol.arm_codes
+                )
             ),
         )
         counts = published_counts(protocol.study.id)
