@@ -1,6 +1,6 @@
 """Run the real demo for many seeds and print how its figures sit against the published ones.
 
-Each seed runs ``stalwart.demo.run_demo`` end to end (SQLite, the simulated sites writing
+Each seed runs ``stalwart.play.demo.run_demo`` end to end (SQLite, the simulated sites writing
 through the capture service, the analysis plan on what was captured), so the figures below come
 from real runs, never from the model alone. Prints, per seed and averaged over seeds:
 
@@ -24,7 +24,7 @@ from typing import Any
 
 
 def one_seed(seed: int) -> dict[str, Any]:
-    from stalwart.demo import run_demo
+    from stalwart.play.demo import run_demo
 
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()

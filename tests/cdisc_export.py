@@ -2,7 +2,7 @@
 
 ``cdisc_trial`` runs the demo on the packaged protocol with 30 participants (a few seconds) and
 exports it as SDTM, ADaM and ODM into a session folder; tests read those files and must not
-change them. ``tests/outputs/conftest.py`` and the R validation test import the fixture.
+change them. ``tests/cdisc/conftest.py`` and the R validation test import the fixture.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from stalwart.capture.db import open_engine
-from stalwart.demo import run_demo
-from stalwart.outputs.cdisc import export_cdisc
+from stalwart.cdisc.export import export_cdisc
+from stalwart.play.demo import run_demo
 from stalwart.protocol.load import default_protocol_path
 
 

@@ -22,7 +22,7 @@ import pyreadstat
 import pytest
 
 from cdiscpilot import pilot_adam
-from stalwart.analysis.foreign import run_adam_analysis
+from stalwart.cdisc.foreign import run_adam_analysis
 from validation.rscript import require_r_package, run_r
 
 RTOL = 1e-6

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from cdisc_export import CdiscTrial, cdisc_trial
-from stalwart.outputs.xpt import SAS_EPOCH, read_xpt
+from stalwart.cdisc.xpt import SAS_EPOCH, read_xpt
 from validation.rscript import require_r_package, run_r
 
 __all__ = ["cdisc_trial"]

@@ -55,7 +55,7 @@ def analyze(
 
     Example: stalwart analyze --adam stalwart-demo/adam --out analysis --population ITTFL
     """
-    from stalwart.analysis.foreign import run_adam_analysis
+    from stalwart.cdisc.foreign import run_adam_analysis
 
     results, path = run_adam_analysis(
         adam, out, arm_var=arm_var, control=control, population=population, bds=bds
@@ -107,8 +107,8 @@ def report(
     Example: stalwart report --database sqlite:///demo-out/stalwart.db --out reports --closed
     """
     from stalwart.capture.db import resolve_database_url
-    from stalwart.outputs.study_report import build_report_from_url
     from stalwart.protocol.load import load_protocol
+    from stalwart.reports.study_report import build_report_from_url
 
     expected = None if protocol is None else load_protocol(protocol)
     files = build_report_from_url(
@@ -137,7 +137,7 @@ def export_(
 
     Example: stalwart export sdtm --database sqlite:///demo-out/stalwart.db --out sdtm
     """
-    from stalwart.outputs.cdisc import export_cdisc
+    from stalwart.cdisc.export import export_cdisc
 
     with opened_engine(database) as engine:
         summary = export_cdisc(kind, engine, out, protocol)
@@ -158,8 +158,8 @@ def import_(
     Example: stalwart import odm backup/stalwart.odm.xml --database sqlite:///restored.db
     """
     from stalwart.capture.audit import data_sha256
+    from stalwart.cdisc.odm_import import import_odm
     from stalwart.errors import ExportError
-    from stalwart.outputs.odm_import import import_odm
 
     if kind != "odm":
         raise ExportError(f"unknown import format {kind!r}; use odm")
@@ -192,8 +192,8 @@ def backup(
 
     from stalwart.capture.audit import data_sha256
     from stalwart.capture.service import CaptureService
+    from stalwart.cdisc.odm import export_odm
     from stalwart.errors import ConfigurationError
-    from stalwart.outputs.odm import export_odm
 
     if out.is_dir():
         raise ConfigurationError(f"--out {out} is a folder: give the backup file's name")
@@ -225,7 +225,7 @@ def restore(
     """
     from stalwart.capture.audit import data_sha256
     from stalwart.capture.db import resolve_database_url
-    from stalwart.outputs.odm_import import read_odm, restore_odm
+    from stalwart.cdisc.odm_import import read_odm, restore_odm
 
     url = resolve_database_url(database)  # a bad URL is refused before the file is read
     checked = read_odm(file)

@@ -57,7 +57,7 @@ def demo(
 
     Example: stalwart demo --seed 1 --out demo-out --via-http
     """
-    from stalwart.demo import run_demo
+    from stalwart.play.demo import run_demo
 
     with stage_progress(err_console) as progress:
         outcome = run_demo(

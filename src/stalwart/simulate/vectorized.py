@@ -45,7 +45,7 @@ in tests/simulate/test_vectorized_outcomes.py.
 
 Allocation is the protocol's stratified permuted blocks with random block sizes
 (:mod:`stalwart.randomization.blocks`), drawn per replicate and stratum, in the order sites
-randomize (screening date, as :mod:`stalwart.simulate.sites` plays it): arm counts then vary as
+randomize (screening date, as :mod:`stalwart.play.sites` plays it): arm counts then vary as
 they do in the real trial (at most half a block out of balance per stratum), which simple
 fixed 1:1:1 counts would hide. Sites are chosen uniformly, randomization days uniformly over the
 accrual period, as sites.py does.

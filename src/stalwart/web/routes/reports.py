@@ -17,8 +17,8 @@ from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
 from stalwart.capture.access import Permission, require
-from stalwart.outputs.snapshot import take_snapshot
-from stalwart.outputs.study_report import render_pdf, render_study_report
+from stalwart.reports.snapshot import take_snapshot
+from stalwart.reports.study_report import render_pdf, render_study_report
 from stalwart.web.deps import CurrentActor, Service
 from stalwart.web.routes import needs
 

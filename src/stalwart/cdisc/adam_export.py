@@ -1,0 +1,160 @@
+"""ADaM exports: ADSL, ADLB (BDS), ADTTE and ADAE, the very tables the analysis plan analyses.
+
+The frames come from ``analysis.datasets.derive_datasets`` unchanged; this module only adds the
+ADaM identifiers a reviewer expects (STUDYID, TRT01P/TRT01PN, TRTP/TRTPN, TRTA/TRTAN, PARAMN,
+SITEID) and the metadata (labels, types, sort keys). No analysed value is recomputed, so reading
+the export back gives the plan the same numbers: ``stalwart analyze --adam`` on this export agrees
+with the analysis from the store to floating-point equality (SAS numerics hold an IEEE double
+exactly).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from stalwart.analysis.datasets.bundle import TrialDatasets
+from stalwart.cdisc.xpt import Dataset, Variable
+from stalwart.protocol.schema import Protocol
+
+__all__ = ["LABELS", "adam_datasets"]
+
+LABELS: dict[str, tuple[str, str]] = {
+    "STUDYID": ("Study Identifier", "Char"),
+    "USUBJID": ("Unique Subject Identifier", "Char"),
+    "SUBJID": ("Subject Identifier for the Study", "Char"),
+    "SITEID": ("Study Site Identifier", "Char"),
+    "COUNTRY": ("Country", "Char"),
+    "SCRNUM": ("Screening Number", "Char"),
+    "AGE": ("Age", "Num"),
+    "AGEU": ("Age Units", "Char"),
+    "SEX": ("Sex", "Char"),
+    "ARMCD": ("Planned Arm Code", "Char"),
+    "ARM": ("Description of Planned Arm", "Char"),
+    "TRT01P": ("Planned Treatment for Period 01", "Char"),
+    "TRT01PN": ("Planned Treatment for Period 01 (N)", "Num"),
+    "RANDDT": ("Date of Randomization", "Date"),
+    "ITTFL": ("Intent-To-Treat Population Flag", "Char"),
+    "RANDFL": ("Randomized Population Flag", "Char"),
+    "BASECD4": ("Baseline CD4+ Count (cells/mm3)", "Num"),
+    "BASEVL": ("Baseline log10 HIV RNA (copies/mL)", "Num"),
+    "EOSSTT": ("End of Study Status", "Char"),
+    "DCSREAS": ("Reason for Discontinuation from Study", "Char"),
+    "EOSDT": ("End of Study Date", "Date"),
+    "DTHFL": ("Subject Death Flag", "Char"),
+    "DTHDT": ("Date of Death", "Date"),
+    "LSTCNDT": ("Date of Last Contact", "Date"),
+    "TRTP": ("Planned Treatment", "Char"),
+    "TRTPN": ("Planned Treatment (N)", "Num"),
+    "TRTA": ("Actual Treatment", "Char"),
+    "TRTAN": ("Actual Treatment (N)", "Num"),
+    "PARAMCD": ("Parameter Code", "Char"),
+    "PARAM": ("Parameter", "Char"),
+    "PARAMN": ("Parameter (N)", "Num"),
+    "AVISIT": ("Analysis Visit", "Char"),
+    "AVISITN": ("Analysis Visit (N)", "Num"),
+    "ADT": ("Analysis Date", "Date"),
+    "ADY": ("Analysis Relative Day", "Num"),
+    "AVAL": ("Analysis Value", "Num"),
+    "BASE": ("Baseline Value", "Num"),
+    "CHG": ("Change from Baseline", "Num"),
+    "ABLFL": ("Baseline Record Flag", "Char"),
+    "BLQFL": ("Below Limit of Quantitation Flag", "Char"),
+    "ANL01FL": ("Analysis Record Flag 01", "Char"),
+    "STARTDT": ("Time to Event Origin Date for Subject", "Date"),
+    "CNSR": ("Censor", "Num"),
+    "EVNTDESC": ("Event or Censoring Description", "Char"),
+    "SRCDOM": ("Source Domain", "Char"),
+    "AETERM": ("Reported Term for the Adverse Event", "Char"),
+    "AEDECOD": ("Dictionary-Derived Term", "Char"),
+    "AETOXGR": ("Standard Toxicity Grade", "Num"),
+    "ASTDT": ("Analysis Start Date", "Date"),
+    "AENDT": ("Analysis End Date", "Date"),
+    "ASTDY": ("Analysis Start Relative Day", "Num"),
+    "AEREL": ("Causality", "Char"),
+    "AESER": ("Serious Event", "Char"),
+    "TRTEMFL": ("Treatment Emergent Analysis Flag", "Char"),
+}
+"""ADaM variable -> (label, kind) for every exported variable."""
+
+
+def _dataset(
+    name: str, label: str, frame: pd.DataFrame, keys: tuple[str, ...], structure: str, klass: str
+) -> Dataset:
+    variables = tuple(Variable(c, *LABELS[c]) for c in frame.columns)
+    frame = frame.sort_values(list(keys), kind="mergesort").reset_index(drop=True)
+    return Dataset(name, label, variables, frame, keys, structure, klass, standard="ADaM")
+
+
+def _arm_numbers(protocol: Protocol) -> dict[str, float]:
+    return {a.code: float(i) for i, a in enumerate(protocol.arms, start=1)}
+
+
+def _with_treatment(
+    frame: pd.DataFrame, adsl: pd.DataFrame, protocol: Protocol, prefix: str
+) -> pd.DataFrame:
+    """STUDYID and SITEID first, the planned (or actual) treatment after the arm code."""
+    subj = adsl.set_index("USUBJID")
+    names = {a.code: a.name for a in protocol.arms}
+    out = frame.copy()
+    out.insert(0, "STUDYID", protocol.study.id)
+    out.insert(1, "SITEID", out["USUBJID"].map(subj["SITEID"]))
+    at = list(out.columns).index("ARMCD") + 1
+    out.insert(at, prefix, out["ARMCD"].map(names))
+    out.insert(at + 1, f"{prefix}N", out["ARMCD"].map(_arm_numbers(protocol)))
+    return out
+
+
+def adam_datasets(protocol: Protocol, datasets: TrialDatasets) -> list[Dataset]:
+    """ADSL, ADLB, ADTTE, ADAE as exportable datasets (analysed columns untouched)."""
+    adsl = datasets.adsl.copy()
+    adsl.insert(
+        list(adsl.columns).index("TRT01P") + 1,
+        "TRT01PN",
+        adsl["ARMCD"].map(_arm_numbers(protocol)),
+    )
+    adsl.insert(list(adsl.columns).index("AGE") + 1, "AGEU", "YEARS")
+    adsl.insert(list(adsl.columns).index("ITTFL") + 1, "RANDFL", "Y")
+    adlb = _with_treatment(datasets.adlb, datasets.adsl, protocol, "TRTP")
+    order = {code: float(i) for i, code in enumerate(adlb["PARAMCD"].drop_duplicates(), 1)}
+    adlb.insert(list(adlb.columns).index("PARAM") + 1, "PARAMN", adlb["PARAMCD"].map(order))
+    adtte = _with_treatment(datasets.adtte, datasets.adsl, protocol, "TRTP")
+    adtte["SRCDOM"] = adtte["CNSR"].map(lambda c: "CE" if c == 0 else "ADSL")
+    adae = _with_treatment(datasets.adae, datasets.adsl, protocol, "TRTA")
+    adae.insert(list(adae.columns).index("AEDECOD"), "AETERM", adae["AEDECOD"])
+    randdt = adae["USUBJID"].map(datasets.adsl.set_index("USUBJID")["RANDDT"])
+    days = (pd.to_datetime(adae["ASTDT"]) - pd.to_datetime(randdt)).dt.days
+    adae.insert(list(adae.columns).index("AENDT") + 1, "ASTDY", days.where(days < 0, days + 1))
+    return [
+        _dataset(
+            "ADSL",
+            "Subject-Level Analysis Dataset",
+            adsl,
+            ("STUDYID", "USUBJID"),
+            "One record per subject",
+            "SUBJECT LEVEL ANALYSIS DATASET",
+        ),
+        _dataset(
+            "ADLB",
+            "Laboratory Analysis Dataset",
+            adlb,
+            ("STUDYID", "USUBJID", "PARAMCD", "AVISITN"),
+            "One record per subject per parameter per analysis visit",
+            "BASIC DATA STRUCTURE",
+        ),
+        _dataset(
+            "ADTTE",
+            "Time-to-Event Analysis Dataset",
+            adtte,
+            ("STUDYID", "PARAMCD", "USUBJID"),
+            "One record per subject per parameter",
+            "BASIC DATA STRUCTURE",
+        ),
+        _dataset(
+            "ADAE",
+            "Adverse Event Analysis Dataset",
+            adae,
+            ("STUDYID", "USUBJID", "ASTDT"),
+            "One record per subject per adverse event",
+            "OCCURRENCE DATA STRUCTURE",
+        ),
+    ]

@@ -1,1 +1,0 @@
-"""Outputs: the HTML report and its figures."""

@@ -1,0 +1,352 @@
+"""The DSMB study report: HTML and PDF (WeasyPrint), open or closed, from a frozen snapshot.
+
+* **Open** (pooled): every arm pooled into one group before any table or figure is made; no
+  comparison between arms, no by-arm table, one Kaplan-Meier curve, CONSORT totals only. For
+  anyone overseeing the trial (blinded statisticians, data managers, the sponsor).
+* **Closed** (by arm): everything by arm, the analysis plan's comparisons, the forest plot and
+  the published figures beside this run's. For unblinded roles only (the DSMB and the unblinded
+  statistician); the web app enforces that, the command line trusts whoever holds the database.
+
+Both come from one :class:`~stalwart.reports.snapshot.Snapshot`: the store read once, in one
+transaction, and named by its data hash. The hash, the protocol and software versions, the time
+generated and OPEN or CLOSED stand in every HTML section and in the header and footer of every
+PDF page (CSS ``@page`` margin boxes). Everything is rendered in memory first; files are written
+only when all of it succeeded, so bad input leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import jinja2
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError
+
+from stalwart import __version__
+from stalwart.analysis.datasets.bundle import TrialDatasets, derive_datasets
+from stalwart.analysis.flow import flow_counts
+from stalwart.analysis.plan import analyze_available
+from stalwart.analysis.recompute import published_counts, recompute_published
+from stalwart.analysis.results import PlanResult
+from stalwart.capture.db import open_engine
+from stalwart.errors import ConfigurationError
+from stalwart.protocol.load import LoadedProtocol
+from stalwart.protocol.schema import Protocol
+from stalwart.published import published_comparison
+from stalwart.reports.report import template_environment
+from stalwart.reports.report_dsmb import (
+    POOLED,
+    ae_grade_table,
+    event_listing,
+    forest_figures,
+    longitudinal_table,
+    pool_datasets,
+    pool_flow,
+    safety_table,
+)
+from stalwart.reports.report_outcomes import LabSection, km_sections, lab_section
+from stalwart.reports.report_participants import (
+    ae_tables,
+    baseline_table,
+    check_datasets,
+    consort_figure,
+    flow_tables,
+)
+from stalwart.reports.report_sections import (
+    comparison_table,
+    primary_table,
+    recomputed_table,
+    tte_table,
+)
+from stalwart.reports.report_tables import Arms
+from stalwart.reports.snapshot import Snapshot, take_snapshot
+
+__all__ = [
+    "FORMATS",
+    "ReportFiles",
+    "ReportFormat",
+    "build_report",
+    "build_report_from_url",
+    "render_pdf",
+    "render_study_report",
+]
+
+ReportFormat = Literal["html", "pdf", "both"]
+"""What ``build_report`` writes: the HTML page, the PDF, or both."""
+
+FORMATS: tuple[str, ...] = get_args(ReportFormat)
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """What ``build_report`` wrote: the files (None for a format not asked for) and the snapshot
+    they came from."""
+
+    snapshot: str
+    closed: bool
+    html: Path | None
+    pdf: Path | None
+    pages: int | None
+    seconds: float
+
+    @property
+    def version(self) -> str:
+        """``OPEN`` or ``CLOSED``."""
+        return "CLOSED" if self.closed else "OPEN"
+
+
+def _check_format(fmt: str) -> ReportFormat:
+    if fmt not in FORMATS:
+        raise ConfigurationError(
+            f"unknown report format {fmt!r}: use one of {', '.join(FORMATS)} (--format)"
+        )
+    return fmt  # type: ignore[return-value]
+
+
+def _css_string(value: object) -> str:
+    """``value`` as the body of a CSS double-quoted string (for ``@page`` ``content``)."""
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return text.replace("\n", " ").replace("\r", " ")
+
+
+def _environment() -> jinja2.Environment:
+    env = template_environment()
+    env.filters["css_string"] = _css_string
+    return env
+
+
+def _stamp(snapshot: Snapshot, closed: bool, generated: dt.datetime) -> dict[str, str]:
+    study = snapshot.loaded.protocol.study
+    return {
+        "version": "CLOSED" if closed else "OPEN",
+        "snapshot": snapshot.data_sha256,
+        "protocol": f"{study.id} {study.version}",
+        "software": f"stalwart {__version__}",
+        "generated": generated.isoformat(timespec="seconds"),
+    }
+
+
+def _provenance(snapshot: Snapshot, closed: bool, generated: dt.datetime) -> list[tuple[str, str]]:
+    study = snapshot.loaded.protocol.study
+    return [
+        ("Report", "CLOSED (by arm)" if closed else "OPEN (arms pooled)"),
+        ("Data snapshot (SHA-256 of the data)", snapshot.data_sha256),
+        ("Audit chain head", f"record {snapshot.audit_sequence}, {snapshot.audit_head}"),
+        ("Protocol", f"{study.id} version {study.version}"),
+        ("Protocol SHA-256", snapshot.loaded.sha256),
+        ("Software version", f"stalwart {__version__}"),
+        ("Snapshot taken", snapshot.taken_at.isoformat(timespec="seconds")),
+        ("Generated", generated.isoformat(timespec="seconds")),
+    ]
+
+
+def _lab_sections(protocol: Protocol, datasets: TrialDatasets, arms: Arms) -> list[LabSection]:
+    cd4 = lab_section(protocol, datasets.adlb, arms, parameter="CD4")
+    rna = lab_section(
+        protocol,
+        datasets.adlb,
+        arms,
+        parameter="LHIVRNA",
+        label="log10 HIV RNA",
+        unit="log10 copies/mL",
+    )
+    return [cd4, rna]
+
+
+def _review_counts(datasets: TrialDatasets) -> Mapping[str, Any] | None:
+    counts = getattr(datasets, "endpoint_review", None)
+    as_json = getattr(counts, "as_json", None)
+    return as_json() if callable(as_json) else None
+
+
+def _context(snapshot: Snapshot, closed: bool, generated: dt.datetime) -> dict[str, Any]:
+    protocol = snapshot.loaded.protocol
+    by_arm = derive_datasets(protocol, snapshot.extract)
+    check_datasets(by_arm, Arms.of(protocol))
+    flow = flow_counts(protocol, snapshot.extract, by_arm)
+    not_estimable: dict[str, str] = {}
+    plan: PlanResult | None = None
+    if closed:
+        arms = Arms.of(protocol)
+        datasets = by_arm
+        # an interim look: a section the data cannot support yet is shown as such, not fatal
+        plan, not_estimable = analyze_available(protocol, datasets)
+    else:
+        arms = Arms.pooled(POOLED, "All participants")
+        datasets = pool_datasets(by_arm)
+        flow = pool_flow(flow)
+    screening, flow_table = flow_tables(flow, arms)
+    ae_terms, ae_grades = ae_tables(protocol, datasets.adsl, datasets.adae, arms)
+    context: dict[str, Any] = {
+        "study": protocol.study,
+        "closed": closed,
+        "stamp": _stamp(snapshot, closed, generated),
+        "provenance": _provenance(snapshot, closed, generated),
+        "randomized_total": len(datasets.adsl),
+        "consort": consort_figure(flow, arms),
+        "screening": screening,
+        "flow_table": flow_table,
+        "baseline": baseline_table(protocol, datasets.adsl, arms),
+        "labs": _lab_sections(protocol, datasets, arms),
+        "km_sections": km_sections(protocol, datasets.adtte, arms),
+        "ae_terms": ae_terms,
+        "ae_grades": ae_grades,
+        "ae_term_grade": ae_grade_table(protocol, datasets.adsl, datasets.adae, arms),
+        "listing": event_listing(
+            protocol, snapshot.events, datasets.adsl, arms if closed else None
+        ),
+        "review_counts": _review_counts(datasets),
+        "primary": None,
+        "secondary": None,
+        "longitudinal": None,
+        "tte": None,
+        "forest": [],
+        "safety": None,
+        "comparison": None,
+        "recomputed": None,
+        "not_estimable": not_estimable,
+    }
+    if plan is not None:
+        context.update(
+            primary=primary_table(protocol, plan.primary, arms),
+            secondary=primary_table(
+                protocol,
+                plan.secondary,
+                arms,
+                key="secondary",
+                caption="Secondary endpoints: each arm compared with the control arm",
+            )
+            if plan.secondary
+            else None,
+            longitudinal=longitudinal_table(protocol, plan.longitudinal, arms),
+            tte=tte_table(protocol, plan.time_to_event, arms),
+            forest=forest_figures(protocol, plan, arms),
+            safety=safety_table(plan.safety, arms),
+            comparison=comparison_table(
+                published_comparison(
+                    protocol.study.id, plan.to_dict(), flow.completed, protocol.arm_codes
+                )
+            ),
+        )
+        counts = published_counts(protocol.study.id)
+        if counts is not None:
+            tests = recompute_published(counts, alpha=protocol.analysis.alpha)
+            context["recomputed"] = recomputed_table(counts, tests)
+    return context
+
+
+def render_study_report(
+    snapshot: Snapshot, closed: bool, generated: dt.datetime | None = None
+) -> str:
+    """The open (``closed=False``) or closed report of ``snapshot`` as one self-contained HTML
+    page; ``generated`` (default now, UTC) is the time it shows."""
+    when = generated or dt.datetime.now(dt.UTC)
+    context = _context(snapshot, closed, when)
+    return _environment().get_template("study_report.html.j2").render(context)
+
+
+def render_pdf(html: str) -> tuple[bytes, int]:
+    """The PDF (A4, WeasyPrint) of a report page, and its number of pages."""
+    import weasyprint
+
+    # WeasyPrint logs every CSS property it does not support (the screen-only ones) as a warning
+    logging.getLogger("weasyprint").setLevel(logging.ERROR)
+    document = weasyprint.HTML(string=html).render()
+    data = document.write_pdf()
+    if data is None:  # pragma: no cover - write_pdf returns bytes when given no target
+        raise RuntimeError("WeasyPrint returned no PDF")
+    return data, len(document.pages)
+
+
+def build_report(
+    engine: Engine,
+    out: Path,
+    *,
+    closed: bool = False,
+    fmt: str = "both",
+    protocol: LoadedProtocol | None = None,
+) -> ReportFiles:
+    """Take a snapshot of the store and write its open or closed report into ``out``.
+
+    Files are named ``dsmb-{open|closed}-{first 12 hex digits of the snapshot}.{html|pdf}``.
+
+    Parameters
+    ----------
+    engine
+        An engine of an initialized trial database.
+    out
+        Folder for the report (created when missing; must not be a file).
+    closed
+        The closed (by arm) version; otherwise the open one (arms pooled).
+    fmt
+        ``html``, ``pdf`` or ``both``.
+    protocol
+        The protocol the report is for; the database must have been initialized from it. None
+        takes the database's own.
+
+    Raises
+    ------
+    ConfigurationError
+        An unknown ``fmt``, or ``out`` is a file.
+    DatabaseError
+        No trial in the database, or a database of another protocol (version).
+    AnalysisError
+        No randomized participant, or data the analysis cannot use.
+    """
+    started = time.perf_counter()
+    kind = _check_format(fmt)
+    if out.exists() and not out.is_dir():
+        raise ConfigurationError(f"--out {out} is a file, not a folder: give a folder")
+    snapshot = take_snapshot(engine, protocol)
+    html = render_study_report(snapshot, closed)
+    pdf, pages = render_pdf(html) if kind in ("pdf", "both") else (None, None)
+    stem = f"dsmb-{'closed' if closed else 'open'}-{snapshot.short_name}"
+    out.mkdir(parents=True, exist_ok=True)
+    html_path = pdf_path = None
+    if kind in ("html", "both"):
+        html_path = out / f"{stem}.html"
+        html_path.write_text(html, encoding="utf-8")
+    if pdf is not None:
+        pdf_path = out / f"{stem}.pdf"
+        pdf_path.write_bytes(pdf)
+    return ReportFiles(
+        snapshot.data_sha256, closed, html_path, pdf_path, pages, time.perf_counter() - started
+    )
+
+
+def build_report_from_url(
+    url: str,
+    out: Path,
+    *,
+    closed: bool = False,
+    fmt: str = "both",
+    protocol: LoadedProtocol | None = None,
+) -> ReportFiles:
+    """:func:`build_report` on the database at ``url`` (``stalwart report``).
+
+    A SQLite URL must name an existing file: opening a missing one would create an empty
+    database, and a report must change nothing.
+    """
+    _check_format(fmt)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:  # not a URL: open_engine below gives the typed error
+        parsed = None
+    if parsed is not None and parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:") or not Path(database).is_file():
+            raise ConfigurationError(
+                f"no SQLite database at {database or url!r}: give the URL of an existing trial "
+                "database, e.g. sqlite:///demo-out/stalwart.db"
+            )
+    engine = open_engine(url)
+    try:
+        return build_report(engine, out, closed=closed, fmt=fmt, protocol=protocol)
+    finally:
+        engine.dispose()
