@@ -52,7 +52,8 @@ from sqlalchemy.pool import NullPool
 
 from screening_answers import eligible_answers_of
 from stalwart.capture.db import create_schema, open_engine
-from stalwart.capture.service import Allocation, CaptureService, initialize_trial
+from stalwart.capture.enrolment import Allocation
+from stalwart.capture.service import CaptureService, initialize_trial
 from stalwart.capture.tables import AllocationSlot, Base, Screening
 from stalwart.protocol.load import LoadedProtocol, default_protocol_path, load_protocol
 

@@ -16,7 +16,8 @@ import pytest
 
 from stalwart.analysis.datasets.bundle import derive_datasets, load_datasets
 from stalwart.analysis.datasets.source import StoreExtract, read_store
-from stalwart.capture.service import Allocation, CaptureService
+from stalwart.capture.enrolment import Allocation
+from stalwart.capture.service import CaptureService
 
 EVENT_DAY = dt.date(2006, 3, 1)
 

@@ -12,7 +12,8 @@ from sqlalchemy.engine import Engine
 from stalwart.capture import access
 from stalwart.capture.access import Actor, Permission, Role, as_actor, permissions_of, require
 from stalwart.capture.audit import verify_audit
-from stalwart.capture.service import Allocation, CaptureService
+from stalwart.capture.enrolment import Allocation
+from stalwart.capture.service import CaptureService
 from stalwart.capture.tables import AuditRecord
 from stalwart.errors import AccessDeniedError, NotFoundError
 

@@ -18,7 +18,8 @@ from sqlalchemy.engine import Engine
 
 from stalwart.capture.audit import GENESIS_HASH, data_sha256, verify_audit
 from stalwart.capture.db import open_engine
-from stalwart.capture.service import Allocation, CaptureService
+from stalwart.capture.enrolment import Allocation
+from stalwart.capture.service import CaptureService
 from stalwart.capture.tables import AUDITED_TABLES, AuditHead, AuditRecord, Base, LabResult
 from stalwart.errors import ValidationError
 from stalwart.protocol.load import LoadedProtocol, parse_protocol

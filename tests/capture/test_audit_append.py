@@ -14,7 +14,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
 
 from stalwart.capture.audit import append_audit, verify_audit
-from stalwart.capture.service import Allocation, CaptureService
+from stalwart.capture.enrolment import Allocation
+from stalwart.capture.service import CaptureService
 from stalwart.capture.tables import AuditRecord, Site
 from stalwart.errors import ConflictError
 
@@ -81,8 +82,9 @@ def test_insert_rows_gives_each_row_as_stored(
     trial: CaptureService, engine: Engine, enrol: Enrol
 ) -> None:
     """The Core write path returns what ``row_data`` reads back: the audit records match."""
-    from stalwart.capture.audit import insert_rows, row_data
+    from stalwart.capture.audit import row_data
     from stalwart.capture.tables import LabResult, Visit
+    from stalwart.capture.writes import insert_rows
 
     who = enrol(trial).usubjid
     visit_id = trial.record_visit(who, "WK04", dt.date(2006, 2, 2), LABS, "t")

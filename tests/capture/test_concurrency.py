@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from stalwart.capture.audit import verify_audit
-from stalwart.capture.service import Allocation, CaptureService
+from stalwart.capture.enrolment import Allocation
+from stalwart.capture.service import CaptureService
 from stalwart.capture.tables import AllocationSlot, Participant
 from stalwart.errors import AlreadyRandomizedError, ConflictError
 from stalwart.protocol.load import LoadedProtocol

@@ -18,12 +18,8 @@ from sqlalchemy.engine import Engine
 
 from stalwart.capture.audit import data_sha256, verify_audit
 from stalwart.capture.db import open_engine
-from stalwart.capture.service import (
-    Allocation,
-    CaptureService,
-    ScreeningOutcome,
-    initialize_trial,
-)
+from stalwart.capture.enrolment import Allocation, ScreeningOutcome
+from stalwart.capture.service import CaptureService, initialize_trial
 from stalwart.capture.tables import (
     AllocationSlot,
     AuditHead,

@@ -14,7 +14,8 @@ from sqlalchemy.engine import Engine
 
 from stalwart.capture.access import Actor, Role
 from stalwart.capture.audit import verify_audit
-from stalwart.capture.service import Allocation, CaptureService
+from stalwart.capture.enrolment import Allocation
+from stalwart.capture.service import CaptureService
 from stalwart.capture.tables import AuditRecord, LabResult
 from stalwart.capture.users import UserStore
 from stalwart.errors import (

@@ -18,7 +18,8 @@ from sqlalchemy.engine import Engine
 from randomization.minimization_cases import minimization_protocol
 from stalwart.capture.audit import verify_audit
 from stalwart.capture.db import open_engine
-from stalwart.capture.service import Allocation, CaptureService
+from stalwart.capture.enrolment import Allocation
+from stalwart.capture.service import CaptureService
 from stalwart.capture.tables import AllocationSlot, MinimizationDraw, Participant, Screening, Site
 from stalwart.errors import AllocationExhaustedError, AlreadyRandomizedError
 from stalwart.protocol.load import LoadedProtocol

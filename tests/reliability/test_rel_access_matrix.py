@@ -48,7 +48,7 @@ from rel_fixtures import (
 )
 
 from stalwart.capture.access import Permission, Role, permissions_of
-from stalwart.capture.service import Allocation
+from stalwart.capture.enrolment import Allocation
 from stalwart.capture.tables import Base
 from stalwart.protocol.calendar import participant_calendar
 from stalwart.web.routes import ACCESS_KEY

@@ -30,7 +30,8 @@ from typer.testing import CliRunner
 from screening_answers import eligible_answers_of
 from stalwart.capture.audit import data_sha256, verify_audit
 from stalwart.capture.db import open_engine
-from stalwart.capture.service import Allocation, CaptureService
+from stalwart.capture.enrolment import Allocation
+from stalwart.capture.service import CaptureService
 from stalwart.capture.tables import LabResult
 from stalwart.capture.users import UserStore
 from stalwart.cli import app

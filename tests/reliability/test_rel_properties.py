@@ -40,7 +40,8 @@ from screening_answers import eligible_answers_of
 from stalwart.capture.audit import data_sha256, verify_audit
 from stalwart.capture.db import open_engine
 from stalwart.capture.edit_checks import LabValue, check_lab_value, parse_lab_value
-from stalwart.capture.service import Allocation, CaptureService
+from stalwart.capture.enrolment import Allocation
+from stalwart.capture.service import CaptureService
 from stalwart.capture.tables import AUDITED_TABLES, AuditRecord
 from stalwart.errors import ProtocolError, ValidationError
 from stalwart.protocol.calendar import participant_calendar

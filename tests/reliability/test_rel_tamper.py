@@ -30,7 +30,8 @@ from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 import stalwart
-from stalwart.capture.service import Allocation, CaptureService
+from stalwart.capture.enrolment import Allocation
+from stalwart.capture.service import CaptureService
 from stalwart.capture.tables import AuditRecord, LabResult
 from stalwart.cli import app
 

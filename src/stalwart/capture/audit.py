@@ -1,10 +1,11 @@
 """The append-only, hash-chained audit trail, and its verification.
 
-Every write of ``capture.service`` appends, in the same transaction, one record per row it
-inserts or updates: the row's full new content, who, when and why. Each record's hash covers its
-content and the previous record's hash, so altering, deleting or inserting a record breaks the
-chain from that point. ``verify`` checks the chain and then checks every data row against the last
-audit record of that row, which catches a row changed behind the service's back.
+Every write of capture's workflows appends, in the same transaction, one record per row it
+inserts or updates (the rule is written in ``capture.writes``): the row's full new content, who,
+when and why. Each record's hash covers its content and the previous record's hash, so altering,
+deleting or inserting a record breaks the chain from that point. ``verify`` checks the chain and
+then checks every data row against the last audit record of that row, which catches a row
+changed behind the service's back.
 
 The database also refuses UPDATE and DELETE on ``audit_record`` (triggers in the migration).
 """
@@ -34,7 +35,7 @@ __all__ = [
     "append_audit",
     "append_audit_entries",
     "data_sha256",
-    "insert_rows",
+    "json_value",
     "row_data",
     "take_pending_audit",
     "verify_audit",
@@ -46,7 +47,8 @@ GENESIS_HASH = "0" * 64
 _TABLES_BY_NAME: dict[str, type[Base]] = {t.__tablename__: t for t in AUDITED_TABLES}
 
 
-def _jsonable(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """A column value as the audit record holds it: dates as ISO text, floats by their repr."""
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
     if isinstance(value, float):
@@ -57,7 +59,7 @@ def _jsonable(value: Any) -> Any:
 def row_data(row: Base) -> dict[str, Any]:
     """A row's column values as JSON-able Python values, keyed by column name."""
     mapper = sa.inspect(type(row))
-    return {c.key: _jsonable(getattr(row, c.key)) for c in mapper.column_attrs}
+    return {c.key: json_value(getattr(row, c.key)) for c in mapper.column_attrs}
 
 
 def _canonical(obj: Any) -> str:
@@ -83,47 +85,7 @@ def _record_hash(
 
 AuditEntry = tuple[str, str, int, dict[str, Any]]
 """One audit record to append: ``(action, table name, primary key, the row's content)``; the
-content is keyed by column, as ``row_data`` or ``insert_rows`` gives it."""
-
-
-def _column_attrs(model: type[Base]) -> list[tuple[str, Any]]:
-    return [(attr.key, attr.columns[0]) for attr in sa.inspect(model).column_attrs]
-
-
-_INSERTS: dict[type[Base], tuple[Any, list[tuple[str, bool]]]] = {}
-
-
-def insert_rows(
-    session: Session, model: type[Base], rows: Sequence[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Insert ``rows`` into ``model``'s table in one statement; each row as stored, ids included.
-
-    The rows come back from the database (``RETURNING`` every column), JSON-able as
-    ``row_data`` gives them, so they are what the audit trail must record. This is the write
-    path of the busiest forms: a Core statement built once, run on the session's connection
-    without the ORM's unit of work (so rows pending in the session are not flushed first).
-    """
-    if not rows:
-        return []
-    cached = _INSERTS.get(model)
-    if cached is None:
-        attrs = _column_attrs(model)
-        stmt = sa.insert(model.__table__).returning(  # type: ignore[arg-type]
-            *(column for _, column in attrs), sort_by_parameter_order=True
-        )
-        # SQLite hands back a REAL column's value as it was given (512, not 512.0)
-        keys = [(key, isinstance(column.type, sa.Float)) for key, column in attrs]
-        cached = _INSERTS[model] = (stmt, keys)
-    stmt, keys = cached
-    params: Any = rows[0] if len(rows) == 1 else list(rows)
-    stored = session.connection().execute(stmt, params).all()
-    return [
-        {
-            key: _jsonable(float(v) if real and v is not None else v)
-            for (key, real), v in zip(keys, row, strict=True)
-        }
-        for row in stored
-    ]
+content is keyed by column, as ``row_data`` or ``writes.insert_rows`` gives it."""
 
 
 def append_audit(

@@ -8,13 +8,13 @@ an audited update of the query row.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from stalwart.capture.access import Actor, ActorLike, Permission, require
 from stalwart.capture.audit import append_audit
+from stalwart.capture.context import CaptureContext, find_participant
 from stalwart.capture.tables import (
     AdverseEvent,
     Base,
@@ -28,10 +28,8 @@ from stalwart.capture.tables import (
     Visit,
 )
 from stalwart.capture.transaction import transaction
+from stalwart.capture.writes import add_rows
 from stalwart.errors import ConflictError, NotFoundError, ValidationError
-
-if TYPE_CHECKING:
-    from stalwart.capture.service import CaptureService
 
 __all__ = ["QUERYABLE_TABLES", "DataQueries", "QueryView"]
 
@@ -70,8 +68,8 @@ def _text(field: str, value: str) -> str:
 class DataQueries:
     """Raising, answering, closing and listing queries, within the actor's sites."""
 
-    def __init__(self, service: CaptureService) -> None:
-        self.service = service
+    def __init__(self, context: CaptureContext) -> None:
+        self.context = context
 
     def raise_query(
         self,
@@ -90,8 +88,8 @@ class DataQueries:
             raise ValidationError(
                 "table_name", f"{table_name!r} is not one of {sorted(QUERYABLE_TABLES)}"
             )
-        with transaction(self.service.engine) as session:
-            participant, _ = self.service._participant(session, usubjid, who)
+        with transaction(self.context.engine) as session:
+            participant, _ = find_participant(session, usubjid, who)
             if record_id is not None:
                 table = QUERYABLE_TABLES[table_name]
                 row = session.get(table, record_id)
@@ -109,15 +107,14 @@ class DataQueries:
                 status="OPEN",
                 raised_by=who.username,
             )
-            session.add(query)
-            append_audit(session, [("INSERT", query)], who.label, "query raised")
+            add_rows(session, [query], who.label, "query raised")
             return query.id
 
     def answer(self, query_id: int, answer: str, actor: ActorLike) -> None:
         """The site's answer to an open query."""
         who = require(actor, Permission.ANSWER_QUERY, "answer queries")
         answer = _text("answer", answer)
-        with transaction(self.service.engine) as session:
+        with transaction(self.context.engine) as session:
             query = self._query(session, query_id, who)
             if query.status != "OPEN":
                 raise ConflictError(f"query {query_id} is {query.status}; only an open query")
@@ -128,7 +125,7 @@ class DataQueries:
         """Close a query (answered, or withdrawn while open), with a note."""
         who = require(actor, Permission.CLOSE_QUERY, "close queries")
         note = _text("note", note)
-        with transaction(self.service.engine) as session:
+        with transaction(self.context.engine) as session:
             query = self._query(session, query_id, who)
             if query.status == "CLOSED":
                 raise ConflictError(f"query {query_id} is already closed")
@@ -154,7 +151,7 @@ class DataQueries:
             stmt = stmt.where(DataQuery.status == status)
         if usubjid is not None:
             stmt = stmt.where(Participant.usubjid == usubjid)
-        with Session(self.service.engine) as session:
+        with Session(self.context.engine) as session:
             rows = session.execute(stmt).all()
         return [
             QueryView(

@@ -2,24 +2,25 @@
 
 Every read takes the actor: site users see their site only (another site's participant is
 "not found"), a blinded statistician gets pooled summaries and never an arm, and the unblinded
-statistician and the DSMB get results by arm. Exports stream rows from the database cursor
-(``yield_per``), never the whole table in memory.
+statistician and the DSMB get results by arm. The exports and the summary are read by
+``capture.exports``, after the permission check here.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import statistics
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from stalwart.capture.access import Actor, ActorLike, Permission, require
+from stalwart.capture.context import CaptureContext, find_participant
+from stalwart.capture.exports import EXPORTS, AnySelect, export_select, stream_rows, trial_summary
 from stalwart.capture.tables import (
     AdverseEvent,
     AllocationSlot,
@@ -41,11 +42,7 @@ from stalwart.capture.tables import (
 from stalwart.errors import NotFoundError, ValidationError
 from stalwart.protocol.calendar import participant_calendar
 
-if TYPE_CHECKING:
-    from stalwart.capture.service import CaptureService
-
 __all__ = [
-    "EXPORTS",
     "AuditEntry",
     "CalendarEntry",
     "ParticipantDetail",
@@ -55,11 +52,6 @@ __all__ = [
     "VisitRecord",
     "WorklistItem",
 ]
-
-EXPORTS = ("participants", "visits", "labs")
-"""The CSV exports."""
-
-_AnySelect = sa.Select[*tuple[Any, ...]]
 
 _WORKLIST_AHEAD_DAYS = 7
 """Visits whose window opens within this many days are listed as upcoming."""
@@ -175,8 +167,8 @@ def _visit_status(earliest: dt.date, target: dt.date, latest: dt.date, today: dt
 class Records:
     """Site-scoped reads of one trial database."""
 
-    def __init__(self, service: CaptureService) -> None:
-        self.service = service
+    def __init__(self, context: CaptureContext) -> None:
+        self.context = context
 
     # -- screening and participants ------------------------------------------------------------
     def screenings(self, actor: ActorLike) -> list[ScreeningView]:
@@ -191,7 +183,7 @@ class Records:
         )
         if who.site is not None:
             stmt = stmt.where(Site.code == who.site)
-        with Session(self.service.engine) as session:
+        with Session(self.context.engine) as session:
             rows = session.execute(stmt).all()
         return [
             ScreeningView(
@@ -203,7 +195,7 @@ class Records:
     def participants(self, actor: ActorLike) -> list[ParticipantSummary]:
         """Randomized participants of the sites in scope."""
         who = require(actor, Permission.READ_RECORDS, "read participants")
-        with Session(self.service.engine) as session:
+        with Session(self.context.engine) as session:
             rows = session.execute(self._participant_select(who)).all()
         return [self._summary(who, *row) for row in rows]
 
@@ -211,7 +203,7 @@ class Records:
         """One participant's record with the visit calendar computed from the protocol."""
         who = require(actor, Permission.READ_RECORDS, "read participants")
         stmt = self._participant_select(who).where(Participant.usubjid == usubjid)
-        with Session(self.service.engine) as session:
+        with Session(self.context.engine) as session:
             row = session.execute(stmt).one_or_none()
             if row is None:
                 raise NotFoundError(f"no randomized participant {usubjid!r}")
@@ -240,8 +232,8 @@ class Records:
             )
         summary = self._summary(who, *row)
         arm = row[5]
-        calendar = participant_calendar(self.service.protocol, arm, summary.randomization_date)
-        today = self.service._today()
+        calendar = participant_calendar(self.context.protocol, arm, summary.randomization_date)
+        today = self.context.today()
         entries = [
             CalendarEntry(
                 v.code,
@@ -301,8 +293,8 @@ class Records:
     def visit(self, usubjid: str, visit_code: str, actor: ActorLike) -> VisitRecord:
         """A recorded visit and its results."""
         who = require(actor, Permission.READ_RECORDS, "read visits")
-        with Session(self.service.engine) as session:
-            participant, _ = self.service._participant(session, usubjid, who)
+        with Session(self.context.engine) as session:
+            participant, _ = find_participant(session, usubjid, who)
             visit = session.scalar(
                 sa.select(Visit).where(
                     Visit.participant_id == participant.id, Visit.visit_code == visit_code
@@ -329,7 +321,7 @@ class Records:
         who = require(actor, Permission.READ_RECORDS, "read the worklist")
         if site is not None and not who.sees_site(site):
             raise NotFoundError(f"no site {site!r} in your scope")
-        today = self.service._today()
+        today = self.context.today()
         stmt = (
             self._participant_select(who)
             .where(Disposition.id.is_(None))
@@ -337,7 +329,7 @@ class Records:
         )
         if site is not None:
             stmt = stmt.where(Site.code == site)
-        with Session(self.service.engine) as session:
+        with Session(self.context.engine) as session:
             rows = session.execute(stmt).all()
             recorded: dict[int, set[str]] = defaultdict(set)
             ids = [r[0].id for r in rows]
@@ -352,7 +344,7 @@ class Records:
         horizon = today + dt.timedelta(days=_WORKLIST_AHEAD_DAYS)
         for participant, code, _, _, _, arm in rows:
             calendar = participant_calendar(
-                self.service.protocol, arm, participant.randomization_date
+                self.context.protocol, arm, participant.randomization_date
             )
             for v in calendar.visits:
                 if v.code in recorded[participant.id] or v.earliest > horizon:
@@ -378,7 +370,7 @@ class Records:
     def audit_trail(self, table_name: str, record_id: int, actor: ActorLike) -> list[AuditEntry]:
         """Every audit record of one row, oldest first, if the row is in the actor's scope."""
         who = require(actor, Permission.READ_RECORDS, "read the audit trail")
-        with Session(self.service.engine) as session:
+        with Session(self.context.engine) as session:
             site = self._site_of_record(session, table_name, record_id)
             if (site is None and who.site is not None) or (
                 site is not None and not who.sees_site(site)
@@ -391,8 +383,8 @@ class Records:
     ) -> list[AuditEntry]:
         """The audit records of a visit, its results, signatures and queries, oldest first."""
         who = require(actor, Permission.READ_RECORDS, "read the audit trail")
-        with Session(self.service.engine) as session:
-            participant, _ = self.service._participant(session, usubjid, who)
+        with Session(self.context.engine) as session:
+            participant, _ = find_participant(session, usubjid, who)
             visit_id = session.scalar(
                 sa.select(Visit.id).where(
                     Visit.participant_id == participant.id, Visit.visit_code == visit_code
@@ -415,179 +407,26 @@ class Records:
             ]
             return self._trail(session, keys)
 
-    # -- exports -------------------------------------------------------------------------------
+    # -- exports and summaries (capture.exports) ----------------------------------------------
     def export(self, kind: str, actor: ActorLike) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
         """The header and a row iterator of an export; rows are fetched as they are consumed."""
         who = require(actor, Permission.EXPORT, "export data")
         if kind not in EXPORTS:
             raise ValidationError("export", f"{kind!r} is not one of {EXPORTS}")
-        site_filter = (Site.code == who.site) if who.site is not None else sa.true()
-        if kind == "participants":
-            header = [
-                "USUBJID",
-                "SITEID",
-                "SCREENING_NUMBER",
-                "RFICDTC",
-                "RANDDT",
-                "ARMCD",
-                "DSDECOD",
-                "DSSTDTC",
-            ]
-            stmt: _AnySelect = (
-                sa.select(
-                    Participant.usubjid,
-                    Site.code,
-                    Screening.screening_number,
-                    Participant.consent_date,
-                    Participant.randomization_date,
-                    AllocationSlot.arm,
-                    Disposition.status,
-                    Disposition.disposition_date,
-                )
-                .join(Site, Site.id == Participant.site_id)
-                .join(Screening, Screening.id == Participant.screening_id)
-                .join(AllocationSlot, AllocationSlot.participant_id == Participant.id)
-                .outerjoin(Disposition, Disposition.participant_id == Participant.id)
-                .where(site_filter)
-                .order_by(Participant.id)
-            )
-        elif kind == "visits":
-            header = ["USUBJID", "SITEID", "VISIT", "SVSTDTC"]
-            stmt = (
-                sa.select(Participant.usubjid, Site.code, Visit.visit_code, Visit.visit_date)
-                .join(Participant, Participant.id == Visit.participant_id)
-                .join(Site, Site.id == Participant.site_id)
-                .where(site_filter)
-                .order_by(Visit.id)
-            )
-        else:
-            header = [
-                "USUBJID",
-                "SITEID",
-                "VISIT",
-                "LBDTC",
-                "LBTESTCD",
-                "LBSTRESN",
-                "LBSTRESU",
-                "BELOW_LIMIT",
-                "LIMIT",
-            ]
-            stmt = (
-                sa.select(
-                    Participant.usubjid,
-                    Site.code,
-                    Visit.visit_code,
-                    Visit.visit_date,
-                    LabResult.test_code,
-                    LabResult.value,
-                    LabResult.unit,
-                    LabResult.below_limit,
-                    LabResult.limit_value,
-                )
-                .join(Visit, Visit.id == LabResult.visit_id)
-                .join(Participant, Participant.id == LabResult.participant_id)
-                .join(Site, Site.id == Participant.site_id)
-                .where(site_filter)
-                .order_by(LabResult.id)
-            )
-        return header, self._stream(stmt)
+        header, stmt = export_select(kind, who.site)
+        return header, stream_rows(self.context.engine, stmt)
 
-    def _stream(self, stmt: _AnySelect) -> Iterator[tuple[Any, ...]]:
-        with Session(self.service.engine) as session:
-            result = session.execute(stmt.execution_options(yield_per=1000))
-            try:
-                for row in result:
-                    yield tuple(row)
-            finally:
-                result.close()
-
-    # -- summaries -----------------------------------------------------------------------------
     def summary(self, actor: ActorLike, by_arm: bool = False) -> dict[str, Any]:
         """Counts and CD4 by visit, pooled; ``by_arm`` (unblinded roles only) splits by arm."""
         if by_arm:
             require(actor, Permission.RESULTS_BY_ARM, "see results by arm")
         else:
             require(actor, Permission.POOLED_SUMMARY, "read summaries")
-        with Session(self.service.engine) as session:
-            arms = dict(
-                session.execute(
-                    sa.select(AllocationSlot.participant_id, AllocationSlot.arm).where(
-                        AllocationSlot.participant_id.is_not(None)
-                    )
-                ).all()
-            )
-            screened = session.scalar(sa.select(sa.func.count(Screening.id))) or 0
-            eligible = (
-                session.scalar(
-                    sa.select(sa.func.count(Screening.id)).where(Screening.eligible.is_(True))
-                )
-                or 0
-            )
-            cd4 = session.execute(
-                sa.select(LabResult.participant_id, Visit.visit_code, LabResult.value)
-                .join(Visit, Visit.id == LabResult.visit_id)
-                .where(LabResult.test_code == "CD4", LabResult.value.is_not(None))
-            ).all()
-            events = session.execute(
-                sa.select(
-                    ClinicalEvent.participant_id, ClinicalEvent.category, EndpointReview.decision
-                ).outerjoin(EndpointReview, EndpointReview.clinical_event_id == ClinicalEvent.id)
-            ).all()
-            aes = session.execute(sa.select(AdverseEvent.participant_id, AdverseEvent.grade)).all()
-            open_queries = (
-                session.scalar(
-                    sa.select(sa.func.count(DataQuery.id)).where(DataQuery.status != "CLOSED")
-                )
-                or 0
-            )
-        groups = sorted(set(arms.values())) if by_arm else ["ALL"]
-
-        def group(pid: int) -> str:
-            return arms.get(pid, "?") if by_arm else "ALL"
-
-        randomized = Counter(group(pid) for pid in arms if pid is not None)
-        values: dict[tuple[str, str], list[float]] = defaultdict(list)
-        for pid, code, value in cd4:
-            if value is not None:
-                values[(group(pid), code)].append(float(value))
-        visit_codes = [v.code for v in self.service.protocol.visits]
-        event_counts: Counter[tuple[str, str, str]] = Counter(
-            (group(pid), category, decision or "AWAITING") for pid, category, decision in events
-        )
-        ae_counts: Counter[tuple[str, int]] = Counter((group(pid), grade) for pid, grade in aes)
-        return {
-            "by_arm": by_arm,
-            "screened": int(screened),
-            "eligible": int(eligible),
-            "open_queries": int(open_queries),
-            "groups": {
-                g: {
-                    "randomized": randomized.get(g, 0),
-                    "cd4_by_visit": {
-                        code: {
-                            "n": len(values[(g, code)]),
-                            "mean": statistics.fmean(values[(g, code)]),
-                            "median": statistics.median(values[(g, code)]),
-                        }
-                        for code in visit_codes
-                        if values.get((g, code))
-                    },
-                    "clinical_events": {
-                        f"{category}:{decision}": n
-                        for (gg, category, decision), n in sorted(event_counts.items())
-                        if gg == g
-                    },
-                    "adverse_events_by_grade": {
-                        str(grade): n for (gg, grade), n in sorted(ae_counts.items()) if gg == g
-                    },
-                }
-                for g in groups
-            },
-        }
+        return trial_summary(self.context, by_arm)
 
     # -- helpers -------------------------------------------------------------------------------
     @staticmethod
-    def _participant_select(who: Actor) -> _AnySelect:
+    def _participant_select(who: Actor) -> AnySelect:
         stmt = (
             sa.select(
                 Participant,

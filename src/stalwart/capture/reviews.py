@@ -8,19 +8,17 @@ events, which the analysis reports beside the events it counts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from stalwart.capture.access import ActorLike, Permission, as_actor, require
-from stalwart.capture.audit import append_audit
+from stalwart.capture.context import CaptureContext
 from stalwart.capture.tables import ClinicalEvent, EndpointReview, Participant, Site
 from stalwart.capture.transaction import transaction
+from stalwart.capture.writes import add_rows
 from stalwart.errors import ConflictError, NotFoundError, ValidationError
-
-if TYPE_CHECKING:
-    from stalwart.capture.service import CaptureService
 
 __all__ = ["DECISIONS", "EndpointReviews", "EventForReview", "ReviewStatus"]
 
@@ -58,13 +56,13 @@ class ReviewStatus:
 class EndpointReviews:
     """The endpoint reviewer's work list and verdicts."""
 
-    def __init__(self, service: CaptureService) -> None:
-        self.service = service
+    def __init__(self, context: CaptureContext) -> None:
+        self.context = context
 
     def events(self, actor: ActorLike, pending_only: bool = False) -> list[EventForReview]:
         """Reported clinical events with their verdicts (``pending_only``: those awaiting one)."""
         who = require(actor, Permission.READ_EVENTS, "read clinical events for review")
-        terms = {e.code: e.term for e in self.service.protocol.forms.CE.events}
+        terms = {e.code: e.term for e in self.context.protocol.forms.CE.events}
         stmt = (
             sa.select(ClinicalEvent, Participant.usubjid, Site.code, EndpointReview)
             .join(Participant, Participant.id == ClinicalEvent.participant_id)
@@ -76,7 +74,7 @@ class EndpointReviews:
             stmt = stmt.where(Site.code == who.site)
         if pending_only:
             stmt = stmt.where(EndpointReview.id.is_(None))
-        with Session(self.service.engine) as session:
+        with Session(self.context.engine) as session:
             rows = session.execute(stmt).all()
         return [
             EventForReview(
@@ -101,7 +99,7 @@ class EndpointReviews:
             raise ValidationError("decision", f"{decision!r} is not one of {DECISIONS}")
         if not reason.strip():
             raise ValidationError("reason", "give the reason for the verdict")
-        with transaction(self.service.engine) as session:
+        with transaction(self.context.engine) as session:
             row = session.execute(
                 sa.select(ClinicalEvent.id, Site.code)
                 .join(Participant, Participant.id == ClinicalEvent.participant_id)
@@ -123,15 +121,14 @@ class EndpointReviews:
                 reason=reason.strip(),
                 reviewer=who.username,
             )
-            session.add(review)
-            append_audit(session, [("INSERT", review)], who.label, "endpoint review")
+            add_rows(session, [review], who.label, "endpoint review")
             return review.id
 
     def status(self, actor: ActorLike) -> ReviewStatus:
         """Counts of confirmed, rejected and awaiting events (no arm: any summary reader)."""
         if not as_actor(actor).can(Permission.READ_EVENTS):
             require(actor, Permission.POOLED_SUMMARY, "read the endpoint review status")
-        with Session(self.service.engine) as session:
+        with Session(self.context.engine) as session:
             total = session.scalar(sa.select(sa.func.count(ClinicalEvent.id))) or 0
             counts = dict(
                 session.execute(

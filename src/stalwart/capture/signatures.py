@@ -15,13 +15,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from stalwart.capture.access import Actor, ActorLike, Permission, require
-from stalwart.capture.audit import append_audit
+from stalwart.capture.context import CaptureContext, find_participant
 from stalwart.capture.tables import Signature, Visit
 from stalwart.capture.transaction import transaction
+from stalwart.capture.writes import add_rows
 from stalwart.errors import AccessDeniedError, ConflictError, NotFoundError, ValidationError
 
 if TYPE_CHECKING:
-    from stalwart.capture.service import CaptureService
     from stalwart.capture.users import UserStore
 
 __all__ = ["SignatureView", "Signatures", "void_signatures"]
@@ -56,8 +56,8 @@ def void_signatures(session: Session, visit_id: int, reason: str) -> list[Signat
 class Signatures:
     """Signing visits, for investigators of the visit's site."""
 
-    def __init__(self, service: CaptureService) -> None:
-        self.service = service
+    def __init__(self, context: CaptureContext) -> None:
+        self.context = context
 
     def sign_visit(
         self,
@@ -77,8 +77,8 @@ class Signatures:
                 "meaning", "state what the signature means, e.g. 'I approve these data'"
             )
         users.verify_password(who, password)
-        with transaction(self.service.engine) as session:
-            participant, _ = self.service._participant(session, usubjid, who)
+        with transaction(self.context.engine) as session:
+            participant, _ = find_participant(session, usubjid, who)
             visit = session.scalar(
                 sa.select(Visit).where(
                     Visit.participant_id == participant.id, Visit.visit_code == visit_code
@@ -103,15 +103,14 @@ class Signatures:
                 signed_at=dt.datetime.now(dt.UTC).isoformat(),
                 valid=True,
             )
-            session.add(row)
-            append_audit(session, [("INSERT", row)], who.label, "e-signature")
+            add_rows(session, [row], who.label, "e-signature")
             return row.id
 
     def of_participant(self, usubjid: str, actor: ActorLike) -> list[SignatureView]:
         """Every signature of the participant's visits, valid and voided."""
         who = require(actor, Permission.READ_RECORDS, "read records")
-        with Session(self.service.engine) as session:
-            participant, _ = self.service._participant(session, usubjid, who)
+        with Session(self.context.engine) as session:
+            participant, _ = find_participant(session, usubjid, who)
             rows = session.execute(
                 sa.select(Signature, Visit.visit_code)
                 .join(Visit, Visit.id == Signature.visit_id)

@@ -1,8 +1,9 @@
 """SQLAlchemy 2 tables of the trial database.
 
-One table per kind of fact a site records. Rows are written only by ``capture.service``, each
-write appending to ``audit_record`` in the same transaction. A participant's visit calendar is not
-stored: it is recomputed from the protocol and the randomization date.
+One table per kind of fact a site records. Rows are written only by capture's workflows, each
+write appending to ``audit_record`` in the same transaction (``capture.writes``). A
+participant's visit calendar is not stored: it is recomputed from the protocol and the
+randomization date.
 
 A lab value below the assay's lower limit is stored as censored: ``value`` is NULL,
 ``below_limit`` is true and ``limit_value`` holds the limit (the form's ``lower_limit``).

@@ -1,7 +1,8 @@
 """One unit of work on the trial database: a session in one transaction, errors mapped.
 
-Shared by ``capture.service`` and its companions (users, queries, signatures, reviews), so that
-every write in the store runs the same way: checks, rows, audit records, one commit.
+Shared by every capture workflow (enrolment, follow-up, queries, signatures, reviews, users), so
+that every write in the store runs the same way: checks, rows, audit records, one commit (the
+rule is written in ``capture.writes``).
 
 On PostgreSQL the audit append prepared by ``capture.audit.append_audit`` and the COMMIT go to
 the server together (psycopg pipeline mode): the audit chain's head stays locked only while the

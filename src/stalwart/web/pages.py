@@ -20,7 +20,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from stalwart.capture.access import Actor, Permission
-from stalwart.capture.service import DISPOSITION_STATUSES, CaptureService
+from stalwart.capture.followup import DISPOSITION_STATUSES
+from stalwart.capture.service import CaptureService
 from stalwart.capture.users import UserStore
 from stalwart.errors import (
     AuthenticationError,

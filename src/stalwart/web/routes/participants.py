@@ -16,7 +16,8 @@ from fastapi import APIRouter, status
 
 from stalwart.capture.access import Actor
 from stalwart.capture.access import Permission as P
-from stalwart.capture.service import Allocation, CaptureService
+from stalwart.capture.enrolment import Allocation
+from stalwart.capture.service import CaptureService
 from stalwart.errors import ValidationError
 from stalwart.web.deps import CurrentActor, Run, Service, Users
 from stalwart.web.routes import needs

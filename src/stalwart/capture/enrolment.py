@@ -1,0 +1,288 @@
+"""Enrolment: screening, informed consent and randomization of the sites' candidates.
+
+A screened person's answers are validated against the protocol and the eligibility verdict is
+recorded with its reasons; an eligible person's consent is recorded; randomization assigns the
+next slot of the person's stratum list (or the arm minimization chooses from the allocations
+stored so far and the next concealed draw) and makes them a participant with a USUBJID.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from stalwart.capture.access import Actor, ActorLike, Permission, require
+from stalwart.capture.audit import append_audit
+from stalwart.capture.context import CaptureContext
+from stalwart.capture.edit_checks import check_date_not_future, check_dates_in_order
+from stalwart.capture.tables import (
+    AllocationSlot,
+    Consent,
+    MinimizationDraw,
+    Participant,
+    Screening,
+    Site,
+    TrialInfo,
+)
+from stalwart.capture.transaction import transaction
+from stalwart.capture.writes import add_rows
+from stalwart.errors import (
+    AccessDeniedError,
+    AllocationExhaustedError,
+    AlreadyRandomizedError,
+    ConflictError,
+    EligibilityError,
+    NotFoundError,
+    ValidationError,
+)
+from stalwart.protocol.calendar import Calendar, participant_calendar
+from stalwart.protocol.eligibility import evaluate_eligibility, validate_screening_answers
+from stalwart.randomization.allocation import stratum_key
+from stalwart.randomization.minimization import MINIMIZATION_STREAM, MinimizationDesign
+
+__all__ = ["Allocation", "Enrolment", "ScreeningOutcome"]
+
+
+@dataclass(frozen=True)
+class ScreeningOutcome:
+    """The verdict recorded for a screened person."""
+
+    screening_number: str
+    eligible: bool
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """A randomization: who, which arm, from which list slot, and the resulting calendar."""
+
+    usubjid: str
+    arm: str
+    stratum: str
+    sequence: int
+    randomization_date: dt.date
+    calendar: Calendar
+
+
+class Enrolment:
+    """Screening, informed consent and randomization at the sites."""
+
+    def __init__(self, context: CaptureContext) -> None:
+        self.context = context
+
+    def screen(
+        self,
+        site: str,
+        screening_number: str,
+        screening_date: dt.date,
+        answers: Mapping[str, object],
+        actor: ActorLike,
+    ) -> ScreeningOutcome:
+        """Record a screening and its eligibility verdict (the reasons when not eligible)."""
+        who = require(actor, Permission.SCREEN, "screen participants")
+        self._require_site(who, site)
+        values = validate_screening_answers(self.context.protocol, answers)
+        check_date_not_future("screening_date", screening_date, self.context.today())
+        if not screening_number.strip():
+            raise ValidationError("screening_number", "must not be empty")
+        reasons = evaluate_eligibility(self.context.protocol, values)
+        with transaction(self.context.engine) as session:
+            site_row = self._site(session, site)
+            exists = session.scalar(
+                sa.select(Screening.id).where(Screening.screening_number == screening_number)
+            )
+            if exists is not None:
+                raise ConflictError(f"screening number {screening_number} is already recorded")
+            row = Screening(
+                site_id=site_row.id,
+                screening_number=screening_number,
+                screening_date=screening_date,
+                answers=dict(values),
+                eligible=not reasons,
+                reasons=reasons,
+            )
+            add_rows(session, [row], who.label)
+        return ScreeningOutcome(screening_number, not reasons, tuple(reasons))
+
+    def record_consent(self, screening_number: str, consent_date: dt.date, actor: ActorLike) -> int:
+        """Record the informed consent of an eligible screened person (before randomization)."""
+        who = require(actor, Permission.SCREEN, "record consent")
+        check_date_not_future("consent_date", consent_date, self.context.today())
+        with transaction(self.context.engine) as session:
+            row = session.execute(
+                sa.select(Screening, Site.code)
+                .join(Site, Site.id == Screening.site_id)
+                .where(Screening.screening_number == screening_number)
+            ).one_or_none()
+            if row is None or not who.sees_site(row[1]):
+                raise NotFoundError(f"no screening numbered {screening_number}; screen first")
+            screening = row[0]
+            if not screening.eligible:
+                raise EligibilityError(screening_number, screening.reasons)
+            check_dates_in_order(
+                "screening_date", screening.screening_date, "consent_date", consent_date
+            )
+            if session.scalar(sa.select(Consent.id).where(Consent.screening_id == screening.id)):
+                raise ConflictError(f"the consent of {screening_number} is already recorded")
+            consent = Consent(screening_id=screening.id, consent_date=consent_date)
+            add_rows(session, [consent], who.label)
+            return consent.id
+
+    def randomize(
+        self,
+        screening_number: str,
+        consent_date: dt.date,
+        randomization_date: dt.date,
+        actor: ActorLike,
+    ) -> Allocation:
+        """Enroll an eligible screened person and assign the next slot of their stratum's list.
+
+        One transaction: the site row and the slot are locked, so no slot goes to two people and
+        nobody is randomized twice (also enforced by unique constraints). Under minimization the
+        trial row is locked too, so the allocation counts read and the allocation written belong
+        to one serial order of randomizations, the order a replay of the stored draws follows.
+        """
+        who = require(actor, Permission.RANDOMIZE, "randomize participants")
+        check_date_not_future("randomization_date", randomization_date, self.context.today())
+        check_dates_in_order("consent_date", consent_date, "randomization_date", randomization_date)
+        with transaction(self.context.engine) as session:
+            screening = session.scalar(
+                sa.select(Screening).where(Screening.screening_number == screening_number)
+            )
+            if screening is None:
+                raise NotFoundError(f"no screening numbered {screening_number}; screen first")
+            site = session.scalar(
+                sa.select(Site).where(Site.id == screening.site_id).with_for_update()
+            )
+            assert site is not None
+            if not who.sees_site(site.code):
+                raise NotFoundError(f"no screening numbered {screening_number}; screen first")
+            consented = session.scalar(
+                sa.select(Consent.consent_date).where(Consent.screening_id == screening.id)
+            )
+            if consented is not None and consented != consent_date:
+                raise ValidationError(
+                    "consent_date",
+                    f"{consent_date} differs from the consent recorded on {consented}",
+                )
+            if not screening.eligible:
+                raise EligibilityError(screening_number, screening.reasons)
+            taken = session.scalar(
+                sa.select(Participant.usubjid).where(Participant.screening_id == screening.id)
+            )
+            if taken is not None:
+                raise AlreadyRandomizedError(
+                    f"{screening_number} is already randomized as {taken}; randomization "
+                    "happens once"
+                )
+            check_dates_in_order(
+                "screening_date", screening.screening_date, "consent_date", consent_date
+            )
+            if self.context.protocol.randomization.method == "minimization":
+                slot = self._minimization_slot(session, site, screening)
+            else:
+                slot = self._next_block_slot(session, site, screening)
+            number = 1 + (
+                session.scalar(
+                    sa.select(sa.func.count(Participant.id)).where(Participant.site_id == site.id)
+                )
+                or 0
+            )
+            usubjid = f"{self.context.protocol.study.id}-{site.code}-{number:04d}"
+            participant = Participant(
+                usubjid=usubjid,
+                site_id=site.id,
+                screening_id=screening.id,
+                consent_date=consent_date,
+                randomization_date=randomization_date,
+            )
+            session.add(participant)
+            session.flush()
+            slot.participant_id = participant.id
+            action = "UPDATE" if slot.id is not None else "INSERT"
+            session.add(slot)
+            session.flush()
+            append_audit(session, [("INSERT", participant), (action, slot)], who.label)
+            arm, stratum, sequence = slot.arm, slot.stratum, slot.sequence
+        calendar = participant_calendar(self.context.protocol, arm, randomization_date)
+        return Allocation(usubjid, arm, stratum, sequence, randomization_date, calendar)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _next_block_slot(
+        self, session: Session, site: Site, screening: Screening
+    ) -> AllocationSlot:
+        """The next free slot of the participant's stratum list, locked."""
+        stratum = stratum_key(self.context.protocol, site.code, screening.answers)
+        slot = session.scalar(
+            sa.select(AllocationSlot)
+            .where(AllocationSlot.stratum == stratum, AllocationSlot.participant_id.is_(None))
+            .order_by(AllocationSlot.sequence)
+            .limit(1)
+            .with_for_update()
+        )
+        if slot is None:
+            raise AllocationExhaustedError(
+                f"the allocation list of stratum {stratum} is used up; extend it before "
+                "enrolling more participants"
+            )
+        return slot
+
+    def _minimization_slot(
+        self, session: Session, site: Site, screening: Screening
+    ) -> AllocationSlot:
+        """A new slot whose arm minimization chooses from the allocations stored so far.
+
+        The trial row is locked first, so concurrent randomizations queue: each reads the
+        counts its predecessors wrote and takes the next draw of the stream.
+        """
+        session.scalar(sa.select(TrialInfo.id).where(TrialInfo.id == 1).with_for_update())
+        design = MinimizationDesign.from_protocol(self.context.protocol)
+        levels = design.levels_of(site.code, screening.answers)
+        earlier = session.execute(
+            sa.select(AllocationSlot.arm, Site.code, Screening.answers)
+            .join(Participant, AllocationSlot.participant_id == Participant.id)
+            .join(Site, Site.id == Participant.site_id)
+            .join(Screening, Screening.id == Participant.screening_id)
+            .where(AllocationSlot.stratum == MINIMIZATION_STREAM)
+        ).all()
+        minimizer = design.minimizer()
+        minimizer.add_many(
+            [design.levels_of(code, answers) for _, code, answers in earlier],
+            [design.arms.index(arm) for arm, _, _ in earlier],
+        )
+        sequence = len(earlier) + 1
+        draw = session.get(MinimizationDraw, sequence)
+        if draw is None:
+            raise AllocationExhaustedError(
+                f"the minimization stream of {design.list_length} draws is used up; extend "
+                "randomization.minimization.list_length before enrolling more participants"
+            )
+        arm_index = int(minimizer.assign(levels, draw.draw))
+        return AllocationSlot(
+            stratum=MINIMIZATION_STREAM,
+            sequence=sequence,
+            block=0,
+            block_size=0,
+            arm=design.arms[arm_index],
+        )
+
+    @staticmethod
+    def _site(session: Session, code: str) -> Site:
+        site = session.scalar(sa.select(Site).where(Site.code == code))
+        if site is None:
+            known = ", ".join(session.scalars(sa.select(Site.code).order_by(Site.code)))
+            raise NotFoundError(f"no site {code!r}; sites are {known}")
+        return site
+
+    @staticmethod
+    def _require_site(who: Actor, site: str) -> None:
+        """A site-bound actor may write only at its own site."""
+        if not who.sees_site(site):
+            raise AccessDeniedError(
+                "site", f"{who.username} works at site {who.site} and may not enter data at {site}"
+            )

@@ -1,0 +1,466 @@
+"""Follow-up: the visits of a participant's schedule, doses, clinical and adverse events, and
+the end of follow-up (disposition).
+
+Every form is checked against the participant's calendar (visit windows, planned dose days),
+the protocol's coded lists and the dates already recorded; nothing may be dated after the
+disposition. A visit and its laboratory results are the busiest write of the trial and go
+through Core ``insert_rows``; a correction changes the loaded rows and voids the visit's
+signature in the same transaction (see ``capture.writes`` for the rule).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from stalwart.capture.access import ActorLike, Permission, require
+from stalwart.capture.audit import append_audit, append_audit_entries
+from stalwart.capture.context import CaptureContext, find_participant
+from stalwart.capture.edit_checks import (
+    LabValue,
+    check_date_not_future,
+    check_dates_in_order,
+    check_lab_value,
+    check_visit_window,
+    parse_lab_value,
+)
+from stalwart.capture.signatures import void_signatures
+from stalwart.capture.tables import (
+    AdverseEvent,
+    AllocationSlot,
+    Base,
+    ClinicalEvent,
+    Disposition,
+    Dose,
+    LabResult,
+    Participant,
+    Site,
+    Visit,
+)
+from stalwart.capture.transaction import transaction
+from stalwart.capture.writes import add_rows, insert_rows
+from stalwart.errors import ConflictError, NotFoundError, ValidationError
+
+__all__ = ["DISPOSITION_STATUSES", "FollowUp"]
+
+DISPOSITION_STATUSES = ("COMPLETED", "LOST TO FOLLOW-UP", "WITHDREW", "DEATH")
+"""How follow-up can end (CDISC DS decoded terms)."""
+
+_VISIT_CONTEXT = (
+    sa.select(
+        Participant.id,
+        Participant.randomization_date,
+        AllocationSlot.arm,
+        Site.code.label("site"),
+        Disposition.disposition_date.label("ended"),
+        Visit.id.label("visit_id"),
+    )
+    .join(AllocationSlot, AllocationSlot.participant_id == Participant.id)
+    .join(Site, Site.id == Participant.site_id)
+    .outerjoin(Disposition, Disposition.participant_id == Participant.id)
+    .outerjoin(
+        Visit,
+        sa.and_(
+            Visit.participant_id == Participant.id, Visit.visit_code == sa.bindparam("visit_code")
+        ),
+    )
+    .where(Participant.usubjid == sa.bindparam("usubjid"))
+)
+"""A visit's context in one read: the participant, arm and site, end of follow-up, earlier save."""
+
+
+class FollowUp:
+    """A participant's follow-up: visits and their laboratory results, doses, events, the end."""
+
+    def __init__(self, context: CaptureContext) -> None:
+        self.context = context
+
+    def record_visit(
+        self,
+        usubjid: str,
+        visit_code: str,
+        visit_date: dt.date,
+        labs: Mapping[str, LabValue | float | int | str | None],
+        actor: ActorLike,
+    ) -> int:
+        """Record a visit of the participant's schedule with its laboratory results."""
+        who = require(actor, Permission.ENTER_DATA, "enter visit data")
+        check_date_not_future("visit_date", visit_date, self.context.today())
+        results = self._check_labs(labs)
+        with transaction(self.context.engine) as session:
+            row = (
+                session.connection()
+                .execute(_VISIT_CONTEXT, {"usubjid": usubjid, "visit_code": visit_code})
+                .one_or_none()
+            )
+            if row is None or not who.sees_site(row.site):
+                raise NotFoundError(f"no randomized participant {usubjid!r}")
+            calendar = self.context.calendar(row.arm, row.randomization_date)
+            try:
+                planned = calendar.visit(visit_code)
+            except KeyError:
+                codes = ", ".join(v.code for v in calendar.visits[:12])
+                raise ValidationError(
+                    "visit_code",
+                    f"{visit_code!r} is not in the schedule of {usubjid} ({codes}, ...)",
+                ) from None
+            check_visit_window(planned, visit_date)
+            if row.ended is not None and visit_date > row.ended:
+                raise ValidationError(
+                    "visit_date",
+                    f"{visit_date} is after the end of follow-up of {usubjid} ({row.ended})",
+                )
+            if row.visit_id is not None:
+                raise ConflictError(f"visit {visit_code} of {usubjid} is already recorded")
+            (visit,) = insert_rows(
+                session,
+                Visit,
+                [{"participant_id": row.id, "visit_code": visit_code, "visit_date": visit_date}],
+            )
+            stored = insert_rows(
+                session,
+                LabResult,
+                [
+                    {
+                        "visit_id": visit["id"],
+                        "participant_id": row.id,
+                        "test_code": name,
+                        "value": value,
+                        "unit": self.context.protocol.lab_item(name).unit or "",
+                        "below_limit": below,
+                        "limit_value": limit,
+                    }
+                    for name, (value, below, limit) in results.items()
+                ],
+            )
+            append_audit_entries(
+                session,
+                [("INSERT", "visit", visit["id"], visit)]
+                + [("INSERT", "lab_result", lab["id"], lab) for lab in stored],
+                who.label,
+            )
+            return int(visit["id"])
+
+    def correct_visit(
+        self,
+        usubjid: str,
+        visit_code: str,
+        visit_date: dt.date,
+        labs: Mapping[str, LabValue | float | int | str | None],
+        reason: str,
+        actor: ActorLike,
+    ) -> int:
+        """Correct a saved visit (its date and results) with a reason; voids its signature.
+
+        The same edit checks as first entry apply. A saved result can be changed, not removed.
+        """
+        who = require(actor, Permission.CORRECT_DATA, "correct saved data")
+        if not reason.strip():
+            raise ValidationError("reason", "a reason for change is required to edit saved data")
+        check_date_not_future("visit_date", visit_date, self.context.today())
+        results = self._check_labs(labs)
+        with transaction(self.context.engine) as session:
+            participant, arm = find_participant(session, usubjid, who)
+            visit = session.scalar(
+                sa.select(Visit)
+                .where(Visit.participant_id == participant.id, Visit.visit_code == visit_code)
+                .with_for_update()
+            )
+            if visit is None:
+                raise NotFoundError(f"visit {visit_code} of {usubjid} is not recorded; enter it")
+            calendar = self.context.calendar(arm, participant.randomization_date)
+            check_visit_window(calendar.visit(visit_code), visit_date)
+            self._check_before_disposition(session, participant, "visit_date", visit_date)
+            stored = {
+                lab.test_code: lab
+                for lab in session.scalars(
+                    sa.select(LabResult).where(LabResult.visit_id == visit.id)
+                )
+            }
+            removed = sorted(set(stored) - set(results))
+            if removed:
+                raise ValidationError(
+                    f"LAB.{removed[0]}", "a saved result cannot be removed; correct its value"
+                )
+            changed: list[tuple[str, Base]] = []
+            if visit.visit_date != visit_date:
+                visit.visit_date = visit_date
+                changed.append(("UPDATE", visit))
+            for name, (value, below, limit) in results.items():
+                lab = stored.get(name)
+                if lab is None:
+                    lab = LabResult(
+                        visit_id=visit.id,
+                        participant_id=participant.id,
+                        test_code=name,
+                        value=value,
+                        unit=self.context.protocol.lab_item(name).unit or "",
+                        below_limit=below,
+                        limit_value=limit,
+                    )
+                    session.add(lab)
+                    changed.append(("INSERT", lab))
+                elif (lab.value, lab.below_limit, lab.limit_value) != (value, below, limit):
+                    lab.value, lab.below_limit, lab.limit_value = value, below, limit
+                    changed.append(("UPDATE", lab))
+            if not changed:
+                raise ValidationError("visit", "nothing changed: the entered values are stored")
+            session.flush()
+            voided = void_signatures(session, visit.id, f"visit corrected: {reason.strip()}")
+            changed += [("UPDATE", row) for row in voided]
+            append_audit(session, changed, who.label, reason.strip())
+            return visit.id
+
+    def record_doses(
+        self,
+        usubjid: str,
+        treatment: str,
+        cycle: int,
+        days: Sequence[tuple[dt.date, int]],
+        actor: ActorLike,
+    ) -> None:
+        """Record the doses of one cycle: ``(date, administrations taken)`` per dose day."""
+        who = require(actor, Permission.ENTER_DATA, "enter doses")
+        if not days:
+            raise ValidationError("doses", "give at least one dose day")
+        with transaction(self.context.engine) as session:
+            participant, arm = find_participant(session, usubjid, who)
+            calendar = self.context.calendar(arm, participant.randomization_date)
+            planned = {
+                d.date: d for d in calendar.doses if d.treatment == treatment and d.cycle == cycle
+            }
+            if not planned:
+                raise ValidationError(
+                    "treatment",
+                    f"{usubjid} (arm {arm}) has no {treatment} cycle {cycle} in the protocol",
+                )
+            rows: list[Base] = []
+            for day, taken in days:
+                plan = planned.get(day)
+                if plan is None:
+                    raise ValidationError(
+                        "dose_date",
+                        f"{day} is not a {treatment} day of cycle {cycle} "
+                        f"(planned {min(planned)} to {max(planned)})",
+                    )
+                if (
+                    isinstance(taken, bool)
+                    or not isinstance(taken, int)
+                    or not 0 <= taken <= plan.administrations
+                ):
+                    raise ValidationError(
+                        "administrations",
+                        f"{taken!r} on {day}: must be a whole number 0 to {plan.administrations}",
+                    )
+                check_date_not_future("dose_date", day, self.context.today())
+                self._check_before_disposition(session, participant, "dose_date", day)
+                rows.append(
+                    Dose(
+                        participant_id=participant.id,
+                        treatment=treatment,
+                        cycle=cycle,
+                        dose_date=day,
+                        administrations=taken,
+                        dose=plan.dose,
+                        dose_unit=plan.dose_unit,
+                    )
+                )
+            dates = [d for d, _ in days]
+            if len(set(dates)) != len(dates):
+                raise ValidationError("dose_date", "a dose day is listed twice")
+            existing = session.scalar(
+                sa.select(sa.func.count(Dose.id)).where(
+                    Dose.participant_id == participant.id,
+                    Dose.treatment == treatment,
+                    Dose.dose_date.in_(dates),
+                )
+            )
+            if existing:
+                raise ConflictError(
+                    f"{treatment} doses of {usubjid} on these days are already recorded"
+                )
+            add_rows(session, rows, who.label)
+
+    def report_clinical_event(
+        self, usubjid: str, event_code: str, onset_date: dt.date, actor: ActorLike
+    ) -> int:
+        """Report an opportunistic event or death from the protocol's coded list."""
+        who = require(actor, Permission.ENTER_DATA, "report clinical events")
+        terms = {e.code: e for e in self.context.protocol.forms.CE.events}
+        if event_code not in terms:
+            raise ValidationError(
+                "event_code",
+                f"{event_code!r} is not a coded clinical event; use one of {sorted(terms)}",
+            )
+        check_date_not_future("onset_date", onset_date, self.context.today())
+        with transaction(self.context.engine) as session:
+            participant, _ = find_participant(session, usubjid, who)
+            check_dates_in_order(
+                "randomization_date", participant.randomization_date, "onset_date", onset_date
+            )
+            self._check_before_disposition(session, participant, "onset_date", onset_date)
+            death = session.scalar(
+                sa.select(ClinicalEvent.onset_date).where(
+                    ClinicalEvent.participant_id == participant.id,
+                    ClinicalEvent.category == "DEATH",
+                )
+            )
+            if death is not None:
+                raise ConflictError(f"{usubjid} died on {death}; no event can follow a death")
+            row = ClinicalEvent(
+                participant_id=participant.id,
+                event_code=event_code,
+                category=terms[event_code].category,
+                onset_date=onset_date,
+            )
+            add_rows(session, [row], who.label)
+            return row.id
+
+    def report_adverse_event(
+        self,
+        usubjid: str,
+        term: str,
+        grade: int,
+        start_date: dt.date,
+        end_date: dt.date | None,
+        related: str,
+        serious: bool,
+        actor: ActorLike,
+    ) -> int:
+        """Report an adverse event with its DAIDS grade and relatedness."""
+        who = require(actor, Permission.ENTER_DATA, "report adverse events")
+        form = self.context.protocol.forms.AE
+        if term not in form.terms:
+            raise ValidationError(
+                "term", f"{term!r} is not an AE term of this protocol; use one of {form.terms}"
+            )
+        if (
+            isinstance(grade, bool)
+            or not isinstance(grade, int)
+            or not (form.min_grade <= grade <= form.max_grade)
+        ):
+            raise ValidationError(
+                "grade",
+                f"DAIDS grade must be a whole number "
+                f"{form.min_grade} to {form.max_grade}, got {grade!r}",
+            )
+        if related not in form.relatedness:
+            raise ValidationError("related", f"{related!r} is not one of {form.relatedness}")
+        check_date_not_future("start_date", start_date, self.context.today())
+        if end_date is not None:
+            check_dates_in_order("start_date", start_date, "end_date", end_date)
+            check_date_not_future("end_date", end_date, self.context.today())
+        with transaction(self.context.engine) as session:
+            participant, _ = find_participant(session, usubjid, who)
+            check_dates_in_order(
+                "randomization_date", participant.randomization_date, "start_date", start_date
+            )
+            self._check_before_disposition(session, participant, "start_date", start_date)
+            row = AdverseEvent(
+                participant_id=participant.id,
+                term=term,
+                grade=grade,
+                start_date=start_date,
+                end_date=end_date,
+                related=related,
+                serious=bool(serious),
+            )
+            add_rows(session, [row], who.label)
+            return row.id
+
+    def record_disposition(
+        self, usubjid: str, status: str, disposition_date: dt.date, actor: ActorLike
+    ) -> None:
+        """Record how follow-up ended; no data may be dated after it, and it is recorded once."""
+        who = require(actor, Permission.ENTER_DATA, "record dispositions")
+        if status not in DISPOSITION_STATUSES:
+            raise ValidationError("status", f"{status!r} is not one of {DISPOSITION_STATUSES}")
+        check_date_not_future("disposition_date", disposition_date, self.context.today())
+        with transaction(self.context.engine) as session:
+            participant, _ = find_participant(session, usubjid, who)
+            if (
+                session.scalar(
+                    sa.select(Disposition.id).where(Disposition.participant_id == participant.id)
+                )
+                is not None
+            ):
+                raise ConflictError(f"the disposition of {usubjid} is already recorded")
+            last = self._last_data_date(session, participant)
+            check_dates_in_order("last recorded data", last, "disposition_date", disposition_date)
+            death = session.scalar(
+                sa.select(ClinicalEvent.onset_date).where(
+                    ClinicalEvent.participant_id == participant.id,
+                    ClinicalEvent.category == "DEATH",
+                )
+            )
+            if (status == "DEATH") != (death is not None) or (
+                death is not None and death != disposition_date
+            ):
+                raise ValidationError(
+                    "status",
+                    "a DEATH disposition needs a reported death on the same date, and "
+                    "a reported death needs a DEATH disposition",
+                )
+            row = Disposition(
+                participant_id=participant.id, status=status, disposition_date=disposition_date
+            )
+            add_rows(session, [row], who.label)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _check_labs(
+        self, labs: Mapping[str, LabValue | float | int | str | None]
+    ) -> dict[str, tuple[float | None, bool, float | None]]:
+        items = {i.name: i for i in self.context.protocol.forms.LAB.items}
+        unknown = sorted(set(labs) - set(items))
+        if unknown:
+            raise ValidationError(f"LAB.{unknown[0]}", f"not a LAB item; known: {sorted(items)}")
+        results = {}
+        for name, item in items.items():
+            raw = labs.get(name)
+            if raw is None:
+                if item.required:
+                    raise ValidationError(f"LAB.{name}", f"{item.label} is required")
+                continue
+            results[name] = check_lab_value(item, parse_lab_value(raw, f"LAB.{name}"))
+        return results
+
+    @staticmethod
+    def _check_before_disposition(
+        session: Session, participant: Participant, field: str, day: dt.date
+    ) -> None:
+        ended = session.scalar(
+            sa.select(Disposition.disposition_date).where(
+                Disposition.participant_id == participant.id
+            )
+        )
+        if ended is not None and day > ended:
+            raise ValidationError(
+                field, f"{day} is after the end of follow-up of {participant.usubjid} ({ended})"
+            )
+
+    @staticmethod
+    def _last_data_date(session: Session, participant: Participant) -> dt.date:
+        pid = participant.id
+        candidates = [
+            session.scalar(
+                sa.select(sa.func.max(Visit.visit_date)).where(Visit.participant_id == pid)
+            ),
+            session.scalar(
+                sa.select(sa.func.max(Dose.dose_date)).where(Dose.participant_id == pid)
+            ),
+            session.scalar(
+                sa.select(sa.func.max(ClinicalEvent.onset_date)).where(
+                    ClinicalEvent.participant_id == pid
+                )
+            ),
+            session.scalar(
+                sa.select(sa.func.max(AdverseEvent.start_date)).where(
+                    AdverseEvent.participant_id == pid
+                )
+            ),
+        ]
+        dates = [participant.randomization_date, *[d for d in candidates if d is not None]]
+        return max(dates)
