@@ -92,6 +92,19 @@ def test_no_import_runs_up_or_across(path: Path) -> None:
     assert not wrong, f"{path.relative_to(SRC)} imports {', '.join(wrong)}"
 
 
+MAX_LINES = 600
+"""Small modules named for the domain noun: split along a real seam before this."""
+
+
+def test_no_module_is_over_600_lines() -> None:
+    long = {
+        str(path.relative_to(SRC)): n
+        for path in _sources()
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert not long, f"split these along a real seam: {long}"
+
+
 def test_the_contract_catches_an_upward_import(tmp_path: Path) -> None:
     """The checker itself: a capture module importing the web layer is found."""
     module = tmp_path / "bad.py"

@@ -15,8 +15,6 @@ CAPTURE = Path(__file__).parents[2] / "src" / "stalwart" / "capture"
 WORKFLOWS = ("enrolment", "followup", "records", "exports", "queries", "signatures", "reviews")
 """The modules ``service.CaptureService`` composes."""
 
-MAX_LINES = 600
-
 
 def _modules() -> dict[str, Path]:
     return {p.stem: p for p in sorted(CAPTURE.glob("*.py")) if p.stem != "__init__"}
@@ -63,12 +61,3 @@ def test_capture_imports_form_no_circle() -> None:
 
     for name in sorted(graph):
         visit(name, ())
-
-
-def test_no_capture_module_is_over_600_lines() -> None:
-    long = {
-        name: n
-        for name, path in _modules().items()
-        if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
-    }
-    assert long == {}
