@@ -14,7 +14,6 @@ on the kernels of :mod:`stalwart.analysis.kernels`) and how a block of Monte Car
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -44,7 +43,6 @@ __all__ = [
     "Method",
     "ReplicateSample",
     "TimeToEventMethod",
-    "json_number",
     "method_label",
     "short_label",
 ]
@@ -52,14 +50,6 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 Columns = dict[str, npt.NDArray[Any]]
-
-
-def json_number(x: float | None) -> float | None:
-    """A kernel's number as results.json holds it: None for NaN, infinity or None."""
-    if x is None:
-        return None
-    value = float(x)
-    return value if math.isfinite(value) else None
 
 
 @dataclass(frozen=True)

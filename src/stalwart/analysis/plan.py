@@ -23,12 +23,7 @@ import pandas as pd
 from stalwart.analysis.comparisons import Comparison, analysis_comparisons
 from stalwart.analysis.datasets.bundle import TrialDatasets
 from stalwart.analysis.kernels.km import kaplan_meier
-from stalwart.analysis.methods import (
-    CONTINUOUS_METHODS,
-    TIME_TO_EVENT_METHODS,
-    ContinuousSample,
-    json_number,
-)
+from stalwart.analysis.methods import CONTINUOUS_METHODS, TIME_TO_EVENT_METHODS, ContinuousSample
 from stalwart.analysis.plan_longitudinal import longitudinal_analyses
 from stalwart.analysis.plan_safety import safety_analyses
 from stalwart.analysis.results import (
@@ -39,6 +34,7 @@ from stalwart.analysis.results import (
     TimeToEventComparison,
 )
 from stalwart.errors import AnalysisError
+from stalwart.jsonable import finite_or_none
 from stalwart.protocol.analysis_plan import PrimaryAnalysis
 from stalwart.protocol.schema import Protocol
 
@@ -123,7 +119,7 @@ def _compare_continuous(
     )
     record.update(CONTINUOUS_METHODS[method].single(sample, protocol.analysis.alpha))
     for key in ("difference", "ci_low", "ci_high", "p_value", "se", "df"):
-        record[key] = json_number(record[key])
+        record[key] = finite_or_none(record[key])
     return ContinuousComparison(**record)
 
 
@@ -193,7 +189,7 @@ def _compare_tte(
         )
         return TimeToEventComparison(**record)
     estimates = kernel.single(time, event, is_treated, protocol.analysis.alpha)
-    record.update({k: v if isinstance(v, str) else json_number(v) for k, v in estimates.items()})
+    record.update({k: v if isinstance(v, str) else finite_or_none(v) for k, v in estimates.items()})
     return TimeToEventComparison(**record)
 
 
@@ -214,9 +210,9 @@ def _km_summary(protocol: Protocol, endpoint: str, arm: str, rows: pd.DataFrame)
             alpha=protocol.analysis.alpha,
         )
         record.update(
-            median=json_number(res.median),
-            ci_low=json_number(res.median_ci_low),
-            ci_high=json_number(res.median_ci_high),
+            median=finite_or_none(res.median),
+            ci_low=finite_or_none(res.median_ci_low),
+            ci_high=finite_or_none(res.median_ci_high),
         )
     return KmSummary(**record)
 

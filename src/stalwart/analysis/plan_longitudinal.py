@@ -19,9 +19,9 @@ import pandas as pd
 from stalwart.analysis.comparisons import analysis_comparisons
 from stalwart.analysis.datasets.bundle import TrialDatasets
 from stalwart.analysis.kernels.mmrm import MmrmResult, mmrm
-from stalwart.analysis.methods import json_number
 from stalwart.analysis.results import LongitudinalComparison
 from stalwart.errors import AnalysisError
+from stalwart.jsonable import finite_or_none
 from stalwart.protocol.analysis_plan import LongitudinalAnalysis, treated_arms
 from stalwart.protocol.schema import Protocol
 
@@ -116,20 +116,20 @@ def longitudinal_analyses(
                             control: int(result.n_obs[ic, j]),
                         },
                         ls_mean={
-                            treated: json_number(result.ls_means[it, j]),
-                            control: json_number(result.ls_means[ic, j]),
+                            treated: finite_or_none(result.ls_means[it, j]),
+                            control: finite_or_none(result.ls_means[ic, j]),
                         },
                         ls_mean_se={
-                            treated: json_number(result.ls_means_se[it, j]),
-                            control: json_number(result.ls_means_se[ic, j]),
+                            treated: finite_or_none(result.ls_means_se[it, j]),
+                            control: finite_or_none(result.ls_means_se[ic, j]),
                         },
-                        difference=json_number(contrast.difference[j]),
-                        se=json_number(contrast.se[j]),
-                        df=json_number(contrast.df[j]),
-                        ci_low=json_number(contrast.ci_low[j]),
-                        ci_high=json_number(contrast.ci_high[j]),
-                        p_value=json_number(contrast.p_value[j]),
-                        log_likelihood=json_number(result.log_likelihood),
+                        difference=finite_or_none(contrast.difference[j]),
+                        se=finite_or_none(contrast.se[j]),
+                        df=finite_or_none(contrast.df[j]),
+                        ci_low=finite_or_none(contrast.ci_low[j]),
+                        ci_high=finite_or_none(contrast.ci_high[j]),
+                        p_value=finite_or_none(contrast.p_value[j]),
+                        log_likelihood=finite_or_none(result.log_likelihood),
                         note=note,
                     )
                 )

@@ -15,9 +15,9 @@ import pandas as pd
 from stalwart.analysis.comparisons import analysis_comparisons
 from stalwart.analysis.datasets.bundle import TrialDatasets
 from stalwart.analysis.kernels.fisher import fisher_exact_proportions
-from stalwart.analysis.methods import json_number
 from stalwart.analysis.results import SafetyComparison
 from stalwart.errors import AnalysisError
+from stalwart.jsonable import finite_or_none
 from stalwart.protocol.analysis_plan import SafetyAnalysis
 from stalwart.protocol.schema import Protocol
 
@@ -69,11 +69,11 @@ def safety_analyses(protocol: Protocol, datasets: TrialDatasets) -> tuple[Safety
                         n={treated: n_t, control: n_c},
                         events={treated: int(e_t[k]), control: int(e_c[k])},
                         proportion={treated: e_t[k] / n_t, control: e_c[k] / n_c},
-                        difference=json_number(e_t[k] / n_t - e_c[k] / n_c),
-                        odds_ratio=json_number(test.odds_ratio[k]),
-                        ci_low=json_number(test.ci_low[k]),
-                        ci_high=json_number(test.ci_high[k]),
-                        p_value=json_number(test.p_value[k]),
+                        difference=finite_or_none(e_t[k] / n_t - e_c[k] / n_c),
+                        odds_ratio=finite_or_none(test.odds_ratio[k]),
+                        ci_low=finite_or_none(test.ci_low[k]),
+                        ci_high=finite_or_none(test.ci_high[k]),
+                        p_value=finite_or_none(test.p_value[k]),
                     )
                 )
     return tuple(out)

@@ -15,9 +15,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import numpy as np
 from stalwart import __version__
 from stalwart.analysis.comparisons import plan_comparisons
 from stalwart.errors import ConfigurationError
+from stalwart.jsonable import jsonable
 from stalwart.montecarlo.engine import Columns, TrialSpec
 from stalwart.montecarlo.executors import BlockTask, Executor, make_executor
 from stalwart.montecarlo.scenarios import ScenarioFile, load_scenario_file
@@ -195,7 +195,7 @@ def run_study(
 
         figures = power_curve_figure(oc["power_curve"], out)
     oc_path = out / "oc.json"
-    oc_path.write_text(json.dumps(_jsonable(oc), indent=2) + "\n", encoding="utf-8")
+    oc_path.write_text(json.dumps(jsonable(oc), indent=2) + "\n", encoding="utf-8")
     return StudyOutcome(oc, oc_path, figures, seconds)
 
 
@@ -242,15 +242,3 @@ def _power_curve(
                 }
             )
     return {"parameter": chosen.sweep.parameter, "values": list(chosen.sweep.values), "rows": rows}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

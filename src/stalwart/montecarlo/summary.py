@@ -20,15 +20,12 @@ import numpy.typing as npt
 
 from stalwart.analysis.comparisons import Comparison
 from stalwart.analysis.methods import TIME_TO_EVENT_METHODS
+from stalwart.jsonable import finite_or_none
 from stalwart.montecarlo.engine import Columns
 from stalwart.montecarlo.scenarios import LookPlan
 from stalwart.montecarlo.sequential import EFFICACY, HARM, NO_STOP, boundaries
 
 __all__ = ["distribution", "proportion", "summarize", "type_one_error"]
-
-
-def _num(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
 
 
 def distribution(values: npt.ArrayLike) -> dict[str, float | None]:
@@ -39,10 +36,10 @@ def distribution(values: npt.ArrayLike) -> dict[str, float | None]:
         return {"mean": None, "median": None, "q025": None, "q975": None}
     q025, median, q975 = np.quantile(arr, [0.025, 0.5, 0.975])
     return {
-        "mean": _num(float(arr.mean())),
-        "median": _num(float(median)),
-        "q025": _num(float(q025)),
-        "q975": _num(float(q975)),
+        "mean": finite_or_none(float(arr.mean())),
+        "median": finite_or_none(float(median)),
+        "q025": finite_or_none(float(q025)),
+        "q975": finite_or_none(float(q975)),
     }
 
 
