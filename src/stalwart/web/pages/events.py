@@ -29,8 +29,9 @@ __all__ = ["router"]
 
 router = APIRouter()
 
-_FORMS: dict[str, tuple[str, type[ClinicalEventCreate | AdverseEventCreate | DispositionCreate]]]
-_FORMS = {
+_EventCreate = ClinicalEventCreate | AdverseEventCreate | DispositionCreate
+
+_FORMS: dict[str, tuple[str, type[_EventCreate]]] = {
     "clinical": ("ce", ClinicalEventCreate),
     "adverse": ("ae", AdverseEventCreate),
     "disposition": ("ds", DispositionCreate),
