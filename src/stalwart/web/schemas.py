@@ -7,10 +7,24 @@ ignored. Values are checked again by the service's edit checks, which own the pr
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+import functools
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    create_model,
+    field_validator,
+)
+
+from stalwart.protocol.schema import ScreeningItem
 
 __all__ = [
     "MAX_ID",
@@ -93,6 +107,19 @@ class UserCreate(_In):
     full_name: str | None = Field(default=None, max_length=200)
 
 
+_FORM_ANSWER_TYPES: dict[str, type] = {"boolean": bool, "integer": int, "number": float}
+"""The Python type a form's text answer is read as, by screening item type (else text)."""
+
+
+@functools.cache
+def _form_answers(items: tuple[tuple[str, str], ...]) -> type[BaseModel]:
+    """A model of the screening items ``(name, type)``: every one required, each of its type."""
+    fields: dict[str, Any] = {
+        name: (_FORM_ANSWER_TYPES.get(kind, str), ...) for name, kind in items
+    }
+    return create_model("ScreeningFormAnswers", __config__=ConfigDict(extra="forbid"), **fields)
+
+
 class ScreeningCreate(_In):
     """A screening: the site, a screening number, the date, and every screening item."""
 
@@ -100,6 +127,21 @@ class ScreeningCreate(_In):
     screening_number: Code
     screening_date: dt.date
     answers: dict[str, Answer]
+
+    @field_validator("answers", mode="wrap")
+    @classmethod
+    def _form_answers_typed(
+        cls, value: object, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> object:
+        """A form posts every answer as text: given the protocol's items as the validation
+        context's ``screening_items`` (the pages do), each is first read as its item's type, and
+        a text that is not one is refused under ``answers.<item>``. JSON answers are typed as
+        sent (the API gives no context)."""
+        items: Sequence[ScreeningItem] | None = (info.context or {}).get("screening_items")
+        if items is not None:
+            model = _form_answers(tuple((i.name, i.type) for i in items))
+            value = model.model_validate(value).model_dump()
+        return handler(value)
 
 
 class ScreeningPublic(BaseModel):

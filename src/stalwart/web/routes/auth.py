@@ -1,4 +1,5 @@
-"""Tokens and user accounts."""
+"""Tokens and user accounts; a token's issue and withdrawal run in the arrival-order queue
+(``Run``), as the login page's do."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Request, status
 from stalwart.capture.access import Permission as P
 from stalwart.capture.access import permissions_of
 from stalwart.capture.users import UserAccount
-from stalwart.web.deps import CurrentActor, Users
+from stalwart.web.deps import CurrentActor, Run, Users
 from stalwart.web.routes import PUBLIC, SIGNED_IN, needs
 from stalwart.web.schemas import TokenCreate, TokenPublic, UserCreate
 
@@ -20,14 +21,14 @@ router = APIRouter(prefix="/api", tags=["auth"])
 
 
 @router.post("/token", status_code=status.HTTP_201_CREATED, **PUBLIC)
-def create_token(body: TokenCreate, request: Request, users: Users) -> TokenPublic:
+async def create_token(body: TokenCreate, request: Request, users: Users, run: Run) -> TokenPublic:
     """Exchange a username and password for a bearer token (valid 30 days).
 
     Repeated failures lock the account (and the client) for a while: 429 with Retry-After.
     """
     client = request.client.host if request.client else None
-    actor = users.authenticate(body.username, body.password, client)
-    issued = users.issue_token(actor, "api")
+    actor = await run(users.authenticate, body.username, body.password, client)
+    issued = await run(users.issue_token, actor, "api")
     return TokenPublic(
         access_token=issued.token,
         expires_at=issued.expires_at,
@@ -38,10 +39,10 @@ def create_token(body: TokenCreate, request: Request, users: Users) -> TokenPubl
 
 
 @router.delete("/token", status_code=status.HTTP_204_NO_CONTENT, **SIGNED_IN)
-def revoke_token(request: Request, actor: CurrentActor, users: Users) -> None:
+async def revoke_token(request: Request, actor: CurrentActor, users: Users, run: Run) -> None:
     """Withdraw the bearer token of this request."""
     _, _, token = request.headers.get("authorization", "").partition(" ")
-    users.revoke_token(token.strip())
+    await run(users.revoke_token, token.strip())
 
 
 @router.get("/me", **SIGNED_IN)

@@ -1,4 +1,8 @@
-"""Queries, endpoint review, the worklist, exports and summaries."""
+"""Queries, endpoint review, the worklist, exports and summaries.
+
+The writes (a query raised, answered or closed; a verdict) run in the forms' arrival-order queue
+(``Run``), as the participants' writes and the pages' do.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from fastapi import APIRouter, status
 from fastapi.responses import StreamingResponse
 
 from stalwart.capture.access import Permission as P
-from stalwart.web.deps import CurrentActor, Service
+from stalwart.web.deps import CurrentActor, Run, Service
 from stalwart.web.routes import needs
 from stalwart.web.schemas import QueryAnswer, QueryClose, QueryCreate, RecordId, ReviewCreate
 
@@ -24,12 +28,18 @@ router = APIRouter(prefix="/api", tags=["oversight"])
 @router.post(
     "/participants/{usubjid}/queries", status_code=status.HTTP_201_CREATED, **needs(P.RAISE_QUERY)
 )
-def raise_query(
-    usubjid: str, body: QueryCreate, service: Service, actor: CurrentActor
+async def raise_query(
+    usubjid: str, body: QueryCreate, service: Service, actor: CurrentActor, run: Run
 ) -> dict[str, Any]:
     """Open a query on a participant's record (monitors, data managers)."""
-    query_id = service.queries.raise_query(
-        usubjid, body.field, body.text, actor, body.table_name, body.record_id
+    query_id = await run(
+        service.queries.raise_query,
+        usubjid,
+        body.field,
+        body.text,
+        actor,
+        body.table_name,
+        body.record_id,
     )
     return {"id": query_id, "status": "OPEN"}
 
@@ -43,20 +53,20 @@ def list_queries(
 
 
 @router.post("/queries/{query_id}/answer", **needs(P.ANSWER_QUERY))
-def answer_query(
-    query_id: RecordId, body: QueryAnswer, service: Service, actor: CurrentActor
+async def answer_query(
+    query_id: RecordId, body: QueryAnswer, service: Service, actor: CurrentActor, run: Run
 ) -> dict[str, Any]:
     """The site answers an open query."""
-    service.queries.answer(query_id, body.answer, actor)
+    await run(service.queries.answer, query_id, body.answer, actor)
     return {"id": query_id, "status": "ANSWERED"}
 
 
 @router.post("/queries/{query_id}/close", **needs(P.CLOSE_QUERY))
-def close_query(
-    query_id: RecordId, body: QueryClose, service: Service, actor: CurrentActor
+async def close_query(
+    query_id: RecordId, body: QueryClose, service: Service, actor: CurrentActor, run: Run
 ) -> dict[str, Any]:
     """Close a query."""
-    service.queries.close(query_id, body.note, actor)
+    await run(service.queries.close, query_id, body.note, actor)
     return {"id": query_id, "status": "CLOSED"}
 
 
@@ -77,11 +87,11 @@ def review_status(service: Service, actor: CurrentActor) -> dict[str, Any]:
 @router.post(
     "/endpoint-reviews/{event_id}", status_code=status.HTTP_201_CREATED, **needs(P.REVIEW_ENDPOINT)
 )
-def review_event(
-    event_id: RecordId, body: ReviewCreate, service: Service, actor: CurrentActor
+async def review_event(
+    event_id: RecordId, body: ReviewCreate, service: Service, actor: CurrentActor, run: Run
 ) -> dict[str, Any]:
     """Confirm or reject a reported event, with the reason."""
-    review_id = service.reviews.review(event_id, body.decision, body.reason, actor)
+    review_id = await run(service.reviews.review, event_id, body.decision, body.reason, actor)
     return {"id": review_id, "decision": body.decision}
 
 

@@ -14,11 +14,9 @@ from typing import Any
 
 from fastapi import APIRouter, status
 
-from stalwart.capture.access import Actor
 from stalwart.capture.access import Permission as P
 from stalwart.capture.enrolment import Allocation
-from stalwart.capture.service import CaptureService
-from stalwart.errors import ValidationError
+from stalwart.web.calls import randomize_after_consent
 from stalwart.web.deps import CurrentActor, Run, Service, Users
 from stalwart.web.routes import needs
 from stalwart.web.schemas import (
@@ -114,21 +112,8 @@ async def randomize(
     body: RandomizationCreate, service: Service, actor: CurrentActor, run: Run
 ) -> AllocationPublic:
     """Randomize: returns the arm and the participant's visit and dosing calendar."""
-    allocation = await run(_randomize, body, service, actor)
+    allocation = await run(randomize_after_consent, body, service, actor)
     return allocation_public(allocation)
-
-
-def _randomize(body: RandomizationCreate, service: CaptureService, actor: Actor) -> Allocation:
-    consent_date = body.consent_date
-    if consent_date is None:
-        recorded = {s.screening_number: s for s in service.records.screenings(actor)}
-        screening = recorded.get(body.screening_number)
-        if screening is None or screening.consent_date is None:
-            raise ValidationError(
-                "consent_date", "no consent is recorded: record consent first or give its date"
-            )
-        consent_date = screening.consent_date
-    return service.randomize(body.screening_number, consent_date, body.randomization_date, actor)
 
 
 @router.get("/participants", **needs(P.READ_RECORDS))

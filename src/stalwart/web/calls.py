@@ -1,0 +1,54 @@
+"""Service calls the API routes and the pages share, each run in a worker thread by ``Run``.
+
+Small functions over ``CaptureService``'s public methods, for what the service has no single
+call for: randomizing with the recorded consent, one screening of the log, and whether a visit is
+saved (which decides between its first save and a correction) without reading the whole record.
+"""
+
+from __future__ import annotations
+
+from stalwart.capture.access import Actor
+from stalwart.capture.enrolment import Allocation
+from stalwart.capture.records import ScreeningView, VisitRecord
+from stalwart.capture.service import CaptureService
+from stalwart.errors import NotFoundError, ValidationError
+from stalwart.web.schemas import RandomizationCreate
+
+__all__ = ["randomize_after_consent", "saved_visit", "screening_view"]
+
+
+def screening_view(service: CaptureService, actor: Actor, number: str) -> ScreeningView:
+    """The screening numbered ``number`` in the actor's screening log."""
+    for screening in service.records.screenings(actor):
+        if screening.screening_number == number:
+            return screening
+    raise NotFoundError(f"no screening numbered {number}")
+
+
+def randomize_after_consent(
+    body: RandomizationCreate, service: CaptureService, actor: Actor
+) -> Allocation:
+    """Randomize; without ``consent_date`` in the body, the recorded consent's date is used."""
+    consent_date = body.consent_date
+    if consent_date is None:
+        recorded = {s.screening_number: s for s in service.records.screenings(actor)}
+        screening = recorded.get(body.screening_number)
+        if screening is None or screening.consent_date is None:
+            raise ValidationError(
+                "consent_date",
+                "no consent is recorded: record the informed consent before randomizing, "
+                "or give its date",
+            )
+        consent_date = screening.consent_date
+    return service.randomize(body.screening_number, consent_date, body.randomization_date, actor)
+
+
+def saved_visit(
+    service: CaptureService, actor: Actor, usubjid: str, visit_code: str
+) -> VisitRecord | None:
+    """The saved visit, or None when it is not saved yet (or there is no such participant: the
+    write that follows says so). One participant's row, the visit and its results are read."""
+    try:
+        return service.records.visit(usubjid, visit_code, actor)
+    except NotFoundError:
+        return None

@@ -1,0 +1,135 @@
+"""Logging in and out, and each role's start page.
+
+The login form is read by the API token's schema (``TokenCreate``) and carries its own CSRF token
+(double submit: a cookie that the form's hidden field must echo). The session cookie is HttpOnly,
+SameSite=Strict, and Secure over HTTPS.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from stalwart.capture.access import Actor, Permission
+from stalwart.capture.users import UserStore
+from stalwart.errors import AuthenticationError, LoginThrottledError
+from stalwart.web.deps import SESSION_COOKIE, Run
+from stalwart.web.pages.common import PageSession, filled, form_values, read_form, render
+from stalwart.web.schemas import TokenCreate
+
+__all__ = ["LOGIN_CSRF_COOKIE", "router"]
+
+router = APIRouter()
+
+LOGIN_CSRF_COOKIE = "stalwart_login_csrf"
+"""The login form's CSRF token (double submit): a cookie that the form's hidden field must echo."""
+
+
+def _secure(request: Request) -> bool:
+    """Cookies are Secure when the app says so or the request came over HTTPS."""
+    return bool(request.app.state.secure_cookies) or request.url.scheme == "https"
+
+
+def _login_form(
+    request: Request,
+    status_code: int = 200,
+    errors: dict[str, str] | None = None,
+    username: str = "",
+) -> HTMLResponse:
+    """The login form with a fresh CSRF token, set in a cookie too (SameSite=Strict)."""
+    token = secrets.token_urlsafe(24)
+    response = render(
+        request,
+        "login.html.j2",
+        "Log in",
+        None,
+        status_code,
+        errors=errors or {},
+        values={"username": username},
+        login_csrf=token,
+    )
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request),
+        max_age=3600,
+        path="/login",
+    )
+    return response
+
+
+def _home(actor: Actor) -> str:
+    if actor.can(Permission.READ_EVENTS):
+        return "/reviews"
+    if actor.can(Permission.POOLED_SUMMARY):
+        return "/summary"
+    return "/worklist"
+
+
+@router.get("/login")
+def login_page(request: Request) -> HTMLResponse:
+    """The login form."""
+    return _login_form(request)
+
+
+@router.post("/login")
+async def login(request: Request, run: Run) -> Response:
+    """Check the form's CSRF token and the password, start a session, go to the worklist.
+
+    Repeated failures lock the account for a while (429, said beside the password field).
+    """
+    form = await request.form()
+    given = form.get("csrf_token")
+    values = await form_values(request)
+    username = values.get("username", "")
+    if not UserStore.csrf_matches(
+        request.cookies.get(LOGIN_CSRF_COOKIE), given if isinstance(given, str) else None
+    ):
+        message = "the login form has expired or did not come from this site: log in again"
+        return _login_form(request, 403, {"password": message}, username)
+    body, errors = read_form(TokenCreate, filled(values, ("username", "password")))
+    if body is None:
+        return _login_form(request, 422, errors, username)
+    users: UserStore = request.app.state.users
+    client = request.client.host if request.client else None
+    try:
+        actor = await run(users.authenticate, body.username, body.password, client)
+        issued = await run(users.issue_token, actor, "session")
+    except AuthenticationError as exc:
+        status_code = 429 if isinstance(exc, LoginThrottledError) else 401
+        refusal = _login_form(request, status_code, {"password": str(exc)}, username)
+        if isinstance(exc, LoginThrottledError):
+            refusal.headers["Retry-After"] = str(exc.retry_after)
+        return refusal
+    home = "/worklist" if actor.can(Permission.READ_RECORDS) else _home(actor)
+    response = RedirectResponse(home, status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        issued.token,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request),
+        max_age=12 * 3600,
+    )
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, session: PageSession, run: Run) -> Response:
+    """End the session."""
+    users: UserStore = request.app.state.users
+    await run(users.revoke_token, request.cookies.get(SESSION_COOKIE, ""))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+@router.get("/")
+def home(session: PageSession) -> Response:
+    """The start page of the role."""
+    return RedirectResponse(_home(session.actor), status_code=303)

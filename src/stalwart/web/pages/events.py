@@ -1,0 +1,137 @@
+"""A clinical event, an adverse event and the end of follow-up: the API's ``/clinical-events``,
+``/adverse-events`` and ``/disposition`` operations, their forms read by the same schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from stalwart.capture.followup import DISPOSITION_STATUSES
+from stalwart.capture.service import CaptureService
+from stalwart.errors import StalwartError
+from stalwart.web.deps import Run
+from stalwart.web.errors import status_of
+from stalwart.web.pages.common import (
+    NOT_SAVED,
+    PageSession,
+    field_errors,
+    filled,
+    form_values,
+    read_form,
+    refused,
+    render,
+    service_of,
+)
+from stalwart.web.schemas import AdverseEventCreate, ClinicalEventCreate, DispositionCreate
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+_EventCreate = ClinicalEventCreate | AdverseEventCreate | DispositionCreate
+
+_FORMS: dict[str, tuple[str, type[_EventCreate]]] = {
+    "clinical": ("ce", ClinicalEventCreate),
+    "adverse": ("ae", AdverseEventCreate),
+    "disposition": ("ds", DispositionCreate),
+}
+"""The kind in the URL -> the form's key on the page and its request schema."""
+
+
+def _events_context(service: CaptureService) -> dict[str, Any]:
+    ae = service.protocol.forms.AE
+    return {
+        "ce_options": [
+            (e.code, f"{e.term} ({e.category.lower()})") for e in service.protocol.forms.CE.events
+        ],
+        "ae_terms": [(t, t) for t in ae.terms],
+        "ae_grades": [(str(g), str(g)) for g in range(ae.min_grade, ae.max_grade + 1)],
+        "ae_related": [(r, r.capitalize()) for r in ae.relatedness],
+        "grading": ae.grading,
+        "ds_options": [(s, s.capitalize()) for s in DISPOSITION_STATUSES],
+    }
+
+
+@router.get("/participants/{usubjid}/events")
+def events_page(usubjid: str, request: Request, session: PageSession) -> HTMLResponse:
+    """Forms for a clinical event, an adverse event and the end of follow-up."""
+    service = service_of(request)
+    try:
+        service.records.participant(usubjid, session.actor)
+    except StalwartError as exc:
+        return refused(request, session, exc)
+    return render(
+        request,
+        "events.html.j2",
+        f"{usubjid}: events",
+        session,
+        usubjid=usubjid,
+        errors={"ce": {}, "ae": {}, "ds": {}},
+        **_events_context(service),
+    )
+
+
+def _body(kind: str, values: dict[str, str]) -> dict[str, str]:
+    """The form as the schema's body: blank fields left out; an absent ``serious`` is No."""
+    fields = _FORMS[kind][1].model_fields
+    body = filled(values, fields)
+    if kind == "adverse":
+        body["serious"] = values.get("serious", "false")
+    return body
+
+
+@router.post("/participants/{usubjid}/events/{kind}")
+async def save_event(
+    usubjid: str, kind: str, request: Request, session: PageSession, run: Run
+) -> Response:
+    """Report a clinical event (``clinical``), adverse event (``adverse``) or ``disposition``."""
+    if kind not in _FORMS:
+        raise HTTPException(status_code=404)
+    service = service_of(request)
+    actor = session.actor
+    key, schema = _FORMS[kind]
+    values = await form_values(request)
+    body, errors = read_form(schema, _body(kind, values))
+    page_error, status_code = NOT_SAVED, 422
+    try:
+        if isinstance(body, ClinicalEventCreate):
+            await run(
+                service.report_clinical_event, usubjid, body.event_code, body.onset_date, actor
+            )
+        elif isinstance(body, AdverseEventCreate):
+            await run(
+                service.report_adverse_event,
+                usubjid,
+                body.term,
+                body.grade,
+                body.start_date,
+                body.end_date,
+                body.related,
+                body.serious,
+                actor,
+            )
+        elif isinstance(body, DispositionCreate):
+            await run(
+                service.record_disposition, usubjid, body.status, body.disposition_date, actor
+            )
+        if body is not None:
+            return RedirectResponse(f"/participants/{usubjid}", status_code=303)
+    except StalwartError as exc:
+        errors = field_errors(exc, schema.model_fields)
+        status_code = status_of(exc)
+        if not errors:
+            page_error = str(exc)
+    return render(
+        request,
+        "events.html.j2",
+        f"{usubjid}: events",
+        session,
+        status_code,
+        usubjid=usubjid,
+        values=values,
+        errors={"ce": {}, "ae": {}, "ds": {}} | {key: errors},
+        page_error=page_error,
+        **_events_context(service),
+    )

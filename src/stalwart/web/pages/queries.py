@@ -1,0 +1,82 @@
+"""Data queries of the user's sites: the site answers, the monitor closes, as the API's
+``/queries/{id}/answer`` and ``/close`` (``QueryAnswer``, ``QueryClose``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from stalwart.errors import StalwartError, ValidationError
+from stalwart.web.deps import Run
+from stalwart.web.errors import status_of
+from stalwart.web.pages.common import (
+    PageSession,
+    filled,
+    form_values,
+    read_form,
+    refused,
+    render,
+    service_of,
+)
+from stalwart.web.schemas import QueryAnswer, QueryClose, RecordId
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+@router.get("/queries")
+def queries_page(request: Request, session: PageSession) -> HTMLResponse:
+    """Queries of the user's sites, with answer and close forms."""
+    try:
+        rows = service_of(request).queries.list(session.actor)
+    except StalwartError as exc:
+        return refused(request, session, exc)
+    return render(request, "queries.html.j2", "Queries", session, queries=rows)
+
+
+@router.post("/queries/{query_id}/{action}")
+async def query_action(
+    query_id: RecordId, action: str, request: Request, session: PageSession, run: Run
+) -> Response:
+    """Answer or close a query."""
+    if action not in ("answer", "close"):
+        raise HTTPException(status_code=404)
+    service = service_of(request)
+    field = "answer" if action == "answer" else "note"
+    values = await form_values(request)
+    status_code = 422
+    if action == "answer":
+        answer, errors = read_form(QueryAnswer, filled(values, [field]))
+        if answer is not None:
+            try:
+                await run(service.queries.answer, query_id, answer.answer, session.actor)
+            except StalwartError as exc:
+                errors, status_code = {field: _message(exc)}, status_of(exc)
+    else:
+        close, errors = read_form(QueryClose, filled(values, [field]))
+        if close is not None:
+            try:
+                await run(service.queries.close, query_id, close.note, session.actor)
+            except StalwartError as exc:
+                errors, status_code = {field: _message(exc)}, status_of(exc)
+    if not errors:
+        return RedirectResponse("/queries", status_code=303)
+    try:
+        rows = await run(service.queries.list, session.actor)
+    except StalwartError as exc:
+        return refused(request, session, exc)
+    return render(
+        request,
+        "queries.html.j2",
+        "Queries",
+        session,
+        status_code,
+        queries=rows,
+        errors={query_id: errors},
+    )
+
+
+def _message(exc: StalwartError) -> str:
+    """An edit check's message without its field (shown beside it); else the whole refusal."""
+    return exc.message if isinstance(exc, ValidationError) else str(exc)

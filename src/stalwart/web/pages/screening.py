@@ -1,0 +1,192 @@
+"""Screening, informed consent and randomization, as the API's ``/screenings`` and
+``/randomizations`` operations: the same schemas read the forms, the same queue runs the writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from stalwart.capture.access import Actor
+from stalwart.capture.service import CaptureService
+from stalwart.errors import StalwartError
+from stalwart.web.calls import randomize_after_consent, screening_view
+from stalwart.web.deps import Run, WebSession
+from stalwart.web.errors import status_of
+from stalwart.web.pages.common import (
+    PageSession,
+    field_errors,
+    filled,
+    form_values,
+    read_form,
+    refused,
+    render,
+    service_of,
+)
+from stalwart.web.schemas import ConsentCreate, RandomizationCreate, ScreeningCreate
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+_SCREENING_FIELDS = ("site", "screening_number", "screening_date")
+
+
+def _screening_context(service: CaptureService, actor: Actor) -> dict[str, Any]:
+    sites = [
+        (s.code, f"{s.code} {s.name}") for s in service.protocol.sites if actor.sees_site(s.code)
+    ]
+    return {"items": service.protocol.screening_items, "sites": sites}
+
+
+def _screening_field(loc: tuple[int | str, ...]) -> str:
+    """A screening item's answer is its own form field (``answers.cd4`` -> ``cd4``)."""
+    return str(loc[1]) if loc[0] == "answers" and len(loc) > 1 else str(loc[0])
+
+
+@router.get("/screening")
+def screening_page(request: Request, session: PageSession) -> HTMLResponse:
+    """The screening form, from the protocol's screening items."""
+    context = _screening_context(service_of(request), session.actor)
+    values = {"screening_date": service_of(request)._today().isoformat()}
+    if session.actor.site:
+        values["site"] = session.actor.site
+    return render(request, "screening.html.j2", "Screening", session, values=values, **context)
+
+
+@router.post("/screening")
+async def screen(request: Request, session: PageSession, run: Run) -> HTMLResponse:
+    """Record a screening; show the verdict, or the form again with errors beside the fields."""
+    service = service_of(request)
+    values = await form_values(request)
+    context = _screening_context(service, session.actor)
+    items = service.protocol.screening_items
+    answers = filled(values, [i.name for i in items])
+    body, errors = read_form(
+        ScreeningCreate,
+        filled(values, _SCREENING_FIELDS) | {"answers": answers},
+        _screening_field,
+        {"screening_items": items},
+    )
+    if body is not None:
+        try:
+            outcome = await run(
+                service.screen,
+                body.site,
+                body.screening_number,
+                body.screening_date,
+                body.answers,
+                session.actor,
+            )
+        except StalwartError as exc:
+            errors = field_errors(exc, [*_SCREENING_FIELDS, *(i.name for i in items)])
+            if not errors:
+                return render(
+                    request,
+                    "screening.html.j2",
+                    "Screening",
+                    session,
+                    status_of(exc),
+                    page_error=str(exc),
+                    values=values,
+                    **context,
+                )
+        else:
+            return render(request, "screening.html.j2", "Screening", session, outcome=outcome)
+    return render(
+        request,
+        "screening.html.j2",
+        "Screening",
+        session,
+        422,
+        errors=errors,
+        values=values,
+        page_error="The screening was not saved: correct the fields marked below.",
+        **context,
+    )
+
+
+@router.get("/randomize/{number}")
+def randomize_page(number: str, request: Request, session: PageSession) -> Response:
+    """Consent, then randomization, of an eligible screened person."""
+    service = service_of(request)
+    try:
+        screening = screening_view(service, session.actor, number)
+    except StalwartError as exc:
+        return refused(request, session, exc)
+    if screening.usubjid:
+        return RedirectResponse(f"/participants/{screening.usubjid}", status_code=303)
+    today = service._today().isoformat()
+    return render(
+        request,
+        "randomize.html.j2",
+        "Randomization",
+        session,
+        screening=screening,
+        values={"consent_date": today, "randomization_date": today},
+    )
+
+
+async def _randomize_form(
+    request: Request,
+    session: WebSession,
+    run: Run,
+    number: str,
+    errors: dict[str, str],
+    values: dict[str, str],
+) -> HTMLResponse:
+    """The consent or randomization form again (the one the screening needs), with its errors."""
+    service = service_of(request)
+    try:
+        screening = await run(screening_view, service, session.actor, number)
+    except StalwartError as exc:
+        return refused(request, session, exc)
+    return render(
+        request,
+        "randomize.html.j2",
+        "Randomization",
+        session,
+        422,
+        screening=screening,
+        errors=errors,
+        values=values,
+    )
+
+
+@router.post("/randomize/{number}/consent")
+async def consent(number: str, request: Request, session: PageSession, run: Run) -> Response:
+    """Record informed consent."""
+    service = service_of(request)
+    values = await form_values(request)
+    body, errors = read_form(ConsentCreate, filled(values, ["consent_date"]))
+    if body is not None:
+        try:
+            await run(service.record_consent, number, body.consent_date, session.actor)
+            return RedirectResponse(f"/randomize/{number}", status_code=303)
+        except StalwartError as exc:
+            errors = field_errors(exc, ["consent_date"]) or {"consent_date": str(exc)}
+    shown = {"consent_date": values.get("consent_date", "")}
+    return await _randomize_form(request, session, run, number, errors, shown)
+
+
+@router.post("/randomize/{number}")
+async def randomize(number: str, request: Request, session: PageSession, run: Run) -> Response:
+    """Randomize with the recorded consent; show the arm and the participant's calendar."""
+    service = service_of(request)
+    values = await form_values(request)
+    given = {"screening_number": number} | filled(values, ["randomization_date"])
+    body, errors = read_form(RandomizationCreate, given)
+    if body is not None:
+        try:
+            allocation = await run(randomize_after_consent, body, service, session.actor)
+            return RedirectResponse(
+                f"/participants/{allocation.usubjid}?randomized=1", status_code=303
+            )
+        except StalwartError as exc:
+            errors = field_errors(exc, ["randomization_date", "consent_date"]) or {
+                "randomization_date": str(exc)
+            }
+    shown = {"randomization_date": values.get("randomization_date", "")}
+    return await _randomize_form(request, session, run, number, errors, shown)

@@ -1,0 +1,250 @@
+"""A participant's record, a visit's laboratory form (first save or correction), its e-signature
+and audit trail: the API's visit operations, read by the same schemas, run in the same queue.
+
+Whether the visit is saved (first save, or a correction with its reason) is asked of the visit
+alone (``calls.saved_visit``); the participant's whole record is read only to draw a page.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from stalwart.capture.access import Actor
+from stalwart.capture.records import CalendarEntry, VisitRecord
+from stalwart.capture.service import CaptureService
+from stalwart.errors import AuthenticationError, StalwartError, ValidationError
+from stalwart.web.calls import saved_visit
+from stalwart.web.deps import Run, WebSession
+from stalwart.web.errors import status_of
+from stalwart.web.pages.common import (
+    NOT_SAVED,
+    PageSession,
+    field_errors,
+    filled,
+    form_values,
+    read_form,
+    refused,
+    render,
+    service_of,
+)
+from stalwart.web.schemas import SignatureCreate, VisitCorrection, VisitCreate
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+@router.get("/participants/{usubjid}")
+def participant(usubjid: str, request: Request, session: PageSession) -> HTMLResponse:
+    """The participant's record: arm, visit calendar, dosing, events."""
+    service = service_of(request)
+    try:
+        detail = service.records.participant(usubjid, session.actor)
+    except StalwartError as exc:
+        return refused(request, session, exc)
+    cycles: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for d in detail.dose_days:
+        cycles.setdefault((d["treatment"], d["cycle"]), []).append(d)
+    rows = [
+        {
+            "treatment": t,
+            "cycle": c,
+            "first": days[0]["date"],
+            "last": days[-1]["date"],
+            "dose": f"{days[0]['dose']:g} {days[0]['dose_unit']} x {days[0]['planned']}/day",
+            "logged": all(d["taken"] is not None for d in days),
+        }
+        for (t, c), days in sorted(cycles.items(), key=lambda kv: kv[1][0]["date"])
+    ]
+    arm = detail.summary.arm
+    message = None
+    if request.query_params.get("randomized") and arm:
+        message = f"Randomized to {arm}. The visit and dosing calendar below follows the protocol."
+    return render(
+        request,
+        "participant.html.j2",
+        usubjid,
+        session,
+        detail=detail,
+        cycles=rows,
+        arm_name=service.protocol.arm(arm).name if arm else "",
+        message=message,
+    )
+
+
+def _visit_context(
+    service: CaptureService, actor: Actor, usubjid: str, code: str
+) -> tuple[CalendarEntry, VisitRecord | None]:
+    """The planned visit of the participant's calendar, and its record once saved."""
+    detail = service.records.participant(usubjid, actor)
+    planned = next((v for v in detail.calendar if v.code == code), None)
+    if planned is None:
+        raise ValidationError("visit_code", f"{code!r} is not in the schedule of {usubjid}")
+    record = service.records.visit(usubjid, code, actor) if planned.status == "recorded" else None
+    return planned, record
+
+
+def _visit_page(
+    request: Request,
+    session: WebSession,
+    usubjid: str,
+    planned: CalendarEntry,
+    record: VisitRecord | None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    lab = service_of(request).protocol.forms.LAB
+    return render(
+        request,
+        "visit.html.j2",
+        f"{usubjid}: {planned.name}",
+        session,
+        status_code,
+        usubjid=usubjid,
+        planned=planned,
+        record=record,
+        items=lab.items,
+        form_name=lab.name,
+        **context,
+    )
+
+
+@router.get("/participants/{usubjid}/visits/{code}")
+def visit_page(usubjid: str, code: str, request: Request, session: PageSession) -> HTMLResponse:
+    """The visit's laboratory form from the protocol's CRF (a correction form once saved)."""
+    service = service_of(request)
+    try:
+        planned, record = _visit_context(service, session.actor, usubjid, code)
+    except StalwartError as exc:
+        return refused(request, session, exc)
+    values: dict[str, str] = {
+        "visit_date": (record.visit_date if record else planned.target).isoformat()
+    }
+    if record:
+        values |= {f"LAB.{k}": v for k, v in record.labs.items()}
+    return _visit_page(request, session, usubjid, planned, record, values=values)
+
+
+def _visit_field(loc: tuple[int | str, ...]) -> str:
+    """A result is its LAB item's form field (``labs.CD4`` -> ``LAB.CD4``)."""
+    return f"LAB.{loc[1]}" if loc[0] == "labs" and len(loc) > 1 else str(loc[0])
+
+
+@router.post("/participants/{usubjid}/visits/{code}")
+async def save_visit(
+    usubjid: str, code: str, request: Request, session: PageSession, run: Run
+) -> Response:
+    """First save or correction of a visit; refused input comes back beside its field."""
+    service = service_of(request)
+    actor = session.actor
+    values = await form_values(request)
+    record = await run(saved_visit, service, actor, usubjid, code)
+    names = [i.name for i in service.protocol.forms.LAB.items]
+    labs = {n: values[f"LAB.{n}"].strip() for n in names if values.get(f"LAB.{n}", "").strip()}
+    given: dict[str, object] = filled(values, ["visit_date"]) | {"labs": labs}
+    body: VisitCreate | None
+    if record is None:
+        body, errors = read_form(VisitCreate, given, _visit_field)
+    else:
+        body, errors = read_form(VisitCorrection, given | filled(values, ["reason"]), _visit_field)
+    page_error = NOT_SAVED
+    status_code = 422
+    if body is not None:
+        try:
+            if isinstance(body, VisitCorrection):
+                await run(
+                    service.correct_visit,
+                    usubjid,
+                    code,
+                    body.visit_date,
+                    body.labs,
+                    body.reason,
+                    actor,
+                )
+            else:
+                await run(service.record_visit, usubjid, code, body.visit_date, body.labs, actor)
+            return RedirectResponse(f"/participants/{usubjid}/visits/{code}", status_code=303)
+        except StalwartError as exc:
+            errors = field_errors(exc, ["visit_date", "reason", *(f"LAB.{n}" for n in names)])
+            if not errors:
+                page_error, status_code = str(exc), status_of(exc)
+    try:
+        planned, record = await run(_visit_context, service, actor, usubjid, code)
+    except StalwartError as exc:
+        return refused(request, session, exc)
+    return _visit_page(
+        request,
+        session,
+        usubjid,
+        planned,
+        record,
+        status_code,
+        values=values,
+        errors=errors,
+        page_error=page_error,
+    )
+
+
+@router.post("/participants/{usubjid}/visits/{code}/sign")
+async def sign_visit(
+    usubjid: str, code: str, request: Request, session: PageSession, run: Run
+) -> Response:
+    """Investigator e-signature of a saved visit."""
+    service = service_of(request)
+    values = await form_values(request)
+    body, errors = read_form(SignatureCreate, filled(values, ["password", "meaning"]))
+    status_code = 422
+    if body is not None:
+        try:
+            await run(
+                service.signatures.sign_visit,
+                usubjid,
+                code,
+                body.password,
+                body.meaning,
+                session.actor,
+                request.app.state.users,
+            )
+            return RedirectResponse(f"/participants/{usubjid}/visits/{code}", status_code=303)
+        except AuthenticationError as exc:
+            errors, status_code = {"password": str(exc)}, 401
+        except StalwartError as exc:
+            errors = field_errors(exc, ["meaning"]) or {"meaning": str(exc)}
+            status_code = status_of(exc)
+    try:
+        planned, record = await run(_visit_context, service, session.actor, usubjid, code)
+    except StalwartError as exc:
+        return refused(request, session, exc)
+    if record is None:
+        return _visit_page(request, session, usubjid, planned, record, status_code, errors=errors)
+    return _visit_page(
+        request,
+        session,
+        usubjid,
+        planned,
+        record,
+        status_code,
+        errors=errors,
+        values={"meaning": values.get("meaning", ""), "visit_date": record.visit_date.isoformat()}
+        | {f"LAB.{k}": v for k, v in record.labs.items()},
+    )
+
+
+@router.get("/participants/{usubjid}/visits/{code}/audit")
+def visit_audit(usubjid: str, code: str, request: Request, session: PageSession) -> HTMLResponse:
+    """The audit trail of the visit, its results and signatures."""
+    try:
+        entries = service_of(request).records.visit_audit_trail(usubjid, code, session.actor)
+    except StalwartError as exc:
+        return refused(request, session, exc)
+    return render(
+        request,
+        "audit.html.j2",
+        f"Audit trail: {usubjid} {code}",
+        session,
+        entries=entries,
+        back=f"/participants/{usubjid}/visits/{code}",
+    )
