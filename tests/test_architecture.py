@@ -11,6 +11,8 @@ imports) included: a lazy import is still a dependency. A new package must be pl
 from __future__ import annotations
 
 import ast
+import importlib
+import types
 from pathlib import Path
 
 import pytest
@@ -103,6 +105,28 @@ def test_no_module_is_over_600_lines() -> None:
         if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert not long, f"split these along a real seam: {long}"
+
+
+@pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(SRC)))
+def test_every_module_declares_its_public_names(path: Path) -> None:
+    """``__all__`` in every module (a package's ``__init__`` that only documents is exempt), and
+    every name it lists exists."""
+    parts = path.relative_to(SRC).with_suffix("").parts
+    if parts[-1] == "__main__":
+        pytest.skip("runs the command line when imported")
+    dotted = parts[:-1] if parts[-1] == "__init__" else parts
+    name = ".".join(("stalwart", *dotted))
+    module = importlib.import_module(name)
+    public = [
+        n
+        for n, v in vars(module).items()
+        if not n.startswith("_") and not isinstance(v, types.ModuleType) and n != "annotations"
+    ]
+    if parts[-1] == "__init__" and not public:
+        return
+    assert hasattr(module, "__all__"), f"{name} has no __all__"
+    missing = [n for n in module.__all__ if not hasattr(module, n)]
+    assert not missing, f"{name}.__all__ lists names it does not define: {missing}"
 
 
 def test_the_contract_catches_an_upward_import(tmp_path: Path) -> None:

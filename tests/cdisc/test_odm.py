@@ -235,8 +235,10 @@ def test_public_names() -> None:
         "define_xml",
         "odm",
         "odm_import",
-        "cdisc",
+        "export",
+        "adam_io",
+        "foreign",
     ):
-        module = importlib.import_module(f"stalwart.reports.{name}")
+        module = importlib.import_module(f"stalwart.cdisc.{name}")
         for exported in module.__all__:
             assert hasattr(module, exported), (name, exported)
