@@ -79,6 +79,11 @@ def _requests(usubjid: str, answers: dict[str, object]) -> list[tuple[str, str, 
         ("PAGE", f"/participants/{usubjid}", None),
         ("PAGE", f"/participants/{usubjid}/visits/ENTRY", None),
         ("LOGIN", "/login", None),
+        (
+            "FORM",
+            f"/participants/{usubjid}/events/adverse",
+            {"term": "Headache", "grade": "1", "start_date": "2006-02-02", "related": "POSSIBLE"},
+        ),
     ]
 
 
@@ -94,6 +99,10 @@ class Walker:
         self.mix = _requests(usubjid, answers)
         page = self.pages.post("/login", data=self._login_form(self.pages), follow_redirects=False)
         assert page.status_code == 303, page.text
+        events = self.pages.get(f"/participants/{usubjid}/events").text
+        match = re.search(r'name="csrf_token" value="([^"]+)"', events)
+        assert match is not None, events
+        self.csrf = match.group(1)  # the session's, for the forms
 
     @staticmethod
     def _login_form(client: httpx.Client) -> dict[str, str]:
@@ -112,6 +121,9 @@ class Walker:
         body = body() if callable(body) else body
         if method == "PAGE":
             return f"GET {path}", self.pages.get(path, follow_redirects=False)
+        if method == "FORM":
+            form = {**body, "csrf_token": self.csrf}
+            return f"POST {path}", self.pages.post(path, data=form, follow_redirects=False)
         if method == "LOGIN":  # a browser that loads the form, then signs in
             with httpx.Client(base_url=str(self.pages.base_url), timeout=30) as browser:
                 form = self._login_form(browser)
@@ -164,8 +176,8 @@ def _back(server: LiveServer, walker: Walker, timeout: float = 30.0) -> None:
             what, r = walker.send(k)
             if what.startswith("POST /api/token"):
                 assert r.status_code == 201, (what, r.text)
-            elif what.startswith("POST /login"):
-                assert r.status_code == 303, (what, r.text)
+            elif what.startswith(("POST /login", "POST /participants")):
+                assert r.status_code == 303, (what, r.status_code, r.text[-500:])
             else:
                 assert r.status_code in (200, 201), (what, r.status_code, r.text[:300])
 

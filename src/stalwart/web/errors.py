@@ -43,6 +43,7 @@ __all__ = [
     "install_error_handlers",
     "status_of",
     "unavailable",
+    "unavailable_page",
 ]
 
 RETRY_AFTER_S = 5
@@ -115,6 +116,12 @@ def unavailable(request: Request, message: str) -> Response:
     if request.url.path.startswith("/api/") or request.url.path == "/api":
         body = {"error": {"type": "ServiceUnavailable", "message": message}}
         return JSONResponse(body, status_code=503, headers=headers)
+    return unavailable_page()
+
+
+def unavailable_page() -> HTMLResponse:
+    """The pages' 503: a plain page saying the service is unavailable, with ``Retry-After``."""
+    headers = {"Retry-After": str(RETRY_AFTER_S)}
     return HTMLResponse(_UNAVAILABLE_PAGE, status_code=503, headers=headers)
 
 
