@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx2 as httpx
 import psycopg
@@ -22,6 +22,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine, make_url
 
 from stalwart.capture.service import CaptureService
+from stalwart.protocol.load import LoadedProtocol
 from stalwart.web.app import create_app
 from stalwart.web.errors import RETRY_AFTER_S
 
@@ -116,12 +117,27 @@ def test_tables_gone_every_route_is_503_then_back_after_restore(
     assert pooled.get("/healthz").status_code == 200  # liveness: the process answers
 
 
+@pytest.fixture()
+def pg_pooled(
+    make_engine: Callable[..., Engine],
+    packaged: LoadedProtocol,
+    hasher: PasswordHasher,
+    today: dt.date,
+) -> Iterator[TestClient]:
+    """``pooled`` on PostgreSQL only: refusing connections is the server's case."""
+    trial_engine = make_engine("postgresql", packaged)
+    engine = sa.create_engine(trial_engine.url, pool_pre_ping=True)
+    app = create_app(engine, today=lambda: today, hasher=hasher)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+    engine.dispose()
+
+
 @pytest.mark.postgres
 def test_postgresql_refusing_connections_is_503_and_recovers_without_restart(
-    pooled: TestClient, databases: object, backend: str
+    pg_pooled: TestClient, databases: object
 ) -> None:
-    if backend != "postgresql":
-        pytest.skip("connection refusal by the server is a PostgreSQL case")
+    pooled = pg_pooled
     headers = _bearer(pooled)
     engine: Engine = pooled.app.state.service.engine  # type: ignore[attr-defined]
     name = make_url(str(engine.url)).database

@@ -13,6 +13,7 @@ database is back: the pool pings each connection before lending it.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -45,6 +46,8 @@ __all__ = [
     "unavailable",
     "unavailable_page",
 ]
+
+_log = logging.getLogger("stalwart.web")
 
 RETRY_AFTER_S = 5
 """Seconds a client is asked to wait before retrying while the database is unavailable."""
@@ -201,6 +204,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def database_failure(request: Request, exc: Exception) -> Response:
         """Any database failure a route or dependency let through: 503, never a 500."""
+        # one line for the operator (no traceback: the failure is the database's, not a bug's)
+        _log.warning(
+            "database unavailable on %s %s: %s: %s",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+            str(exc).strip().splitlines()[0] if str(exc).strip() else "",
+        )
         return unavailable(
             request,
             f"the database is unavailable ({type(exc).__name__}): nothing was saved; retry in "
