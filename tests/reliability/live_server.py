@@ -143,8 +143,10 @@ class LiveServer:
         host: str = "127.0.0.1",
         log_dir: Path | None = None,
         start_timeout: float = 90.0,
+        options: Sequence[str] = (),
     ) -> None:
         self.database_url = database_url
+        self.options = tuple(options)  # more ``stalwart serve`` options (--secure-cookies, ...)
         self.workers = workers
         self.host = host
         self.start_timeout = start_timeout
@@ -210,6 +212,7 @@ class LiveServer:
             str(self.port),
             "--workers",
             str(self.workers),
+            *self.options,
         ]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(

@@ -98,6 +98,7 @@ def _calls(trial: Trial) -> list[Call]:
     protocol = w.service.protocol
     calls: list[Call] = [
         Call("GET", "/healthz", "/healthz", None),
+        Call("GET", "/readyz", "/readyz", None),
         Call("POST", "/api/token", "/api/token", None, {"username": "", "password": PASSWORD}),
         Call("DELETE", "/api/token", "/api/token", None, own_token=True),
         Call("GET", "/api/me", "/api/me", None),

@@ -82,3 +82,59 @@ def test_blocking_calls_run_at_most_capacity_at_once_in_arrival_order() -> None:
     assert started == list(range(8))
     assert asyncio.run(main(Blocking(2))) == [k * k for k in range(8)]
     assert peak == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (None, []),
+        ("", []),
+        ("127.0.0.1", ["127.0.0.1"]),
+        (" 10.0.0.5 , 10.1.0.0/16,::1", ["10.0.0.5", "10.1.0.0/16", "::1"]),
+        ("*", ["*"]),
+    ],
+)
+def test_trusted_proxies_are_addresses_or_networks(text: str | None, expected: list[str]) -> None:
+    from stalwart.web.server import trusted_proxies
+
+    assert trusted_proxies(text) == expected
+
+
+@pytest.mark.parametrize("text", ["proxy.example.org", "10.0.0.300", "10.0.0.5;rm", "1.2.3.4/99"])
+def test_serve_refuses_a_forwarded_allow_ips_entry_that_is_no_address(text: str) -> None:
+    result = CliRunner().invoke(
+        app, ["serve", "--database", "sqlite:///nowhere.db", "--forwarded-allow-ips", text]
+    )
+    assert result.exit_code == 2
+    words = " ".join(result.output.replace("│", " ").split())
+    assert "--forwarded-allow-ips" in words and "is not an IP address or network" in words
+
+
+def test_serve_passes_the_edge_options_to_uvicorn(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    """No proxy trusted unless named (uvicorn would trust 127.0.0.1 by default); Secure cookies
+    reach each worker through the environment."""
+    import uvicorn
+
+    import stalwart.web.server as server
+    from stalwart.web.server import SECURE_COOKIES_ENV
+
+    seen: list[dict[str, object]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: seen.append(kw))
+    monkeypatch.setattr(server, "check_database", lambda url: None)
+    # serve sets these for its workers: restored after the test
+    monkeypatch.setenv(SECURE_COOKIES_ENV, "")
+    monkeypatch.setenv("STALWART_DATABASE_URL", "")
+    runner = CliRunner()
+    assert runner.invoke(app, ["serve", "--database", "sqlite:///x.db"]).exit_code == 0
+    assert seen[-1]["proxy_headers"] is False
+    import os
+
+    assert os.environ[SECURE_COOKIES_ENV] == ""
+    args = ["serve", "--database", "sqlite:///x.db", "--secure-cookies"]
+    args += ["--forwarded-allow-ips", "10.0.0.5,10.1.0.0/16"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert seen[-1]["proxy_headers"] is True
+    assert seen[-1]["forwarded_allow_ips"] == ["10.0.0.5", "10.1.0.0/16"]
+    assert os.environ[SECURE_COOKIES_ENV] == "1"

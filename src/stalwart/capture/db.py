@@ -22,6 +22,7 @@ from stalwart.errors import ConfigurationError, DatabaseError
 
 __all__ = [
     "DATABASE_URL_ENV",
+    "alembic_config",
     "create_schema",
     "default_sqlite_url",
     "open_engine",
@@ -108,16 +109,18 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _alembic_config(engine: Engine) -> Config:
+def alembic_config(engine: Engine | None) -> Config:
+    """The Alembic configuration of the packaged migrations (for ``engine``'s database, if any)."""
     cfg = Config()
     cfg.set_main_option("script_location", "stalwart.capture:migrations")
-    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    if engine is not None:
+        cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
     return cfg
 
 
 def create_schema(engine: Engine) -> None:
     """Bring the database to the latest schema through the Alembic migrations."""
-    cfg = _alembic_config(engine)
+    cfg = alembic_config(engine)
     try:
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn

@@ -224,8 +224,26 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    secure_cookies: Annotated[
+        bool,
+        typer.Option(
+            "--secure-cookies",
+            help="Mark the session cookie Secure and send HSTS: the site is served over HTTPS "
+            "(e.g. behind a TLS proxy).",
+        ),
+    ] = False,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated addresses or networks of the proxies whose X-Forwarded-For "
+            "and X-Forwarded-Proto are trusted ('*': any); none unless given, so a client's "
+            "own X-Forwarded-For is ignored.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Serve the trial database: JSON API (/api, docs at /docs), pages (/), health (/healthz).
+    """Serve the trial database: JSON API (/api, docs at /docs), pages (/), liveness (/healthz),
+    readiness (/readyz).
 
     Example: stalwart serve --database postgresql+psycopg://user@db/trial --port 8000
     """
@@ -240,12 +258,22 @@ def serve(
         raise typer.BadParameter("--workers must be at least 1")
     if pool_size is not None and pool_size < 1:
         raise typer.BadParameter("--pool-size must be at least 1")
-    from stalwart.web.server import POOL_SIZE_ENV, check_database
+    from stalwart.web.server import (
+        POOL_SIZE_ENV,
+        SECURE_COOKIES_ENV,
+        check_database,
+        trusted_proxies,
+    )
 
+    try:
+        proxies = trusted_proxies(forwarded_allow_ips)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--forwarded-allow-ips") from None
     check_database(url)  # a bad URL or an empty database fails before the server starts
     os.environ["STALWART_DATABASE_URL"] = url
     if pool_size is not None:
         os.environ[POOL_SIZE_ENV] = str(pool_size)
+    os.environ[SECURE_COOKIES_ENV] = "1" if secure_cookies else ""
     uvicorn.run(
         "stalwart.web.server:app_from_environment",
         factory=True,
@@ -253,4 +281,7 @@ def serve(
         port=port,
         workers=workers,
         log_level="info",
+        # without trusted proxies uvicorn reads no proxy header: request.client is the peer
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
     )

@@ -1,8 +1,10 @@
 """``create_app``: the FastAPI application of one trial database (no engine built at import).
 
 ``stalwart serve`` runs it under uvicorn. The API lives under ``/api`` (OpenAPI at
-``/openapi.json``, docs at ``/docs``), the pages at ``/``, static files at ``/static``, and
-``/healthz`` says whether the database answers.
+``/openapi.json``, docs at ``/docs``), the pages at ``/``, static files at ``/static``.
+``/healthz`` is liveness (the process answers; no database), ``/readyz`` readiness (the database
+answers, its schema is at this release's revision and the audit head is readable: 200, else 503
+naming what failed). Every response carries the security headers of ``web.headers``.
 """
 
 from __future__ import annotations
@@ -12,19 +14,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
 
 from stalwart import __version__
+from stalwart.capture.health import readiness
 from stalwart.capture.service import CaptureService
 from stalwart.capture.users import UserStore
 from stalwart.web import pages
 from stalwart.web.deps import Blocking
-from stalwart.web.errors import install_error_handlers
+from stalwart.web.errors import RETRY_AFTER_S, install_error_handlers
+from stalwart.web.headers import SecurityHeaders
 from stalwart.web.routes import PUBLIC, auth, oversight, participants, reports
 
 __all__ = ["STATIC_DIR", "create_app"]
@@ -51,7 +55,7 @@ def create_app(
     """The web app over an initialized trial database.
 
     ``today`` fixes the date the edit checks use (tests); ``hasher`` the argon2 parameters;
-    ``secure_cookies`` marks the session cookie Secure (behind HTTPS).
+    ``secure_cookies`` marks the session cookie Secure (behind HTTPS) and sends HSTS.
     """
     service = CaptureService.open(engine) if today is None else CaptureService.open(engine, today)
     study = service.protocol.study
@@ -69,18 +73,32 @@ def create_app(
     app.state.users = UserStore(engine, hasher)
     app.state.secure_cookies = secure_cookies
     install_error_handlers(app)
+    app.add_middleware(SecurityHeaders, hsts=secure_cookies, retry_after_s=RETRY_AFTER_S)
 
     @app.get("/healthz", tags=["health"], **PUBLIC)
-    def healthz() -> JSONResponse:
-        """Liveness and database reachability."""
-        body: dict[str, Any] = {"status": "ok", "study": study.id, "version": __version__}
-        try:
-            with engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-        except sa.exc.SQLAlchemyError as exc:
-            body.update(status="unavailable", detail=type(exc).__name__)
-            return JSONResponse(body, status_code=503)
-        return JSONResponse(body)
+    async def healthz() -> dict[str, Any]:
+        """Liveness: the process answers (the database is not consulted; see /readyz)."""
+        return {"status": "ok", "study": study.id, "version": __version__}
+
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        responses={503: {"description": "not ready: the failed checks are named"}},
+        **PUBLIC,
+    )
+    async def readyz() -> JSONResponse:
+        """Readiness: the database answers, the schema is at this release's revision, and the
+        audit chain's head is readable; 503 with Retry-After naming each check that failed."""
+        result = await run_in_threadpool(readiness, engine)
+        body: dict[str, Any] = {
+            "status": "ready" if result.ready else "unavailable",
+            "study": study.id,
+            "version": __version__,
+            "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in result.checks},
+        }
+        if result.ready:
+            return JSONResponse(body)
+        return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
     app.include_router(auth.router)
     app.include_router(participants.router)

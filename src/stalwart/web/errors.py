@@ -3,16 +3,24 @@
 Stalwart errors map to a status by class; pydantic's request errors become the same shape with
 the field named. Nothing is written when an error is returned: the service refused before
 committing.
+
+A database that fails (refuses connections, goes away mid-request, has lost its tables, or the
+pool waited too long for a connection) is mapped here, once, for every route, the token and
+session lookup included: 503 with ``Retry-After`` and the same shape on the API, a plain page
+saying the service is unavailable on the pages; never a 500. Nothing needs restarting when the
+database is back: the pool pings each connection before lending it.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -29,7 +37,51 @@ from stalwart.errors import (
     ValidationError,
 )
 
-__all__ = ["error_body", "install_error_handlers", "status_of"]
+__all__ = [
+    "DATABASE_FAILURES",
+    "RETRY_AFTER_S",
+    "error_body",
+    "install_error_handlers",
+    "status_of",
+    "unavailable",
+    "unavailable_page",
+]
+
+_log = logging.getLogger("stalwart.web")
+
+RETRY_AFTER_S = 5
+"""Seconds a client is asked to wait before retrying while the database is unavailable."""
+
+DATABASE_FAILURES: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError,  # refused, gone mid-request, no such table (SQLite), pool at max
+    sa_exc.InterfaceError,  # the driver's connection is closed
+    sa_exc.ProgrammingError,  # relation does not exist (PostgreSQL): tables dropped
+    sa_exc.InternalError,
+    sa_exc.TimeoutError,  # the pool's timeout waiting for a free connection
+    sa_exc.DisconnectionError,
+    sa_exc.ResourceClosedError,
+)
+"""SQLAlchemy's errors of a database that cannot serve now (psycopg's own are added below)."""
+
+try:  # psycopg's errors raised outside SQLAlchemy (the audit pipeline of capture.transaction)
+    import psycopg
+
+    DATABASE_FAILURES += (
+        psycopg.OperationalError,
+        psycopg.InterfaceError,
+        psycopg.ProgrammingError,
+        psycopg.InternalError,
+    )
+except ImportError:  # pragma: no cover - psycopg is a dependency
+    pass
+
+_UNAVAILABLE_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Service unavailable</title></head>
+<body><h1>Service unavailable</h1>
+<p>The trial database cannot be reached just now. Nothing was saved by this request.
+Try again in a few seconds; if this persists, tell the coordinating centre.</p>
+</body></html>
+"""
 
 _STATUS: list[tuple[type[StalwartError], int]] = [
     (LoginThrottledError, 429),
@@ -59,6 +111,21 @@ def error_body(exc: StalwartError) -> dict[str, Any]:
     if isinstance(exc, EligibilityError):
         body["reasons"] = list(exc.reasons)
     return {"error": body}
+
+
+def unavailable(request: Request, message: str) -> Response:
+    """503 with ``Retry-After``: the API's error shape under /api, a plain page elsewhere."""
+    headers = {"Retry-After": str(RETRY_AFTER_S)}
+    if request.url.path.startswith("/api/") or request.url.path == "/api":
+        body = {"error": {"type": "ServiceUnavailable", "message": message}}
+        return JSONResponse(body, status_code=503, headers=headers)
+    return unavailable_page()
+
+
+def unavailable_page() -> HTMLResponse:
+    """The pages' 503: a plain page saying the service is unavailable, with ``Retry-After``."""
+    headers = {"Retry-After": str(RETRY_AFTER_S)}
+    return HTMLResponse(_UNAVAILABLE_PAGE, status_code=503, headers=headers)
 
 
 _NO_INPUT = object()
@@ -95,8 +162,10 @@ _HTTP_MESSAGES = {
 def install_error_handlers(app: FastAPI) -> None:
     """Map StalwartError and request validation errors to the JSON error shape."""
 
-    async def stalwart_error(request: Request, exc: Exception) -> JSONResponse:
+    async def stalwart_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StalwartError)
+        if isinstance(exc, DatabaseError):
+            return unavailable(request, f"the database is unavailable, retry later: {exc}")
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthenticationError) else None
         if isinstance(exc, LoginThrottledError):
             headers = {"Retry-After": str(exc.retry_after)}
@@ -133,6 +202,24 @@ def install_error_handlers(app: FastAPI) -> None:
         body = {"error": {"type": "HTTPError", "message": message}}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
+    async def database_failure(request: Request, exc: Exception) -> Response:
+        """Any database failure a route or dependency let through: 503, never a 500."""
+        # one line for the operator (no traceback: the failure is the database's, not a bug's)
+        _log.warning(
+            "database unavailable on %s %s: %s: %s",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+            str(exc).strip().splitlines()[0] if str(exc).strip() else "",
+        )
+        return unavailable(
+            request,
+            f"the database is unavailable ({type(exc).__name__}): nothing was saved; retry in "
+            f"{RETRY_AFTER_S} s",
+        )
+
+    for failure in DATABASE_FAILURES:
+        app.add_exception_handler(failure, database_failure)
     app.add_exception_handler(StalwartError, stalwart_error)
     app.add_exception_handler(RequestValidationError, request_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -1,7 +1,12 @@
-"""How ``stalwart serve`` builds the app: from ``$STALWART_DATABASE_URL``, in each worker."""
+"""How ``stalwart serve`` builds the app: from ``$STALWART_DATABASE_URL``, in each worker.
+
+Also what the command checks of its edge before uvicorn starts: the proxies whose forwarding
+headers are trusted (none by default), and whether cookies are Secure.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 
 from fastapi import FastAPI
@@ -10,7 +15,15 @@ from stalwart.capture.db import DATABASE_URL_ENV, open_engine
 from stalwart.capture.service import CaptureService
 from stalwart.errors import ConfigurationError
 
-__all__ = ["POOL_SIZE", "POOL_SIZE_ENV", "app_from_environment", "check_database", "pool_size"]
+__all__ = [
+    "POOL_SIZE",
+    "POOL_SIZE_ENV",
+    "SECURE_COOKIES_ENV",
+    "app_from_environment",
+    "check_database",
+    "pool_size",
+    "trusted_proxies",
+]
 
 POOL_SIZE = 4
 """Database connections of each ``stalwart serve`` worker on PostgreSQL (no overflow).
@@ -24,6 +37,29 @@ nothing; ``benchmarks/api_load.py --pool-size`` measures other choices.
 
 POOL_SIZE_ENV = "STALWART_POOL_SIZE"
 """Environment variable through which ``stalwart serve --pool-size`` reaches each worker."""
+
+
+SECURE_COOKIES_ENV = "STALWART_SECURE_COOKIES"
+"""Environment variable through which ``stalwart serve --secure-cookies`` reaches each worker."""
+
+
+def trusted_proxies(text: str | None) -> list[str]:
+    """The ``--forwarded-allow-ips`` list: addresses or networks (``10.0.0.0/8``), or ``*``.
+
+    Empty (or None) trusts no proxy. Raises ValueError naming an entry that is neither.
+    """
+    entries = [e.strip() for e in (text or "").split(",") if e.strip()]
+    for entry in entries:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"{entry!r} is not an IP address or network: give e.g. 127.0.0.1,10.0.0.0/8 "
+                "(the addresses of your TLS proxy), or '*' to trust any"
+            ) from None
+    return entries
 
 
 def pool_size() -> int:
@@ -64,4 +100,4 @@ def app_from_environment() -> FastAPI:
         engine = sa.create_engine(
             engine.url, pool_size=pool_size(), max_overflow=0, pool_timeout=60, pool_pre_ping=True
         )
-    return create_app(engine)
+    return create_app(engine, secure_cookies=os.environ.get(SECURE_COOKIES_ENV, "") == "1")

@@ -18,10 +18,16 @@ from fastapi.templating import Jinja2Templates
 
 from stalwart.capture.access import Permission
 from stalwart.capture.service import CaptureService
-from stalwart.errors import AuthenticationError, EligibilityError, StalwartError, ValidationError
+from stalwart.errors import (
+    AuthenticationError,
+    DatabaseError,
+    EligibilityError,
+    StalwartError,
+    ValidationError,
+)
 from stalwart.protocol.schema import FormItem, ScreeningItem
 from stalwart.web.deps import SESSION_COOKIE, WebSession, current_session
-from stalwart.web.errors import status_of
+from stalwart.web.errors import status_of, unavailable_page
 
 __all__ = [
     "NOT_SAVED",
@@ -83,7 +89,12 @@ def render(
     status_code: int = 200,
     **context: Any,
 ) -> HTMLResponse:
-    """A page of the site: the template with the user, their CSRF token and permissions."""
+    """A page of the site: the template with the user, their CSRF token and permissions.
+
+    A 503 (a form whose write the database refused) is the plain unavailable page instead.
+    """
+    if status_code == 503:
+        return unavailable_page()
     actor = session.actor if session else None
 
     def can(permission: str) -> bool:
@@ -107,7 +118,10 @@ def render(
 
 
 def refused(request: Request, session: WebSession, exc: StalwartError) -> HTMLResponse:
-    """A page saying why a request was refused (not found, forbidden, conflict)."""
+    """A page saying why a request was refused (not found, forbidden, conflict); the plain
+    unavailable page (503, Retry-After) when the database failed."""
+    if isinstance(exc, DatabaseError):
+        return unavailable_page()
     return render(request, "error.html.j2", "Refused", session, status_of(exc), page_error=str(exc))
 
 
