@@ -196,12 +196,19 @@ class CaptureService:
         labs: Mapping[str, LabValue | float | int | str | None],
         reason: str,
         actor: ActorLike,
+        *,
+        version: int | None,
     ) -> int:
         """Correct a saved visit (its date and results) with a reason; voids its signature.
 
-        The same edit checks as first entry apply. A saved result can be changed, not removed.
+        ``version`` is the visit's version as read (``records.visit(...).version``): a
+        correction from a stale version raises ``StaleVersionError`` naming what changed since,
+        and one without a version is refused (``capture.versions``). The same edit checks as
+        first entry apply. A saved result can be changed, not removed.
         """
-        return self._follow_up.correct_visit(usubjid, visit_code, visit_date, labs, reason, actor)
+        return self._follow_up.correct_visit(
+            usubjid, visit_code, visit_date, labs, reason, actor, version=version
+        )
 
     def record_doses(
         self,

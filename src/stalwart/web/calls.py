@@ -14,7 +14,24 @@ from stalwart.capture.service import CaptureService
 from stalwart.errors import NotFoundError, ValidationError
 from stalwart.web.schemas import RandomizationCreate
 
-__all__ = ["randomize_after_consent", "saved_visit", "screening_view"]
+__all__ = ["parse_if_match", "randomize_after_consent", "saved_visit", "screening_view"]
+
+
+def parse_if_match(header: str | None) -> int | None:
+    """The version an ``If-Match`` header names (``"123"``, ``W/"123"`` or ``123``), or None.
+
+    ``*`` and lists of tags are refused: a correction names the one version it was made from.
+    """
+    if header is None:
+        return None
+    tag = header.strip().removeprefix("W/").strip('"').strip()
+    if not tag.isascii() or not tag.isdigit() or len(tag) > 10:
+        raise ValidationError(
+            "If-Match",
+            f"{header[:40]!r} is not a version: send the ETag the GET of the record returned, "
+            'e.g. If-Match: "1234"',
+        )
+    return int(tag)
 
 
 def screening_view(service: CaptureService, actor: Actor, number: str) -> ScreeningView:

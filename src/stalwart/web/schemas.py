@@ -48,6 +48,7 @@ __all__ = [
     "TokenCreate",
     "TokenPublic",
     "UserCreate",
+    "Version",
     "VisitCorrection",
     "VisitCreate",
 ]
@@ -205,10 +206,16 @@ class VisitCreate(_In):
     labs: dict[str, LabEntry]
 
 
+Version = Annotated[int, BeforeValidator(_not_boolean), Field(ge=0, le=MAX_ID)]
+"""A record's version as read (its ``version``, or the ETag of its GET)."""
+
+
 class VisitCorrection(VisitCreate):
-    """A correction of a saved visit: the reason for change is required."""
+    """A correction of a saved visit: the reason for change is required, and the version it was
+    made from, here or as the ``If-Match`` header (without either it is refused with 409)."""
 
     reason: Text
+    version: Version | None = None
 
 
 class DoseDayIn(_In):
