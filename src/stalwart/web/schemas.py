@@ -154,17 +154,22 @@ class ScreeningPublic(BaseModel):
 
 
 class ConsentCreate(_In):
-    """Informed consent of a screened, eligible person."""
+    """Informed consent of a screened, eligible person; ``site``: where the screening number is
+    used (screening numbers are unique per site; needed only by an all-sites user when two
+    sites use the number)."""
 
     consent_date: dt.date
+    site: Code | None = None
 
 
 class RandomizationCreate(_In):
-    """Randomize a consented person; ``consent_date`` defaults to the recorded consent."""
+    """Randomize a consented person; ``consent_date`` defaults to the recorded consent;
+    ``site`` as in ``ConsentCreate``."""
 
     screening_number: Code
     randomization_date: dt.date
     consent_date: dt.date | None = None
+    site: Code | None = None
 
 
 class ScheduledVisitPublic(BaseModel):

@@ -105,7 +105,9 @@ async def consent(
     screening_number: str, body: ConsentCreate, service: Service, actor: CurrentActor, run: Run
 ) -> dict[str, Any]:
     """Record informed consent of an eligible screened person."""
-    consent_id = await run(service.record_consent, screening_number, body.consent_date, actor)
+    consent_id = await run(
+        partial(service.record_consent, site=body.site), screening_number, body.consent_date, actor
+    )
     return {"id": consent_id, "screening_number": screening_number}
 
 
