@@ -78,7 +78,7 @@ def test_an_all_sites_actor_names_the_site_of_a_number_two_sites_use(
     trial.record_consent("S-2", D(2006, 1, 3), "system", site="GB01")
     a = trial.randomize("S-2", D(2006, 1, 3), D(2006, 1, 5), "system", site="GB01")
     assert a.usubjid.startswith("STALWART-GB01-")
-    with pytest.raises(NotFoundError, match="no screening numbered S-2 at DE01"):
+    with pytest.raises(NotFoundError, match="no screening numbered S-2 at site DE01"):
         trial.record_consent("S-2", D(2006, 1, 3), "system", site="DE01")
 
 

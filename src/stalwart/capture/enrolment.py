@@ -85,13 +85,13 @@ def find_screening(
     )
     if who.site is not None:
         if site is not None and site != who.site:
-            raise NotFoundError(f"no screening numbered {screening_number} at {site} for you")
+            raise NotFoundError(f"no screening numbered {screening_number} at site {site} for you")
         site = who.site
     if site is not None:
         stmt = stmt.where(Site.code == site)
     rows = session.execute(stmt.order_by(Site.code)).all()
     if not rows:
-        where = f" at {site}" if site is not None else ""
+        where = f" at site {site}" if site is not None else ""
         raise NotFoundError(f"no screening numbered {screening_number}{where}; screen first")
     if len(rows) > 1:
         sites = ", ".join(code for _, code in rows)

@@ -47,7 +47,9 @@ def screening_view(
         if s.screening_number == number and site in (None, s.site)
     ]
     if not found:
-        raise NotFoundError(f"no screening numbered {number}" + (f" at {site}" if site else ""))
+        raise NotFoundError(
+            f"no screening numbered {number}" + (f" at site {site}" if site else "")
+        )
     if len(found) > 1:
         sites = ", ".join(sorted(s.site for s in found))
         raise ValidationError(
