@@ -14,7 +14,9 @@ an HTTP status. Each class subclasses the built-in it resembles so callers that 
     │   ├── EligibilityError                the participant does not meet eligibility; .reasons
     │   └── VisitWindowError                a visit date lies outside its protocol window
     ├── ConflictError (ValueError)          the write contradicts stored data (duplicate, twice)
-    │   └── AlreadyRandomizedError          the participant already has an allocation
+    │   ├── AlreadyRandomizedError          the participant already has an allocation
+    │   └── StaleVersionError               a correction made from an older version; .changes
+    │       └── PreconditionFailedError     the same, named by an HTTP If-Match header
     ├── NotFoundError (LookupError)         a site, participant or visit that does not exist
     ├── AuthenticationError (PermissionError)  no valid credentials: log in or send a token
     │   └── LoginThrottledError             too many failed logins: wait, then retry
@@ -47,7 +49,9 @@ __all__ = [
     "ExportError",
     "LoginThrottledError",
     "NotFoundError",
+    "PreconditionFailedError",
     "ProtocolError",
+    "StaleVersionError",
     "StalwartError",
     "ValidationError",
     "VisitWindowError",
@@ -112,6 +116,27 @@ class ConflictError(StalwartError, ValueError):
 
 class AlreadyRandomizedError(ConflictError):
     """The participant already holds an allocation; randomization happens once."""
+
+
+class StaleVersionError(ConflictError):
+    """A correction was made from an older version of the record than the one stored.
+
+    ``version`` is the version the correction named, ``current`` the stored one, and
+    ``changes`` lists each field changed since: ``field``, ``seen`` (the value at ``version``),
+    ``now``, ``changed_by`` and ``changed_at``.
+    """
+
+    def __init__(
+        self, message: str, version: int, current: int, changes: Sequence[dict[str, object]]
+    ) -> None:
+        self.version = version
+        self.current = current
+        self.changes = [dict(c) for c in changes]
+        super().__init__(message)
+
+
+class PreconditionFailedError(StaleVersionError):
+    """A stale version named by an HTTP ``If-Match`` header (the API answers 412)."""
 
 
 class NotFoundError(StalwartError, LookupError):

@@ -27,7 +27,10 @@ def test_any_text_hashes_alike(trial: CaptureService, engine: Engine, enrol: Enr
     who = enrol(trial).usubjid
     trial.record_visit(who, "WK04", dt.date(2006, 2, 2), LABS, 'coordinator "ü" \\ ☕')
     reason = 'Übertragungsfehler: "520" → 512 \\ café\n☕ \u0001'
-    trial.correct_visit(who, "WK04", dt.date(2006, 2, 2), LABS | {"CD4": 520}, reason, "dm")
+    version = trial.records.visit(who, "WK04", "dm").version
+    trial.correct_visit(
+        who, "WK04", dt.date(2006, 2, 2), LABS | {"CD4": 520}, reason, "dm", version=version
+    )
     report = verify_audit(engine)
     assert report.ok, report.finding
     with Session(engine) as s:

@@ -441,11 +441,11 @@ CASES: list[tuple[str, Callable[[World], object], type[Exception], str | None, l
         ["no site 'XX01'", "US01"],
     ),
     (
-        "duplicate screening number",
-        lambda w: w.svc.screen("GB01", "ELIG", D(2006, 1, 2), _answers(), "n"),
+        "duplicate screening number at one site",
+        lambda w: w.svc.screen("US01", "ELIG", D(2006, 1, 2), _answers(), "n"),
         ConflictError,
         None,
-        ["screening number ELIG is already recorded"],
+        ["screening number ELIG is already recorded at US01"],
     ),
     (
         "empty screening number",

@@ -91,22 +91,29 @@ def test_correction_needs_a_reason_and_voids_the_signature(
     assert trial.records.visit(a.usubjid, "WK04", investigator).signed_by == "inv.us"
 
     before = row_counts(engine)
+    v = trial.records.visit(a.usubjid, "WK04", DM).version
     with pytest.raises(ValidationError, match="reason for change is required"):
         trial.correct_visit(
-            a.usubjid, "WK04", D(2006, 2, 2), {"CD4": 520, "HIVRNA": 12000}, " ", DM
+            a.usubjid, "WK04", D(2006, 2, 2), {"CD4": 520, "HIVRNA": 12000}, " ", DM, version=v
         )
     with pytest.raises(ValidationError, match="nothing changed"):
-        trial.correct_visit(a.usubjid, "WK04", D(2006, 2, 2), LABS | {"CD4PCT": 30}, "typo", DM)
+        trial.correct_visit(
+            a.usubjid, "WK04", D(2006, 2, 2), LABS | {"CD4PCT": 30}, "typo", DM, version=v
+        )
     with pytest.raises(ValidationError, match="cannot be removed"):
-        trial.correct_visit(a.usubjid, "WK04", D(2006, 2, 2), LABS, "typo", DM)
+        trial.correct_visit(a.usubjid, "WK04", D(2006, 2, 2), LABS, "typo", DM, version=v)
     with pytest.raises(ValidationError, match="outside the valid range"):
-        trial.correct_visit(a.usubjid, "WK04", D(2006, 2, 2), {"CD4": 50000, "HIVRNA": 1}, "t", DM)
+        trial.correct_visit(
+            a.usubjid, "WK04", D(2006, 2, 2), {"CD4": 50000, "HIVRNA": 1}, "t", DM, version=v
+        )
     with pytest.raises(AccessDeniedError):
-        trial.correct_visit(a.usubjid, "WK04", D(2006, 2, 2), LABS, "typo", MONITOR)
+        trial.correct_visit(a.usubjid, "WK04", D(2006, 2, 2), LABS, "typo", MONITOR, version=v)
     assert row_counts(engine) == before
 
     labs = {"CD4": 520, "HIVRNA": "<50", "CD4PCT": 31.5}
-    trial.correct_visit(a.usubjid, "WK04", D(2006, 2, 3), labs, "transcription error", DM)
+    trial.correct_visit(
+        a.usubjid, "WK04", D(2006, 2, 3), labs, "transcription error", DM, version=v
+    )
     visit = trial.records.visit(a.usubjid, "WK04", DM)
     assert visit.labs == {"CD4": "520", "HIVRNA": "<50", "CD4PCT": "31.5"}
     assert visit.visit_date == D(2006, 2, 3) and visit.signed_by is None

@@ -344,11 +344,17 @@ def _visit_cases(protocol: Protocol) -> list[Case]:
     ]
 
 
+def _wk04_version(w: World) -> int:
+    """The saved WK04 visit's version now, as a correction must send it."""
+    return w.service.records.visit(w.usubjid, "WK04", "setup").version
+
+
 def _correction(w: World) -> dict[str, Any]:
     return {
         "visit_date": w.day(28),
         "labs": {"CD4": 530, "CD4PCT": 25, "HIVRNA": 400},
         "reason": "transcription error",
+        "version": _wk04_version(w),
     }
 
 
@@ -359,6 +365,13 @@ def _correction_cases(protocol: Protocol) -> list[Case]:
         Case("visit_date", "out_of_window", "2006-03-20"),
         *_labs_cases(protocol, saved={"CD4", "CD4PCT", "HIVRNA"}),
         *text("reason", 2000),
+        Case("version", "wrong_type", "v1"),
+        Case("version", "wrong_type", True),
+        Case("version", "wrong_type", [1]),
+        Case("version", "negative", -1),
+        Case("version", "too_large", 2**31),
+        Case("version", "missing", MISSING, status=409),
+        Case("version", "stale", 1, status=409),
     ]
 
 
@@ -457,6 +470,8 @@ def _consent_cases(protocol: Protocol) -> list[Case]:
         *date("consent_date"),
         Case("consent_date", "future", "2010-01-04"),
         Case("consent_date", "before_screening", "2005-12-20"),
+        *text("site", 40, required=False),
+        Case("site", "other_site", "{other_site}", status=404),
     ]
 
 
@@ -484,6 +499,8 @@ def _randomization_cases(protocol: Protocol) -> list[Case]:
         Case("randomization_date", "before_consent", "2006-01-01"),
         *date("consent_date", required=False),
         Case("consent_date", "differs", "2006-01-04"),
+        *text("site", 40, required=False),
+        Case("site", "other_site", "{other_site}", status=404),
     ]
 
 
@@ -802,6 +819,8 @@ class PageForm:
     base: Callable[[World], dict[str, str]]
     cases: dict[str, tuple[str, ...]]
     ok: int = 303
+    hidden: tuple[str, ...] = ()
+    """Hidden fields the page fills in itself (a record's version): not the user's to fill."""
 
     def url(self, template: str, world: World) -> str:
         return template.format(**vars(world))
@@ -836,6 +855,7 @@ def _correction_form(w: World) -> dict[str, str]:
         "LAB.CD4PCT": "25",
         "LAB.HIVRNA": "400",
         "reason": "transcription error",
+        "version": str(_wk04_version(w)),
     }
 
 
@@ -877,14 +897,14 @@ PAGE_FORMS: list[PageForm] = [
     PageForm(
         "consent",
         "/randomize/{awaiting}",
-        "/randomize/{awaiting}/consent",
+        "/randomize/{awaiting}/consent?site={site}",
         lambda w: {"consent_date": w.day(-2)},
         {"consent_date": (*DATES, "2005-12-20")},
     ),
     PageForm(
         "randomization",
         "/randomize/{consented}",
-        "/randomize/{consented}",
+        "/randomize/{consented}?site={site}",
         lambda w: {"randomization_date": w.day(0)},
         {"randomization_date": (*DATES, "2006-01-01")},
     ),
@@ -906,6 +926,7 @@ PAGE_FORMS: list[PageForm] = [
             "LAB.CD4PCT": ("", "101", "-1", "abc"),  # a saved result cannot be removed
             "reason": ("", "   "),
         },
+        hidden=("version",),
     ),
     PageForm(
         "doses",

@@ -366,6 +366,11 @@ def test_each_cell_is_allowed_or_denied_as_the_role_table_says(
         body = call.body
         if call.path == "/api/token" and call.method == "POST":
             body = {"username": w.actors[name].username, "password": PASSWORD}
+        if call.method == "PUT" and call.path.endswith("/visits/{visit_code}"):
+            # a correction names the version it was made from: the visit's as read now
+            usubjid, code = call.url.split("/")[3], call.url.split("/")[5]
+            version = w.service.records.visit(usubjid, code, "matrix").version
+            body = {**(body or {}), "version": version}
         before = None if allowed else w.stored()
         r = w.client.request(call.method, call.url, json=body, params=call.params, headers=headers)
         cell = f"{name} {call.method} {call.url} (site {call.site}): {r.status_code}"

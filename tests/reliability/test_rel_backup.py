@@ -91,6 +91,7 @@ def _populate(svc: CaptureService, enrol: Enrol) -> None:
         {"CD4": 640, "CD4PCT": 30, "HIVRNA": 400},
         "transcription error: 'CD4' read from the wrong line",
         "nurse",
+        version=svc.records.visit(a.usubjid, "WK04", "nurse").version,
     )
     investigator = users.authenticate("inv.us01", PASSWORD)
     svc.signatures.sign_visit(a.usubjid, "ENTRY", PASSWORD, "I approve", investigator, users)

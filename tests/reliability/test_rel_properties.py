@@ -383,7 +383,10 @@ def _play(svc: CaptureService, steps: list[tuple[Any, ...]], enrol: Enrol) -> No
                 code = svc.protocol.visits[0].code
                 labs = {"CD4": step[2], "HIVRNA": 400}
                 try:
-                    svc.correct_visit(a.usubjid, code, a.randomization_date, labs, "typo", "n")
+                    v = svc.records.visit(a.usubjid, code, "n").version
+                    svc.correct_visit(
+                        a.usubjid, code, a.randomization_date, labs, "typo", "n", version=v
+                    )
                 except ValidationError as exc:
                     assert exc.field == "visit"  # nothing changed: not a write
 

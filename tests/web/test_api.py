@@ -145,6 +145,7 @@ def test_participant_from_screening_to_week_32(
         headers=h,
     )
     assert r.status_code == 422 and r.json()["error"]["field"] == "reason"
+    etag = client.get(f"/api/participants/{usubjid}/visits/WK32", headers=h).headers["ETag"]
     r = client.put(
         f"/api/participants/{usubjid}/visits/WK32",
         json={
@@ -152,7 +153,7 @@ def test_participant_from_screening_to_week_32(
             "labs": {"CD4": 650, "HIVRNA": "<50"},
             "reason": "lab re-issued",
         },
-        headers=h,
+        headers=h | {"If-Match": etag},
     )
     assert r.status_code == 200, r.text
     assert client.get(f"/api/participants/{usubjid}/visits/WK32", headers=h).json()["labs"] == {

@@ -102,6 +102,7 @@ def test_data_manager_sees_all_sites_and_corrects_data(
     rows = client.get("/api/participants", headers=h).json()
     assert {r["site"] for r in rows} == {"US01", "GB01"} and all(r["arm"] in ARMS for r in rows)
     u = study["GB01"]["usubjid"]
+    etag = client.get(f"/api/participants/{u}/visits/WK04", headers=h).headers["ETag"]
     r = client.put(
         f"/api/participants/{u}/visits/WK04",
         json={
@@ -109,7 +110,7 @@ def test_data_manager_sees_all_sites_and_corrects_data(
             "labs": {"CD4": 620, "HIVRNA": 400},
             "reason": "source verified",
         },
-        headers=h,
+        headers=h | {"If-Match": etag},
     )
     assert r.status_code == 200
     r = client.post(
@@ -176,9 +177,15 @@ def test_investigator_signs_and_a_correction_voids_the_signature(
     assert client.get(f"/api/participants/{u}/visits/WK04", headers=h).json()["signed_by"] == (
         "investigator.gb01"
     )
+    version = client.get(f"/api/participants/{u}/visits/WK04", headers=h).json()["version"]
     r = client.put(
         f"/api/participants/{u}/visits/WK04",
-        json={"visit_date": "2006-02-02", "labs": {"CD4": 611, "HIVRNA": 400}, "reason": "typo"},
+        json={
+            "visit_date": "2006-02-02",
+            "labs": {"CD4": 611, "HIVRNA": 400},
+            "reason": "typo",
+            "version": version,
+        },
         headers=h,
     )
     assert r.status_code == 200

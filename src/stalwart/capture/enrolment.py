@@ -44,7 +44,7 @@ from stalwart.protocol.eligibility import evaluate_eligibility, validate_screeni
 from stalwart.randomization.allocation import stratum_key
 from stalwart.randomization.minimization import MINIMIZATION_STREAM, MinimizationDesign
 
-__all__ = ["Allocation", "Enrolment", "ScreeningOutcome"]
+__all__ = ["Allocation", "Enrolment", "ScreeningOutcome", "find_screening"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,39 @@ class Allocation:
     sequence: int
     randomization_date: dt.date
     calendar: Calendar
+
+
+def find_screening(
+    session: Session, who: Actor, screening_number: str, site: str | None
+) -> tuple[Screening, str]:
+    """The screening numbered ``screening_number`` at the actor's site, and its site code.
+
+    Numbers are unique per site, so the lookup is scoped by site: a site-bound actor's own (a
+    number used only at another site is "not found", whether or not it exists there); for an
+    all-sites actor ``site`` when given, else the one site using the number (two or more: the
+    site must be named).
+    """
+    stmt = (
+        sa.select(Screening, Site.code)
+        .join(Site, Site.id == Screening.site_id)
+        .where(Screening.screening_number == screening_number)
+    )
+    if who.site is not None:
+        if site is not None and site != who.site:
+            raise NotFoundError(f"no screening numbered {screening_number} at site {site} for you")
+        site = who.site
+    if site is not None:
+        stmt = stmt.where(Site.code == site)
+    rows = session.execute(stmt.order_by(Site.code)).all()
+    if not rows:
+        where = f" at site {site}" if site is not None else ""
+        raise NotFoundError(f"no screening numbered {screening_number}{where}; screen first")
+    if len(rows) > 1:
+        sites = ", ".join(code for _, code in rows)
+        raise ValidationError(
+            "site", f"screening number {screening_number} is used at {sites}: name the site"
+        )
+    return rows[0][0], rows[0][1]
 
 
 class Enrolment:
@@ -93,10 +126,14 @@ class Enrolment:
         with transaction(self.context.engine) as session:
             site_row = self._site(session, site)
             exists = session.scalar(
-                sa.select(Screening.id).where(Screening.screening_number == screening_number)
+                sa.select(Screening.id).where(
+                    Screening.site_id == site_row.id, Screening.screening_number == screening_number
+                )
             )
             if exists is not None:
-                raise ConflictError(f"screening number {screening_number} is already recorded")
+                raise ConflictError(
+                    f"screening number {screening_number} is already recorded at {site}"
+                )
             row = Screening(
                 site_id=site_row.id,
                 screening_number=screening_number,
@@ -108,19 +145,23 @@ class Enrolment:
             add_rows(session, [row], who.label)
         return ScreeningOutcome(screening_number, not reasons, tuple(reasons))
 
-    def record_consent(self, screening_number: str, consent_date: dt.date, actor: ActorLike) -> int:
-        """Record the informed consent of an eligible screened person (before randomization)."""
+    def record_consent(
+        self,
+        screening_number: str,
+        consent_date: dt.date,
+        actor: ActorLike,
+        *,
+        site: str | None = None,
+    ) -> int:
+        """Record the informed consent of an eligible screened person (before randomization).
+
+        The screening is looked up at the actor's site (``site`` for an all-sites actor, needed
+        only when two sites use the number: see ``find_screening``).
+        """
         who = require(actor, Permission.SCREEN, "record consent")
         check_date_not_future("consent_date", consent_date, self.context.today())
         with transaction(self.context.engine) as session:
-            row = session.execute(
-                sa.select(Screening, Site.code)
-                .join(Site, Site.id == Screening.site_id)
-                .where(Screening.screening_number == screening_number)
-            ).one_or_none()
-            if row is None or not who.sees_site(row[1]):
-                raise NotFoundError(f"no screening numbered {screening_number}; screen first")
-            screening = row[0]
+            screening, _ = find_screening(session, who, screening_number, site)
             if not screening.eligible:
                 raise EligibilityError(screening_number, screening.reasons)
             check_dates_in_order(
@@ -138,6 +179,8 @@ class Enrolment:
         consent_date: dt.date,
         randomization_date: dt.date,
         actor: ActorLike,
+        *,
+        site: str | None = None,
     ) -> Allocation:
         """Enroll an eligible screened person and assign the next slot of their stratum's list.
 
@@ -145,22 +188,17 @@ class Enrolment:
         nobody is randomized twice (also enforced by unique constraints). Under minimization the
         trial row is locked too, so the allocation counts read and the allocation written belong
         to one serial order of randomizations, the order a replay of the stored draws follows.
+        The screening is looked up as by ``record_consent``.
         """
         who = require(actor, Permission.RANDOMIZE, "randomize participants")
         check_date_not_future("randomization_date", randomization_date, self.context.today())
         check_dates_in_order("consent_date", consent_date, "randomization_date", randomization_date)
         with transaction(self.context.engine) as session:
-            screening = session.scalar(
-                sa.select(Screening).where(Screening.screening_number == screening_number)
-            )
-            if screening is None:
-                raise NotFoundError(f"no screening numbered {screening_number}; screen first")
-            site = session.scalar(
+            screening, _ = find_screening(session, who, screening_number, site)
+            site_row = session.scalar(
                 sa.select(Site).where(Site.id == screening.site_id).with_for_update()
             )
-            assert site is not None
-            if not who.sees_site(site.code):
-                raise NotFoundError(f"no screening numbered {screening_number}; screen first")
+            assert site_row is not None
             consented = session.scalar(
                 sa.select(Consent.consent_date).where(Consent.screening_id == screening.id)
             )
@@ -183,19 +221,21 @@ class Enrolment:
                 "screening_date", screening.screening_date, "consent_date", consent_date
             )
             if self.context.protocol.randomization.method == "minimization":
-                slot = self._minimization_slot(session, site, screening)
+                slot = self._minimization_slot(session, site_row, screening)
             else:
-                slot = self._next_block_slot(session, site, screening)
+                slot = self._next_block_slot(session, site_row, screening)
             number = 1 + (
                 session.scalar(
-                    sa.select(sa.func.count(Participant.id)).where(Participant.site_id == site.id)
+                    sa.select(sa.func.count(Participant.id)).where(
+                        Participant.site_id == site_row.id
+                    )
                 )
                 or 0
             )
-            usubjid = f"{self.context.protocol.study.id}-{site.code}-{number:04d}"
+            usubjid = f"{self.context.protocol.study.id}-{site_row.code}-{number:04d}"
             participant = Participant(
                 usubjid=usubjid,
-                site_id=site.id,
+                site_id=site_row.id,
                 screening_id=screening.id,
                 consent_date=consent_date,
                 randomization_date=randomization_date,

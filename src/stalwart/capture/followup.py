@@ -41,6 +41,7 @@ from stalwart.capture.tables import (
     Visit,
 )
 from stalwart.capture.transaction import transaction
+from stalwart.capture.versions import check_version, visit_keys
 from stalwart.capture.writes import add_rows, insert_rows
 from stalwart.errors import ConflictError, NotFoundError, ValidationError
 
@@ -152,10 +153,15 @@ class FollowUp:
         labs: Mapping[str, LabValue | float | int | str | None],
         reason: str,
         actor: ActorLike,
+        *,
+        version: int | None,
     ) -> int:
         """Correct a saved visit (its date and results) with a reason; voids its signature.
 
-        The same edit checks as first entry apply. A saved result can be changed, not removed.
+        ``version`` is the version of the visit the correction was made from (``Records.visit``
+        reads it); a missing or stale one is refused (``capture.versions``), checked under the
+        visit's lock in the write's own transaction. The same edit checks as first entry apply.
+        A saved result can be changed, not removed.
         """
         who = require(actor, Permission.CORRECT_DATA, "correct saved data")
         if not reason.strip():
@@ -171,6 +177,9 @@ class FollowUp:
             )
             if visit is None:
                 raise NotFoundError(f"visit {visit_code} of {usubjid} is not recorded; enter it")
+            check_version(
+                session, visit_keys(session, visit.id), version, f"visit {visit_code} of {usubjid}"
+            )
             calendar = self.context.calendar(arm, participant.randomization_date)
             check_visit_window(calendar.visit(visit_code), visit_date)
             self._check_before_disposition(session, participant, "visit_date", visit_date)

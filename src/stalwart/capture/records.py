@@ -39,6 +39,7 @@ from stalwart.capture.tables import (
     Site,
     Visit,
 )
+from stalwart.capture.versions import record_version, visit_keys
 from stalwart.errors import NotFoundError, ValidationError
 from stalwart.protocol.calendar import participant_calendar
 
@@ -106,6 +107,8 @@ class VisitRecord:
     visit_date: dt.date
     labs: dict[str, str]
     signed_by: str | None
+    version: int = 0
+    """The last audit sequence of the visit and its results: a correction sends it back."""
 
 
 @dataclass(frozen=True)
@@ -295,13 +298,17 @@ class Records:
         who = require(actor, Permission.READ_RECORDS, "read visits")
         with Session(self.context.engine) as session:
             participant, _ = find_participant(session, usubjid, who)
-            visit = session.scalar(
-                sa.select(Visit).where(
+            visit_id = session.scalar(
+                sa.select(Visit.id).where(
                     Visit.participant_id == participant.id, Visit.visit_code == visit_code
                 )
             )
-            if visit is None:
+            if visit_id is None:
                 raise NotFoundError(f"visit {visit_code} of {usubjid} is not recorded")
+            # the version before the values: a change committed between the reads makes this
+            # read look older than it is (a correction from it is refused), never newer
+            version = record_version(session, visit_keys(session, visit_id))
+            visit = session.get_one(Visit, visit_id)
             labs = {
                 lab.test_code: _lab_text(lab)
                 for lab in session.scalars(
@@ -313,7 +320,7 @@ class Records:
                     Signature.visit_id == visit.id, Signature.valid.is_(True)
                 )
             )
-        return VisitRecord(visit.id, usubjid, visit_code, visit.visit_date, labs, signer)
+        return VisitRecord(visit.id, usubjid, visit_code, visit.visit_date, labs, signer, version)
 
     # -- worklist ------------------------------------------------------------------------------
     def worklist(self, actor: ActorLike, site: str | None = None) -> list[WorklistItem]:

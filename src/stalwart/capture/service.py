@@ -156,9 +156,20 @@ class CaptureService:
         """Record a screening and its eligibility verdict (the reasons when not eligible)."""
         return self._enrolment.screen(site, screening_number, screening_date, answers, actor)
 
-    def record_consent(self, screening_number: str, consent_date: dt.date, actor: ActorLike) -> int:
-        """Record the informed consent of an eligible screened person (before randomization)."""
-        return self._enrolment.record_consent(screening_number, consent_date, actor)
+    def record_consent(
+        self,
+        screening_number: str,
+        consent_date: dt.date,
+        actor: ActorLike,
+        *,
+        site: str | None = None,
+    ) -> int:
+        """Record the informed consent of an eligible screened person (before randomization).
+
+        Screening numbers are unique per site: the number is looked up at the actor's site, or
+        at ``site`` for an all-sites actor (needed only when two sites use the number).
+        """
+        return self._enrolment.record_consent(screening_number, consent_date, actor, site=site)
 
     def randomize(
         self,
@@ -166,6 +177,8 @@ class CaptureService:
         consent_date: dt.date,
         randomization_date: dt.date,
         actor: ActorLike,
+        *,
+        site: str | None = None,
     ) -> Allocation:
         """Enroll an eligible screened person and assign the next slot of their stratum's list.
 
@@ -173,8 +186,11 @@ class CaptureService:
         nobody is randomized twice (also enforced by unique constraints). Under minimization the
         trial row is locked too, so the allocation counts read and the allocation written belong
         to one serial order of randomizations, the order a replay of the stored draws follows.
+        The screening is looked up as by ``record_consent``.
         """
-        return self._enrolment.randomize(screening_number, consent_date, randomization_date, actor)
+        return self._enrolment.randomize(
+            screening_number, consent_date, randomization_date, actor, site=site
+        )
 
     # -- follow-up data (capture.followup) ----------------------------------------------------
     def record_visit(
@@ -196,12 +212,19 @@ class CaptureService:
         labs: Mapping[str, LabValue | float | int | str | None],
         reason: str,
         actor: ActorLike,
+        *,
+        version: int | None,
     ) -> int:
         """Correct a saved visit (its date and results) with a reason; voids its signature.
 
-        The same edit checks as first entry apply. A saved result can be changed, not removed.
+        ``version`` is the visit's version as read (``records.visit(...).version``): a
+        correction from a stale version raises ``StaleVersionError`` naming what changed since,
+        and one without a version is refused (``capture.versions``). The same edit checks as
+        first entry apply. A saved result can be changed, not removed.
         """
-        return self._follow_up.correct_visit(usubjid, visit_code, visit_date, labs, reason, actor)
+        return self._follow_up.correct_visit(
+            usubjid, visit_code, visit_date, labs, reason, actor, version=version
+        )
 
     def record_doses(
         self,

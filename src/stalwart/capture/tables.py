@@ -21,6 +21,7 @@ from sqlalchemy import (
     Date,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -97,9 +98,11 @@ class Screening(Base):
     """A screening log entry: the answers to the screening items and the eligibility verdict."""
 
     __tablename__ = "screening"
+    # unique per site: a coordinator must not learn whether another site used a number
+    __table_args__ = (UniqueConstraint("site_id", "screening_number"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     site_id: Mapped[int] = mapped_column(ForeignKey("site.id"))
-    screening_number: Mapped[str] = mapped_column(String(40), unique=True)
+    screening_number: Mapped[str] = mapped_column(String(40))
     screening_date: Mapped[dt.date] = mapped_column(Date)
     answers: Mapped[dict[str, Any]] = mapped_column(JSON)
     eligible: Mapped[bool] = mapped_column(Boolean)
@@ -236,6 +239,8 @@ class AuditRecord(Base):
     """One link of the append-only audit chain: what was written, by whom, when and why."""
 
     __tablename__ = "audit_record"
+    # one record's trail (its version, its audit page) without scanning the chain
+    __table_args__ = (Index("ix_audit_record_row", "table_name", "record_id"),)
     sequence: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     recorded_at: Mapped[str] = mapped_column(String(40))
     actor: Mapped[str] = mapped_column(String(100))

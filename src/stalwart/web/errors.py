@@ -33,6 +33,8 @@ from stalwart.errors import (
     EligibilityError,
     LoginThrottledError,
     NotFoundError,
+    PreconditionFailedError,
+    StaleVersionError,
     StalwartError,
     ValidationError,
 )
@@ -88,6 +90,7 @@ _STATUS: list[tuple[type[StalwartError], int]] = [
     (AuthenticationError, 401),
     (AccessDeniedError, 403),
     (NotFoundError, 404),
+    (PreconditionFailedError, 412),
     (ConflictError, 409),
     (AllocationExhaustedError, 409),
     (ValidationError, 422),
@@ -110,6 +113,8 @@ def error_body(exc: StalwartError) -> dict[str, Any]:
         body["field"] = exc.field
     if isinstance(exc, EligibilityError):
         body["reasons"] = list(exc.reasons)
+    if isinstance(exc, StaleVersionError):
+        body |= {"version": exc.version, "current_version": exc.current, "changes": exc.changes}
     return {"error": body}
 
 
@@ -169,6 +174,8 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthenticationError) else None
         if isinstance(exc, LoginThrottledError):
             headers = {"Retry-After": str(exc.retry_after)}
+        if isinstance(exc, StaleVersionError):
+            headers = {"ETag": f'"{exc.current}"'}
         return JSONResponse(error_body(exc), status_code=status_of(exc), headers=headers)
 
     async def request_error(request: Request, exc: Exception) -> JSONResponse:

@@ -48,6 +48,7 @@ __all__ = [
     "TokenCreate",
     "TokenPublic",
     "UserCreate",
+    "Version",
     "VisitCorrection",
     "VisitCreate",
 ]
@@ -153,17 +154,22 @@ class ScreeningPublic(BaseModel):
 
 
 class ConsentCreate(_In):
-    """Informed consent of a screened, eligible person."""
+    """Informed consent of a screened, eligible person; ``site``: where the screening number is
+    used (screening numbers are unique per site; needed only by an all-sites user when two
+    sites use the number)."""
 
     consent_date: dt.date
+    site: Code | None = None
 
 
 class RandomizationCreate(_In):
-    """Randomize a consented person; ``consent_date`` defaults to the recorded consent."""
+    """Randomize a consented person; ``consent_date`` defaults to the recorded consent;
+    ``site`` as in ``ConsentCreate``."""
 
     screening_number: Code
     randomization_date: dt.date
     consent_date: dt.date | None = None
+    site: Code | None = None
 
 
 class ScheduledVisitPublic(BaseModel):
@@ -205,10 +211,16 @@ class VisitCreate(_In):
     labs: dict[str, LabEntry]
 
 
+Version = Annotated[int, BeforeValidator(_not_boolean), Field(ge=0, le=MAX_ID)]
+"""A record's version as read (its ``version``, or the ETag of its GET)."""
+
+
 class VisitCorrection(VisitCreate):
-    """A correction of a saved visit: the reason for change is required."""
+    """A correction of a saved visit: the reason for change is required, and the version it was
+    made from, here or as the ``If-Match`` header (without either it is refused with 409)."""
 
     reason: Text
+    version: Version | None = None
 
 
 class DoseDayIn(_In):

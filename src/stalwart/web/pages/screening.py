@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -94,7 +96,9 @@ async def screen(request: Request, session: PageSession, run: Run) -> HTMLRespon
                     **context,
                 )
         else:
-            return render(request, "screening.html.j2", "Screening", session, outcome=outcome)
+            return render(
+                request, "screening.html.j2", "Screening", session, outcome=outcome, site=body.site
+            )
     return render(
         request,
         "screening.html.j2",
@@ -109,11 +113,14 @@ async def screen(request: Request, session: PageSession, run: Run) -> HTMLRespon
 
 
 @router.get("/randomize/{number}")
-def randomize_page(number: str, request: Request, session: PageSession) -> Response:
-    """Consent, then randomization, of an eligible screened person."""
+def randomize_page(
+    number: str, request: Request, session: PageSession, site: str | None = None
+) -> Response:
+    """Consent, then randomization, of an eligible screened person (``?site=`` names the site
+    of the number: numbers are unique per site)."""
     service = service_of(request)
     try:
-        screening = screening_view(service, session.actor, number)
+        screening = screening_view(service, session.actor, number, site)
     except StalwartError as exc:
         return refused(request, session, exc)
     if screening.usubjid:
@@ -136,11 +143,12 @@ async def _randomize_form(
     number: str,
     errors: dict[str, str],
     values: dict[str, str],
+    site: str | None,
 ) -> HTMLResponse:
     """The consent or randomization form again (the one the screening needs), with its errors."""
     service = service_of(request)
     try:
-        screening = await run(screening_view, service, session.actor, number)
+        screening = await run(screening_view, service, session.actor, number, site)
     except StalwartError as exc:
         return refused(request, session, exc)
     return render(
@@ -155,28 +163,37 @@ async def _randomize_form(
     )
 
 
+def _at(site: str | None) -> str:
+    return f"?{urlencode({'site': site})}" if site else ""
+
+
 @router.post("/randomize/{number}/consent")
-async def consent(number: str, request: Request, session: PageSession, run: Run) -> Response:
+async def consent(
+    number: str, request: Request, session: PageSession, run: Run, site: str | None = None
+) -> Response:
     """Record informed consent."""
     service = service_of(request)
     values = await form_values(request)
     body, errors = read_form(ConsentCreate, filled(values, ["consent_date"]))
     if body is not None:
         try:
-            await run(service.record_consent, number, body.consent_date, session.actor)
-            return RedirectResponse(f"/randomize/{number}", status_code=303)
+            record = partial(service.record_consent, site=site)
+            await run(record, number, body.consent_date, session.actor)
+            return RedirectResponse(f"/randomize/{quote(number)}{_at(site)}", status_code=303)
         except StalwartError as exc:
             errors = field_errors(exc, ["consent_date"]) or {"consent_date": str(exc)}
     shown = {"consent_date": values.get("consent_date", "")}
-    return await _randomize_form(request, session, run, number, errors, shown)
+    return await _randomize_form(request, session, run, number, errors, shown, site)
 
 
 @router.post("/randomize/{number}")
-async def randomize(number: str, request: Request, session: PageSession, run: Run) -> Response:
+async def randomize(
+    number: str, request: Request, session: PageSession, run: Run, site: str | None = None
+) -> Response:
     """Randomize with the recorded consent; show the arm and the participant's calendar."""
     service = service_of(request)
     values = await form_values(request)
-    given = {"screening_number": number} | filled(values, ["randomization_date"])
+    given = {"screening_number": number, "site": site} | filled(values, ["randomization_date"])
     body, errors = read_form(RandomizationCreate, given)
     if body is not None:
         try:
@@ -189,4 +206,4 @@ async def randomize(number: str, request: Request, session: PageSession, run: Ru
                 "randomization_date": str(exc)
             }
     shown = {"randomization_date": values.get("randomization_date", "")}
-    return await _randomize_form(request, session, run, number, errors, shown)
+    return await _randomize_form(request, session, run, number, errors, shown, site)

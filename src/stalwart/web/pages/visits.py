@@ -7,6 +7,7 @@ alone (``calls.saved_visit``); the participant's whole record is read only to dr
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,7 +16,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from stalwart.capture.access import Actor
 from stalwart.capture.records import CalendarEntry, VisitRecord
 from stalwart.capture.service import CaptureService
-from stalwart.errors import AuthenticationError, StalwartError, ValidationError
+from stalwart.errors import (
+    AuthenticationError,
+    StaleVersionError,
+    StalwartError,
+    ValidationError,
+)
 from stalwart.web.calls import saved_visit
 from stalwart.web.deps import Run, WebSession
 from stalwart.web.errors import status_of
@@ -125,12 +131,28 @@ def visit_page(usubjid: str, code: str, request: Request, session: PageSession) 
     }
     if record:
         values |= {f"LAB.{k}": v for k, v in record.labs.items()}
+        values["version"] = str(record.version)
     return _visit_page(request, session, usubjid, planned, record, values=values)
 
 
 def _visit_field(loc: tuple[int | str, ...]) -> str:
     """A result is its LAB item's form field (``labs.CD4`` -> ``LAB.CD4``)."""
     return f"LAB.{loc[1]}" if loc[0] == "labs" and len(loc) > 1 else str(loc[0])
+
+
+STALE = (
+    "Nothing was saved: this visit was changed by someone else after you opened the form. "
+    "Each changed field shows the value you saw and the value now; save again to correct the "
+    "current values."
+)
+
+
+def _changed_since(change: dict[str, Any]) -> str:
+    seen = change["seen"] or "(empty)"
+    return (
+        f"Changed since you opened the form: you saw {seen}, now {change['now']} "
+        f"(by {change['changed_by']} at {change['changed_at']})."
+    )
 
 
 @router.post("/participants/{usubjid}/visits/{code}")
@@ -149,14 +171,15 @@ async def save_visit(
     if record is None:
         body, errors = read_form(VisitCreate, given, _visit_field)
     else:
-        body, errors = read_form(VisitCorrection, given | filled(values, ["reason"]), _visit_field)
+        form = given | filled(values, ["reason", "version"])
+        body, errors = read_form(VisitCorrection, form, _visit_field)
     page_error = NOT_SAVED
     status_code = 422
     if body is not None:
         try:
             if isinstance(body, VisitCorrection):
                 await run(
-                    service.correct_visit,
+                    partial(service.correct_visit, version=body.version),
                     usubjid,
                     code,
                     body.visit_date,
@@ -167,6 +190,12 @@ async def save_visit(
             else:
                 await run(service.record_visit, usubjid, code, body.visit_date, body.labs, actor)
             return RedirectResponse(f"/participants/{usubjid}/visits/{code}", status_code=303)
+        except StaleVersionError as exc:
+            # both values beside each field; the form now carries the current version, so
+            # saving again (after looking) is a deliberate correction of the newer values
+            errors = {str(c["field"]): _changed_since(c) for c in exc.changes}
+            page_error, status_code = STALE, status_of(exc)
+            values = values | {"version": str(exc.current)}
         except StalwartError as exc:
             errors = field_errors(exc, ["visit_date", "reason", *(f"LAB.{n}" for n in names)])
             if not errors:
@@ -228,7 +257,11 @@ async def sign_visit(
         record,
         status_code,
         errors=errors,
-        values={"meaning": values.get("meaning", ""), "visit_date": record.visit_date.isoformat()}
+        values={
+            "meaning": values.get("meaning", ""),
+            "visit_date": record.visit_date.isoformat(),
+            "version": str(record.version),
+        }
         | {f"LAB.{k}": v for k, v in record.labs.items()},
     )
 

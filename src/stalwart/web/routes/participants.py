@@ -10,13 +10,15 @@ clients those handoffs cost as much CPU as the write itself.
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from functools import partial
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Header, Response, status
 
 from stalwart.capture.access import Permission as P
 from stalwart.capture.enrolment import Allocation
-from stalwart.web.calls import randomize_after_consent
+from stalwart.errors import PreconditionFailedError, StaleVersionError, ValidationError
+from stalwart.web.calls import parse_if_match, randomize_after_consent
 from stalwart.web.deps import CurrentActor, Run, Service, Users
 from stalwart.web.routes import needs
 from stalwart.web.schemas import (
@@ -103,7 +105,9 @@ async def consent(
     screening_number: str, body: ConsentCreate, service: Service, actor: CurrentActor, run: Run
 ) -> dict[str, Any]:
     """Record informed consent of an eligible screened person."""
-    consent_id = await run(service.record_consent, screening_number, body.consent_date, actor)
+    consent_id = await run(
+        partial(service.record_consent, site=body.site), screening_number, body.consent_date, actor
+    )
     return {"id": consent_id, "screening_number": screening_number}
 
 
@@ -148,7 +152,14 @@ async def record_visit(
     return {"id": visit_id, "usubjid": usubjid, "visit_code": visit_code}
 
 
-@router.put("/participants/{usubjid}/visits/{visit_code}", **needs(P.CORRECT_DATA))
+@router.put(
+    "/participants/{usubjid}/visits/{visit_code}",
+    responses={
+        409: {"description": "no version sent, or a stale one in the body: what changed since"},
+        412: {"description": "the If-Match version is stale: what changed since"},
+    },
+    **needs(P.CORRECT_DATA),
+)
 async def correct_visit(
     usubjid: str,
     visit_code: str,
@@ -156,24 +167,46 @@ async def correct_visit(
     service: Service,
     actor: CurrentActor,
     run: Run,
+    if_match: Annotated[str | None, Header(max_length=200)] = None,
 ) -> dict[str, Any]:
-    """Correct a saved visit; the reason for change is required; voids its signature."""
-    visit_id = await run(
-        service.correct_visit,
-        usubjid,
-        visit_code,
-        body.visit_date,
-        body.labs,
-        body.reason,
-        actor,
-    )
+    """Correct a saved visit from the version read (the GET's ETag as If-Match, or ``version``
+    in the body); the reason for change is required; voids its signature. A stale version is
+    refused (409; 412 for If-Match) with each field changed since, its value seen and now; GET
+    the visit again for its new version."""
+    version = body.version
+    tagged = parse_if_match(if_match)
+    if tagged is not None:
+        if version is not None and version != tagged:
+            raise ValidationError(
+                "version", f"the body's version {version} differs from If-Match {if_match}"
+            )
+        version = tagged
+    try:
+        visit_id = await run(
+            partial(service.correct_visit, version=version),
+            usubjid,
+            visit_code,
+            body.visit_date,
+            body.labs,
+            body.reason,
+            actor,
+        )
+    except StaleVersionError as exc:
+        if tagged is None:
+            raise
+        raise PreconditionFailedError(str(exc), exc.version, exc.current, exc.changes) from None
+    # no new version here: the one a GET returns now may already hold a later change
     return {"id": visit_id, "usubjid": usubjid, "visit_code": visit_code}
 
 
 @router.get("/participants/{usubjid}/visits/{visit_code}", **needs(P.READ_RECORDS))
-def visit(usubjid: str, visit_code: str, service: Service, actor: CurrentActor) -> dict[str, Any]:
-    """A recorded visit, its results and signature."""
-    return asdict(service.records.visit(usubjid, visit_code, actor))
+def visit(
+    usubjid: str, visit_code: str, service: Service, actor: CurrentActor, response: Response
+) -> dict[str, Any]:
+    """A recorded visit, its results and signature; its version also as the ETag header."""
+    record = service.records.visit(usubjid, visit_code, actor)
+    response.headers["ETag"] = f'"{record.version}"'
+    return asdict(record)
 
 
 @router.post(
