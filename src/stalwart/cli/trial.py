@@ -253,4 +253,7 @@ def serve(
         port=port,
         workers=workers,
         log_level="info",
+        # the client address is the connection's: uvicorn would otherwise believe
+        # X-Forwarded-For from 127.0.0.1, and the login throttle counts per client address
+        proxy_headers=False,
     )
