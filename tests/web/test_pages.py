@@ -100,26 +100,6 @@ def test_session_cookie_is_secure_over_https(client: TestClient, users: UserStor
     assert session_cookie and "secure" in session_cookie[0].lower()
 
 
-def test_repeated_failed_logins_lock_the_account(client: TestClient, users: UserStore) -> None:
-    users.add_user("coord.lock", PASSWORD, "site_coordinator", "test-setup", site="US01")
-    limit = users.throttle.max_failures
-    for _ in range(limit):
-        form = {"username": "coord.lock", "password": "wrong guess", "csrf_token": ""}
-        form["csrf_token"] = _login_token(client)
-        assert client.post("/login", data=form).status_code == 401
-    form = {"username": "coord.lock", "password": PASSWORD, "csrf_token": _login_token(client)}
-    r = client.post("/login", data=form, follow_redirects=False)
-    assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
-    assert "too many failed logins for coord.lock" in r.text and "stalwart_session" not in r.cookies
-    # the API's token endpoint shares the lock
-    r = client.post("/api/token", json={"username": "coord.lock", "password": PASSWORD})
-    assert r.status_code == 429 and "locked" in r.json()["error"]["message"]
-    # another account is not affected
-    users.add_user("coord.other", PASSWORD, "site_coordinator", "test-setup", site="US01")
-    r = client.post("/api/token", json={"username": "coord.other", "password": PASSWORD})
-    assert r.status_code == 201
-
-
 def test_screening_form_is_rendered_from_the_protocol(
     client: TestClient, users: UserStore, engine: Engine, row_counts: Counts
 ) -> None:

@@ -195,6 +195,24 @@ def test_investigator_signs_and_a_correction_voids_the_signature(
     assert r.status_code == 404
 
 
+def test_a_flood_of_failed_logins_never_blocks_the_investigators_e_signature(
+    client: TestClient, login: Login, study: dict[str, Any]
+) -> None:
+    h = login("investigator", "GB01")
+    for _ in range(12):  # an anonymous caller guesses the investigator's password
+        body = {"username": "investigator.gb01", "password": "a wrong guess here"}
+        assert client.post("/api/token", json=body).status_code in (401, 429)
+    body = {"username": "investigator.gb01", "password": "a long test password"}
+    assert client.post("/api/token", json=body).status_code == 429
+    u = study["GB01"]["usubjid"]
+    r = client.post(
+        f"/api/participants/{u}/visits/WK04/signature",
+        json={"password": "a long test password", "meaning": "I approve these data"},
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+
+
 def test_monitor_reads_and_raises_queries_but_enters_nothing(
     client: TestClient, login: Login, study: dict[str, Any]
 ) -> None:

@@ -46,6 +46,7 @@ __all__ = [
     "Dose",
     "EndpointReview",
     "LabResult",
+    "LoginFailure",
     "MinimizationDraw",
     "Participant",
     "Screening",
@@ -306,6 +307,20 @@ class AuthToken(Base):
     created_at: Mapped[str] = mapped_column(String(40))
     expires_at: Mapped[str] = mapped_column(String(40))
     revoked: Mapped[bool] = mapped_column(Boolean)
+
+
+class LoginFailure(Base):
+    """A failed (or still unproven) login attempt: username, client address and when (epoch s).
+
+    Shared by every server process so that failed logins are counted together
+    (``capture.throttle``); rows older than the counting window are deleted. Not audit data.
+    """
+
+    __tablename__ = "login_failure"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    username: Mapped[str] = mapped_column(String(60), index=True)
+    client: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
 
 
 class DataQuery(Base):

@@ -1,109 +1,186 @@
-"""Login throttling: an account, or a client, that keeps failing to log in is locked for a while.
+"""Login throttling: a progressive delay per client and per account, counted in the database.
 
-Password guessing is slowed two ways: ``max_failures`` failed logins of one username within
-``window_seconds`` lock that username for ``lockout_seconds`` (even the right password is then
-refused, with a message saying until when); ``client_max_failures`` failures from one client
-address (any usernames) lock that client alike. A successful login clears the username's count.
-A locked check costs no password hash, so a flood of guesses costs the server little.
+Every failed login is a row of ``login_failure`` (username, client address, when), so every
+server process (uvicorn worker) counts the same failures. Rows older than ``window_seconds``
+no longer count and are deleted.
 
-The counts live in the memory of one server process (each uvicorn worker keeps its own), which
-bounds guessing to ``workers * max_failures`` tries per lockout period; they reset on restart.
+**Per client.** After ``client_free`` failures from one client address (any usernames) within
+the window, each further attempt from it must wait ``base_seconds * 2 ** (n - client_free)``
+seconds (at most ``max_seconds``) after its last failure: 1 s, 2 s, 4 s ... 15 min. A refused
+attempt (``LoginThrottledError``, 429 with Retry-After) costs no password hash and is not
+counted. The client is the address the connection came from (``request.client.host``, which
+uvicorn takes from proxy headers only when the proxy is trusted): a caller rotating
+``X-Forwarded-For`` is one client.
+
+**Per account.** An anonymous caller must not be able to lock someone out, so an account itself
+waits only on proof of a distributed attack: ``account_free`` failures within the window from
+at least ``account_clients`` distinct addresses. Then every untrusted attempt on it waits
+alike, the owner's right password included, with the same doubling.
+
+**Trusted attempts never wait.** A login by someone already signed in as that same account
+(their own session or token) and an e-signature (``UserStore.verify_password``) are not
+throttled; their failures are counted for the account without a client, so they never add to
+the evidence of many clients.
+
+**Concurrency.** An attempt is recorded *before* its password is checked (``begin``) and then
+judged against the attempts recorded before it (by id), so many guesses sent at once are
+counted together instead of each seeing the same empty count; a successful attempt's row is
+deleted (``succeeded``).
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from stalwart.capture.tables import LoginFailure
+from stalwart.capture.transaction import transaction
 from stalwart.errors import LoginThrottledError
 
 __all__ = ["LoginThrottle"]
 
-_MAX_KEYS = 100_000
-"""Tracked usernames and clients at most; the stalest are dropped beyond it."""
+_USERNAME_LENGTH = 60
+_CLIENT_LENGTH = 64
 
 
-@dataclass
-class _Record:
-    failures: deque[float] = field(default_factory=deque)
-    locked_until: float = 0.0
+@dataclass(frozen=True)
+class _Count:
+    failures: int
+    clients: int
+    last: float
 
 
 class LoginThrottle:
-    """Failed-login counts per username and per client, and the lockouts they trigger."""
+    """The login delay policy and its records in the trial database."""
 
     def __init__(
         self,
-        max_failures: int = 5,
-        client_max_failures: int = 30,
+        client_free: int = 3,
+        account_free: int = 10,
+        account_clients: int = 5,
+        base_seconds: float = 1.0,
+        max_seconds: float = 900.0,
         window_seconds: float = 900.0,
-        lockout_seconds: float = 900.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self.max_failures = max_failures
-        self.client_max_failures = client_max_failures
+        self.client_free = client_free
+        self.account_free = account_free
+        self.account_clients = account_clients
+        self.base_seconds = base_seconds
+        self.max_seconds = max_seconds
         self.window_seconds = window_seconds
-        self.lockout_seconds = lockout_seconds
         self._clock = clock
-        self._lock = threading.Lock()
-        self._users: dict[str, _Record] = {}
-        self._clients: dict[str, _Record] = {}
 
-    def check(self, username: str, client: str | None = None) -> None:
-        """Raise ``LoginThrottledError`` when the username or the client is locked."""
-        now = self._clock()
-        with self._lock:
-            user = self._users.get(username)
-            if user is not None and user.locked_until > now:
-                wait = _minutes(user.locked_until - now)
-                raise LoginThrottledError(
-                    f"too many failed logins for {username}: the account is locked for "
-                    f"{wait} more minute(s); wait, or ask an administrator to check the account",
-                    math.ceil(user.locked_until - now),
-                )
-            held = self._clients.get(client) if client else None
-            if held is not None and held.locked_until > now:
-                raise LoginThrottledError(
-                    f"too many failed logins from this address: try again in "
-                    f"{_minutes(held.locked_until - now)} minute(s)",
-                    math.ceil(held.locked_until - now),
-                )
+    def delay(self, failures: int, free: int) -> float:
+        """Seconds to wait after the last of ``failures`` failures when ``free`` are allowed."""
+        if failures < free:
+            return 0.0
+        return float(min(self.base_seconds * 2.0 ** min(failures - free, 60), self.max_seconds))
 
-    def failed(self, username: str, client: str | None = None) -> None:
-        """Count a failed login; lock the username or client once it reaches its limit."""
+    # -- the attempt's life --------------------------------------------------------------------
+    def check(self, engine: Engine, username: str, client: str | None) -> None:
+        """Refuse at once, without writing, when the client or account must still wait."""
+        with Session(engine) as session:
+            self._judge(session, _key(username), _client(client), self._clock(), None)
+
+    def begin(self, engine: Engine, username: str, client: str | None, trusted: bool) -> int:
+        """Record an attempt (a failure until proven otherwise) and judge it; its row id.
+
+        An untrusted attempt is judged against the attempts recorded before it and, when it
+        must wait, its row is deleted again and ``LoginThrottledError`` raised.
+        """
         now = self._clock()
-        with self._lock:
-            self._count(self._users, username, self.max_failures, now)
+        user, addr = _key(username), None if trusted else _client(client)
+        with transaction(engine) as session:
+            session.execute(
+                sa.delete(LoginFailure).where(LoginFailure.at < now - self.window_seconds)
+            )
+            row = LoginFailure(at=now, username=user, client=addr)
+            session.add(row)
+            session.flush()
+            attempt = row.id
+        if trusted:
+            return attempt
+        try:
+            with Session(engine) as session:
+                self._judge(session, user, addr, now, attempt)
+        except LoginThrottledError:
+            self.succeeded(engine, attempt, username, None)
+            raise
+        return attempt
+
+    def succeeded(self, engine: Engine, attempt: int, username: str, client: str | None) -> None:
+        """The attempt proved the password: forget it and, given the client, that client's
+        earlier failures on this account (the owner's own typos)."""
+        with transaction(engine) as session:
+            session.execute(sa.delete(LoginFailure).where(LoginFailure.id == attempt))
             if client:
-                self._count(self._clients, client, self.client_max_failures, now)
+                session.execute(
+                    sa.delete(LoginFailure).where(
+                        LoginFailure.username == _key(username),
+                        LoginFailure.client == _client(client),
+                    )
+                )
 
-    def succeeded(self, username: str) -> None:
-        """A successful login clears the username's failures."""
-        with self._lock:
-            self._users.pop(username, None)
+    # -- judging -------------------------------------------------------------------------------
+    def _count(self, session: Session, where: sa.ColumnElement[bool]) -> _Count:
+        failures, clients, last = session.execute(
+            sa.select(
+                sa.func.count(LoginFailure.id),
+                sa.func.count(sa.distinct(LoginFailure.client)),
+                sa.func.max(LoginFailure.at),
+            ).where(where)
+        ).one()
+        return _Count(int(failures), int(clients), float(last or 0.0))
 
-    def _count(self, table: dict[str, _Record], key: str, limit: int, now: float) -> None:
-        record = table.get(key)
-        if record is None:
-            if len(table) >= _MAX_KEYS:
-                stalest = min(table, key=lambda k: _last(table[k]))
-                del table[stalest]
-            record = table[key] = _Record()
-        while record.failures and record.failures[0] <= now - self.window_seconds:
-            record.failures.popleft()
-        record.failures.append(now)
-        if len(record.failures) >= limit:
-            record.locked_until = now + self.lockout_seconds
-            record.failures.clear()
+    def _judge(
+        self, session: Session, username: str, client: str | None, now: float, before: int | None
+    ) -> None:
+        recent = LoginFailure.at > now - self.window_seconds
+        if before is not None:
+            recent = sa.and_(recent, LoginFailure.id < before)
+        if client is not None:
+            seen = self._count(session, sa.and_(recent, LoginFailure.client == client))
+            wait = seen.last + self.delay(seen.failures, self.client_free) - now
+            if seen.failures >= self.client_free and wait > 0:
+                raise LoginThrottledError(
+                    f"too many failed logins from this address ({seen.failures} in the last "
+                    f"{_minutes(self.window_seconds)} minutes): wait {_seconds(wait)} before "
+                    "the next try; each failure doubles the wait",
+                    math.ceil(wait),
+                )
+        seen = self._count(session, sa.and_(recent, LoginFailure.username == username))
+        if seen.clients < self.account_clients:
+            return
+        wait = seen.last + self.delay(seen.failures, self.account_free) - now
+        if seen.failures >= self.account_free and wait > 0:
+            raise LoginThrottledError(
+                f"too many failed logins for {username} from {seen.clients} addresses in the "
+                f"last {_minutes(self.window_seconds)} minutes: wait {_seconds(wait)} before the "
+                "next try; if these were not you, tell an administrator",
+                math.ceil(wait),
+            )
 
 
-def _last(record: _Record) -> float:
-    return max(record.locked_until, record.failures[-1] if record.failures else 0.0)
+def _key(username: str) -> str:
+    return username.strip().lower()[:_USERNAME_LENGTH]
+
+
+def _client(client: str | None) -> str | None:
+    return client[:_CLIENT_LENGTH] if client else None
 
 
 def _minutes(seconds: float) -> int:
     return max(1, math.ceil(seconds / 60))
+
+
+def _seconds(seconds: float) -> str:
+    if seconds < 120:
+        return f"{max(1, math.ceil(seconds))} second(s)"
+    return f"{_minutes(seconds)} minute(s)"

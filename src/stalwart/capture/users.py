@@ -1,9 +1,12 @@
 """User accounts, passwords and tokens: who is acting, proven by a password or a token.
 
 Passwords are hashed with argon2id (argon2-cffi); the hash lives in ``user_credential`` and never
-enters the audit trail. API bearer tokens and browser sessions are random secrets of which only
-the SHA-256 is stored; a session also carries the CSRF token its pages must send back. Account
-changes (creation, role, activation, password change) are audited like any data.
+enters the audit trail. Every password set must pass ``capture.passwords``' policy (NIST SP
+800-63B: length, a list of common passwords, no control characters); failed logins are counted
+in the database and delay the next try (``capture.throttle``). API bearer tokens and browser
+sessions are random secrets of which only the SHA-256 is stored; a session also carries the
+CSRF token its pages must send back. Account changes (creation, role, activation, password
+change) are audited like any data.
 
 A token's lookup is cached in memory for ``token_cache_seconds`` (default 10 s) by its SHA-256,
 so a busy API client costs one database read per token per period rather than one per request.
@@ -30,13 +33,13 @@ from sqlalchemy.orm import Session
 
 from stalwart.capture.access import SITE_ROLES, Actor, ActorLike, Permission, Role, require
 from stalwart.capture.audit import append_audit
+from stalwart.capture.passwords import MIN_PASSWORD_LENGTH, check_password
 from stalwart.capture.tables import AppUser, AuthToken, Site, UserCredential
 from stalwart.capture.throttle import LoginThrottle
 from stalwart.capture.transaction import transaction
 from stalwart.errors import (
     AuthenticationError,
     ConflictError,
-    LoginThrottledError,
     NotFoundError,
     ValidationError,
 )
@@ -49,9 +52,6 @@ __all__ = [
     "UserStore",
     "default_hasher",
 ]
-
-MIN_PASSWORD_LENGTH = 10
-"""Shortest password accepted."""
 
 TOKEN_KINDS = {"api": dt.timedelta(days=30), "session": dt.timedelta(hours=12)}
 """Token kinds and how long each lives."""
@@ -137,7 +137,7 @@ class UserStore:
             raise ValidationError("site", f"a {user_role.value} must be given a site (--site)")
         if site and user_role not in SITE_ROLES | {Role.MONITOR}:
             raise ValidationError("site", f"a {user_role.value} works across sites: give no site")
-        self._check_password(password)
+        check_password(password, username)
         digest = self.hasher.hash(password)
         with transaction(self.engine) as session:
             site_id = None
@@ -194,7 +194,7 @@ class UserStore:
     def change_password(self, username: str, old: str, new: str) -> None:
         """Change one's own password, proving the old one."""
         self.authenticate(username, old)
-        self._check_password(new)
+        check_password(new, username)
         digest = self.hasher.hash(new)
         with transaction(self.engine) as session:
             user = self._user(session, username)
@@ -205,21 +205,24 @@ class UserStore:
             append_audit(session, [("UPDATE", user)], user.username, "password changed")
 
     # -- proving identity ----------------------------------------------------------------------
-    def authenticate(self, username: str, password: str, client: str | None = None) -> Actor:
+    def authenticate(
+        self, username: str, password: str, client: str | None = None, *, trusted: bool = False
+    ) -> Actor:
         """The actor of a username and password; one message for every failure (no hints).
 
-        Repeated failures lock the username (and the ``client`` address) for a while
-        (``capture.throttle``): ``LoginThrottledError`` says for how long.
+        Failures are counted in the database for every server process (``capture.throttle``):
+        the ``client`` address, and an account failing from many addresses, must then wait a
+        little longer before each next try (``LoginThrottledError`` says how long). ``trusted``
+        marks the attempt of someone already signed in as this account (their own session, an
+        e-signature): it never waits.
         """
         failure = AuthenticationError("unknown user or wrong password")
         key = username.strip().lower()
-        self.throttle.check(key, client)
-        try:
-            actor = self._authenticate(key, password, failure)
-        except AuthenticationError:
-            self.throttle.failed(key, client)
-            raise
-        self.throttle.succeeded(key)
+        if not trusted:
+            self.throttle.check(self.engine, key, client)
+        attempt = self.throttle.begin(self.engine, key, client, trusted)
+        actor = self._authenticate(key, password, failure)  # a failure leaves its row counted
+        self.throttle.succeeded(self.engine, attempt, key, None if trusted else client)
         return actor
 
     def _authenticate(self, username: str, password: str, failure: AuthenticationError) -> Actor:
@@ -239,11 +242,12 @@ class UserStore:
         return Actor(user.username, Role(user.role), site, user.id)
 
     def verify_password(self, actor: Actor, password: str) -> None:
-        """Re-prove the password of a logged-in user (an e-signature needs it)."""
+        """Re-prove the password of a logged-in user (an e-signature needs it).
+
+        Never throttled: failed logins by others must not block a signed-in user's signature.
+        """
         try:
-            self.authenticate(actor.username, password)
-        except LoginThrottledError:
-            raise
+            self.authenticate(actor.username, password, trusted=True)
         except AuthenticationError:
             raise AuthenticationError(
                 "the password is not correct: a signature needs the signer's own password"
@@ -349,11 +353,6 @@ class UserStore:
             roles = ", ".join(r.value for r in Role if r is not Role.SYSTEM)
             raise ValidationError("role", f"{role!r} is not a role; use one of {roles}")
         return parsed
-
-    @staticmethod
-    def _check_password(password: str) -> None:
-        if len(password) < MIN_PASSWORD_LENGTH:
-            raise ValidationError("password", f"use at least {MIN_PASSWORD_LENGTH} characters")
 
     @staticmethod
     def _user(session: Session, username: str) -> AppUser:

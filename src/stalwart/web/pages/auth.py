@@ -8,9 +8,11 @@ SameSite=Strict, and Secure over HTTPS.
 from __future__ import annotations
 
 import secrets
+from functools import partial
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from stalwart.capture.access import Actor, Permission
 from stalwart.capture.users import UserStore
@@ -80,7 +82,10 @@ def login_page(request: Request) -> HTMLResponse:
 async def login(request: Request, run: Run) -> Response:
     """Check the form's CSRF token and the password, start a session, go to the worklist.
 
-    Repeated failures lock the account for a while (429, said beside the password field).
+    Failed logins are counted across every server process: after a few from one client
+    address (or many on one account from many addresses) each next try must wait longer (429
+    with Retry-After, said beside the password field). A browser that still holds a live
+    session of this same account (the owner logging in again) never waits.
     """
     form = await request.form()
     given = form.get("csrf_token")
@@ -96,8 +101,11 @@ async def login(request: Request, run: Run) -> Response:
         return _login_form(request, 422, errors, username)
     users: UserStore = request.app.state.users
     client = request.client.host if request.client else None
+    trusted = await _signed_in_as(request, users) == body.username.strip().lower()
     try:
-        actor = await run(users.authenticate, body.username, body.password, client)
+        actor = await run(
+            partial(users.authenticate, trusted=trusted), body.username, body.password, client
+        )
         issued = await run(users.issue_token, actor, "session")
     except AuthenticationError as exc:
         status_code = 429 if isinstance(exc, LoginThrottledError) else 401
@@ -117,6 +125,18 @@ async def login(request: Request, run: Run) -> Response:
     )
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
     return response
+
+
+async def _signed_in_as(request: Request, users: UserStore) -> str | None:
+    """The username of the browser's own live session, if it holds one."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    try:
+        actor, _ = await run_in_threadpool(users.actor_for_token, token, "session")
+    except AuthenticationError:
+        return None
+    return actor.username
 
 
 @router.post("/logout")

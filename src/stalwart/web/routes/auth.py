@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request, status
+from starlette.concurrency import run_in_threadpool
 
 from stalwart.capture.access import Permission as P
 from stalwart.capture.access import permissions_of
-from stalwart.capture.users import UserAccount
+from stalwart.capture.users import UserAccount, UserStore
+from stalwart.errors import AuthenticationError
 from stalwart.web.deps import CurrentActor, Run, Users
 from stalwart.web.routes import PUBLIC, SIGNED_IN, needs
 from stalwart.web.schemas import TokenCreate, TokenPublic, UserCreate
@@ -24,10 +27,16 @@ router = APIRouter(prefix="/api", tags=["auth"])
 async def create_token(body: TokenCreate, request: Request, users: Users, run: Run) -> TokenPublic:
     """Exchange a username and password for a bearer token (valid 30 days).
 
-    Repeated failures lock the account (and the client) for a while: 429 with Retry-After.
+    Failed logins are counted across every server process: after a few from one client
+    address (or many on one account from many addresses) each next try must wait longer: 429
+    with Retry-After. A request that already carries a live token of this same account (the
+    owner renewing their own token) never waits.
     """
     client = request.client.host if request.client else None
-    actor = await run(users.authenticate, body.username, body.password, client)
+    trusted = await _signed_in_as(request, users) == body.username.strip().lower()
+    actor = await run(
+        partial(users.authenticate, trusted=trusted), body.username, body.password, client
+    )
     issued = await run(users.issue_token, actor, "api")
     return TokenPublic(
         access_token=issued.token,
@@ -36,6 +45,18 @@ async def create_token(body: TokenCreate, request: Request, users: Users, run: R
         role=actor.role.value,
         site=actor.site,
     )
+
+
+async def _signed_in_as(request: Request, users: UserStore) -> str | None:
+    """The username of the request's own live bearer token, if it carries one."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    try:
+        actor, _ = await run_in_threadpool(users.actor_for_token, token.strip(), "api")
+    except AuthenticationError:
+        return None
+    return actor.username
 
 
 @router.delete("/token", status_code=status.HTTP_204_NO_CONTENT, **SIGNED_IN)
