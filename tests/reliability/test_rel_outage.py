@@ -97,6 +97,8 @@ class Walker:
         self.pages = httpx.Client(base_url=server.url, timeout=30)
         self.anonymous = httpx.Client(base_url=server.url, timeout=30)
         self.mix = _requests(usubjid, answers)
+        self.version: object = None
+        """The visit's version as last read (corrections are made from it)."""
         page = self.pages.post("/login", data=self._login_form(self.pages), follow_redirects=False)
         assert page.status_code == 303, page.text
         events = self.pages.get(f"/participants/{usubjid}/events").text
@@ -129,6 +131,11 @@ class Walker:
                 form = self._login_form(browser)
                 return f"POST {path}", browser.post(path, data=form, follow_redirects=False)
         headers = self.screener if path == "/api/screenings" else self.api
+        if method == "PUT":  # a correction is made from the version last read (stale when down)
+            read = self.anonymous.get(path, headers=self.api)
+            if read.status_code == 200:
+                self.version = read.json()["version"]
+            body = {**body, "version": self.version}
         response = self.anonymous.request(method, path, json=body, headers=headers)
         return f"{method} {path}", response
 
