@@ -25,7 +25,7 @@ from stalwart.capture.users import UserStore
 from stalwart.web import pages
 from stalwart.web.deps import Blocking
 from stalwart.web.errors import install_error_handlers
-from stalwart.web.routes import PUBLIC, auth, oversight, participants, reports
+from stalwart.web.routes import PUBLIC, accounts, auth, oversight, participants, reports
 
 __all__ = ["STATIC_DIR", "create_app"]
 
@@ -83,6 +83,7 @@ def create_app(
         return JSONResponse(body)
 
     app.include_router(auth.router)
+    app.include_router(accounts.router)
     app.include_router(participants.router)
     app.include_router(oversight.router)
     app.include_router(reports.router)
