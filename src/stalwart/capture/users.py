@@ -66,6 +66,26 @@ MIN_PASSWORD_LENGTH = 10
 TOKEN_KINDS = {"api": dt.timedelta(days=30), "session": dt.timedelta(hours=12)}
 """Token kinds and how long each lives."""
 
+_TOKEN_LOOKUP = (
+    sa.select(
+        AppUser.username,
+        AppUser.role,
+        AppUser.active,
+        AppUser.id,
+        Site.code,
+        AuthToken.expires_at,
+        AuthToken.csrf_token,
+    )
+    .join(AuthToken, AuthToken.user_id == AppUser.id)
+    .outerjoin(Site, Site.id == AppUser.site_id)
+    .where(
+        AuthToken.token_sha256 == sa.bindparam("digest"),
+        AuthToken.kind == sa.bindparam("kind"),
+        AuthToken.revoked.is_(False),
+    )
+)
+"""A live token's account and site: the one read every authenticated request makes."""
+
 _USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-@")
 
 
@@ -164,7 +184,10 @@ class UserStore:
     def change_password(self, username: str, old: str, new: str, client: str | None = None) -> None:
         """Change one's own password, proving the old one (a reset's temporary one included)."""
         self.authenticate(username, old, client, changing_password=True)
-        self._check_password(new)
+        try:
+            self._check_password(new)
+        except ValidationError as exc:  # the form's and the API's field is the new password
+            raise ValidationError("new_password", exc.message) from None
         if new == old:
             raise ValidationError("new_password", "choose a password other than the current one")
         digest = self.hasher.hash(new)
@@ -289,24 +312,16 @@ class UserStore:
         return actor, csrf
 
     def _lookup_token(self, digest: str, kind: str) -> tuple[Actor, str | None, dt.datetime]:
-        with Session(self.engine) as session:
-            row = session.execute(
-                sa.select(AppUser, AuthToken.expires_at, AuthToken.csrf_token, Site.code)
-                .join(AuthToken, AuthToken.user_id == AppUser.id)
-                .outerjoin(Site, Site.id == AppUser.site_id)
-                .where(
-                    AuthToken.token_sha256 == digest,
-                    AuthToken.kind == kind,
-                    AuthToken.revoked.is_(False),
-                )
-            ).one_or_none()
+        # one Core statement (no ORM unit of work): this runs on every request
+        with self.engine.connect() as conn:
+            row = conn.execute(_TOKEN_LOOKUP, {"digest": digest, "kind": kind}).one_or_none()
         if row is None:
             raise AuthenticationError("the token is not valid: log in again")
-        user, expires, csrf, site = row
+        username, role, active, user_id, site, expires, csrf = row
         expires_at = dt.datetime.fromisoformat(expires)
-        if not user.active or expires_at <= self._now():
+        if not active or expires_at <= self._now():
             raise AuthenticationError("the token has expired or the account is inactive")
-        return Actor(user.username, Role(user.role), site, user.id), csrf, expires_at
+        return Actor(username, Role(role), site, user_id), csrf, expires_at
 
     def revoke_token(self, token: str) -> None:
         """End a session or withdraw an API token (by its secret: the owner's logout)."""
