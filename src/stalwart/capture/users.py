@@ -126,6 +126,13 @@ class UserStore:
         self.hasher = hasher or default_hasher()
         self._now = now
         self.throttle = throttle or LoginThrottle()
+        # the token read needs no transaction: on PostgreSQL, autocommit saves the BEGIN and
+        # ROLLBACK round trips (SQLite's transactions are local calls)
+        self._reader = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql"
+            else engine
+        )
         self.admin = AccountAdmin(engine, self.hasher, now, self._check_password)
         """Deactivate, reactivate, change role or site, reset a password, list and revoke tokens."""
         # a hash to verify against when the username is unknown: the same work either way
@@ -313,7 +320,7 @@ class UserStore:
 
     def _lookup_token(self, digest: str, kind: str) -> tuple[Actor, str | None, dt.datetime]:
         # one Core statement (no ORM unit of work): this runs on every request
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             row = conn.execute(_TOKEN_LOOKUP, {"digest": digest, "kind": kind}).one_or_none()
         if row is None:
             raise AuthenticationError("the token is not valid: log in again")
