@@ -19,7 +19,8 @@ an HTTP status. Each class subclasses the built-in it resembles so callers that 
     │       └── PreconditionFailedError     the same, named by an HTTP If-Match header
     ├── NotFoundError (LookupError)         a site, participant or visit that does not exist
     ├── AuthenticationError (PermissionError)  no valid credentials: log in or send a token
-    │   └── LoginThrottledError             too many failed logins: wait, then retry
+    │   ├── LoginThrottledError             too many failed logins: wait, then retry
+    │   └── PasswordChangeRequiredError     the password was reset: set a new one first
     ├── AccessDeniedError (PermissionError) the user's role or site may not do this
     ├── AllocationExhaustedError (RuntimeError)  no free slot is left in a stratum's list
     ├── AuditChainError (RuntimeError)      ``audit verify`` found a record that does not match
@@ -49,6 +50,7 @@ __all__ = [
     "ExportError",
     "LoginThrottledError",
     "NotFoundError",
+    "PasswordChangeRequiredError",
     "PreconditionFailedError",
     "ProtocolError",
     "StaleVersionError",
@@ -153,6 +155,10 @@ class LoginThrottledError(AuthenticationError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class PasswordChangeRequiredError(AuthenticationError):
+    """The password is right but was set by an administrator: the owner must choose a new one."""
 
 
 class AccessDeniedError(StalwartError, PermissionError):

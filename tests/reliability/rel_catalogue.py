@@ -712,6 +712,63 @@ BODIES: list[Body] = [
         _disposition,
         _disposition_cases,
     ),
+    # the account lifecycle, last: the password reset revokes the reviewer's token
+    Body(
+        "AccountStatus",
+        "PUT",
+        "/api/users/{username}/active",
+        "/api/users/reviewer/active",
+        "admin",
+        lambda w: {"active": True, "reason": "back from leave"},
+        lambda p: [
+            Case("active", "wrong_type", "maybe"),
+            Case("active", "wrong_type", [True]),
+            Case("active", "missing", MISSING),
+            *text("reason", 500),
+        ],
+        ok=200,
+    ),
+    Body(
+        "RoleChange",
+        "PUT",
+        "/api/users/{username}/role",
+        "/api/users/reviewer/role",
+        "admin",
+        lambda w: {"role": "endpoint_reviewer", "reason": "confirmed in the role"},
+        lambda p: [
+            *text("role", 40),
+            Case("role", "unknown_code", "wizard"),
+            *text("site", 40, required=False),
+            Case("site", "unknown_code", "ZZ01"),
+            *text("reason", 500),
+        ],
+        ok=200,
+    ),
+    Body(
+        "PasswordChange",
+        "POST",
+        "/api/password",
+        "/api/password",
+        None,
+        lambda w: {"username": "monitor", "password": PASSWORD, "new_password": "a new password!"},
+        lambda p: [
+            *text("username", 40),
+            *text("password", 200, strips=False),
+            *text("new_password", 200, strips=False),
+            Case("new_password", "too_short", "short"),
+        ],
+        ok=204,
+    ),
+    Body(
+        "PasswordReset",
+        "POST",
+        "/api/users/{username}/password-reset",
+        "/api/users/reviewer/password-reset",
+        "admin",
+        lambda w: {"password": "a temporary password"},
+        lambda p: [*text("password", 200, strips=False), Case("password", "too_short", "short")],
+        ok=204,
+    ),
 ]
 """In an order in which every base body succeeds, one after the other, on a fresh world."""
 

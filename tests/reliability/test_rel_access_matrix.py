@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from rel_fixtures import (
     ACTORS,
     ARM_PATTERN,
@@ -50,6 +51,7 @@ from rel_fixtures import (
 
 from stalwart.capture.access import Permission, Role, permissions_of
 from stalwart.capture.enrolment import Allocation
+from stalwart.capture.tables import AuthToken
 from stalwart.protocol.calendar import participant_calendar
 from stalwart.web.routes import ACCESS_KEY
 
@@ -264,7 +266,51 @@ def _calls(trial: Trial) -> list[Call]:
                 {"status": "WITHDREW", "disposition_date": "2006-03-10"},
             ),
         ]
+    # the account lifecycle (admins), on accounts no later call of the actor depends on
+    target = w.actors["dsmb"].username
+    other = w.actors["statistician_blinded"]
+    with w.engine.connect() as conn:
+        token_id = conn.scalar(
+            sa.select(sa.func.max(AuthToken.id)).where(AuthToken.user_id == other.user_id)
+        )
+    users = f"/api/users/{target}"
+    calls += [
+        Call("GET", "/api/users/{username}/tokens", users + "/tokens", None),
+        Call("DELETE", "/api/tokens/{token_id}", f"/api/tokens/{token_id}", None),
+        Call(
+            "PUT",
+            "/api/users/{username}/active",
+            users + "/active",
+            None,
+            {"active": True, "reason": "matrix"},
+        ),
+        Call(
+            "PUT",
+            "/api/users/{username}/role",
+            users + "/role",
+            None,
+            {"role": "dsmb", "reason": "matrix"},
+        ),
+        Call(
+            "POST",
+            "/api/users/{username}/password-reset",
+            users + "/password-reset",
+            None,
+            {"password": "a matrix temporary password"},
+        ),
+        # last: the actor's own password change (its body is filled in per actor)
+        Call("POST", "/api/password", "/api/password", None, {}),
+    ]
     return calls
+
+
+def _own_body(call: Call, username: str) -> dict[str, Any] | None:
+    """The body of the public calls that prove the actor's own password."""
+    if call.path == "/api/token" and call.method == "POST":
+        return {"username": username, "password": PASSWORD}
+    if call.path == "/api/password":
+        return {"username": username, "password": PASSWORD, "new_password": "a new matrix password"}
+    return call.body
 
 
 def _expected(
@@ -363,9 +409,7 @@ def test_each_cell_is_allowed_or_denied_as_the_role_table_says(
         access = openapi_access[(call.method, call.path)]
         allowed, denial = _expected(access, role, actor_site, call)
         headers = w.fresh_headers(name) if call.own_token else w.headers[name]
-        body = call.body
-        if call.path == "/api/token" and call.method == "POST":
-            body = {"username": w.actors[name].username, "password": PASSWORD}
+        body = _own_body(call, w.actors[name].username)
         if call.method == "PUT" and call.path.endswith("/visits/{visit_code}"):
             # a correction names the version it was made from: the visit's as read now
             usubjid, code = call.url.split("/")[3], call.url.split("/")[5]
@@ -402,9 +446,7 @@ def test_without_credentials_only_the_public_operations_answer(
     before = w.stored()
     wrong = []
     for call in _calls(trial):
-        body = call.body
-        if call.path == "/api/token" and call.method == "POST":
-            body = {"username": w.actors["admin"].username, "password": PASSWORD}
+        body = _own_body(call, w.actors["admin"].username)
         r = w.client.request(call.method, call.url, json=body, params=call.params)
         public = openapi_access[(call.method, call.path)] == "public"
         if public != (r.status_code != 401):
@@ -413,4 +455,6 @@ def test_without_credentials_only_the_public_operations_answer(
             wrong.append(f"{call.method} {call.url}: 401 without a message")
     assert not wrong, "\n".join(wrong)
     changed = {t for t, a, b in zip(STORED_TABLES, before, w.stored(), strict=True) if a != b}
-    assert changed <= {"auth_token"}, changed  # the public POST /api/token issued one token
+    # the public POST /api/token issued one token, POST /api/password changed a password: each
+    # with its audit record
+    assert changed <= {"auth_token", "user_credential", "audit_record", "audit_head"}, changed

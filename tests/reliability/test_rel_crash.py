@@ -278,9 +278,9 @@ def test_kill_9_mid_stream_loses_no_acknowledged_write(
     answers: dict[str, object] = eligible_answers()
     try:
         users = add_coordinators(url, SITES)
-        before = _read_store(url).audit_records
         server.start()
         headers = {site: bearer(server.url, name) for site, name in users.items()}
+        before = _read_store(url).audit_records  # after the logins: each is an audit record
         acks = asyncio.run(_stream_then_kill(server, headers, answers))
         print(
             f"\n{backend}: {acks.total} writes acknowledged in {acks.seconds:.2f} s before kill -9 "

@@ -23,19 +23,24 @@ reduced one. Examples are bounded per operation and derandomized, so a run is re
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import schemathesis
+import sqlalchemy as sa
 from fastapi.routing import APIRoute
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
-from rel_fixtures import ACTORS, OpenWorld, World, build_world
+from rel_fixtures import ACTORS, PASSWORD, OpenWorld, World, build_world
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 from schemathesis.generation import GenerationMode
+
+from stalwart.capture.access import Actor, Role
+from stalwart.capture.tables import AuthToken
 
 SQLITE_EXAMPLES = 4
 POSTGRES_EXAMPLES = 1
@@ -89,6 +94,11 @@ def _real_path(world: World, generated: dict[str, Any]) -> dict[str, Any]:
             real[name] = _pick(sorted(world.events.values()), value)
         elif name == "kind":
             real[name] = _pick(["participants", "visits", "labs"], value)
+        elif name == "username":  # an account no actor is: its acts leave the actors' tokens
+            real[name] = _pick([_target(world), "no.such.user"], value)
+        elif name == "token_id":  # a live token of that account, or none
+            issued = world.users.issue_token(_target_actor(world), "api")
+            real[name] = _pick([_token_id(world, issued.token), 2**31 - 1], value)
         elif name in ("table_name", "record_id"):
             rows = sorted(world.record_ids(_pick(usubjids, generated["record_id"])).items())
             table, record = _pick(rows, generated["table_name"])
@@ -96,6 +106,33 @@ def _real_path(world: World, generated: dict[str, Any]) -> dict[str, Any]:
         else:
             raise AssertionError(f"no real value for path parameter {name!r}: add one")
     return real
+
+
+TARGET = "fuzz.target"
+"""The account the account-lifecycle operations act on (no actor's, so no actor loses its token)."""
+
+
+def _target(world: World) -> str:
+    """``TARGET``, created on first use; active again and with its password, whatever the fuzz
+    did to it before."""
+    if TARGET not in {a.username for a in world.users.users("setup")}:
+        world.users.add_user(TARGET, PASSWORD, "monitor", "setup")
+    world.users.admin.set_active(TARGET, True, "fuzz target", "setup")
+    return TARGET
+
+
+def _target_actor(world: World) -> Actor:
+    _target(world)
+    account = next(a for a in world.users.users("setup") if a.username == TARGET)
+    return Actor(account.username, Role(account.role), account.site, account.id)
+
+
+def _token_id(world: World, token: str) -> int:
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    with world.engine.connect() as conn:
+        found = conn.scalar(sa.select(AuthToken.id).where(AuthToken.token_sha256 == digest))
+    assert found is not None
+    return int(found)
 
 
 def _message(status: int, body: object) -> str | None:

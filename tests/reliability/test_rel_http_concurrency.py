@@ -127,16 +127,15 @@ def test_500_concurrent_randomizations_over_http(
     try:
         _screen_everyone(url, eligible_answers())
         users = add_coordinators(url, SITES)
-        engine = open_engine(url)
-        try:
-            records_before = verify_audit(engine).records
-        finally:
-            engine.dispose()
-
         server.start()
         # the supervisor and its workers (and, with workers, multiprocessing's resource tracker)
         assert len(server.members()) >= 1 + (workers if workers > 1 else 0), server.members()
         headers = {site: bearer(server.url, name) for site, name in users.items()}
+        engine = open_engine(url)
+        try:  # after the logins: each token issued is an audit record of its account
+            records_before = verify_audit(engine).records
+        finally:
+            engine.dispose()
         replies, seconds = asyncio.run(_fire(server.url, headers))
         log = server.log_text()
         server.stop()

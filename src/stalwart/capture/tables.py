@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -286,13 +287,17 @@ class AppUser(Base):
 
 
 class UserCredential(Base):
-    """A user's password hash (argon2id), kept apart so the audit trail never holds it."""
+    """A user's password hash (argon2id), kept apart so the audit trail never holds it.
+
+    ``must_change``: the password was set by an administrator (a reset), so it opens only the
+    change-password step until its owner chooses a new one."""
 
     __tablename__ = "user_credential"
     user_id: Mapped[int] = mapped_column(
         ForeignKey("app_user.id"), primary_key=True, autoincrement=False
     )
     password_hash: Mapped[str] = mapped_column(String(200))
+    must_change: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class AuthToken(Base):

@@ -5,13 +5,14 @@ enters the audit trail. Every password set must pass ``capture.passwords``' poli
 800-63B: length, a list of common passwords, no control characters); failed logins are counted
 in the database and delay the next try (``capture.throttle``). API bearer tokens and browser
 sessions are random secrets of which only the SHA-256 is stored; a session also carries the
-CSRF token its pages must send back. Account changes (creation, role, activation, password
-change) are audited like any data.
+CSRF token its pages must send back. Account changes (creation, role, activation, password set
+or changed, a token issued or revoked) are audited like any data; an administrator's acts on
+accounts are in ``capture.accounts`` (``UserStore.admin``).
 
-A token's lookup is cached in memory for ``token_cache_seconds`` (default 10 s) by its SHA-256,
-so a busy API client costs one database read per token per period rather than one per request.
-Revoking a token or deactivating an account clears the cache of this process at once; another
-server process (uvicorn worker) may honour the old token until its cached entry ages out.
+Every request reads its token from the database (one indexed query joining the token, its
+account and site): a revoked token, a deactivated account or a passed expiry is refused on the
+next request in every server process, with no cache to age out.
+``benchmarks/token_lookup.py`` measures what the read costs.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,7 +30,17 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from stalwart.capture.access import SITE_ROLES, Actor, ActorLike, Permission, Role, require
+from stalwart.capture.access import Actor, ActorLike, Permission, Role, require
+from stalwart.capture.accounts import (
+    AccountAdmin,
+    UserAccount,
+    check_site_for_role,
+    credential_digest,
+    find_user,
+    parse_role,
+    record_account_event,
+    site_id_of,
+)
 from stalwart.capture.audit import append_audit
 from stalwart.capture.passwords import MIN_PASSWORD_LENGTH, check_password
 from stalwart.capture.tables import AppUser, AuthToken, Site, UserCredential
@@ -40,7 +49,7 @@ from stalwart.capture.transaction import transaction
 from stalwart.errors import (
     AuthenticationError,
     ConflictError,
-    NotFoundError,
+    PasswordChangeRequiredError,
     ValidationError,
 )
 
@@ -56,6 +65,26 @@ __all__ = [
 TOKEN_KINDS = {"api": dt.timedelta(days=30), "session": dt.timedelta(hours=12)}
 """Token kinds and how long each lives."""
 
+_TOKEN_LOOKUP = (
+    sa.select(
+        AppUser.username,
+        AppUser.role,
+        AppUser.active,
+        AppUser.id,
+        Site.code,
+        AuthToken.expires_at,
+        AuthToken.csrf_token,
+    )
+    .join(AuthToken, AuthToken.user_id == AppUser.id)
+    .outerjoin(Site, Site.id == AppUser.site_id)
+    .where(
+        AuthToken.token_sha256 == sa.bindparam("digest"),
+        AuthToken.kind == sa.bindparam("kind"),
+        AuthToken.revoked.is_(False),
+    )
+)
+"""A live token's account and site: the one read every authenticated request makes."""
+
 _USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-@")
 
 
@@ -70,18 +99,6 @@ def _now() -> dt.datetime:
 
 def _sha256(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class UserAccount:
-    """A user account as shown to administrators (never the password hash)."""
-
-    id: int
-    username: str
-    full_name: str
-    role: str
-    site: str | None
-    active: bool
 
 
 @dataclass(frozen=True)
@@ -103,15 +120,20 @@ class UserStore:
         hasher: PasswordHasher | None = None,
         now: Callable[[], dt.datetime] = _now,
         throttle: LoginThrottle | None = None,
-        token_cache_seconds: float = 10.0,
     ) -> None:
         self.engine = engine
         self.hasher = hasher or default_hasher()
         self._now = now
         self.throttle = throttle or LoginThrottle()
-        self.token_cache_seconds = token_cache_seconds
-        self._tokens: dict[tuple[str, str], tuple[float, Actor, str | None, dt.datetime]] = {}
-        self._tokens_lock = threading.Lock()
+        # the token read needs no transaction: on PostgreSQL, autocommit saves the BEGIN and
+        # ROLLBACK round trips (SQLite's transactions are local calls)
+        self._reader = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql"
+            else engine
+        )
+        self.admin = AccountAdmin(engine, self.hasher, now)
+        """Deactivate, reactivate, change role or site, reset a password, list and revoke tokens."""
         # a hash to verify against when the username is unknown: the same work either way
         self._dummy_hash = self.hasher.hash(secrets.token_hex(8))
 
@@ -132,22 +154,17 @@ class UserStore:
             raise ValidationError(
                 "username", "use 1 to 60 characters: lower-case letters, digits, . _ - @"
             )
-        user_role = self._role(role)
-        if user_role in SITE_ROLES and not site:
-            raise ValidationError("site", f"a {user_role.value} must be given a site (--site)")
-        if site and user_role not in SITE_ROLES | {Role.MONITOR}:
-            raise ValidationError("site", f"a {user_role.value} works across sites: give no site")
+        user_role = parse_role(role)
+        check_site_for_role(user_role, site)
         check_password(password, username)
         digest = self.hasher.hash(password)
         with transaction(self.engine) as session:
-            site_id = None
-            if site:
-                site_id = session.scalar(sa.select(Site.id).where(Site.code == site))
-                if site_id is None:
-                    known = ", ".join(session.scalars(sa.select(Site.code).order_by(Site.code)))
-                    raise NotFoundError(f"no site {site!r}; sites are {known or 'none yet'}")
+            site_id = site_id_of(session, user_role, site)
             if session.scalar(sa.select(AppUser.id).where(AppUser.username == username)):
-                raise ConflictError(f"user {username} already exists")
+                raise ConflictError(
+                    f"user {username} already exists: to let its owner in again (after a "
+                    "restore, or a lost password) use 'stalwart user reset-password'"
+                )
             user = AppUser(
                 username=username,
                 full_name=(full_name or username).strip(),
@@ -163,50 +180,46 @@ class UserStore:
             return UserAccount(user.id, username, user.full_name, user.role, site, True)
 
     def users(self, actor: ActorLike) -> list[UserAccount]:
-        """Every account, for administrators."""
-        require(actor, Permission.MANAGE_USERS, "list user accounts")
-        with Session(self.engine) as session:
-            rows = session.execute(
-                sa.select(AppUser, Site.code)
-                .outerjoin(Site, Site.id == AppUser.site_id)
-                .order_by(AppUser.username)
-            ).all()
-        return [
-            UserAccount(u.id, u.username, u.full_name, u.role, code, u.active) for u, code in rows
-        ]
+        """Every account with its last login, for administrators."""
+        return self.admin.users(actor)
 
     def set_active(self, username: str, active: bool, reason: str, actor: ActorLike) -> None:
         """Deactivate (or reactivate) an account; its tokens stop working at once."""
-        who = require(actor, Permission.MANAGE_USERS, "manage user accounts")
-        if not reason.strip():
-            raise ValidationError("reason", "give the reason for the change")
-        with transaction(self.engine) as session:
-            user = self._user(session, username)
-            user.active = active
-            if not active:
-                session.execute(
-                    sa.update(AuthToken).where(AuthToken.user_id == user.id).values(revoked=True)
-                )
-            append_audit(session, [("UPDATE", user)], who.label, reason.strip())
-        with self._tokens_lock:
-            self._tokens.clear()
+        self.admin.set_active(username, active, reason, actor)
 
-    def change_password(self, username: str, old: str, new: str) -> None:
-        """Change one's own password, proving the old one."""
-        self.authenticate(username, old)
-        check_password(new, username)
+    def change_password(self, username: str, old: str, new: str, client: str | None = None) -> None:
+        """Change one's own password, proving the old one (a reset's temporary one included)."""
+        self.authenticate(username, old, client, changing_password=True)
+        try:
+            check_password(new, username)
+        except ValidationError as exc:  # the form's and the API's field is the new password
+            raise ValidationError("new_password", exc.message) from None
+        if new == old:
+            raise ValidationError("new_password", "choose a password other than the current one")
         digest = self.hasher.hash(new)
         with transaction(self.engine) as session:
-            user = self._user(session, username)
+            user = find_user(session, username)
             cred = session.get(UserCredential, user.id)
             assert cred is not None
             cred.password_hash = digest
+            cred.must_change = False
             user.password_changed_at = self._now().isoformat()
-            append_audit(session, [("UPDATE", user)], user.username, "password changed")
+            append_audit(
+                session,
+                [("UPDATE", user)],
+                user.username,
+                f"password changed by its owner (credential {credential_digest(digest)})",
+            )
 
     # -- proving identity ----------------------------------------------------------------------
     def authenticate(
-        self, username: str, password: str, client: str | None = None, *, trusted: bool = False
+        self,
+        username: str,
+        password: str,
+        client: str | None = None,
+        *,
+        trusted: bool = False,
+        changing_password: bool = False,
     ) -> Actor:
         """The actor of a username and password; one message for every failure (no hints).
 
@@ -214,21 +227,32 @@ class UserStore:
         the ``client`` address, and an account failing from many addresses, must then wait a
         little longer before each next try (``LoginThrottledError`` says how long). ``trusted``
         marks the attempt of someone already signed in as this account (their own session, an
-        e-signature): it never waits.
+        e-signature): it never waits. A right password set by an administrator's reset raises
+        ``PasswordChangeRequiredError`` (it opens only ``change_password``, which passes
+        ``changing_password``).
         """
         failure = AuthenticationError("unknown user or wrong password")
         key = username.strip().lower()
         if not trusted:
             self.throttle.check(self.engine, key, client)
         attempt = self.throttle.begin(self.engine, key, client, trusted)
-        actor = self._authenticate(key, password, failure)  # a failure leaves its row counted
+        actor, must_change = self._authenticate(key, password, failure)  # a failure stays counted
         self.throttle.succeeded(self.engine, attempt, key, None if trusted else client)
+        if must_change and not changing_password:
+            raise PasswordChangeRequiredError(
+                "your password was reset by an administrator: choose a new password "
+                "(the login page asks for it; the API: POST /api/password)"
+            )
         return actor
 
-    def _authenticate(self, username: str, password: str, failure: AuthenticationError) -> Actor:
+    def _authenticate(
+        self, username: str, password: str, failure: AuthenticationError
+    ) -> tuple[Actor, bool]:
         with Session(self.engine) as session:
             row = session.execute(
-                sa.select(AppUser, UserCredential.password_hash, Site.code)
+                sa.select(
+                    AppUser, UserCredential.password_hash, UserCredential.must_change, Site.code
+                )
                 .join(UserCredential, UserCredential.user_id == AppUser.id)
                 .outerjoin(Site, Site.id == AppUser.site_id)
                 .where(AppUser.username == username)
@@ -236,10 +260,10 @@ class UserStore:
         if row is None:
             self._verify(self._dummy_hash, password)
             raise failure
-        user, digest, site = row
+        user, digest, must_change, site = row
         if not self._verify(digest, password) or not user.active:
             raise failure
-        return Actor(user.username, Role(user.role), site, user.id)
+        return Actor(user.username, Role(user.role), site, user.id), bool(must_change)
 
     def verify_password(self, actor: Actor, password: str) -> None:
         """Re-prove the password of a logged-in user (an e-signature needs it).
@@ -264,72 +288,66 @@ class UserStore:
         now = self._now()
         expires = now + TOKEN_KINDS[kind]
         with transaction(self.engine) as session:
-            session.add(
-                AuthToken(
-                    user_id=actor.user_id,
-                    kind=kind,
-                    token_sha256=_sha256(token),
-                    csrf_token=csrf,
-                    created_at=now.isoformat(),
-                    expires_at=expires.isoformat(),
-                    revoked=False,
-                )
+            user = session.get(AppUser, actor.user_id)
+            if user is None or not user.active:
+                raise AuthenticationError("the account is inactive: ask an administrator")
+            row = AuthToken(
+                user_id=actor.user_id,
+                kind=kind,
+                token_sha256=_sha256(token),
+                csrf_token=csrf,
+                created_at=now.isoformat(),
+                expires_at=expires.isoformat(),
+                revoked=False,
+            )
+            session.add(row)
+            session.flush()
+            what = "page session started" if kind == "session" else "API token issued"
+            record_account_event(
+                session,
+                user,
+                actor.label,
+                f"{what} (token {row.id}, expires {expires:%Y-%m-%d %H:%M} UTC)",
             )
         return IssuedToken(token, csrf, expires, actor)
 
-    def cached_actor(self, token: str, kind: str) -> tuple[Actor, str | None] | None:
-        """``actor_for_token`` from the cache alone (no database read); None when not cached."""
-        cached = self._tokens.get((_sha256(token), kind))
-        if cached is None or time.monotonic() - cached[0] >= self.token_cache_seconds:
-            return None
-        _, actor, csrf, expires_at = cached
-        if expires_at <= self._now():
-            raise AuthenticationError("the token has expired or the account is inactive")
-        return actor, csrf
-
     def actor_for_token(self, token: str, kind: str) -> tuple[Actor, str | None]:
-        """The actor and CSRF token of a live token of ``kind``; AuthenticationError otherwise."""
-        hit = self.cached_actor(token, kind)
-        if hit is not None:
-            return hit
-        key = (_sha256(token), kind)
-        actor, csrf, expires_at = self._lookup_token(key[0], kind)
-        with self._tokens_lock:
-            if len(self._tokens) >= 10_000:
-                self._tokens.clear()
-            self._tokens[key] = (time.monotonic(), actor, csrf, expires_at)
+        """The actor and CSRF token of a live token of ``kind``; AuthenticationError otherwise.
+
+        Read from the database on every call: revocation, deactivation, a role change and
+        expiry apply on the next request in every process.
+        """
+        actor, csrf, _ = self._lookup_token(_sha256(token), kind)
         return actor, csrf
 
     def _lookup_token(self, digest: str, kind: str) -> tuple[Actor, str | None, dt.datetime]:
-        with Session(self.engine) as session:
-            row = session.execute(
-                sa.select(AppUser, AuthToken.expires_at, AuthToken.csrf_token, Site.code)
-                .join(AuthToken, AuthToken.user_id == AppUser.id)
-                .outerjoin(Site, Site.id == AppUser.site_id)
-                .where(
-                    AuthToken.token_sha256 == digest,
-                    AuthToken.kind == kind,
-                    AuthToken.revoked.is_(False),
-                )
-            ).one_or_none()
+        # one Core statement (no ORM unit of work): this runs on every request
+        with self._reader.connect() as conn:
+            row = conn.execute(_TOKEN_LOOKUP, {"digest": digest, "kind": kind}).one_or_none()
         if row is None:
             raise AuthenticationError("the token is not valid: log in again")
-        user, expires, csrf, site = row
+        username, role, active, user_id, site, expires, csrf = row
         expires_at = dt.datetime.fromisoformat(expires)
-        if not user.active or expires_at <= self._now():
+        if not active or expires_at <= self._now():
             raise AuthenticationError("the token has expired or the account is inactive")
-        return Actor(user.username, Role(user.role), site, user.id), csrf, expires_at
+        return Actor(username, Role(role), site, user_id), csrf, expires_at
 
     def revoke_token(self, token: str) -> None:
-        """End a session or withdraw an API token."""
+        """End a session or withdraw an API token (by its secret: the owner's logout)."""
         digest = _sha256(token)
         with transaction(self.engine) as session:
-            session.execute(
-                sa.update(AuthToken).where(AuthToken.token_sha256 == digest).values(revoked=True)
+            row = session.scalar(
+                sa.select(AuthToken).where(
+                    AuthToken.token_sha256 == digest, AuthToken.revoked.is_(False)
+                )
             )
-        with self._tokens_lock:  # after the commit: a lookup racing it cannot re-cache the token
-            for key in [k for k in self._tokens if k[0] == digest]:
-                del self._tokens[key]
+            if row is None:
+                return
+            row.revoked = True
+            user = session.get(AppUser, row.user_id)
+            assert user is not None
+            what = "page session ended (logout)" if row.kind == "session" else "API token withdrawn"
+            record_account_event(session, user, user.username, f"{what} (token {row.id})")
 
     @staticmethod
     def csrf_matches(expected: str | None, given: str | None) -> bool:
@@ -342,23 +360,3 @@ class UserStore:
             return bool(self.hasher.verify(digest, password))
         except (VerificationError, InvalidHashError):
             return False
-
-    @staticmethod
-    def _role(role: str) -> Role:
-        try:
-            parsed = Role(role)
-        except ValueError:
-            parsed = Role.SYSTEM
-        if parsed is Role.SYSTEM:
-            roles = ", ".join(r.value for r in Role if r is not Role.SYSTEM)
-            raise ValidationError("role", f"{role!r} is not a role; use one of {roles}")
-        return parsed
-
-    @staticmethod
-    def _user(session: Session, username: str) -> AppUser:
-        user = session.scalar(
-            sa.select(AppUser).where(AppUser.username == username.strip().lower())
-        )
-        if user is None:
-            raise NotFoundError(f"no user {username!r}")
-        return user

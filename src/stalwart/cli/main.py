@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from stalwart import __version__
-from stalwart.cli import data, design, trial
+from stalwart.cli import accounts, data, design, trial
 from stalwart.cli.common import friendly, out_console
 
 __all__ = ["app", "main"]
@@ -42,6 +42,10 @@ app.command("init")(friendly(trial.init))
 app.command("validate")(friendly(trial.validate_protocol))
 audit_app.command("verify")(friendly(trial.audit_verify))
 user_app.command("add")(friendly(trial.user_add))
+user_app.command("list")(friendly(accounts.user_list))
+user_app.command("reset-password")(friendly(accounts.user_reset_password))
+user_app.command("deactivate")(friendly(accounts.user_deactivate))
+user_app.command("reactivate")(friendly(accounts.user_reactivate))
 app.command("serve")(friendly(trial.serve))
 randomization_app.command("check")(friendly(design.randomization_check))
 app.command("simulate")(friendly(design.simulate))

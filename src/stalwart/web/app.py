@@ -29,7 +29,7 @@ from stalwart.web import pages
 from stalwart.web.deps import Blocking
 from stalwart.web.errors import RETRY_AFTER_S, install_error_handlers
 from stalwart.web.headers import SecurityHeaders
-from stalwart.web.routes import PUBLIC, auth, oversight, participants, reports
+from stalwart.web.routes import PUBLIC, accounts, auth, oversight, participants, reports
 
 __all__ = ["STATIC_DIR", "create_app"]
 
@@ -101,6 +101,7 @@ def create_app(
         return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
     app.include_router(auth.router)
+    app.include_router(accounts.router)
     app.include_router(participants.router)
     app.include_router(oversight.router)
     app.include_router(reports.router)

@@ -111,11 +111,9 @@ async def current_session(request: Request, users: Users) -> WebSession:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
-        # a cached token needs no database read, so no hop to the thread pool
-        hit = users.cached_actor(token.strip(), "api")
-        if hit is None:
-            hit = await run_in_threadpool(users.actor_for_token, token.strip(), "api")
-        return WebSession(hit[0], None)
+        # read on every request: a revoked token or account is refused in every worker at once
+        actor, _ = await run_in_threadpool(users.actor_for_token, token.strip(), "api")
+        return WebSession(actor, None)
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         raise AuthenticationError(

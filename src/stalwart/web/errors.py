@@ -13,6 +13,7 @@ database is back: the pool pings each connection before lending it.
 
 from __future__ import annotations
 
+import html
 import logging
 from typing import Any
 
@@ -199,6 +200,13 @@ def install_error_handlers(app: FastAPI) -> None:
         """The framework's own errors (a body that is not JSON, an unknown route) on the API."""
         assert isinstance(exc, StarletteHTTPException)
         if not request.url.path.startswith("/api/"):
+            if exc.status_code == 401:  # a page whose session ended: say so, link to log in
+                page = (
+                    '<!doctype html><html lang="en"><meta charset="utf-8"><title>Log in again'
+                    f'</title><p role="alert">{html.escape(str(exc.detail))}</p>'
+                    '<p><a href="/login">Log in</a></p></html>'
+                )
+                return HTMLResponse(page, status_code=401, headers=exc.headers)
             return await http_exception_handler(request, exc)  # pages: redirects, 404 page
         message = _HTTP_MESSAGES.get(exc.status_code, str(exc.detail))
         if exc.detail == "There was an error parsing the body":

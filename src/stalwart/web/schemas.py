@@ -28,6 +28,7 @@ from stalwart.protocol.schema import ScreeningItem
 
 __all__ = [
     "MAX_ID",
+    "AccountStatus",
     "AdverseEventCreate",
     "AllocationPublic",
     "AuditEntryPublic",
@@ -36,12 +37,15 @@ __all__ = [
     "DispositionCreate",
     "DoseDayIn",
     "DoseLogCreate",
+    "PasswordChange",
+    "PasswordReset",
     "QueryAnswer",
     "QueryClose",
     "QueryCreate",
     "RandomizationCreate",
     "RecordId",
     "ReviewCreate",
+    "RoleChange",
     "ScreeningCreate",
     "ScreeningPublic",
     "SignatureCreate",
@@ -106,6 +110,38 @@ class UserCreate(_In):
     role: Code
     site: Code | None = None
     full_name: str | None = Field(default=None, max_length=200)
+
+
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class AccountStatus(_In):
+    """Deactivate (``active`` false: every token and session dies at once) or reactivate."""
+
+    active: bool
+    reason: Reason
+
+
+class RoleChange(_In):
+    """A new role and site of an account (``site`` for site roles and an optional monitor's)."""
+
+    role: Code
+    site: Code | None = None
+    reason: Reason
+
+
+class PasswordReset(_In):
+    """A temporary password its owner must change at the next login."""
+
+    password: str = Field(min_length=1, max_length=200)
+
+
+class PasswordChange(_In):
+    """One's own new password, proving the current (or temporary) one."""
+
+    username: Code
+    password: str = Field(min_length=1, max_length=200)
+    new_password: str = Field(min_length=1, max_length=200)
 
 
 _FORM_ANSWER_TYPES: dict[str, type] = {"boolean": bool, "integer": int, "number": float}

@@ -11,10 +11,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from stalwart.web.pages import auth, doses, events, lists, queries, reviews, screening, visits
+from stalwart.web.pages import (
+    accounts,
+    auth,
+    doses,
+    events,
+    lists,
+    queries,
+    reviews,
+    screening,
+    visits,
+)
 
 __all__ = ["router"]
 
 router = APIRouter(include_in_schema=False)
-for family in (auth, lists, screening, visits, doses, events, queries, reviews):
+for family in (auth, accounts, lists, screening, visits, doses, events, queries, reviews):
     router.include_router(family.router)

@@ -16,10 +16,17 @@ from starlette.concurrency import run_in_threadpool
 
 from stalwart.capture.access import Actor, Permission
 from stalwart.capture.users import UserStore
-from stalwart.errors import AuthenticationError, LoginThrottledError
+from stalwart.errors import (
+    AuthenticationError,
+    LoginThrottledError,
+    PasswordChangeRequiredError,
+    StalwartError,
+    ValidationError,
+)
 from stalwart.web.deps import SESSION_COOKIE, Run
+from stalwart.web.errors import status_of
 from stalwart.web.pages.common import PageSession, filled, form_values, read_form, render
-from stalwart.web.schemas import TokenCreate
+from stalwart.web.schemas import PasswordChange, TokenCreate
 
 __all__ = ["LOGIN_CSRF_COOKIE", "router"]
 
@@ -39,18 +46,23 @@ def _login_form(
     status_code: int = 200,
     errors: dict[str, str] | None = None,
     username: str = "",
+    template: str = "login.html.j2",
+    title: str = "Log in",
+    message: str | None = None,
 ) -> HTMLResponse:
-    """The login form with a fresh CSRF token, set in a cookie too (SameSite=Strict)."""
+    """The login form (or the change-password step) with a fresh CSRF token, set in a cookie
+    too (SameSite=Strict; its path /login covers /login/password)."""
     token = secrets.token_urlsafe(24)
     response = render(
         request,
-        "login.html.j2",
-        "Log in",
+        template,
+        title,
         None,
         status_code,
         errors=errors or {},
         values={"username": username},
         login_csrf=token,
+        message=message,
     )
     response.set_cookie(
         LOGIN_CSRF_COOKIE,
@@ -107,6 +119,8 @@ async def login(request: Request, run: Run) -> Response:
             partial(users.authenticate, trusted=trusted), body.username, body.password, client
         )
         issued = await run(users.issue_token, actor, "session")
+    except PasswordChangeRequiredError as exc:
+        return _password_form(request, 200, {}, body.username, str(exc))
     except AuthenticationError as exc:
         status_code = 429 if isinstance(exc, LoginThrottledError) else 401
         refusal = _login_form(request, status_code, {"password": str(exc)}, username)
@@ -137,6 +151,53 @@ async def _signed_in_as(request: Request, users: UserStore) -> str | None:
     except AuthenticationError:
         return None
     return actor.username
+
+
+def _password_form(
+    request: Request,
+    status_code: int,
+    errors: dict[str, str],
+    username: str,
+    message: str | None = None,
+) -> HTMLResponse:
+    return _login_form(
+        request, status_code, errors, username, "password.html.j2", "Choose a new password", message
+    )
+
+
+@router.post("/login/password")
+async def change_password(request: Request, run: Run) -> Response:
+    """The change-password step (after a reset): prove the current password, set a new one."""
+    form = await request.form()
+    given = form.get("csrf_token")
+    values = await form_values(request)
+    username = values.get("username", "")
+    if not UserStore.csrf_matches(
+        request.cookies.get(LOGIN_CSRF_COOKIE), given if isinstance(given, str) else None
+    ):
+        message = "the form has expired or did not come from this site: log in again"
+        return _password_form(request, 403, {"password": message}, username)
+    fields = ("username", "password", "new_password")
+    body, errors = read_form(PasswordChange, filled(values, fields))
+    if body is None:
+        return _password_form(request, 422, errors, username)
+    if body.new_password != values.get("new_password_again"):
+        return _password_form(
+            request, 422, {"new_password_again": "the two new passwords differ"}, username
+        )
+    users: UserStore = request.app.state.users
+    client = request.client.host if request.client else None
+    try:
+        await run(users.change_password, body.username, body.password, body.new_password, client)
+    except StalwartError as exc:
+        name = exc.field if isinstance(exc, ValidationError) else "password"
+        refusal = _password_form(request, status_of(exc), {name: str(exc)}, username)
+        if isinstance(exc, LoginThrottledError):
+            refusal.headers["Retry-After"] = str(exc.retry_after)
+        return refusal
+    return _login_form(
+        request, 200, {}, body.username, message="password changed: log in with the new one"
+    )
 
 
 @router.post("/logout")

@@ -63,13 +63,20 @@ templates.env.globals["range_hint"] = _range_hint
 
 
 async def _page_session(request: Request) -> WebSession:
-    """The logged-in user of a page; no session sends the browser to the login page."""
+    """The logged-in user of a page; no session sends the browser to the login page, an ended
+    one is a 401 page linking to it."""
     if not request.cookies.get(SESSION_COOKIE):
         raise HTTPException(status_code=303, headers={"Location": "/login"})
     try:
         return await current_session(request, request.app.state.users)
     except AuthenticationError:
-        raise HTTPException(status_code=303, headers={"Location": "/login"}) from None
+        # the session ended (logout, revoked, account deactivated, expired): 401, and the page
+        # links to the login form; the dead cookie is dropped
+        raise HTTPException(
+            status_code=401,
+            detail="your session has ended (logged out, revoked or expired): log in again",
+            headers={"Set-Cookie": f"{SESSION_COOKIE}=; Max-Age=0; Path=/; HttpOnly"},
+        ) from None
 
 
 PageSession = Annotated[WebSession, Depends(_page_session)]

@@ -14,7 +14,7 @@ deferred to the commit, when the rebuilt table holds every id again (``_screenin
 Downgrading fails if two sites use one number (the old constraint cannot hold them).
 
 Revision ID: 0006_screening_per_site
-Revises: 0004
+Revises: 0005_accounts
 Create Date: 2026-12-07
 """
 
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_screening_per_site"
-down_revision = "0004"
+down_revision = "0005_accounts"
 branch_labels = None
 depends_on = None
 
