@@ -207,11 +207,11 @@ def test_a_restored_trial_is_reopened_by_its_own_accounts(
                 change = {
                     "username": "coord",
                     "password": TEMPORARY,
-                    "new_password": "the coordinator's own",
+                    "new_password": "green kettle above the harbour",
                 }
                 assert client.post("/api/password", json=change).status_code == 204
                 r = client.post(
-                    "/api/token", json={"username": "coord", "password": "the coordinator's own"}
+                    "/api/token", json={"username": "coord", "password": "green kettle above the harbour"}
                 )
                 assert r.status_code == 201
             after = verify_audit(engine)
