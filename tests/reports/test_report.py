@@ -784,3 +784,26 @@ def test_recomputed_panel_shows_each_test_and_the_published_row(
     assert parsed.row("table-recomputed", fisher.method)[3] == f"{fisher.p_value:.3f}"
     without = Page(render_report(protocol, datasets, results, flow))
     assert "recomputed" not in without.ids
+
+
+def test_km_captions_name_the_grouping_they_show() -> None:
+    """The open report pools the arms: its Kaplan-Meier captions must not say "by arm"."""
+    from stalwart.protocol.load import load_protocol
+    from stalwart.reports.report_outcomes import km_sections
+    from stalwart.reports.report_tables import Arms
+
+    protocol = load_protocol().protocol
+    adtte = pd.DataFrame(
+        {
+            "USUBJID": ["S-1", "S-2", "S-3"],
+            "ARMCD": ["ALL", "ALL", "ALL"],
+            "PARAMCD": ["ODDEATH"] * 3,
+            "AVAL": [30.0, 200.0, 400.0],
+            "CNSR": [0, 1, 1],
+        }
+    )
+    (pooled,) = km_sections(protocol, adtte, Arms.pooled())
+    assert "all arms pooled" in pooled.caption and "by arm" not in pooled.caption
+    assert pooled.at_risk is not None and "by arm" not in pooled.at_risk.caption
+    by_arm = km_sections(protocol, adtte.assign(ARMCD="NOTRT"), Arms.of(protocol))[0]
+    assert "by arm" in by_arm.caption

@@ -175,7 +175,7 @@ def km_sections(protocol: Protocol, adtte: pd.DataFrame, arms: Arms) -> list[KMS
         data = adtte[adtte["PARAMCD"] == parameter]
         caption = (
             f"Kaplan-Meier estimate of the cumulative percentage of participants with the event "
-            f"(100 × (1 − S(t))) by arm: {title.lower()}. Time from randomization in months; "
+            f"(100 × (1 − S(t))) {arms.by}: {title.lower()}. Time from randomization in months; "
             "+ marks censored follow-up. Numbers at risk below the plot."
         )
         if data.empty:
@@ -206,7 +206,7 @@ def km_sections(protocol: Protocol, adtte: pd.DataFrame, arms: Arms) -> list[KMS
         )
         table = Table(
             id=f"table-at-risk-{parameter.lower()}",
-            caption=f"Numbers at risk by arm, {title.lower()}",
+            caption=f"Numbers at risk {arms.by}, {title.lower()}",
             stub="Months",
             columns=tuple(f"{t:g}" for t in at_times),
             rows=tuple(
