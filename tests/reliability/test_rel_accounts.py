@@ -211,7 +211,8 @@ def test_a_restored_trial_is_reopened_by_its_own_accounts(
                 }
                 assert client.post("/api/password", json=change).status_code == 204
                 r = client.post(
-                    "/api/token", json={"username": "coord", "password": "green kettle above the harbour"}
+                    "/api/token",
+                    json={"username": "coord", "password": "green kettle above the harbour"},
                 )
                 assert r.status_code == 201
             after = verify_audit(engine)
