@@ -19,7 +19,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from stalwart.capture.access import ROLES, SITE_ROLES, Permission, Role, permissions_of
+from stalwart.capture.users import UserStore
+from stalwart.web.pages import FAMILIES
+from stalwart.web.pages.common import PagePermission
 from stalwart.web.routes import ACCESS_KEY
+
+PASSWORD = "a long test password"
 
 BAD_BODIES: list[Any] = [{"nonsense": [1, 2]}, [], {"site": 7, "labs": "x", "visit_date": "x"}]
 """JSON bodies no operation accepts."""
@@ -89,3 +94,82 @@ def test_the_refusal_names_the_permission_and_the_role(
     assert response.status_code == 403
     message = response.json()["error"]["message"]
     assert "statistician_blinded" in message and "randomize" in message
+
+
+# -- pages -----------------------------------------------------------------------------------------
+PAGE_OPEN_POSTS = {"/login", "/login/password", "/logout"}
+"""Page forms any visitor or signed-in user may post (they prove who is asking themselves)."""
+
+BAD_FORMS: list[dict[str, str]] = [
+    {},
+    {"visit_date": "not a date", "LAB.CD4": "-5", "reason": "\x00", "version": "x"},
+    {"answer": "", "note": "x" * 5000, "role": "god", "active": "maybe", "cycle": "99"},
+]
+"""Form fields no page form accepts (the CSRF token is added to each)."""
+
+
+def _page_posts() -> list[tuple[str, frozenset[Permission]]]:
+    """(path, permissions of which one is needed) of every page form that is not open."""
+    found = []
+    routes = [route for family in FAMILIES for route in family.router.routes]
+    for route in routes:
+        path = getattr(route, "path", "")
+        if "POST" not in getattr(route, "methods", ()) or path.startswith("/api"):
+            continue
+        if path in PAGE_OPEN_POSTS:
+            continue
+        checks = [
+            d.dependency for d in route.dependencies if isinstance(d.dependency, PagePermission)
+        ]
+        assert checks, f"page form POST {path} declares no permission: add **page_needs(...)"
+        found.append((path, checks[0].permissions))
+    return sorted(found)
+
+
+def _page_login(client: TestClient, users: UserStore, role: str) -> str:
+    """Signs ``role`` in on the pages (the client's cookie) and returns the page CSRF token."""
+    name = f"{role}.pages"
+    site = "US01" if Role(role) in SITE_ROLES else None
+    users.add_user(name, PASSWORD, role, "test-setup", site=site)
+    client.cookies.clear()
+    page = client.get("/login").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token
+    form = {"username": name, "password": PASSWORD, "csrf_token": token.group(1)}
+    assert client.post("/login", data=form, follow_redirects=False).status_code == 303
+    home = client.get("/").text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', home)
+    assert csrf, f"no CSRF token on the home page of {role}"
+    return csrf.group(1)
+
+
+@pytest.mark.parametrize("ids", sorted(IDS))
+def test_a_page_form_refuses_a_role_without_its_permission_before_reading_it(
+    client: TestClient,
+    users: UserStore,
+    row_counts: Callable[[Engine], dict[str, int]],
+    ids: str,
+) -> None:
+    forms = _page_posts()
+    assert len(forms) >= 10, "the walk found too few page forms: are the routes read?"
+    engine: Engine = client.app.state.service.engine  # type: ignore[attr-defined]
+    calls = 0
+    for role in ROLES:
+        lacking = [(p, n) for p, n in forms if not permissions_of(Role(role)) & n]
+        if not lacking:
+            continue
+        csrf = _page_login(client, users, role)
+        before = row_counts(engine)
+        for path, needed in lacking:
+            url = _url(path, IDS[ids])
+            for form in BAD_FORMS:
+                response = client.post(
+                    url, data=form | {"csrf_token": csrf}, follow_redirects=False
+                )
+                calls += 1
+                where = f"{role} POST {url} form={form!r} (needs {sorted(needed)})"
+                assert response.status_code == 403, f"{where}: {response.status_code}"
+                assert "text/html" in response.headers["content-type"], where
+                assert role in response.text and "may not do this" in response.text, where
+        assert row_counts(engine) == before, f"{role}: a refused page form changed rows"
+    assert calls > 50

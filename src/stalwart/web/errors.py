@@ -165,6 +165,24 @@ _HTTP_MESSAGES = {
 }
 
 
+_PAGE_REFUSALS = {
+    401: ("Log in again", "/login", "Log in"),  # a page whose session ended
+    403: ("Not allowed", "/", "Home"),  # a page the role may not use
+}
+"""Status of a refused page: its title and the link it offers."""
+
+
+def _page_refusal(exc: StarletteHTTPException) -> HTMLResponse:
+    """A small page saying why a page request was refused, linking where to go next."""
+    title, href, label = _PAGE_REFUSALS[exc.status_code]
+    page = (
+        f'<!doctype html><html lang="en"><meta charset="utf-8"><title>{title}</title>'
+        f'<p role="alert">{html.escape(str(exc.detail))}</p><p><a href="{href}">{label}</a></p>'
+        "</html>"
+    )
+    return HTMLResponse(page, status_code=exc.status_code, headers=exc.headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map StalwartError and request validation errors to the JSON error shape."""
 
@@ -200,13 +218,8 @@ def install_error_handlers(app: FastAPI) -> None:
         """The framework's own errors (a body that is not JSON, an unknown route) on the API."""
         assert isinstance(exc, StarletteHTTPException)
         if not request.url.path.startswith("/api/"):
-            if exc.status_code == 401:  # a page whose session ended: say so, link to log in
-                page = (
-                    '<!doctype html><html lang="en"><meta charset="utf-8"><title>Log in again'
-                    f'</title><p role="alert">{html.escape(str(exc.detail))}</p>'
-                    '<p><a href="/login">Log in</a></p></html>'
-                )
-                return HTMLResponse(page, status_code=401, headers=exc.headers)
+            if exc.status_code in _PAGE_REFUSALS:
+                return _page_refusal(exc)
             return await http_exception_handler(request, exc)  # pages: redirects, 404 page
         message = _HTTP_MESSAGES.get(exc.status_code, str(exc.detail))
         if exc.detail == "There was an error parsing the body":

@@ -23,8 +23,11 @@ from stalwart.web.pages import (
     visits,
 )
 
-__all__ = ["router"]
+__all__ = ["FAMILIES", "router"]
+
+FAMILIES = (auth, accounts, lists, screening, visits, doses, events, queries, reviews)
+"""The page modules, each with its own ``router`` (the access tests walk their routes)."""
 
 router = APIRouter(include_in_schema=False)
-for family in (auth, accounts, lists, screening, visits, doses, events, queries, reviews):
+for family in FAMILIES:
     router.include_router(family.router)

@@ -16,11 +16,20 @@ from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from stalwart.capture.access import ROLES
+from stalwart.capture.access import Permission as P
 from stalwart.capture.users import UserStore
 from stalwart.errors import StalwartError, ValidationError
 from stalwart.web.deps import Run
 from stalwart.web.errors import status_of
-from stalwart.web.pages.common import PageSession, filled, form_values, read_form, refused, render
+from stalwart.web.pages.common import (
+    PageSession,
+    filled,
+    form_values,
+    page_needs,
+    read_form,
+    refused,
+    render,
+)
 from stalwart.web.schemas import AccountStatus, PasswordReset, RecordId, RoleChange
 
 __all__ = ["router"]
@@ -88,7 +97,7 @@ async def account_page(
     return await _account_page(request, session, run, username)
 
 
-@router.post("/users/{username}/{action}")
+@router.post("/users/{username}/{action}", **page_needs(P.MANAGE_USERS))
 async def account_action(
     username: Username, action: str, request: Request, session: PageSession, run: Run
 ) -> Response:
@@ -122,7 +131,7 @@ async def account_action(
     )
 
 
-@router.post("/tokens/{token_id}/revoke")
+@router.post("/tokens/{token_id}/revoke", **page_needs(P.MANAGE_USERS))
 async def revoke_token(
     token_id: RecordId, request: Request, session: PageSession, run: Run
 ) -> Response:

@@ -8,6 +8,7 @@ service's edit-check errors both come back keyed by the form field they concern,
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -32,10 +33,12 @@ from stalwart.web.errors import status_of, unavailable_page
 __all__ = [
     "NOT_SAVED",
     "FieldOf",
+    "PagePermission",
     "PageSession",
     "field_errors",
     "filled",
     "form_values",
+    "page_needs",
     "read_form",
     "refused",
     "render",
@@ -80,6 +83,34 @@ async def _page_session(request: Request) -> WebSession:
 
 
 PageSession = Annotated[WebSession, Depends(_page_session)]
+
+
+@dataclass(frozen=True)
+class PagePermission:
+    """A page route's first dependency: the signed-in role must grant one of ``permissions``.
+
+    It runs before the form is read and before any record is looked up, so a role without the
+    permission gets the 403 page whatever it posted: it learns neither whether a record exists
+    nor what a valid form looks like, and nothing is written (the API's ``routes.needs``, for
+    pages).
+    """
+
+    permissions: frozenset[Permission]
+
+    async def __call__(self, session: PageSession) -> None:
+        actor = session.actor
+        if not any(actor.can(p) for p in self.permissions):
+            wanted = " or ".join(sorted(p.value for p in self.permissions))
+            raise HTTPException(
+                status_code=403,
+                detail=f"{actor.username} ({actor.role.value}) may not do this: it needs "
+                f"{wanted}; ask a user whose role allows it",
+            )
+
+
+def page_needs(*permissions: Permission) -> dict[str, Any]:
+    """Route keyword arguments of a page that needs one of ``permissions``, checked first."""
+    return {"dependencies": [Depends(PagePermission(frozenset(permissions)))]}
 
 
 def service_of(request: Request) -> CaptureService:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from stalwart.capture.access import Actor
+from stalwart.capture.access import Permission as P
 from stalwart.capture.service import CaptureService
 from stalwart.errors import AccessDeniedError, StalwartError, ValidationError
 from stalwart.protocol.calendar import DoseDay, participant_calendar
@@ -24,6 +25,7 @@ from stalwart.web.pages.common import (
     FieldOf,
     PageSession,
     form_values,
+    page_needs,
     read_form,
     refused,
     render,
@@ -111,7 +113,10 @@ def _day_errors(exc: StalwartError, keys: list[str]) -> dict[str, str]:
     return {}
 
 
-@router.post("/participants/{usubjid}/doses/{treatment}/{cycle}")
+@router.post(
+    "/participants/{usubjid}/doses/{treatment}/{cycle}",
+    **page_needs(P.ENTER_DATA, P.CORRECT_DATA),
+)
 async def save_doses(
     usubjid: str,
     treatment: str,

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from stalwart.capture.access import Permission as P
 from stalwart.capture.followup import DISPOSITION_STATUSES
 from stalwart.capture.service import CaptureService
 from stalwart.errors import StalwartError
@@ -19,6 +20,7 @@ from stalwart.web.pages.common import (
     field_errors,
     filled,
     form_values,
+    page_needs,
     read_form,
     refused,
     render,
@@ -82,7 +84,7 @@ def _body(kind: str, values: dict[str, str]) -> dict[str, str]:
     return body
 
 
-@router.post("/participants/{usubjid}/events/{kind}")
+@router.post("/participants/{usubjid}/events/{kind}", **page_needs(P.ENTER_DATA, P.CORRECT_DATA))
 async def save_event(
     usubjid: str, kind: str, request: Request, session: PageSession, run: Run
 ) -> Response:

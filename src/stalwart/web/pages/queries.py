@@ -3,16 +3,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from stalwart.capture.access import Permission as P
 from stalwart.errors import StalwartError, ValidationError
-from stalwart.web.deps import Run
+from stalwart.web.deps import Blocking, Run, WebSession
 from stalwart.web.errors import status_of
 from stalwart.web.pages.common import (
     PageSession,
     filled,
     form_values,
+    page_needs,
     read_form,
     refused,
     render,
@@ -35,13 +37,26 @@ def queries_page(request: Request, session: PageSession) -> HTMLResponse:
     return render(request, "queries.html.j2", "Queries", session, queries=rows)
 
 
-@router.post("/queries/{query_id}/{action}")
-async def query_action(
-    query_id: RecordId, action: str, request: Request, session: PageSession, run: Run
+@router.post("/queries/{query_id}/answer", **page_needs(P.ANSWER_QUERY))
+async def answer_query(
+    query_id: RecordId, request: Request, session: PageSession, run: Run
 ) -> Response:
-    """Answer or close a query."""
-    if action not in ("answer", "close"):
-        raise HTTPException(status_code=404)
+    """Answer a query (the site)."""
+    return await _query_action(query_id, "answer", request, session, run)
+
+
+@router.post("/queries/{query_id}/close", **page_needs(P.CLOSE_QUERY))
+async def close_query(
+    query_id: RecordId, request: Request, session: PageSession, run: Run
+) -> Response:
+    """Close a query (the monitor or data manager)."""
+    return await _query_action(query_id, "close", request, session, run)
+
+
+async def _query_action(
+    query_id: int, action: str, request: Request, session: WebSession, run: Blocking
+) -> Response:
+    """Answer or close a query; refused input comes back beside the query."""
     service = service_of(request)
     field = "answer" if action == "answer" else "note"
     values = await form_values(request)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from stalwart.capture.access import Permission as P
 from stalwart.errors import StalwartError, ValidationError
 from stalwart.web.deps import Run
 from stalwart.web.errors import status_of
@@ -13,6 +14,7 @@ from stalwart.web.pages.common import (
     PageSession,
     filled,
     form_values,
+    page_needs,
     read_form,
     refused,
     render,
@@ -41,7 +43,7 @@ def reviews_page(request: Request, session: PageSession) -> HTMLResponse:
     )
 
 
-@router.post("/reviews/{event_id}")
+@router.post("/reviews/{event_id}", **page_needs(P.REVIEW_ENDPOINT))
 async def review(event_id: RecordId, request: Request, session: PageSession, run: Run) -> Response:
     """Record a verdict."""
     service = service_of(request)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from stalwart.capture.access import Actor
+from stalwart.capture.access import Permission as P
 from stalwart.capture.service import CaptureService
 from stalwart.errors import StalwartError
 from stalwart.web.calls import randomize_after_consent, screening_view
@@ -22,6 +23,7 @@ from stalwart.web.pages.common import (
     field_errors,
     filled,
     form_values,
+    page_needs,
     read_form,
     refused,
     render,
@@ -58,7 +60,7 @@ def screening_page(request: Request, session: PageSession) -> HTMLResponse:
     return render(request, "screening.html.j2", "Screening", session, values=values, **context)
 
 
-@router.post("/screening")
+@router.post("/screening", **page_needs(P.SCREEN))
 async def screen(request: Request, session: PageSession, run: Run) -> HTMLResponse:
     """Record a screening; show the verdict, or the form again with errors beside the fields."""
     service = service_of(request)
@@ -167,7 +169,7 @@ def _at(site: str | None) -> str:
     return f"?{urlencode({'site': site})}" if site else ""
 
 
-@router.post("/randomize/{number}/consent")
+@router.post("/randomize/{number}/consent", **page_needs(P.SCREEN))
 async def consent(
     number: str, request: Request, session: PageSession, run: Run, site: str | None = None
 ) -> Response:
@@ -186,7 +188,7 @@ async def consent(
     return await _randomize_form(request, session, run, number, errors, shown, site)
 
 
-@router.post("/randomize/{number}")
+@router.post("/randomize/{number}", **page_needs(P.RANDOMIZE))
 async def randomize(
     number: str, request: Request, session: PageSession, run: Run, site: str | None = None
 ) -> Response:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from stalwart.capture.access import Actor
+from stalwart.capture.access import Permission as P
 from stalwart.capture.records import CalendarEntry, VisitRecord
 from stalwart.capture.service import CaptureService
 from stalwart.errors import (
@@ -31,6 +32,7 @@ from stalwart.web.pages.common import (
     field_errors,
     filled,
     form_values,
+    page_needs,
     read_form,
     refused,
     render,
@@ -155,7 +157,7 @@ def _changed_since(change: dict[str, Any]) -> str:
     )
 
 
-@router.post("/participants/{usubjid}/visits/{code}")
+@router.post("/participants/{usubjid}/visits/{code}", **page_needs(P.ENTER_DATA, P.CORRECT_DATA))
 async def save_visit(
     usubjid: str, code: str, request: Request, session: PageSession, run: Run
 ) -> Response:
@@ -217,7 +219,7 @@ async def save_visit(
     )
 
 
-@router.post("/participants/{usubjid}/visits/{code}/sign")
+@router.post("/participants/{usubjid}/visits/{code}/sign", **page_needs(P.SIGN))
 async def sign_visit(
     usubjid: str, code: str, request: Request, session: PageSession, run: Run
 ) -> Response:
