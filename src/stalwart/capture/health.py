@@ -10,15 +10,13 @@ only that the process answers.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-from stalwart.capture.db import alembic_config
 from stalwart.capture.tables import AuditHead
+from stalwart.capture.upgrade import schema_heads
 
 __all__ = ["Check", "Readiness", "readiness", "schema_heads"]
 
@@ -42,13 +40,6 @@ class Readiness:
     def ready(self) -> bool:
         """Every check passed."""
         return all(c.ok for c in self.checks)
-
-
-@functools.cache
-def schema_heads() -> frozenset[str]:
-    """The revisions the packaged migrations end at (read once: they do not change at run time)."""
-    script = ScriptDirectory.from_config(alembic_config(None))
-    return frozenset(script.get_heads())
 
 
 def _reason(exc: Exception) -> str:
@@ -85,7 +76,7 @@ def readiness(engine: Engine) -> Readiness:
                             "schema",
                             False,
                             f"at revision {', '.join(sorted(found)) or 'none'}, this release "
-                            f"expects {', '.join(sorted(heads))}",
+                            f"expects {', '.join(sorted(heads))}: see `stalwart db upgrade`",
                         )
                     )
             try:

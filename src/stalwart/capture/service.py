@@ -33,6 +33,7 @@ from stalwart.capture.reviews import EndpointReviews
 from stalwart.capture.signatures import Signatures
 from stalwart.capture.tables import AllocationSlot, Base, MinimizationDraw, Site, TrialInfo
 from stalwart.capture.transaction import transaction
+from stalwart.capture.upgrade import require_current_schema
 from stalwart.capture.writes import add_rows
 from stalwart.errors import ConflictError, DatabaseError
 from stalwart.protocol.calendar import Calendar
@@ -107,7 +108,11 @@ class CaptureService:
 
     @classmethod
     def open(cls, engine: Engine, today: Callable[[], dt.date] = utc_today) -> CaptureService:
-        """The service of an initialized database, under the protocol stored in it."""
+        """The service of an initialized database, under the protocol stored in it.
+
+        A database of an older or newer schema revision is refused, saying how to upgrade it.
+        """
+        require_current_schema(engine)
         try:
             with Session(engine) as session:
                 info = session.get(TrialInfo, 1)

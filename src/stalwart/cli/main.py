@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from stalwart import __version__
-from stalwart.cli import accounts, data, design, trial
+from stalwart.cli import accounts, data, database, design, trial
 from stalwart.cli.common import friendly, out_console
 
 __all__ = ["app", "main"]
@@ -33,9 +33,13 @@ randomization_app = typer.Typer(
     help="The randomization design: simulate it before go-live.", no_args_is_help=True
 )
 user_app = typer.Typer(help="User accounts of a trial database.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="The database's schema: its revision, and upgrading an older one.", no_args_is_help=True
+)
 app.add_typer(audit_app, name="audit")
 app.add_typer(randomization_app, name="randomization")
 app.add_typer(user_app, name="user")
+app.add_typer(db_app, name="db")
 
 app.command("demo")(friendly(trial.demo))
 app.command("init")(friendly(trial.init))
@@ -55,6 +59,8 @@ app.command("export")(friendly(data.export_))
 app.command("import")(friendly(data.import_))
 app.command("backup")(friendly(data.backup))
 app.command("restore")(friendly(data.restore))
+db_app.command("status")(friendly(database.db_status))
+db_app.command("upgrade")(friendly(database.db_upgrade))
 
 
 @app.callback(invoke_without_command=True)
