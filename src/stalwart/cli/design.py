@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich import box
@@ -134,18 +134,12 @@ def simulate(
         table.add_column(column)
     null_rows = {(r["endpoint"], r["arm"], r["method"]): r for r in oc["type_I_error"]}
     for row in [*oc["alternative"]["primary"], *oc["alternative"]["time_to_event"]]:
-        dist = row.get("difference") or row.get("hazard_ratio")
-        estimate = (
-            ""
-            if dist is None or dist["median"] is None
-            else f"{dist['median']:.3g} ({dist['q025']:.3g} to {dist['q975']:.3g})"
-        )
         null = null_rows.get((row["endpoint"], row["arm"], row["method"]))
         table.add_row(
             row["endpoint"],
             f"{row['arm']} vs {row['control']}",
             row["method"],
-            estimate,
+            _estimates(row),
             f"{row['power']:.3f}",
             "" if null is None else f"{null['type_I_error']:.3f}",
         )
@@ -153,3 +147,22 @@ def simulate(
     out_console.print(f"{outcome.seconds:.1f} s ({oc['run']['executor']}); oc: {outcome.oc_path}")
     for figure in outcome.figures:
         out_console.print(f"figure: {figure}")
+
+
+def _interval(dist: dict[str, Any] | None) -> str:
+    if dist is None or dist.get("median") is None:
+        return "none"
+    return f"{dist['median']:.3g} ({dist['q025']:.3g} to {dist['q975']:.3g})"
+
+
+def _estimates(row: dict[str, Any]) -> str:
+    """A row's estimate: the difference, or both hazard-ratio summaries, each saying its cover."""
+    if "difference" in row:
+        return _interval(row["difference"])
+    if "hazard_ratio" not in row:
+        return ""
+    cox, firth = row["hazard_ratio"], row.get("hazard_ratio_all")
+    text = f"Cox {_interval(cox)}, {cox['not_estimable']:.1%} not estimable"
+    if firth is not None:
+        text += f"; Firth {_interval(firth)}, all {firth['covered']:.1%} with events"
+    return text

@@ -40,7 +40,10 @@ __all__ = ["CONVENTIONS", "StudyOutcome", "run_study"]
 CONVENTIONS = {
     "interval": "2.5% and 97.5% quantiles over replicates",
     "power": "share of all replicates with p < alpha; not estimable counts as not significant",
-    "hazard_ratio": "distribution over replicates where the Cox estimate exists",
+    "hazard_ratio": "Cox estimate over the replicates where it is finite (not_estimable: the "
+    "share left out, where a side has no event; biased towards 1)",
+    "hazard_ratio_all": "Firth-penalized Cox estimate over every replicate with an event "
+    "(covered: their share); finite where the Cox one is not",
     "type_I_error": "power of each test under the null scenario (no treatment effect)",
     "mc_se": "Monte Carlo standard error sqrt(p (1 - p) / replicates)",
     "null_scenario": "the scenario with [null] applied: IL-2 CD4 gain 0 and event hazard ratio 1",
