@@ -181,3 +181,17 @@ def test_help_has_an_example_and_the_readme_lists_the_command() -> None:
     assert result.exit_code == 0 and "Example: stalwart simulate" in result.output
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert "stalwart simulate" in readme
+
+
+def test_simulate_harm_course_is_recorded_and_a_bad_one_refused(tmp_path: Path) -> None:
+    out = tmp_path / "harm"
+    args = ["simulate", "--replicates", "100", "--seed", "3", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--harm", "cycles"])
+    assert result.exit_code == 0, result.output
+    oc = json.loads((out / "oc.json").read_text())
+    scenario = oc["provenance"]["scenario"]
+    assert scenario["name"].endswith("IL-2 harm: cycles")
+    assert scenario["overrides"]["il2_excess_hazard_window_days"] == 28.0
+    bad = runner.invoke(app, [*args, "--harm", "sometimes", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 1 and "not a harm scenario" in bad.output  # as a bad scenario file
+    assert not (tmp_path / "bad").exists()

@@ -103,6 +103,13 @@ def simulate(
             "events, dropout), from the same model; full: every record (HIV RNA, AEs)."
         ),
     ] = "outcomes",
+    harm: Annotated[
+        str | None,
+        typer.Option(
+            help="IL-2 harm course on top of the scenario: none (no excess), cycles (during "
+            "each cycle and 28 days after), persistent (first dose to end of follow-up)."
+        ),
+    ] = None,
 ) -> None:
     """Simulate replicate trials and write their operating characteristics to OUT/oc.json.
 
@@ -127,6 +134,7 @@ def simulate(
             protocol=protocol,
             progress=progress,
             fidelity=fidelity,
+            harm=harm,
         )
     oc = outcome.oc
     table = Table(title=f"Operating characteristics, {replicates} replicates, seed {seed}")

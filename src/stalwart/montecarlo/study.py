@@ -29,7 +29,7 @@ from stalwart.errors import ConfigurationError
 from stalwart.jsonable import jsonable
 from stalwart.montecarlo.engine import Columns, TrialSpec
 from stalwart.montecarlo.executors import BlockTask, Executor, make_executor
-from stalwart.montecarlo.scenarios import ScenarioFile, load_scenario_file
+from stalwart.montecarlo.scenarios import ScenarioFile, load_scenario_file, with_harm
 from stalwart.montecarlo.summary import summarize, type_one_error
 from stalwart.protocol.load import load_protocol
 from stalwart.simulate.parameters import default_parameters_path, load_parameters
@@ -85,6 +85,7 @@ def run_study(
     progress: StageProgress | None = None,
     scheduler_timeout: float = 5.0,
     fidelity: str = "outcomes",
+    harm: str | None = None,
 ) -> StudyOutcome:
     """Run the Monte Carlo study and write ``out/oc.json`` (see the module).
 
@@ -98,7 +99,8 @@ def run_study(
     ``workers`` and ``scheduler``, closed after the run) or an executor to use as it is.
     ``fidelity`` is the simulator's (:data:`~stalwart.simulate.vectorized.FIDELITIES`):
     ``outcomes`` (default) draws only what the analyses read, from the same model; ``full``
-    draws every record.
+    draws every record. ``harm`` names a time course of IL-2's excess event hazard
+    (:data:`~stalwart.montecarlo.scenarios.HARM_SCENARIOS`) applied on top of the scenario.
     """
     started = time.perf_counter()
     _check_options(out, replicates, seed, fidelity)
@@ -109,6 +111,7 @@ def run_study(
         if scenario is None
         else load_scenario_file(scenario, loaded.protocol, params)
     )
+    chosen = with_harm(chosen, harm)
     jobs = [
         _Job("alternative", chosen.overrides, replicates),
         _Job("null", chosen.null_overrides, replicates),
