@@ -110,6 +110,13 @@ def simulate(
             "each cycle and 28 days after), persistent (first dose to end of follow-up)."
         ),
     ] = None,
+    uncertainty: Annotated[
+        str,
+        typer.Option(
+            help="fixed: the parameter file's values; posterior: also draw each replicate "
+            "stream's parameters from the posterior sample and report assurance beside power."
+        ),
+    ] = "fixed",
 ) -> None:
     """Simulate replicate trials and write their operating characteristics to OUT/oc.json.
 
@@ -117,6 +124,9 @@ def simulate(
     analyses on every replicate, vectorized, under the scenario and its null (no treatment
     effect): power, type I error, CD4 differences, events, hazard ratios, interim looks.
     --fidelity outcomes (default) and full give the same distributions; outcomes is faster.
+
+    --uncertainty posterior adds the assurance of each test and of the DSMB harm boundary
+    (parameters drawn from the posterior sample); --harm picks IL-2's harm time course.
 
     Example: stalwart simulate --replicates 20000 --seed 1 --out oc-out
     """
@@ -135,10 +145,13 @@ def simulate(
             progress=progress,
             fidelity=fidelity,
             harm=harm,
+            uncertainty=uncertainty,
         )
     oc = outcome.oc
     table = Table(title=f"Operating characteristics, {replicates} replicates, seed {seed}")
-    for column in ("Endpoint", "Comparison", "Method", "Estimate (2.5-97.5%)", "Power", "Type I"):
+    assured = "assurance" in oc
+    columns = ["Endpoint", "Comparison", "Method", "Estimate (2.5-97.5%)", "Power", "Type I"]
+    for column in [*columns, *(["Assurance"] if assured else [])]:
         table.add_column(column)
     null_rows = {(r["endpoint"], r["arm"], r["method"]): r for r in oc["type_I_error"]}
     for row in [*oc["alternative"]["primary"], *oc["alternative"]["time_to_event"]]:
@@ -150,8 +163,15 @@ def simulate(
             _estimates(row),
             f"{row['power']:.3f}",
             "" if null is None else f"{null['type_I_error']:.3f}",
+            *([f"{row['assurance']:.3f}"] if assured and "assurance" in row else []),
         )
     out_console.print(table)
+    boundary = oc["alternative"].get("group_sequential", {}).get("harm")
+    if boundary is not None and "assurance_crossing" in boundary:
+        out_console.print(
+            f"DSMB harm boundary crossed: {boundary['crossing']:.3f} at the fixed values, "
+            f"{boundary['assurance_crossing']:.3f} over the posterior"
+        )
     out_console.print(f"{outcome.seconds:.1f} s ({oc['run']['executor']}); oc: {outcome.oc_path}")
     for figure in outcome.figures:
         out_console.print(f"figure: {figure}")

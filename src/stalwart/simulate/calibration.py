@@ -98,7 +98,7 @@ from stalwart.simulate.equations import (
 )
 from stalwart.simulate.parameters import ModelParameters, Parameter
 
-__all__ = ["Calibration", "apply_calibration", "calibrate"]
+__all__ = ["Calibration", "EventExpectations", "apply_calibration", "calibrate", "week32_gain"]
 
 Exposure = tuple[tuple[float, float], ...]
 """IL-2 exposure windows (first and last day, inclusive) of one pattern of intended cycles."""
@@ -208,6 +208,41 @@ def apply_calibration(params: ModelParameters, calibration: Calibration) -> Mode
             "dropout_rate_per_year": dropout,
         }
     )
+
+
+def week32_gain(params: ModelParameters, protocol: Protocol, arm: str) -> float:
+    """Expected week-32 CD4 difference from no therapy per unit of the persistent gain (g_a, §1)."""
+    return _week32_gain_per_unit(params, protocol, arm)
+
+
+class EventExpectations:
+    """The expected event and completion proportions by arm (§2-3) for any event rate, IL-2
+    hazard ratio, excess window and dropout rates: the likelihood of the posterior calibration.
+
+    The population quadrature (``nodes`` per dimension) is built once; each call rebuilds only
+    what the window changes.
+    """
+
+    def __init__(self, params: ModelParameters, protocol: Protocol, nodes: int = 4) -> None:
+        self._model = _EventModel(params, protocol, nodes)
+        self._params = params
+
+    def __call__(
+        self, rate: float, ratio: float, window: float, dropout: Mapping[str, float]
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """(event proportion, completion proportion) by arm of ``dropout``."""
+        model = self._model
+        current = self._params.il2_excess_hazard_window_days
+        window_parameter = current.model_copy(update={"value": window})
+        model.params = self._params.model_copy(
+            update={"il2_excess_hazard_window_days": window_parameter}
+        )
+        model._first_days.clear()
+        model._cumulative.clear()
+        model._first_event.clear()
+        events = {a: model.event_proportion(a, rate, ratio, mu) for a, mu in dropout.items()}
+        done = {a: model.completion(a, rate, ratio, mu) for a, mu in dropout.items()}
+        return events, done
 
 
 def _cd4_endpoint_visit(protocol: Protocol) -> str:
