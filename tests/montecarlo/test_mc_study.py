@@ -195,3 +195,23 @@ def test_simulate_harm_course_is_recorded_and_a_bad_one_refused(tmp_path: Path) 
     bad = runner.invoke(app, [*args, "--harm", "sometimes", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 1 and "not a harm scenario" in bad.output  # as a bad scenario file
     assert not (tmp_path / "bad").exists()
+
+
+def test_uncertainty_posterior_writes_assurance_beside_power(tmp_path: Path) -> None:
+    out = tmp_path / "assured"
+    args = ["simulate", "--replicates", "300", "--seed", "2", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--uncertainty", "posterior", "--harm", "none"])
+    assert result.exit_code == 0, result.output
+    assert "Assurance" in result.output and "over the posterior" in result.output
+    oc = json.loads((out / "oc.json").read_text())
+    assert oc["provenance"]["uncertainty"]["draws"] >= 2000
+    for row in [*oc["alternative"]["primary"], *oc["alternative"]["time_to_event"]]:
+        assert 0.0 <= row["assurance"] <= 1.0 and row["assurance_mc_se"] >= 0.0
+    harm = oc["alternative"]["group_sequential"]["harm"]
+    assert {"crossing", "assurance_crossing", "assurance_crossing_mc_se"} <= set(harm)
+    assert oc["assurance"]["alternative"]["replicates"] == 300
+    # under "no excess" the pooled Cox test's assurance is its type I error over the posterior
+    pooled = _row(oc["alternative"]["time_to_event"], "IL2+IL2ART", "logrank")
+    assert pooled["assurance"] < 0.15
+    bad = runner.invoke(app, [*args, "--uncertainty", "maybe", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 1 and "--uncertainty must be one of fixed, posterior" in bad.output

@@ -3,6 +3,7 @@ diagnostics (R-hat, ESS) on cases with known answers, and the shipped sample."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from stalwart.simulate.posterior import (
     write_posterior_sample,
 )
 
+MIN_ESS = 25  # the shipped run's smallest (the event rate's); see posterior_report/posterior.json
 KEY = (
     "event_rate_at_reference_cd4",
     "il2_event_hazard_ratio",
@@ -123,3 +125,13 @@ def test_a_short_run_moves_from_the_prior_and_round_trips(posterior, tmp_path) -
     names, sample = load_posterior_sample(path)
     assert names == KEY and sample.shape == (60, len(KEY))
     np.testing.assert_allclose(sample, draws.reshape(-1, len(KEY)), rtol=1e-5)
+
+
+def test_the_shipped_sample_converged() -> None:
+    names, sample = load_posterior_sample()
+    assert names == KEY and len(sample) >= 2000
+    chains = sample.reshape(4, -1, len(KEY))
+    for j, name in enumerate(KEY):
+        assert _rhat(chains[:, :, j]) < 1.1, name
+        assert _ess(chains[:, :, j]) > MIN_ESS, name
+    assert math.isfinite(float(sample.mean()))

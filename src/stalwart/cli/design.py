@@ -13,7 +13,7 @@ from rich.table import Table
 from stalwart.cli.common import ProtocolOption, err_console, out_console
 from stalwart.cli.progress import stage_progress
 
-__all__ = ["randomization_check", "simulate"]
+__all__ = ["model_check_table", "randomization_check", "simulate"]
 
 
 def randomization_check(
@@ -192,5 +192,43 @@ def _estimates(row: dict[str, Any]) -> str:
     cox, firth = row["hazard_ratio"], row.get("hazard_ratio_all")
     text = f"Cox {_interval(cox)}, {cox['not_estimable']:.1%} not estimable"
     if firth is not None:
-        text += f"; Firth {_interval(firth)}, all {firth['covered']:.1%} with events"
+        text += f"; Firth {_interval(firth)} over the {firth['covered']:.1%} with an event"
     return text
+
+
+def model_check_table() -> Table:
+    """The model's 95% posterior predictive interval of each published STALWART figure and of
+    the two held-out figures, from the shipped posterior sample's report."""
+    from stalwart.simulate.posterior_checks import shipped_report
+
+    report = shipped_report()
+    table = Table(title="Model (posterior) vs published: 95% predictive intervals")
+    for column in ("Figure", "Published", "Model median (95% PI)", "Inside", "Fitted"):
+        table.add_column(column)
+    for name, row in report["predictive_intervals"].items():
+        table.add_row(
+            name,
+            f"{row['published']:g}",
+            f"{row['median']:.3g} ({row['q025']:.3g} to {row['q975']:.3g})",
+            "yes" if row["inside"] else "NO",
+            "likelihood",
+        )
+    vanguard = report["held_out"]["uk_vanguard_cd4_auc_difference"]
+    pi = vanguard["model_predictive"]
+    table.add_row(
+        "UK-Vanguard CD4 AUC difference, 24 wk",
+        f"{vanguard['estimate']:g} ({vanguard['ci_low']:g} to {vanguard['ci_high']:g})",
+        f"{pi['median']:.3g} ({pi['q025']:.3g} to {pi['q975']:.3g})",
+        "yes" if pi["inside"] else "NO",
+        "held out",
+    )
+    extension = report["held_out"]["stalwart_extension_hazard_ratio"]
+    hr = extension["model_hazard_ratio"]
+    table.add_row(
+        "STALWART post-IL-2 follow-up HR",
+        f"{extension['estimate']:g} ({extension['ci_low']:g} to {extension['ci_high']:g})",
+        f"{hr['median']:.3g} ({hr['q025']:.3g} to {hr['q975']:.3g})",
+        "yes" if extension["inside_published_ci"] else "NO",
+        "held out",
+    )
+    return table

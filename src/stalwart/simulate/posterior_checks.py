@@ -22,11 +22,13 @@ import json
 import math
 import sys
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from stalwart.errors import ConfigurationError
 from stalwart.protocol.calendar import participant_calendar
 from stalwart.protocol.load import load_protocol
 from stalwart.simulate.cycles import IL2_TREATMENT, treatment_cycles
@@ -48,6 +50,23 @@ VANGUARD = {"estimate": 116.0, "ci_low": 51.0, "ci_high": 181.0, "weeks": 24}
 
 EXTENSION_HR = {"estimate": 1.45, "ci_low": 0.38, "ci_high": 5.45}
 """STALWART extended follow-up after IL-2 stopped: opportunistic disease or death, IL-2 vs none."""
+
+
+def default_report_path() -> Path:
+    """The report of the shipped posterior sample (``posterior_report/posterior.json``)."""
+    return Path(str(resources.files("stalwart.simulate") / "posterior_report" / "posterior.json"))
+
+
+def shipped_report() -> dict[str, Any]:
+    """The diagnostics, predictive intervals and held-out checks of the shipped sample."""
+    path = default_report_path()
+    try:
+        report: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(
+            f"cannot read {path}: regenerate it with python -m stalwart.simulate.posterior_checks"
+        ) from exc
+    return report
 
 
 def _interval(values: FloatArray, published: float) -> dict[str, float | bool]:
@@ -183,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Sample the posterior and write the sample, diagnostics, checks and plot."""
     parser = argparse.ArgumentParser(prog="python -m stalwart.simulate.posterior_checks")
     parser.add_argument("--sample", type=Path, default=default_posterior_path())
-    parser.add_argument("--report", type=Path, default=Path("posterior-report"))
+    parser.add_argument("--report", type=Path, default=default_report_path().parent)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=600)
     parser.add_argument("--draws", type=int, default=1500)
