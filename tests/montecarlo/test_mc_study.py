@@ -215,3 +215,20 @@ def test_uncertainty_posterior_writes_assurance_beside_power(tmp_path: Path) -> 
     assert pooled["assurance"] < 0.15
     bad = runner.invoke(app, [*args, "--uncertainty", "maybe", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 1 and "--uncertainty must be one of fixed, posterior" in bad.output
+
+
+def test_a_sweep_under_the_posterior_has_assurance_in_the_curve(tmp_path: Path) -> None:
+    scenario = tmp_path / "sweep.toml"
+    scenario.write_text(
+        'name = "size"\n[sweep]\nparameter = "sample_size"\nvalues = [45, 267]\nreplicates = 200\n'
+    )
+    out = tmp_path / "out"
+    args = ["simulate", "--replicates", "100", "--seed", "2", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--scenario", str(scenario), "--uncertainty", "posterior"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "oc.json").read_text())["power_curve"]["rows"]
+    assured = {
+        r["value"]: r["assurance"] for r in rows if r["arm"] == "IL2" and r["method"] == "ancova"
+    }
+    assert assured[45] < assured[267] and all(0 <= a <= 1 for a in assured.values())
+    assert (out / "power_curve.svg").read_text().count("assurance") >= 1
