@@ -60,6 +60,7 @@ def test_demo_then_audit_verify_then_tamper(tmp_path: Path, small_protocol: Path
     )
     assert result.exit_code == 0, result.output
     assert "published vs this run" in result.output
+    assert "95% predictive intervals" in result.output and "held out" in result.output
     assert (out / "results.json").exists() and (out / "report.html").exists()
     # not a terminal: each stage is printed as lines as it runs, then the time at the end
     for stage in (
