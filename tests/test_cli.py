@@ -60,6 +60,7 @@ def test_demo_then_audit_verify_then_tamper(tmp_path: Path, small_protocol: Path
     )
     assert result.exit_code == 0, result.output
     assert "published vs this run" in result.output
+    assert "95% predictive intervals" in result.output and "held out" in result.output
     assert (out / "results.json").exists() and (out / "report.html").exists()
     # not a terminal: each stage is printed as lines as it runs, then the time at the end
     for stage in (
@@ -121,3 +122,16 @@ def test_audit_verify_on_a_database_without_a_trial(tmp_path: Path) -> None:
 def test_bad_flag_is_a_usage_error() -> None:
     result = runner.invoke(app, ["demo", "--seed", "many"])
     assert result.exit_code == 2
+
+
+def test_model_check_table_shows_intervals_and_held_out_checks() -> None:
+    from rich.console import Console
+
+    from stalwart.cli.design import model_check_table
+
+    console = Console(width=200, record=True)
+    console.print(model_check_table())
+    text = console.export_text()
+    assert "UK-Vanguard CD4 AUC difference" in text and "116 (51 to 181)" in text
+    assert "post-IL-2 follow-up HR" in text and "1.45 (0.38 to 5.45)" in text
+    assert text.count("likelihood") == 7 and text.count("held out") == 2

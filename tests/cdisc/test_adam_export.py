@@ -66,10 +66,20 @@ def test_analyze_adam_on_our_export_equals_the_analysis_from_the_store(
     cdisc_trial: CdiscTrial,
 ) -> None:
     store = analyze_database(cdisc_trial.engine).results
-    foreign = analyze_adam(cdisc_trial.adam, arm_var="ARMCD", control="NOTRT").to_dict()
+    # no flags: arms keyed by TRT01P (labels), the plan's control found by ARMCD, codes reported
+    foreign = analyze_adam(cdisc_trial.adam).to_dict()
+    codes = foreign["arm_codes"]
+    assert foreign["arm_variable"] == "TRT01P" and codes[foreign["control"]] == "NOTRT"
+    assert analyze_adam(cdisc_trial.adam, control="NOTRT").control == foreign["control"]
+    assert analyze_adam(cdisc_trial.adam, control="1").control == foreign["control"]  # TRT01PN
     fields = ("hazard_ratio", "ci_low", "ci_high", "p_value")
     compared = 0
     hazard_ratios = 0
+    for group in ("time_to_event", "km", "continuous"):
+        for r in foreign[group]:
+            r["arm"] = codes[r["arm"]]
+            if isinstance(r.get("n"), dict):
+                r["n"] = {codes[arm]: n for arm, n in r["n"].items()}
     theirs = {(r["parameter"], r["arm"], r["method"]): r for r in foreign["time_to_event"]}
     for row in store["time_to_event"]:
         key = (row["parameter"], row["arm"], row["method"])

@@ -213,7 +213,14 @@ def test_no_events_and_one_arm_without_events_give_notes(trial, tmp_path) -> Non
     res = analyze_adam(_folder(tmp_path / "some", adsl, some, None), control="Control")
     cox = [r for r in res.time_to_event if r.method == "cox_efron"]
     assert all(r.hazard_ratio is None and r.note and "no events in Control" in r.note for r in cox)
+    assert all(r.lr_p_value is not None and r.score_p_value is not None for r in cox)
     assert all(r.p_value is not None for r in res.time_to_event if r.method == "logrank")
+
+
+def test_three_arms_say_the_comparisons_are_pairwise_two_arm_fits(results) -> None:
+    (note,) = [n for n in results["notes"] if n.startswith("3 arms")]
+    assert "two-arm fit on that arm's and Control's records only" in note
+    assert "logrank_overall is the test across all arms" in note
 
 
 def test_one_arm_only_gives_km_and_a_note(trial, tmp_path) -> None:
@@ -277,6 +284,20 @@ def _bad_folders(tmp_path: Path, trial) -> dict[str, tuple[list[str], str]]:
     good = _folder(tmp_path / "good", adsl, tte, lab)
     junk = _folder(tmp_path / "junk", adsl, None, None)
     (junk / "adtte.xpt").write_bytes(b"\x00\x01 not an xpt file at all")
+    inf = _folder(tmp_path / "inf", adsl, tte.astype({"AVAL": object}), None)
+    text = (inf / "adtte.csv").read_text().splitlines()
+    text[5] = text[5].replace(f",{tte['AVAL'].iloc[4]},", ",inf,")
+    (inf / "adtte.csv").write_text("\n".join(text) + "\n")
+    no_aval = _folder(
+        tmp_path / "no_aval", adsl, tte.assign(AVAL=tte["AVAL"].mask(tte.index == 7)), None
+    )
+    no_cnsr_value = _folder(
+        tmp_path / "no_cnsr_value",
+        adsl,
+        tte.astype({"CNSR": object}).assign(CNSR=lambda f: f["CNSR"].mask(f.index == 3, "")),
+        None,
+    )
+    header = _folder(tmp_path / "header", adsl, tte.iloc[:0], lab)
     return {
         "missing dir": (["--adam", str(tmp_path / "absent")], "does not exist"),
         "no ADSL": (["--adam", str(no_adsl)], "no ADSL"),
@@ -284,6 +305,16 @@ def _bad_folders(tmp_path: Path, trial) -> dict[str, tuple[list[str], str]]:
         "unknown control": (["--adam", str(good), "--control", "Nope"], "is not an arm"),
         "unknown population": (["--adam", str(good), "--population", "SAFFL"], "ITTFL"),
         "junk XPT": (["--adam", str(junk)], "not a readable SAS transport"),
+        "AVAL inf": (["--adam", str(inf)], "ADTTE.AVAL is inf for USUBJID T-0004"),
+        "AVAL missing": (
+            ["--adam", str(no_aval)],
+            "ADTTE.AVAL is missing for 1 record(s) of analysed subjects (first USUBJID T-0007",
+        ),
+        "CNSR missing": (["--adam", str(no_cnsr_value)], "ADTTE.CNSR is missing for 1 record(s)"),
+        "ADTTE header only": (
+            ["--adam", str(header)],
+            "ADTTE (adtte.csv) has variables but no records",
+        ),
     }
 
 
@@ -296,6 +327,10 @@ def _bad_folders(tmp_path: Path, trial) -> dict[str, tuple[list[str], str]]:
         "unknown control",
         "unknown population",
         "junk XPT",
+        "AVAL inf",
+        "AVAL missing",
+        "CNSR missing",
+        "ADTTE header only",
     ],
 )
 def test_cli_bad_input_exits_2_with_a_message_and_writes_nothing(trial, tmp_path, case) -> None:

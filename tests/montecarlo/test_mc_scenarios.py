@@ -9,13 +9,17 @@ import pytest
 from stalwart.errors import ConfigurationError
 from stalwart.montecarlo.scenarios import (
     DEFAULT_LOOKS,
+    HARM_SCENARIOS,
     NULL_OVERRIDES,
+    ScenarioFile,
     load_scenario_file,
     parse_scenario,
+    with_harm,
 )
 from stalwart.protocol.load import load_protocol
 from stalwart.protocol.schema import Protocol
 from stalwart.simulate.parameters import ModelParameters, load_parameters
+from stalwart.simulate.vectorized import simulate_replicates
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +117,35 @@ def test_file_errors_name_the_file(
     bad.write_text("[scenario]\nevent_rate = 1\n")
     with pytest.raises(ConfigurationError, match=r"bad\.toml: .*unknown name 'event_rate'"):
         load_scenario_file(bad, protocol, params)
+
+
+def test_harm_courses_are_named_scenarios(protocol: Protocol, params: ModelParameters) -> None:
+    base = ScenarioFile(overrides={"sample_size": 300})
+    cycles = with_harm(base, "cycles")
+    assert cycles.overrides == {"sample_size": 300, "il2_excess_hazard_window_days": 28.0}
+    assert cycles.null_overrides["il2_event_hazard_ratio"] == 1.0
+    assert cycles.name.endswith("IL-2 harm: cycles")
+    assert with_harm(base, "none").overrides["il2_event_hazard_ratio"] == 1.0
+    assert with_harm(base, None) is base
+    with pytest.raises(ConfigurationError, match="'some' is not a harm scenario; choose one of"):
+        with_harm(base, "some")
+    for course in HARM_SCENARIOS.values():  # every course is valid for the model
+        parse_scenario({"scenario": course}, protocol, params)
+
+
+def test_harm_courses_order_the_il2_arms_events_and_leave_control_alone(
+    protocol: Protocol, params: ModelParameters
+) -> None:
+    """Same seed, same control arm; IL-2 arms: none < during cycles < persistent."""
+    events = {}
+    for name, course in HARM_SCENARIOS.items():
+        data = simulate_replicates(
+            protocol, params, 40, 5, scenario={"sample_size": 600, **course}, visits=["WK32"]
+        )
+        _, event = data.time_to_event()
+        events[name] = {
+            arm: int(event[data.arm == k].sum()) for k, arm in enumerate(("NOTRT", "IL2", "IL2ART"))
+        }
+    assert events["none"]["NOTRT"] == events["cycles"]["NOTRT"] == events["persistent"]["NOTRT"]
+    for arm in ("IL2", "IL2ART"):
+        assert events["none"][arm] < events["cycles"][arm] < events["persistent"][arm], events

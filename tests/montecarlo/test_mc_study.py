@@ -55,8 +55,13 @@ def test_oc_json_has_provenance_and_every_figure(oc: dict[str, Any]) -> None:
         assert set(row["difference"]) == {"mean", "median", "q025", "q975"}
         assert 0.0 <= row["power"] <= 1.0
     pooled = _row(alt["time_to_event"], "IL2+IL2ART", "cox_efron")
-    assert set(pooled["hazard_ratio"]) == {"median", "q025", "q975", "not_estimable"}
+    assert set(pooled["hazard_ratio"]) == {"estimator", "median", "q025", "q975", "not_estimable"}
     assert 0.0 < pooled["hazard_ratio"]["not_estimable"] < 1.0  # no NOTRT event: flagged
+    # every replicate with an event has a Firth estimate; those the Cox one leaves out are the
+    # largest ratios, so the Firth median over all of them sits above the Cox median
+    firth = pooled["hazard_ratio_all"]
+    assert firth["estimator"].startswith("Firth-penalized Cox") and firth["covered"] > 0.99
+    assert firth["median"] > pooled["hazard_ratio"]["median"]
     assert set(alt["events_by_arm"]["ODDEATH"]) == {"NOTRT", "IL2", "IL2ART"}
     gs = alt["group_sequential"]
     assert len(gs["primary"][0]["efficacy_by_look"]) == 3
@@ -176,3 +181,54 @@ def test_help_has_an_example_and_the_readme_lists_the_command() -> None:
     assert result.exit_code == 0 and "Example: stalwart simulate" in result.output
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert "stalwart simulate" in readme
+
+
+def test_simulate_harm_course_is_recorded_and_a_bad_one_refused(tmp_path: Path) -> None:
+    out = tmp_path / "harm"
+    args = ["simulate", "--replicates", "100", "--seed", "3", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--harm", "cycles"])
+    assert result.exit_code == 0, result.output
+    oc = json.loads((out / "oc.json").read_text())
+    scenario = oc["provenance"]["scenario"]
+    assert scenario["name"].endswith("IL-2 harm: cycles")
+    assert scenario["overrides"]["il2_excess_hazard_window_days"] == 28.0
+    bad = runner.invoke(app, [*args, "--harm", "sometimes", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 1 and "not a harm scenario" in bad.output  # as a bad scenario file
+    assert not (tmp_path / "bad").exists()
+
+
+def test_uncertainty_posterior_writes_assurance_beside_power(tmp_path: Path) -> None:
+    out = tmp_path / "assured"
+    args = ["simulate", "--replicates", "300", "--seed", "2", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--uncertainty", "posterior", "--harm", "none"])
+    assert result.exit_code == 0, result.output
+    assert "Assurance" in result.output and "over the posterior" in result.output
+    oc = json.loads((out / "oc.json").read_text())
+    assert oc["provenance"]["uncertainty"]["draws"] >= 2000
+    for row in [*oc["alternative"]["primary"], *oc["alternative"]["time_to_event"]]:
+        assert 0.0 <= row["assurance"] <= 1.0 and row["assurance_mc_se"] >= 0.0
+    harm = oc["alternative"]["group_sequential"]["harm"]
+    assert {"crossing", "assurance_crossing", "assurance_crossing_mc_se"} <= set(harm)
+    assert oc["assurance"]["alternative"]["replicates"] == 300
+    # under "no excess" the pooled Cox test's assurance is its type I error over the posterior
+    pooled = _row(oc["alternative"]["time_to_event"], "IL2+IL2ART", "logrank")
+    assert pooled["assurance"] < 0.15
+    bad = runner.invoke(app, [*args, "--uncertainty", "maybe", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 1 and "--uncertainty must be one of fixed, posterior" in bad.output
+
+
+def test_a_sweep_under_the_posterior_has_assurance_in_the_curve(tmp_path: Path) -> None:
+    scenario = tmp_path / "sweep.toml"
+    scenario.write_text(
+        'name = "size"\n[sweep]\nparameter = "sample_size"\nvalues = [45, 267]\nreplicates = 200\n'
+    )
+    out = tmp_path / "out"
+    args = ["simulate", "--replicates", "100", "--seed", "2", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--scenario", str(scenario), "--uncertainty", "posterior"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "oc.json").read_text())["power_curve"]["rows"]
+    assured = {
+        r["value"]: r["assurance"] for r in rows if r["arm"] == "IL2" and r["method"] == "ancova"
+    }
+    assert assured[45] < assured[267] and all(0 <= a <= 1 for a in assured.values())
+    assert (out / "power_curve.svg").read_text().count("assurance") >= 1

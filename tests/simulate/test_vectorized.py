@@ -29,7 +29,8 @@ from stalwart.protocol.calendar import participant_calendar
 from stalwart.protocol.eligibility import evaluate_eligibility, validate_screening_answers
 from stalwart.protocol.load import load_protocol
 from stalwart.protocol.schema import Protocol
-from stalwart.simulate._vectorized_course import _hazard_shape, _next_event
+from stalwart.simulate._vectorized_hazard import hazard_shape as _hazard_shape
+from stalwart.simulate._vectorized_hazard import next_event as _next_event
 from stalwart.simulate.candidates import simulate_candidate
 from stalwart.simulate.model import simulate_participant
 from stalwart.simulate.parameters import ModelParameters, load_parameters

@@ -26,6 +26,7 @@ from stalwart.analysis.kernels.batched import (
     EventTimes,
     batched_ancova,
     batched_cox,
+    batched_firth_hazard_ratio,
     batched_logrank,
     batched_welch_ttest,
 )
@@ -237,6 +238,7 @@ def _cox(
         cox = batched_cox(times, ties=ties, alpha=alpha)
         return {
             "hazard_ratio": cox.hazard_ratio,
+            "firth_hazard_ratio": batched_firth_hazard_ratio(times, ties=ties),
             "p_value": cox.p_value,
             "estimable": cox.estimable,
         }

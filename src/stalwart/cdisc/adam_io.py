@@ -16,9 +16,13 @@ Choices (documented here because the issue left them open):
   TRTA or a different coding). The variable is ``arm_var``; when not given, the first of
   ``TRT01P``, ``ARM``, ``ARMCD`` that ADSL has. Subjects with a blank arm (screen failures) are
   left out, with a note.
-* **Control.** ``control`` when given (it must be one of the arms); else the single arm whose name
-  contains "placebo" or "control" (case-insensitive); else the first arm in sort order, with a
-  note; two arms that both say placebo/control is an error asking for ``--control``.
+* **Control.** ``control`` when given (an arm, or its ARMCD, TRT01P, ARM or TRT01PN); else the
+  single arm whose name says placebo/control, the packaged protocol's control arm (by ARMCD)
+  when STUDYID is its study, the lowest TRT01PN, or the first arm in sort order, with a note
+  (:mod:`~stalwart.cdisc.adam_arms`); two arms that both say placebo/control is an error.
+* **Time to event.** ADTTE must have records; every AVAL finite and non-negative, CNSR 0 or 1.
+  A record of an analysed subject without AVAL or CNSR is an error naming the subject: dropping
+  a randomized subject silently would change the analysis population.
 * **Population.** ``population`` names an ADSL flag (SAFFL, ITTFL, EFFFL, ...); only subjects with
   value ``"Y"`` are kept, in ADSL and so in every dataset joined to it.
 * **Dates.** XPT numeric variables with a SAS date format come back as ``datetime.date``; in CSV a
@@ -35,9 +39,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyreadstat
 
+from stalwart.cdisc.adam_arms import arm_aliases, choose_control
 from stalwart.errors import DatasetError
 
 __all__ = [
@@ -121,6 +127,8 @@ class AdamInputs:
         What was chosen or dropped on the way, in words.
     files : tuple of AdamDataset
         Every dataset file read, as read (unfiltered), for provenance.
+    arm_codes : Mapping[str, str]
+        Each arm's ARMCD, when ADSL has an ARMCD that maps one-to-one onto the arms.
     """
 
     adsl: AdamDataset
@@ -132,6 +140,7 @@ class AdamInputs:
     population: str | None
     notes: tuple[str, ...]
     files: tuple[AdamDataset, ...]
+    arm_codes: Mapping[str, str] = field(default_factory=dict)
 
 
 def find_datasets(folder: Path) -> dict[str, Path]:
@@ -297,36 +306,6 @@ def _arm_labels(values: pd.Series) -> pd.Series:
     return values.astype(str).str.strip()
 
 
-def choose_control(arms: Sequence[str], control: str | None) -> tuple[str, str | None]:
-    """The control arm and, when it was chosen by default, a note saying how.
-
-    Raises
-    ------
-    DatasetError
-        ``control`` is not one of ``arms``, or more than one arm says placebo/control.
-    """
-    if not arms:
-        raise DatasetError("ADSL holds no subject with an arm: nothing to analyse", "ADSL")
-    if control is not None:
-        if control not in arms:
-            raise DatasetError(
-                f"--control {control!r} is not an arm; the arms are: "
-                + ", ".join(repr(a) for a in arms),
-                dataset="ADSL",
-            )
-        return control, None
-    named = [a for a in arms if re.search("placebo|control", a, re.IGNORECASE)]
-    if len(named) == 1:
-        return named[0], f"control arm {named[0]!r}: its name says placebo/control"
-    if len(named) > 1:
-        raise DatasetError(
-            "more than one arm says placebo/control (" + ", ".join(repr(a) for a in named) + "): "
-            "name the control with --control",
-            dataset="ADSL",
-        )
-    return arms[0], f"control arm {arms[0]!r}: first in sort order (no arm says placebo/control)"
-
-
 def _population(adsl: pd.DataFrame, population: str | None) -> tuple[pd.DataFrame, str | None]:
     if population is None:
         return adsl, None
@@ -393,6 +372,12 @@ def _join_arm(dataset: AdamDataset, adsl: pd.DataFrame, all_subjects: set[str]) 
 def _check_tte(adtte: AdamDataset) -> None:
     require_variables(adtte, _TTE_VARIABLES, "a time-to-event analysis needs it")
     frame = adtte.frame
+    if frame.empty:
+        raise DatasetError(
+            f"ADTTE ({adtte.path.name}) has variables but no records: export the time-to-event "
+            "records, or remove the file to analyse the BDS datasets alone",
+            dataset="ADTTE",
+        )
     for variable in ("AVAL", "CNSR"):
         if frame[variable].dtype.kind not in "fi":
             raise DatasetError(
@@ -409,6 +394,16 @@ def _check_tte(adtte: AdamDataset) -> None:
             dataset="ADTTE",
             variable="CNSR",
         )
+    infinite = frame[np.isinf(frame["AVAL"].to_numpy(float))]
+    if len(infinite):
+        row = infinite.iloc[0]
+        raise DatasetError(
+            f"ADTTE.AVAL is {row['AVAL']} for USUBJID {row['USUBJID']} (PARAMCD "
+            f"{row['PARAMCD']}): AVAL must be a finite time; write the time of the event or of "
+            "censoring",
+            dataset="ADTTE",
+            variable="AVAL",
+        )
     if (frame["AVAL"] < 0).any():
         raise DatasetError(
             "ADTTE.AVAL has negative times: AVAL is the time from the origin (STARTDT)",
@@ -423,6 +418,22 @@ def _check_tte(adtte: AdamDataset) -> None:
             "ADTTE holds one record per subject and parameter",
             dataset="ADTTE",
         )
+
+
+def _require_complete(adtte: AdamDataset) -> None:
+    """Refuse a record of an analysed subject without AVAL or CNSR (it would drop the subject)."""
+    for variable in ("AVAL", "CNSR"):
+        missing = adtte.frame[adtte.frame[variable].isna()]
+        if len(missing):
+            row = missing.iloc[0]
+            raise DatasetError(
+                f"ADTTE.{variable} is missing for {len(missing)} record(s) of analysed subjects "
+                f"(first USUBJID {row['USUBJID']}, PARAMCD {row['PARAMCD']}): every randomized "
+                f"subject needs a time (AVAL) and a censoring flag (CNSR; 1 = censored at the "
+                f"last contact), or leave the subject out of the population with --population",
+                dataset="ADTTE",
+                variable=variable,
+            )
 
 
 def _pick_bds(
@@ -468,7 +479,8 @@ def load_adam(
     arm_var : str, optional
         ADSL variable of the arm (default: TRT01P, else ARM, else ARMCD).
     control : str, optional
-        The control arm (default: the arm named placebo/control, else the first in sort order).
+        The control arm, by label or by ARMCD/TRT01P/ARM/TRT01PN (default: see
+        :func:`~stalwart.cdisc.adam_arms.choose_control`).
     population : str, optional
         ADSL flag selecting the subjects (value ``"Y"``), e.g. ``"SAFFL"``.
     bds : sequence of str, optional
@@ -489,7 +501,11 @@ def load_adam(
     read: dict[str, AdamDataset] = {"ADSL": read_dataset(found["ADSL"], "ADSL")}
     adsl, variable, notes = _subjects(read["ADSL"], arm_var, population)
     arms = sorted(set(adsl.frame[ARM]))
-    chosen_control, note = choose_control(arms, control)
+    aliases = arm_aliases(adsl.frame, ARM)
+    studyid = ""
+    if "STUDYID" in adsl.frame.columns and len(adsl.frame):
+        studyid = str(adsl.frame["STUDYID"].iloc[0]).strip()
+    chosen_control, note = choose_control(arms, control, aliases, studyid)
     if note:
         notes.append(note)
     all_subjects = set(read["ADSL"].frame["USUBJID"].astype(str).str.strip())
@@ -498,13 +514,7 @@ def load_adam(
         raw_tte = read.setdefault("ADTTE", read_dataset(found["ADTTE"], "ADTTE"))
         _check_tte(raw_tte)
         adtte = _join_arm(raw_tte, adsl.frame, all_subjects)
-        missing = int(adtte.frame["AVAL"].isna().sum() + adtte.frame["CNSR"].isna().sum())
-        if missing:
-            notes.append(f"ADTTE: {missing} records without AVAL or CNSR left out")
-            frame = adtte.frame.dropna(subset=["AVAL", "CNSR"])
-            adtte = AdamDataset(
-                adtte.name, adtte.path, frame, adtte.labels, adtte.label, adtte.sha256
-            )
+        _require_complete(adtte)
     bds_sets = []
     for dataset in _pick_bds(found, read, bds):
         if dataset.frame["AVAL"].dtype.kind not in "fi":
@@ -532,4 +542,5 @@ def load_adam(
         None if population is None else population.upper(),
         tuple(notes),
         files,
+        {label: code for code, label in aliases.get("ARMCD", {}).items()},
     )

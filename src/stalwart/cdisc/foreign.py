@@ -8,8 +8,9 @@ our own ADaM export, fed back in, gives the numbers of the analysis from the sto
   (R ``coxph(Surv(AVAL, 1 - CNSR) ~ arm, ties = "efron")``); the log-rank test (R ``survdiff``);
   and a k-group log-rank across all arms. Kaplan-Meier per arm with the median and its log-log
   CI (R ``survfit(..., conf.type = "log-log")`` then ``quantile``). CNSR is ADaM's: 1 censored,
-  0 event. No events, or no events on one side, give a record with a note and no estimate, as in
-  the plan.
+  0 event. No events give a record with a note and no estimate, as in the plan; no events on one
+  side give no hazard ratio (it is infinite) but the likelihood-ratio and score p-values, which
+  remain valid. With three or more arms every comparison is a two-arm fit (a note says so).
 * Each BDS dataset (ADLB, questionnaires), per PARAMCD and analysis visit (records with
   ANL01FL = "Y" where the variable exists; baseline records, ABLFL = "Y", are the covariate and
   not an outcome), per arm against the control: when BASE exists, ANCOVA ``AVAL ~ arm + BASE``
@@ -140,7 +141,10 @@ class ContinuousComparison:
 
 @dataclass(frozen=True)
 class ForeignResults:
-    """Everything ``stalwart analyze --adam`` found; ``to_dict()`` is the body of results.json."""
+    """Everything ``stalwart analyze --adam`` found; ``to_dict()`` is the body of results.json.
+
+    ``arm_codes`` gives each arm's ARMCD when ADSL has one (arms are keyed by ``arm_variable``).
+    """
 
     study: str
     arm_variable: str
@@ -154,6 +158,7 @@ class ForeignResults:
     continuous: tuple[ContinuousComparison, ...]
     notes: tuple[str, ...]
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    arm_codes: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: tuples as lists, the per-arm counts under ``randomized``."""
@@ -197,15 +202,22 @@ def _compare_tte(
     if method == "logrank":
         lr = logrank_test(time, event, is_treated)
         return _with(base, p_value=finite_or_none(lr.p_value), chi2=finite_or_none(lr.chi2))
-    if min(events[arm], events[control]) == 0:
-        none = arm if events[arm] == 0 else control
-        return _with(
-            base, test="Wald", note=f"no events in {none}: the hazard ratio is not estimable"
-        )
     try:
         cox = cox_ph(time, event, is_treated.reshape(-1, 1), ties="efron", alpha=alpha)
     except AnalysisError as exc:
         return _with(base, test="Wald", note=f"Cox model not estimable: {exc}")
+    if min(events[arm], events[control]) == 0:
+        # monotone likelihood: no finite hazard ratio (R: "coefficient may be infinite"), but
+        # the likelihood-ratio and score tests at beta = 0 are valid, as in R's summary
+        none = arm if events[arm] == 0 else control
+        return _with(
+            base,
+            test="Wald",
+            lr_p_value=finite_or_none(cox.lr_p_value),
+            score_p_value=finite_or_none(cox.score_p_value),
+            note=f"no events in {none}: the hazard ratio and its Wald test are not estimable; "
+            "the likelihood-ratio and score p-values are valid",
+        )
     return _with(
         base,
         hazard_ratio=finite_or_none(cox.hazard_ratio[0]),
@@ -432,6 +444,12 @@ def analyze_inputs(
     arms, control = inputs.arms, inputs.control
     if len(arms) < 2:
         notes.append(f"one arm only ({arms[0]}): no comparison, Kaplan-Meier only")
+    if len(arms) > 2:
+        notes.append(
+            f"{len(arms)} arms: each cox_efron hazard ratio and pairwise logrank is a two-arm fit "
+            f"on that arm's and {control}'s records only (not one model of all arms); "
+            "logrank_overall is the test across all arms"
+        )
     tte: list[TteComparison] = []
     overall: list[LogrankOverall] = []
     km: list[KmSummary] = []
@@ -457,6 +475,7 @@ def analyze_inputs(
         continuous=tuple(continuous),
         notes=tuple(notes),
         provenance=_provenance(inputs, {**(options or {}), "alpha": alpha}),
+        arm_codes=dict(inputs.arm_codes),
     )
 
 

@@ -65,11 +65,15 @@ def analyze(
         table.add_column(column)
     for tte in results.time_to_event:
         estimate = (
-            ""
+            "HR not estimable"
             if tte.hazard_ratio is None
             else f"HR {tte.hazard_ratio:.3g} ({tte.ci_low:.3g} to {tte.ci_high:.3g})"
         )
+        if tte.method == "logrank":
+            estimate = ""
         p = "" if tte.p_value is None else f"{tte.p_value:.3g}"
+        if tte.p_value is None and tte.lr_p_value is not None:
+            p = f"LR {tte.lr_p_value:.3g}, score {tte.score_p_value or float('nan'):.3g}"
         table.add_row(tte.parameter, f"{tte.arm} vs {tte.control}", tte.method, estimate, p)
     for row in results.continuous:
         estimate = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich import box
@@ -13,7 +13,7 @@ from rich.table import Table
 from stalwart.cli.common import ProtocolOption, err_console, out_console
 from stalwart.cli.progress import stage_progress
 
-__all__ = ["randomization_check", "simulate"]
+__all__ = ["model_check_table", "randomization_check", "simulate"]
 
 
 def randomization_check(
@@ -103,6 +103,20 @@ def simulate(
             "events, dropout), from the same model; full: every record (HIV RNA, AEs)."
         ),
     ] = "outcomes",
+    harm: Annotated[
+        str | None,
+        typer.Option(
+            help="IL-2 harm course on top of the scenario: none (no excess), cycles (during "
+            "each cycle and 28 days after), persistent (first dose to end of follow-up)."
+        ),
+    ] = None,
+    uncertainty: Annotated[
+        str,
+        typer.Option(
+            help="fixed: the parameter file's values; posterior: also draw each replicate "
+            "stream's parameters from the posterior sample and report assurance beside power."
+        ),
+    ] = "fixed",
 ) -> None:
     """Simulate replicate trials and write their operating characteristics to OUT/oc.json.
 
@@ -110,6 +124,9 @@ def simulate(
     analyses on every replicate, vectorized, under the scenario and its null (no treatment
     effect): power, type I error, CD4 differences, events, hazard ratios, interim looks.
     --fidelity outcomes (default) and full give the same distributions; outcomes is faster.
+
+    --uncertainty posterior adds the assurance of each test and of the DSMB harm boundary
+    (parameters drawn from the posterior sample); --harm picks IL-2's harm time course.
 
     Example: stalwart simulate --replicates 20000 --seed 1 --out oc-out
     """
@@ -127,29 +144,91 @@ def simulate(
             protocol=protocol,
             progress=progress,
             fidelity=fidelity,
+            harm=harm,
+            uncertainty=uncertainty,
         )
     oc = outcome.oc
     table = Table(title=f"Operating characteristics, {replicates} replicates, seed {seed}")
-    for column in ("Endpoint", "Comparison", "Method", "Estimate (2.5-97.5%)", "Power", "Type I"):
+    assured = "assurance" in oc
+    columns = ["Endpoint", "Comparison", "Method", "Estimate (2.5-97.5%)", "Power", "Type I"]
+    for column in [*columns, *(["Assurance"] if assured else [])]:
         table.add_column(column)
     null_rows = {(r["endpoint"], r["arm"], r["method"]): r for r in oc["type_I_error"]}
     for row in [*oc["alternative"]["primary"], *oc["alternative"]["time_to_event"]]:
-        dist = row.get("difference") or row.get("hazard_ratio")
-        estimate = (
-            ""
-            if dist is None or dist["median"] is None
-            else f"{dist['median']:.3g} ({dist['q025']:.3g} to {dist['q975']:.3g})"
-        )
         null = null_rows.get((row["endpoint"], row["arm"], row["method"]))
         table.add_row(
             row["endpoint"],
             f"{row['arm']} vs {row['control']}",
             row["method"],
-            estimate,
+            _estimates(row),
             f"{row['power']:.3f}",
             "" if null is None else f"{null['type_I_error']:.3f}",
+            *([f"{row['assurance']:.3f}"] if assured and "assurance" in row else []),
         )
     out_console.print(table)
+    boundary = oc["alternative"].get("group_sequential", {}).get("harm")
+    if boundary is not None and "assurance_crossing" in boundary:
+        out_console.print(
+            f"DSMB harm boundary crossed: {boundary['crossing']:.3f} at the fixed values, "
+            f"{boundary['assurance_crossing']:.3f} over the posterior"
+        )
     out_console.print(f"{outcome.seconds:.1f} s ({oc['run']['executor']}); oc: {outcome.oc_path}")
     for figure in outcome.figures:
         out_console.print(f"figure: {figure}")
+
+
+def _interval(dist: dict[str, Any] | None) -> str:
+    if dist is None or dist.get("median") is None:
+        return "none"
+    return f"{dist['median']:.3g} ({dist['q025']:.3g} to {dist['q975']:.3g})"
+
+
+def _estimates(row: dict[str, Any]) -> str:
+    """A row's estimate: the difference, or both hazard-ratio summaries, each saying its cover."""
+    if "difference" in row:
+        return _interval(row["difference"])
+    if "hazard_ratio" not in row:
+        return ""
+    cox, firth = row["hazard_ratio"], row.get("hazard_ratio_all")
+    text = f"Cox {_interval(cox)}, {cox['not_estimable']:.1%} not estimable"
+    if firth is not None:
+        text += f"; Firth {_interval(firth)} over the {firth['covered']:.1%} with an event"
+    return text
+
+
+def model_check_table() -> Table:
+    """The model's 95% posterior predictive interval of each published STALWART figure and of
+    the two held-out figures, from the shipped posterior sample's report."""
+    from stalwart.simulate.posterior_checks import shipped_report
+
+    report = shipped_report()
+    table = Table(title="Model (posterior) vs published: 95% predictive intervals")
+    for column in ("Figure", "Published", "Model median (95% PI)", "Inside", "Fitted"):
+        table.add_column(column)
+    for name, row in report["predictive_intervals"].items():
+        table.add_row(
+            name,
+            f"{row['published']:g}",
+            f"{row['median']:.3g} ({row['q025']:.3g} to {row['q975']:.3g})",
+            "yes" if row["inside"] else "NO",
+            "likelihood",
+        )
+    vanguard = report["held_out"]["uk_vanguard_cd4_auc_difference"]
+    pi = vanguard["model_predictive"]
+    table.add_row(
+        "UK-Vanguard CD4 AUC difference, 24 wk",
+        f"{vanguard['estimate']:g} ({vanguard['ci_low']:g} to {vanguard['ci_high']:g})",
+        f"{pi['median']:.3g} ({pi['q025']:.3g} to {pi['q975']:.3g})",
+        "yes" if pi["inside"] else "NO",
+        "held out",
+    )
+    extension = report["held_out"]["stalwart_extension_hazard_ratio"]
+    hr = extension["model_hazard_ratio"]
+    table.add_row(
+        "STALWART post-IL-2 follow-up HR",
+        f"{extension['estimate']:g} ({extension['ci_low']:g} to {extension['ci_high']:g})",
+        f"{hr['median']:.3g} ({hr['q025']:.3g} to {hr['q975']:.3g})",
+        "yes" if extension["inside_published_ci"] else "NO",
+        "held out",
+    )
+    return table

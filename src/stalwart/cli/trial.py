@@ -75,6 +75,9 @@ def demo(
     for row in outcome.analysis.comparison:
         table.add_row(row.quantity, row.published, row.this_run)
     out_console.print(table)
+    from stalwart.cli.design import model_check_table
+
+    out_console.print(model_check_table())
     if outcome.replaced:
         out_console.print(f"replaced the previous demo run in {outcome.out}")
     out_console.print(

@@ -19,12 +19,17 @@ The analyses are the protocol's ``[analysis]`` plan run with the batched kernels
 
 Column names are ``"<comparison key>|<metric>"``
 (:func:`~stalwart.analysis.comparisons.comparison_key`).
+
+With ``TrialSpec.posterior`` (a posterior sample of model parameters), each stream of
+``STREAM_REPLICATES`` replicates runs at a draw chosen by the seed and the stream: the
+probability of success over such replicates is the assurance, success integrated over the
+posterior.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -40,6 +45,7 @@ from stalwart.protocol.schema import Protocol
 from stalwart.simulate.parameters import ModelParameters
 from stalwart.simulate.vectorized import (
     FIDELITIES,
+    STREAM_REPLICATES,
     ReplicateData,
     ReplicateSimulator,
     apply_scenario,
@@ -64,10 +70,22 @@ class TrialSpec:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     looks: LookPlan = DEFAULT_LOOKS
     fidelity: str = "outcomes"
+    posterior: tuple[tuple[tuple[str, float], ...], ...] = ()
 
     def design(self) -> tuple[Protocol, ModelParameters]:
         """The protocol and parameters with the scenario's overrides applied (and validated)."""
         return apply_scenario(self.protocol, self.params, self.overrides)
+
+    def stream_draw(self, stream: int) -> dict[str, float]:
+        """The posterior draw of one replicate stream: a function of the seed and the stream
+        only, so every executor and blocking gives each replicate the same parameters."""
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, stream, 0x20]))
+        return dict(self.posterior[int(rng.integers(len(self.posterior)))])
+
+    def with_draw(self, stream: int) -> TrialSpec:
+        """This spec at one stream's posterior draw (the scenario's own overrides win)."""
+        overrides = {**self.stream_draw(stream), **self.overrides}
+        return replace(self, overrides=overrides, posterior=())
 
     def simulator(self) -> ReplicateSimulator:
         """The vectorized model with the scenario applied, drawing only the visits analysed.
@@ -96,10 +114,22 @@ class TrialSpec:
 
 
 def run_block(spec: TrialSpec, first_replicate: int, n_replicates: int) -> Columns:
-    """Simulate replicates ``first_replicate ..`` of the spec's seed and analyse them."""
-    simulator = spec.simulator()
-    data = simulator.simulate(n_replicates, spec.seed, first_replicate)
-    return analyse(data, simulator.protocol, spec.looks)
+    """Simulate replicates ``first_replicate ..`` of the spec's seed and analyse them.
+
+    With a posterior sample, each replicate stream (``STREAM_REPLICATES`` replicates) runs
+    at its own draw (:meth:`TrialSpec.stream_draw`); the results are concatenated in order.
+    """
+    if not spec.posterior:
+        simulator = spec.simulator()
+        data = simulator.simulate(n_replicates, spec.seed, first_replicate)
+        return analyse(data, simulator.protocol, spec.looks)
+    parts: list[Columns] = []
+    end = first_replicate + n_replicates
+    for stream in range(first_replicate // STREAM_REPLICATES, -(-end // STREAM_REPLICATES)):
+        lo = max(first_replicate, stream * STREAM_REPLICATES)
+        hi = min(end, (stream + 1) * STREAM_REPLICATES)
+        parts.append(run_block(spec.with_draw(stream), lo, hi - lo))
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
 
 def analyse(data: ReplicateData, protocol: Protocol, looks: LookPlan = DEFAULT_LOOKS) -> Columns:

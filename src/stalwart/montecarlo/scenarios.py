@@ -34,6 +34,7 @@ alternative only in the treatment effects.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import tomllib
@@ -50,12 +51,14 @@ from stalwart.simulate.vectorized import apply_scenario
 
 __all__ = [
     "DEFAULT_LOOKS",
+    "HARM_SCENARIOS",
     "NULL_OVERRIDES",
     "LookPlan",
     "ScenarioFile",
     "Sweep",
     "load_scenario_file",
     "parse_scenario",
+    "with_harm",
 ]
 
 NULL_OVERRIDES: dict[str, Any] = {
@@ -63,6 +66,15 @@ NULL_OVERRIDES: dict[str, Any] = {
     "il2_event_hazard_ratio": 1.0,
 }
 """No treatment effect: IL-2 adds no CD4 cells and does not change the event hazard."""
+
+HARM_SCENARIOS: dict[str, dict[str, Any]] = {
+    "none": {"il2_event_hazard_ratio": 1.0},
+    "cycles": {"il2_excess_hazard_window_days": 28.0},
+    "persistent": {"il2_excess_hazard_window_days": 36525.0},
+}
+"""Named time courses of IL-2's excess event hazard (documented in the parameters file): none;
+during each cycle and 28 days after it; from the first dose to the end of follow-up. Each sets
+only the course: the hazard ratio is the model's (or the scenario file's) unless it is "none"."""
 
 _SECTIONS = ("name", "description", "scenario", "null", "sweep", "group_sequential")
 _SPENDING = ("obrien-fleming", "pocock")
@@ -284,3 +296,27 @@ def _looks(table: Mapping[str, Any]) -> LookPlan:
     except (AnalysisError, TypeError, ValueError) as exc:
         raise ConfigurationError(f"[group_sequential]: {exc}") from None
     return plan
+
+
+def with_harm(scenario: ScenarioFile, harm: str | None) -> ScenarioFile:
+    """``scenario`` with a named IL-2 harm course (:data:`HARM_SCENARIOS`) on top; the null
+    scenario keeps its own "no effect" values.
+
+    Raises
+    ------
+    ConfigurationError
+        ``harm`` is not a name of :data:`HARM_SCENARIOS`.
+    """
+    if harm is None:
+        return scenario
+    if harm not in HARM_SCENARIOS:
+        raise ConfigurationError(
+            f"--harm {harm!r} is not a harm scenario; choose one of {', '.join(HARM_SCENARIOS)}"
+        )
+    course = HARM_SCENARIOS[harm]
+    return dataclasses.replace(
+        scenario,
+        name=f"{scenario.name}, IL-2 harm: {harm}",
+        overrides={**scenario.overrides, **course},
+        null={**course, **scenario.null},
+    )

@@ -17,7 +17,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,10 @@ from stalwart import __version__
 from stalwart.analysis.comparisons import plan_comparisons
 from stalwart.errors import ConfigurationError
 from stalwart.jsonable import jsonable
+from stalwart.montecarlo.assurance import add_assurance, posterior_draws, uncertainty_provenance
 from stalwart.montecarlo.engine import Columns, TrialSpec
 from stalwart.montecarlo.executors import BlockTask, Executor, make_executor
-from stalwart.montecarlo.scenarios import ScenarioFile, load_scenario_file
+from stalwart.montecarlo.scenarios import ScenarioFile, load_scenario_file, with_harm
 from stalwart.montecarlo.summary import summarize, type_one_error
 from stalwart.protocol.load import load_protocol
 from stalwart.simulate.parameters import default_parameters_path, load_parameters
@@ -40,7 +41,10 @@ __all__ = ["CONVENTIONS", "StudyOutcome", "run_study"]
 CONVENTIONS = {
     "interval": "2.5% and 97.5% quantiles over replicates",
     "power": "share of all replicates with p < alpha; not estimable counts as not significant",
-    "hazard_ratio": "distribution over replicates where the Cox estimate exists",
+    "hazard_ratio": "Cox estimate over the replicates where it is finite (not_estimable: the "
+    "share left out, where a side has no event; biased towards 1)",
+    "hazard_ratio_all": "Firth-penalized Cox estimate over every replicate with an event "
+    "(covered: their share); finite where the Cox one is not",
     "type_I_error": "power of each test under the null scenario (no treatment effect)",
     "mc_se": "Monte Carlo standard error sqrt(p (1 - p) / replicates)",
     "null_scenario": "the scenario with [null] applied: IL-2 CD4 gain 0 and event hazard ratio 1",
@@ -82,6 +86,8 @@ def run_study(
     progress: StageProgress | None = None,
     scheduler_timeout: float = 5.0,
     fidelity: str = "outcomes",
+    harm: str | None = None,
+    uncertainty: str = "fixed",
 ) -> StudyOutcome:
     """Run the Monte Carlo study and write ``out/oc.json`` (see the module).
 
@@ -95,7 +101,11 @@ def run_study(
     ``workers`` and ``scheduler``, closed after the run) or an executor to use as it is.
     ``fidelity`` is the simulator's (:data:`~stalwart.simulate.vectorized.FIDELITIES`):
     ``outcomes`` (default) draws only what the analyses read, from the same model; ``full``
-    draws every record.
+    draws every record. ``harm`` names a time course of IL-2's excess event hazard
+    (:data:`~stalwart.montecarlo.scenarios.HARM_SCENARIOS`) applied on top of the scenario.
+    ``uncertainty="posterior"`` runs every job again with each replicate stream's parameters
+    drawn from the packaged posterior sample (:mod:`~stalwart.simulate.posterior`): oc.json
+    then gives the assurance beside each power, and under ``assurance`` the whole summaries.
     """
     started = time.perf_counter()
     _check_options(out, replicates, seed, fidelity)
@@ -106,6 +116,7 @@ def run_study(
         if scenario is None
         else load_scenario_file(scenario, loaded.protocol, params)
     )
+    chosen = with_harm(chosen, harm)
     jobs = [
         _Job("alternative", chosen.overrides, replicates),
         _Job("null", chosen.null_overrides, replicates),
@@ -117,6 +128,16 @@ def run_study(
         TrialSpec(loaded.protocol, params, seed, job.overrides, chosen.looks, fidelity)
         for job in jobs
     ]
+    fixed = len(jobs)
+    posterior = posterior_draws(uncertainty, loaded.protocol, params)
+    if posterior:
+        for job in jobs[:fixed]:
+            jobs.append(replace(job, label=f"{job.label} (posterior)"))
+            specs.append(
+                TrialSpec(
+                    loaded.protocol, params, seed, job.overrides, chosen.looks, fidelity, posterior
+                )
+            )
     tasks = [
         BlockTask(spec, first, min(block, job.replicates - first))
         for spec, job in zip(specs, jobs, strict=True)
@@ -188,7 +209,9 @@ def run_study(
     }
     figures: tuple[Path, ...] = ()
     if chosen.sweep is not None:
-        oc["power_curve"] = _power_curve(chosen, jobs[2:], summaries[2:])
+        oc["power_curve"] = _power_curve(chosen, jobs[2:fixed], summaries[2:fixed])
+    if posterior:
+        _add_posterior(oc, jobs, summaries, columns, fixed, len(posterior), alpha)
     out.mkdir(parents=True, exist_ok=True)
     if chosen.sweep is not None:
         from stalwart.montecarlo.figures import power_curve_figure
@@ -242,3 +265,37 @@ def _power_curve(
                 }
             )
     return {"parameter": chosen.sweep.parameter, "values": list(chosen.sweep.values), "rows": rows}
+
+
+def _add_posterior(
+    oc: dict[str, Any],
+    jobs: list[_Job],
+    summaries: list[dict[str, Any]],
+    columns: dict[str, Columns],
+    fixed: int,
+    n_draws: int,
+    alpha: float,
+) -> None:
+    """The posterior jobs' summaries under ``assurance``; each assurance beside its power."""
+    oc["provenance"]["uncertainty"] = uncertainty_provenance(n_draws)
+    oc["conventions"]["assurance"] = (
+        "share of replicates with p < alpha when each stream's parameters are drawn from the "
+        "posterior sample; mc_se between streams"
+    )
+    oc["assurance"] = {
+        "alternative": summaries[fixed],
+        "null": summaries[fixed + 1],
+        "type_I_error": type_one_error(summaries[fixed + 1], alpha),
+    }
+    add_assurance(oc["alternative"], summaries[fixed], columns[jobs[fixed].label], alpha)
+    for row in oc.get("power_curve", {}).get("rows", []):
+        at = next(j for j in range(fixed + 2, len(jobs)) if jobs[j].sweep_value == row["value"])
+        summary = summaries[at]
+        row["assurance"] = next(
+            (
+                float(other["power"])
+                for other in [*summary["primary"], *summary["time_to_event"]]
+                if all(other[k] == row[k] for k in ("endpoint", "arm", "method"))
+            ),
+            None,
+        )

@@ -6,7 +6,10 @@ Conventions (stated in oc.json too):
 * power (or type I error under the null) is the share of *all* replicates with ``p < alpha``;
   a replicate whose analysis is not estimable (an arm without values, no events in a group)
   counts as not significant, and the share not estimable is reported beside it;
-* the hazard-ratio distribution is over the replicates where it is estimable;
+* the Cox hazard ratio's distribution is over the replicates where it is finite, with the share
+  where it is not (no event on a side: those with the largest or smallest ratios, so it is
+  biased); ``hazard_ratio_all`` is the Firth-penalized Cox estimate, finite in every replicate
+  with an event, summarised over all of them (``covered``: their share);
 * Monte Carlo standard error of a proportion ``p`` over ``R`` replicates: ``sqrt(p (1-p) / R)``.
 """
 
@@ -137,8 +140,16 @@ def _time_to_event(columns: Columns, comparison: Comparison, alpha: float) -> li
         if TIME_TO_EVENT_METHODS[method].hazard_ratio:
             hr = columns[f"{key}|hazard_ratio"]
             row["hazard_ratio"] = {
+                "estimator": "Cox (maximum partial likelihood), replicates where it is finite",
                 **{k: v for k, v in distribution(hr).items() if k != "mean"},
                 "not_estimable": row["not_estimable"],
+            }
+            firth = columns[f"{key}|firth_hazard_ratio"]
+            row["hazard_ratio_all"] = {
+                "estimator": "Firth-penalized Cox (Heinze & Schemper 2001), every replicate "
+                "with an event",
+                **{k: v for k, v in distribution(firth).items() if k != "mean"},
+                "covered": float(np.mean(np.isfinite(firth))),
             }
         rows.append(row)
     return rows

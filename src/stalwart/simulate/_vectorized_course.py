@@ -10,14 +10,18 @@ sum and the inverse are exact expressions instead of model.py's cumulative sum o
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
+from stalwart.simulate._vectorized_hazard import (
+    FAR,
+    hazard_shape,
+    merged_windows,
+    next_event_in_windows,
+)
 from stalwart.simulate._vectorized_plan import ArmPlan, BoolArray, CyclePlan, IntArray, Plan
 from stalwart.simulate.equations import (
     DAYS_PER_YEAR,
@@ -27,6 +31,7 @@ from stalwart.simulate.equations import (
     art_suppression_step,
     daily_event_rate,
     event_hazard_slope,
+    il2_excess_window,
     log10_hiv_rna,
     measured_cd4,
     measured_log10_hiv_rna,
@@ -39,133 +44,6 @@ __all__ = ["COMPLETED", "DEATH", "LOST", "WITHDREW", "Cohort", "empty_outputs"]
 
 COMPLETED, LOST, WITHDREW, DEATH = range(4)
 """Disposition codes, indices into ``vectorized.DISPOSITION_STATUSES``."""
-
-
-@dataclass(frozen=True)
-class _Hazard:
-    """``exp(-k * C_nat(j))`` on days j >= 1: geometric ``a * exp(beta * j)`` while the natural
-    CD4 is above the floor, ``flat`` below it; ``geo_first`` says which comes first and
-    ``boundary`` is the last day of the first piece."""
-
-    a: FloatArray
-    beta: FloatArray
-    flat: FloatArray
-    boundary: FloatArray
-    geo_first: BoolArray
-    first_total: FloatArray  # S(boundary): the whole first piece
-
-    def take(self, index: IntArray) -> _Hazard:
-        return _Hazard(*(getattr(self, f.name)[index] for f in dataclasses.fields(self)))
-
-
-_FAR = 1.0e9  # a day beyond any follow-up
-
-
-def _hazard_shape(params: ModelParameters, cd4: FloatArray, decline: FloatArray) -> _Hazard:
-    kappa = event_hazard_slope(params)
-    floor = params.cd4_floor.value
-    delta = decline / DAYS_PER_YEAR
-    with np.errstate(divide="ignore", invalid="ignore"):
-        reach = (cd4 - floor) / delta  # the day the linear path meets the floor
-    falling = delta > 0
-    rising = delta < 0
-    boundary = np.where(
-        falling,
-        np.clip(np.floor(reach), 0, _FAR),
-        np.where(rising, np.clip(np.ceil(reach) - 1, 0, _FAR), _FAR),
-    )
-    geo_first = falling | (~rising & (cd4 >= floor))
-    a = np.exp(-kappa * cd4)
-    beta = kappa * delta
-    flat = np.full_like(cd4, math.exp(-kappa * floor))
-    whole = np.where(geo_first, _geo_sum(a, beta, np.ones_like(cd4), boundary), flat * boundary)
-    return _Hazard(a, beta, flat, boundary, geo_first, whole)
-
-
-def _geo_sum(a: FloatArray, beta: FloatArray, first: FloatArray, count: FloatArray) -> FloatArray:
-    """``sum_{j=first}^{first+count-1} a * exp(beta * j)``."""
-    small = np.abs(beta) < 1e-12
-    safe = np.where(small, 1.0, beta)
-    with np.errstate(over="ignore", invalid="ignore"):
-        ratio = np.where(
-            small, count, np.expm1(safe * np.where(small, 0.0, count)) / np.expm1(safe)
-        )
-        out: FloatArray = a * np.exp(beta * first) * ratio
-    return out
-
-
-def _geo_count(
-    a: FloatArray, beta: FloatArray, first: FloatArray, target: FloatArray
-) -> FloatArray:
-    """Fewest terms of the geometric sum from ``first`` reaching ``target`` (inf: never)."""
-    small = np.abs(beta) < 1e-12
-    safe = np.where(small, 1.0, beta)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        start = a * np.exp(beta * first)
-        q = target * np.expm1(safe) / start
-        geometric = np.where(q > -1.0, np.ceil(np.log1p(np.maximum(q, -1.0)) / safe), np.inf)
-        out: FloatArray = np.where(small, np.ceil(target / start), geometric)
-    return np.maximum(out, 0.0)
-
-
-def _cumulative(h: _Hazard, day: FloatArray) -> FloatArray:
-    """``S(day) = sum_{j=1}^{day} exp(-k * C_nat(j))``."""
-    one = np.ones_like(day)
-    first = np.minimum(day, h.boundary)
-    rest = np.maximum(day - h.boundary, 0.0)
-    piece1 = np.where(h.geo_first, _geo_sum(h.a, h.beta, one, first), h.flat * first)
-    piece2 = np.where(h.geo_first, h.flat * rest, _geo_sum(h.a, h.beta, h.boundary + 1, rest))
-    out: FloatArray = piece1 + piece2
-    return out
-
-
-def _reaching(h: _Hazard, target: FloatArray) -> FloatArray:
-    """Smallest day d >= 0 with ``S(d) >= target`` (inf: never)."""
-    one = np.ones_like(target)
-    whole1 = h.first_total
-    rest = target - whole1
-    with np.errstate(divide="ignore", invalid="ignore"):
-        in_first = np.where(
-            h.geo_first, _geo_count(h.a, h.beta, one, target), np.ceil(target / h.flat)
-        )
-        in_second = np.where(
-            h.geo_first, np.ceil(rest / h.flat), _geo_count(h.a, h.beta, h.boundary + 1, rest)
-        )
-    out: FloatArray = np.where(
-        target <= whole1, np.minimum(np.maximum(in_first, 0.0), h.boundary), h.boundary + in_second
-    )
-    return out
-
-
-def _next_event(
-    h: _Hazard,
-    scale: FloatArray,
-    start: FloatArray,
-    exponential: FloatArray,
-    switch: FloatArray,
-    after: float,
-) -> FloatArray:
-    """First day d >= start with ``scale * sum_{j=start}^{d} m_j exp(-k C_nat(j)) >= E``, where
-    ``m_j`` is 1 before ``switch`` and ``after`` from it (model.py's searchsorted of the
-    cumulative daily hazard, in closed form). inf: never."""
-    with np.errstate(divide="ignore"):
-        y = exponential / scale
-    base = _cumulative(h, start - 1.0)
-    switched = np.isfinite(switch)
-    split = switched & (switch > start)
-    at_switch = _cumulative(h, np.where(split, switch - 1.0, start - 1.0))
-    before = at_switch - base
-    in_first = split & (y <= before)
-    target = np.where(
-        in_first | ~switched,
-        base + y,
-        np.where(split, at_switch + (y - before) / after, base + y / after),
-    )
-    day = _reaching(h, target)
-    day = np.where(in_first, np.minimum(day, switch - 1.0), day)
-    day = np.where(split & ~in_first, np.maximum(day, switch), day)
-    out: FloatArray = np.maximum(day, start)
-    return out
 
 
 class Cohort:
@@ -214,7 +92,7 @@ class Cohort:
         p, n, rng = self.p, self.n, self.rng
         if self.arm.dropout_rate > 0:
             scale = DAYS_PER_YEAR / self.arm.dropout_rate
-            dropout = 1.0 + np.floor(np.minimum(rng.standard_exponential(n) * scale, _FAR))
+            dropout = 1.0 + np.floor(np.minimum(rng.standard_exponential(n) * scale, FAR))
         else:
             dropout = self.end_day + 1.0
         self.dropped = dropout < self.end_day
@@ -245,17 +123,21 @@ class Cohort:
         p, x, rng = self.p, self.x, self.rng
         kappa = event_hazard_slope(p)
         scale = daily_event_rate(p, x["frailty"]) * math.exp(kappa * p.event_reference_cd4.value)
-        self.first_il2 = np.full(self.n, np.inf)
-        for k in range(len(self.arm.cycles) - 1, -1, -1):  # the first intended cycle wins
-            days = self.arm.cycles[k].il2_days
-            if len(days):
-                self.first_il2 = np.where(intends[:, k], float(days[0]), self.first_il2)
-        # the excess hazard applies from the first IL-2 day when it comes before the horizon
-        self.switch = np.where(self.first_il2 <= self.horizon, self.first_il2, np.inf)
-        h = _hazard_shape(p, x["cd4"], x["decline"])
+        # each intended cycle's IL-2 exposure window; a stop before its first day removes it
+        cycles = len(self.arm.cycles)
+        self.window_lo = np.full((self.n, cycles), np.inf)
+        self.window_hi = np.full((self.n, cycles), -np.inf)
+        for k, cycle in enumerate(self.arm.cycles):
+            if len(cycle.il2_days):
+                first, last = il2_excess_window(p, cycle.il2_days.tolist())
+                self.window_lo[:, k] = np.where(intends[:, k], first, np.inf)
+                self.window_hi[:, k] = np.where(intends[:, k], last, -np.inf)
+        h = hazard_shape(p, x["cd4"], x["decline"])
         ratio = p.il2_event_hazard_ratio.value
+        lo, hi = merged_windows(self.window_lo, self.window_hi)
         ones = np.ones(self.n)
-        day = _next_event(h, scale, ones, rng.standard_exponential(self.n), self.switch, ratio)
+        e = rng.standard_exponential(self.n)
+        day = next_event_in_windows(h, scale, ones, e, lo, hi, ratio)
         who = np.flatnonzero(day <= self.horizon)
         day = day[who]
         self.last_event[who] = day
@@ -266,13 +148,10 @@ class Cohort:
         self._maybe_stop(who, day)
         later = p.later_event_hazard_ratio.value
         while len(who):
-            day = _next_event(
-                h.take(who),
-                scale[who] * later,
-                day + 1.0,
-                rng.standard_exponential(len(who)),
-                self.switch[who],
-                ratio,
+            lo, hi = merged_windows(self.window_lo[who], self.window_hi[who])
+            e = rng.standard_exponential(len(who))
+            day = next_event_in_windows(
+                h.take(who), scale[who] * later, day + 1.0, e, lo, hi, ratio
             )
             hit = day <= self.horizon[who]
             who, day = who[hit], day[hit]
@@ -289,8 +168,9 @@ class Cohort:
         stops = self.rng.random(len(who)) < self.p.event_stop_treatment_probability.value
         who, day = who[stops], day[stops]
         self.stop[who] = day
-        before_il2 = day <= self.switch[who]  # stopped before any IL-2: no excess
-        self.switch[who[before_il2]] = np.inf
+        later = self.window_lo[who] >= day[:, None]  # cycles not reached: no IL-2, no excess
+        self.window_lo[who] = np.where(later, np.inf, self.window_lo[who])
+        self.window_hi[who] = np.where(later, -np.inf, self.window_hi[who])
 
     # -- doses and treatment-related adverse events ---------------------------------------------
     def _treatment(self, intends: BoolArray) -> None:

@@ -72,6 +72,7 @@ expectations.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -91,12 +92,16 @@ from stalwart.simulate.equations import (
     cd4_log_deviation,
     hiv_rna_setpoint,
     il2_cd4_kernel,
+    il2_excess_window,
     natural_cd4,
     relative_event_hazard,
 )
 from stalwart.simulate.parameters import ModelParameters, Parameter
 
-__all__ = ["Calibration", "apply_calibration", "calibrate"]
+__all__ = ["Calibration", "EventExpectations", "apply_calibration", "calibrate", "week32_gain"]
+
+Exposure = tuple[tuple[float, float], ...]
+"""IL-2 exposure windows (first and last day, inclusive) of one pattern of intended cycles."""
 
 
 @dataclass(frozen=True)
@@ -205,6 +210,41 @@ def apply_calibration(params: ModelParameters, calibration: Calibration) -> Mode
     )
 
 
+def week32_gain(params: ModelParameters, protocol: Protocol, arm: str) -> float:
+    """Expected week-32 CD4 difference from no therapy per unit of the persistent gain (g_a, §1)."""
+    return _week32_gain_per_unit(params, protocol, arm)
+
+
+class EventExpectations:
+    """The expected event and completion proportions by arm (§2-3) for any event rate, IL-2
+    hazard ratio, excess window and dropout rates: the likelihood of the posterior calibration.
+
+    The population quadrature (``nodes`` per dimension) is built once; each call rebuilds only
+    what the window changes.
+    """
+
+    def __init__(self, params: ModelParameters, protocol: Protocol, nodes: int = 4) -> None:
+        self._model = _EventModel(params, protocol, nodes)
+        self._params = params
+
+    def __call__(
+        self, rate: float, ratio: float, window: float, dropout: Mapping[str, float]
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """(event proportion, completion proportion) by arm of ``dropout``."""
+        model = self._model
+        current = self._params.il2_excess_hazard_window_days
+        window_parameter = current.model_copy(update={"value": window})
+        model.params = self._params.model_copy(
+            update={"il2_excess_hazard_window_days": window_parameter}
+        )
+        model._first_days.clear()
+        model._cumulative.clear()
+        model._first_event.clear()
+        events = {a: model.event_proportion(a, rate, ratio, mu) for a, mu in dropout.items()}
+        done = {a: model.completion(a, rate, ratio, mu) for a, mu in dropout.items()}
+        return events, done
+
+
 def _cd4_endpoint_visit(protocol: Protocol) -> str:
     for endpoint in protocol.endpoints:
         if endpoint.kind == "continuous" and endpoint.test == "CD4" and endpoint.visit:
@@ -304,8 +344,8 @@ class _EventModel:
         self.end_prob = np.bincount(ends, minlength=longest + 1) / len(ends)
         self.weights, hazard = self._population(nodes)
         self.hazard = hazard  # per day, at rate 1 per person-year, no IL-2
-        self._cumulative: dict[int | None, tuple[FloatArray, FloatArray]] = {}
-        self._first_days: dict[str, list[tuple[float, int | None]]] = {}
+        self._cumulative: dict[Exposure, tuple[FloatArray, FloatArray]] = {}
+        self._first_days: dict[str, list[tuple[float, Exposure]]] = {}
         self._first_event: dict[tuple[object, float, float], FloatArray] = {}
 
     def _population(self, nodes: int) -> tuple[FloatArray, FloatArray]:
@@ -345,35 +385,44 @@ class _EventModel:
                 prob *= ndtr((log_cd4 - sd * sd / 2 - math.log(threshold)) / sd)
         return prob
 
-    def _first_il2_days(self, arm: str) -> list[tuple[float, int | None]]:
-        """(probability, first IL-2 day) by which cycle is the first one started."""
+    def _exposures(self, arm: str) -> list[tuple[float, Exposure]]:
+        """(probability, IL-2 exposure windows) over which of the arm's cycles are intended.
+
+        Each cycle is declined independently with ``cycle_not_started_probability``; the
+        windows of the intended ones (:func:`~stalwart.simulate.equations.il2_excess_window`)
+        make the exposure. Declining every cycle, or an arm without IL-2, leaves none.
+        """
         if arm in self._first_days:
             return self._first_days[arm]
         calendar = participant_calendar(self.protocol, arm, self.protocol.study.accrual_start)
-        starts = [
-            c.days(IL2_TREATMENT)[0]
+        windows = [
+            il2_excess_window(self.params, c.days(IL2_TREATMENT))
             for c in treatment_cycles(self.protocol, calendar)
             if c.days(IL2_TREATMENT)
         ]
         skip = self.params.cycle_not_started_probability.value
-        out: list[tuple[float, int | None]] = [
-            (skip**k * (1.0 - skip), day) for k, day in enumerate(starts)
-        ]
-        out.append((skip ** len(starts), None))
-        self._first_days[arm] = out
-        return out
+        merged: dict[Exposure, float] = {}
+        for intended in itertools.product((False, True), repeat=len(windows)):
+            prob = math.prod((1.0 - skip) if i else skip for i in intended)
+            key = tuple(w for w, i in zip(windows, intended, strict=True) if i)
+            merged[key] = merged.get(key, 0.0) + prob
+        out = sorted(merged.items(), key=lambda item: (len(item[0]), item[0]))
+        self._first_days[arm] = [(prob, key) for key, prob in out]
+        return self._first_days[arm]
 
-    def _split(self, first_il2: int | None) -> tuple[FloatArray, FloatArray]:
-        if first_il2 not in self._cumulative:
-            exposed = np.zeros_like(self.days) if first_il2 is None else self.days >= first_il2
+    def _split(self, exposure: Exposure) -> tuple[FloatArray, FloatArray]:
+        if exposure not in self._cumulative:
+            exposed = np.zeros(self.days.shape, dtype=bool)
+            for lo, hi in exposure:
+                exposed |= (self.days >= lo) & (self.days <= hi)
             before = np.cumsum(self.hazard * (1.0 - exposed), axis=1)
             after = np.cumsum(self.hazard * exposed, axis=1)
-            self._cumulative[first_il2] = (before, after)
-        return self._cumulative[first_il2]
+            self._cumulative[exposure] = (before, after)
+        return self._cumulative[exposure]
 
     def first_event(self, arm: str, rate: float, ratio: float) -> FloatArray:
         """P(first event by day d), population average, ignoring dropout."""
-        scenarios = self._first_il2_days(arm)
+        scenarios = self._exposures(arm)
         key = (tuple(scenarios), rate, ratio)
         if key in self._first_event:
             return self._first_event[key]
@@ -411,7 +460,7 @@ class _EventModel:
     ) -> tuple[float, float]:
         """Rate from the arms without IL-2, then the IL-2 hazard ratio from the arms with it."""
         targets = self.params.target_event_proportion
-        control = [a for a in targets if self._first_il2_days(a)[0][1] is None]
+        control = [a for a in targets if all(not key for _, key in self._exposures(a))]
         treated = [a for a in targets if a not in control]
         if control:
             goal = float(np.mean([targets[a].value for a in control]))

@@ -29,6 +29,7 @@ The laws, in the order a participant meets them (the parameters and their source
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TypeVar
 
 import numpy as np
@@ -51,6 +52,7 @@ __all__ = [
     "event_hazard_slope",
     "hiv_rna_setpoint",
     "il2_cd4_kernel",
+    "il2_excess_window",
     "il2_hiv_rna_kernel",
     "il2_response",
     "log10_hiv_rna",
@@ -169,6 +171,18 @@ def event_hazard_slope(params: ModelParameters) -> float:
 def daily_event_rate(params: ModelParameters, frailty: Value) -> Value:
     """Clinical-event hazard per day at the reference CD4 count, for a ``frailty``."""
     return frailty * params.event_rate_at_reference_cd4.value / DAYS_PER_YEAR
+
+
+def il2_excess_window(params: ModelParameters, il2_days: Sequence[int]) -> tuple[float, float]:
+    """First and last day (inclusive) of one IL-2 cycle's excess event hazard.
+
+    The hazard ratio ``il2_event_hazard_ratio`` applies from the cycle's first IL-2 day to its
+    last plus ``il2_excess_hazard_window_days`` (exposure-driven inflammation, hsCRP and D-dimer
+    rise with each cycle and settle after it); a window longer than follow-up is a persistent
+    excess from the first dose. A participant's exposure is the union over the cycles intended
+    (not declined) and not stopped before their first IL-2 day.
+    """
+    return float(il2_days[0]), float(il2_days[-1]) + params.il2_excess_hazard_window_days.value
 
 
 def relative_event_hazard(params: ModelParameters, natural: FloatArray) -> FloatArray:

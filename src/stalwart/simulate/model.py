@@ -56,6 +56,7 @@ from stalwart.simulate.equations import (
     art_suppression_step,
     event_hazard,
     il2_cd4_kernel,
+    il2_excess_window,
     il2_hiv_rna_kernel,
     log10_hiv_rna,
     measured_cd4,
@@ -283,22 +284,26 @@ class _Course:
         """Events on days 1..horizon: (day, code) list, day of death, day treatment stopped."""
         p = self.p
         days = np.arange(horizon + 1, dtype=np.float64)
-        hazard = event_hazard(p, self.latent.frailty, self._natural_cd4(days))
-        hazard[0] = 0.0
+        base = event_hazard(p, self.latent.frailty, self._natural_cd4(days))
+        base[0] = 0.0
         ratio = p.il2_event_hazard_ratio.value
-        first_il2 = next(
-            (
-                c.days(IL2_TREATMENT)[0]
-                for c, intend in zip(self.cycles, intends, strict=True)
-                if intend and c.days(IL2_TREATMENT)
-            ),
-            None,
-        )
-        if first_il2 is not None and first_il2 <= horizon:
-            hazard[first_il2:] *= ratio
+        windows = [
+            il2_excess_window(p, c.days(IL2_TREATMENT))
+            for c, intend in zip(self.cycles, intends, strict=True)
+            if intend and c.days(IL2_TREATMENT)
+        ]
+
+        def exposed(kept: Sequence[tuple[float, float]]) -> FloatArray:
+            inside = np.zeros(days.shape, dtype=bool)
+            for lo, hi in kept:
+                inside |= (days >= lo) & (days <= hi)
+            return np.where(inside, ratio, 1.0)
+
+        hazard = base * exposed(windows)
         events: list[tuple[int, str]] = []
         death_day: int | None = None
         stop_day: int | None = None
+        later = 1.0
         day = 1
         while day <= horizon:
             cumulative = np.cumsum(hazard[day:])
@@ -316,11 +321,13 @@ class _Course:
             tables = self.tables
             events.append((day, tables.oi_codes[pick(tables.oi_cdf, self.rng.random())]))
             if len(events) == 1:
-                hazard[day + 1 :] *= p.later_event_hazard_ratio.value
+                later = p.later_event_hazard_ratio.value
+                hazard[day + 1 :] *= later
             if stop_day is None and self.rng.random() < p.event_stop_treatment_probability.value:
                 stop_day = day
-                if first_il2 is not None and day <= first_il2 <= horizon:
-                    hazard[first_il2:] /= ratio  # stopped before any IL-2: no excess
+                # cycles not reached by the stop give no IL-2, so no excess
+                windows = [(lo, hi) for lo, hi in windows if lo < day]
+                hazard[day + 1 :] = (base * exposed(windows) * later)[day + 1 :]
             day += 1
         return events, death_day, stop_day
 

@@ -160,6 +160,7 @@ class ModelParameters(BaseModel):
     event_reference_cd4: Real
     event_log_hazard_per_100_cd4: Real
     il2_event_hazard_ratio: Positive
+    il2_excess_hazard_window_days: NonNegative
     frailty_variance: NonNegative
     first_event_death_probability: Probability
     later_event_hazard_ratio: Positive

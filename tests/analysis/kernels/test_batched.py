@@ -15,11 +15,13 @@ from stalwart.analysis.kernels.ancova import ancova
 from stalwart.analysis.kernels.batched import (
     batched_ancova,
     batched_cox,
+    batched_firth_hazard_ratio,
     batched_logrank,
     batched_welch_ttest,
     event_times,
 )
 from stalwart.analysis.kernels.cox import cox_ph
+from stalwart.analysis.kernels.firth import firth_cox
 from stalwart.analysis.kernels.logrank import logrank_test
 from stalwart.analysis.kernels.ttest import welch_ttest
 from stalwart.errors import AnalysisError
@@ -168,3 +170,40 @@ def test_bad_shapes_and_options_are_clear_errors() -> None:
         batched_ancova(
             np.ones((1, 4)), np.zeros((1, 4), int), np.ones((1, 4)), np.ones((1, 4)), 0, 0
         )
+
+
+@pytest.mark.parametrize("ties", ["efron", "breslow"])
+def test_firth_hazard_ratio_equals_the_single_trial_firth_kernel(data: ReplicateData, ties) -> None:
+    """Every replicate with an event, including those with none on one side (infinite Cox)."""
+    time, event = data.time_to_event()
+    treated = data.arm == 1
+    include = treated | (data.arm == 0)
+    firth = batched_firth_hazard_ratio(event_times(time, event, treated, include), ties=ties)
+    for r in range(data.n_replicates):
+        keep = include[r]
+        t, e, g = time[r][keep], event[r][keep].astype(float), treated[r][keep].astype(float)
+        if e.sum() == 0:
+            assert np.isnan(firth[r])
+            continue
+        ref = firth_cox(t, e, g.reshape(-1, 1), ties=ties)
+        assert firth[r] == pytest.approx(ref.hazard_ratio[0], rel=1e-6)
+    assert np.isfinite(firth).sum() > 0
+
+
+def test_firth_is_finite_where_cox_is_infinite() -> None:
+    """12 events against none, and against one: Firth finite, both equal to the single fit."""
+    rng = np.random.default_rng(5)
+    time = rng.uniform(1, 100, (2, 60)).round()
+    treated = np.zeros((2, 60), dtype=bool)
+    treated[:, :30] = True
+    event = np.zeros((2, 60), dtype=bool)
+    event[:, :12] = True
+    event[1, 40] = True
+    include = np.ones((2, 60), dtype=bool)
+    firth = batched_firth_hazard_ratio(time, event, treated, include)
+    cox = batched_cox(time, event, treated, include)
+    assert not cox.estimable[0] and cox.estimable[1]
+    for r in range(2):
+        ref = firth_cox(time[r], event[r].astype(float), treated[r].astype(float), ties="efron")
+        assert firth[r] == pytest.approx(ref.hazard_ratio[0], rel=1e-6)
+    assert 5 < firth[1] < firth[0] < 100

@@ -21,6 +21,7 @@ from stalwart.analysis.kernels._cox_likelihood import FloatArray
 
 __all__ = [
     "MAX_HALVINGS",
+    "TOLER_CHOL",
     "TOLER_INF",
     "Ascent",
     "Objective",
@@ -28,12 +29,14 @@ __all__ = [
     "cholesky_solve",
     "inverse_or_nan",
     "profile_interval",
+    "singular_columns",
 ]
 
 # value, gradient and a positive definite curvature (information) at beta
 Objective = Callable[[FloatArray], tuple[float, FloatArray, FloatArray]]
 
 MAX_HALVINGS = 40  # step halvings before a Newton step is given up
+TOLER_CHOL = float(np.finfo(float).eps) ** 0.75  # R: coxph.control(toler.chol)
 TOLER_INF = math.sqrt(1e-9)  # R: coxph.control(toler.inf = sqrt(eps)) with eps = 1e-9
 _PROFILE_XTOL = 1e-12  # profile limits, standardized scale
 _PROFILE_REACH = 100.0  # standardized distance searched before a limit is declared infinite
@@ -49,6 +52,29 @@ def cholesky_solve(information: FloatArray, score: FloatArray) -> FloatArray | N
         return None
     result: FloatArray = linalg.cho_solve(factor, score)
     return result if np.all(np.isfinite(result)) else None
+
+
+def singular_columns(information: FloatArray, toler: float = TOLER_CHOL) -> list[int]:
+    """Columns R's ``cholesky2`` deems singular: a pivot below ``toler`` times the largest diagonal.
+
+    The symmetric ``LDL'`` factorisation of survival's C code, pivot by pivot: a pivot that is
+    not finite or falls below the tolerance is zeroed and its column reported (``coxph`` then
+    gives that coefficient NA). A plain Cholesky only fails on exact singularity, so a covariate
+    constant within every stratum, whose information is rounding noise, would pass it and come
+    out as a finite, meaningless coefficient.
+    """
+    work = np.array(information, dtype=float)
+    largest = float(np.max(np.diag(work), initial=0.0))
+    eps = toler * largest if largest > 0.0 else toler
+    singular: list[int] = []
+    for i in range(work.shape[0]):
+        pivot = work[i, i]
+        if not math.isfinite(pivot) or pivot < eps:
+            singular.append(i)
+            continue
+        ratio = work[i + 1 :, i] / pivot
+        work[i + 1 :, i + 1 :] -= np.outer(ratio, work[i, i + 1 :])
+    return singular
 
 
 def inverse_or_nan(information: FloatArray) -> FloatArray:

@@ -39,6 +39,7 @@ from stalwart.analysis.kernels._cox_maximize import (
     cholesky_solve,
     inverse_or_nan,
     profile_interval,
+    singular_columns,
 )
 from stalwart.errors import AnalysisError
 from stalwart.jsonable import jsonable
@@ -199,6 +200,25 @@ def _quadratic(matrix: FloatArray, vector: FloatArray) -> float:
     return float(vector @ solved) if solved is not None else math.nan
 
 
+def _null_step(design: CoxDesign, info0: FloatArray, score0: FloatArray) -> FloatArray:
+    """The score step at ``beta = 0``, after R's singularity check (``toler.chol``).
+
+    R gives a coefficient NA when its column of the information is singular to
+    ``coxph.control(toler.chol)``; here that is an error naming the covariate, since a
+    coefficient of a model with a silently dropped column is not the one asked for.
+    """
+    singular = singular_columns(info0)
+    step = None if singular else cholesky_solve(info0, score0)
+    if step is None:
+        which = [design.names[j] for j in singular] or list(design.names)
+        raise AnalysisError(
+            f"the information matrix is singular at beta = 0 (R: coefficient NA for {which}): "
+            "the covariate does not vary within any risk set (for instance it is constant "
+            "within every stratum), or is a combination of the others there; drop it"
+        )
+    return step
+
+
 def _collapse(resid: FloatArray, cluster: IntpArray | None) -> FloatArray:
     """Sum residual rows within clusters (R ``residuals(..., collapse = cluster)``)."""
     if cluster is None:
@@ -273,7 +293,9 @@ def cox_ph(
     AnalysisError
         Mismatched lengths, non-finite values, negative times, event values other than 0/1, no
         events, a covariate with no variation, collinear covariates, or an information matrix
-        that is singular at ``beta = 0`` (no covariate varies within any risk set).
+        that is singular at ``beta = 0`` to R's tolerance (``coxph.control(toler.chol)``,
+        where R reports the coefficient NA): a covariate that does not vary within any risk
+        set, e.g. one constant within every stratum.
     """
     design = cox_design(time, event, X, ties, strata, alpha, names)
     cluster_codes = label_codes(cluster, design.n, "cluster")
@@ -281,12 +303,7 @@ def cox_ph(
     model = PartialLikelihood(design.strata, design.p, design.n)
     start = model(np.zeros(design.p))
     loglik_null, score0, info0 = start
-    score_step = cholesky_solve(info0, score0)
-    if score_step is None:
-        raise AnalysisError(
-            "the information matrix is singular at beta = 0: a covariate does not vary within "
-            "any risk set (for instance it is constant within strata)"
-        )
+    score_step = _null_step(design, info0, score0)
     fit = _newton(model, start, tol, max_iter)
     naive_z = inverse_or_nan(fit.information)
     remaining = np.abs(naive_z @ fit.score)

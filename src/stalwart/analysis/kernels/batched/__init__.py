@@ -27,6 +27,7 @@ from stalwart.analysis.kernels.batched.survival import (
     BatchedLogRank,
     EventTimes,
     batched_cox,
+    batched_firth_hazard_ratio,
     batched_logrank,
     event_times,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "EventTimes",
     "batched_ancova",
     "batched_cox",
+    "batched_firth_hazard_ratio",
     "batched_logrank",
     "batched_welch_ttest",
     "event_times",

@@ -6,7 +6,9 @@
   monitoring;
 * :func:`batched_cox`: :func:`~stalwart.analysis.kernels.cox.cox_ph` with one binary covariate
   (R ``coxph(Surv(time, event) ~ treated, ties = "efron")``): the same Newton-Raphson from 0,
-  step halving and stopping rule, on every replicate at once.
+  step halving and stopping rule, on every replicate at once;
+* :func:`batched_firth_hazard_ratio`: the Firth-penalized hazard ratio
+  (:func:`~stalwart.analysis.kernels.firth.firth_cox`), finite where the Cox one is infinite.
 
 The survival functions reduce each replicate to its distinct event times (one sort per row):
 per time the numbers at risk and the events, overall and treated. With a binary covariate the
@@ -39,6 +41,7 @@ __all__ = [
     "BatchedLogRank",
     "EventTimes",
     "batched_cox",
+    "batched_firth_hazard_ratio",
     "batched_logrank",
     "event_times",
 ]
@@ -380,3 +383,67 @@ class _EfronTerms:
             for rows in (ll_rows, u_rows, i_rows)
         ]
         return self.d1_total * beta + sums[0], self.d1_total + sums[1], sums[2]
+
+    def information_slope(self, beta: FloatArray) -> FloatArray:
+        """``dI/dbeta`` per replicate: ``sum_l p_l (1 - p_l) (1 - 2 p_l)``, ``p_l = A_l / S_l``."""
+        w = np.exp(beta)[self.replicate]
+        rows = np.zeros(self.d.size)
+        for where, frac, count in self.levels:
+            wl = w[where]
+            s = self.n0[where] + self.n1[where] * wl - frac * (self.d0[where] + self.d1[where] * wl)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                share = wl * (self.n1[where] - frac * self.d1[where]) / s
+            rows[where] += count * share * (1.0 - share) * (1.0 - 2.0 * share)
+        return np.bincount(self.replicate, weights=rows, minlength=self.r).astype(np.float64)
+
+
+def batched_firth_hazard_ratio(
+    time: npt.ArrayLike | EventTimes,
+    event: npt.ArrayLike | None = None,
+    treated: npt.ArrayLike | None = None,
+    include: npt.ArrayLike | None = None,
+    *,
+    ties: str = "efron",
+    tol: float = 1e-9,
+    max_iter: int = 100,
+) -> FloatArray:
+    """Firth-penalized Cox hazard ratio of treated vs control in every replicate.
+
+    :func:`~stalwart.analysis.kernels.firth.firth_cox` with one binary covariate (R
+    ``coxphf``; Heinze & Schemper 2001): the maximum of ``l(b) + 1/2 log I(b)``, by Newton
+    steps on the modified score ``U + I'/(2 I)`` (at most 1 on the log scale, halved while the
+    penalized likelihood falls), stopped when the step is below ``tol``. It exists wherever
+    both groups are at risk at some event, also when one group has no events (where the Cox
+    estimate is infinite), so a summary over replicates need leave none out. NaN where a
+    replicate has no event or a group is never at risk at one.
+    """
+    if ties not in ("efron", "breslow"):
+        raise AnalysisError(f"ties must be 'efron' or 'breslow', got {ties!r}")
+    times = _times(time, event, treated, include)
+    terms = _EfronTerms(times, np.ones(times.replicate.size, dtype=bool), ties == "efron")
+    beta = np.zeros(times.n_replicates)
+    loglik, score, info = terms(beta)
+    active = info > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = loglik + 0.5 * np.log(info)
+        for _ in range(max_iter):
+            if not active.any():
+                break
+            modified = score + 0.5 * terms.information_slope(beta) / info
+            step = np.clip(np.where(active, modified / np.where(info > 0, info, 1.0), 0.0), -1, 1)
+            trial = active.copy()
+            for _ in range(MAX_HALVINGS):
+                candidate = np.where(trial, beta + step, beta)
+                ll, u, i = terms(candidate)
+                new_value = ll + 0.5 * np.log(i)
+                good = trial & np.isfinite(new_value) & (new_value >= value - 1e-12 * np.abs(value))
+                beta = np.where(good, candidate, beta)
+                value = np.where(good, new_value, value)
+                score, info = np.where(good, u, score), np.where(good, i, info)
+                trial &= ~good
+                if not trial.any():
+                    break
+                step = np.where(trial, step / 2.0, step)
+            active &= ~trial & (np.abs(step) > tol)
+        estimable = np.isfinite(value) & (times.total_events > 0)
+    return np.where(estimable, np.exp(beta), np.nan)

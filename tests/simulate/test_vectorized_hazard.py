@@ -1,0 +1,99 @@
+"""The closed-form first-event day with IL-2 exposure windows equals model.py's day-by-day sum."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from stalwart.simulate._vectorized_hazard import (
+    hazard_shape,
+    merged_windows,
+    next_event,
+    next_event_in_windows,
+)
+from stalwart.simulate.parameters import load_parameters
+
+HORIZON = 6000  # the brute force's last day
+
+
+def _brute_force_day(params, cd4, decline, scale, start, e, windows, ratio) -> float:
+    """model.py's way: the daily hazard times the ratio inside any window, cumsum, searchsorted."""
+    days = np.arange(0, HORIZON, dtype=np.float64)
+    natural = np.maximum(cd4 - decline * days / 365.25, params.cd4_floor.value)
+    kappa = params.event_log_hazard_per_100_cd4.value / 100
+    hazard = scale * np.exp(-kappa * natural)
+    inside = np.zeros(days.shape, dtype=bool)
+    for lo, hi in windows:
+        inside |= (days >= lo) & (days <= hi)
+    hazard = np.where(inside, hazard * ratio, hazard)
+    cumulative = np.cumsum(hazard[int(start) :])
+    index = int(np.searchsorted(cumulative, e))
+    return math.inf if index >= len(cumulative) else start + index
+
+
+@pytest.mark.parametrize("ratio", [6.9, 1.0, 0.3])
+def test_next_event_in_windows_equals_the_cumulative_daily_hazard(ratio: float) -> None:
+    params = load_parameters()
+    rng = np.random.default_rng(11)
+    n = 300
+    cd4 = rng.lognormal(np.log(560), 0.5, n)
+    decline = np.concatenate([rng.normal(60, 200, n - 20), rng.uniform(300, 2000, 20)])
+    scale = rng.lognormal(np.log(0.003), 1.5, n)
+    start = rng.integers(1, 300, n).astype(np.float64)
+    e = rng.standard_exponential(n)
+    # three cycles 56 days apart, 5 IL-2 days each, windows of 0 to 80 days (some overlap),
+    # each cycle declined with probability 0.3; a few persistent (window beyond follow-up)
+    first = np.array([7.0, 63.0, 119.0])
+    window = rng.choice([0.0, 28.0, 51.0, 80.0, 36525.0], n)
+    intended = rng.random((n, 3)) >= 0.3
+    lo = np.where(intended, first, np.inf)
+    hi = np.where(intended, first + 4.0 + window[:, None], -np.inf)
+    h = hazard_shape(params, cd4, decline)
+    merged_lo, merged_hi = merged_windows(lo, hi)
+    fast = next_event_in_windows(h, scale, start, e, merged_lo, merged_hi, ratio)
+    slow = np.array(
+        [
+            _brute_force_day(
+                params,
+                cd4[i],
+                decline[i],
+                scale[i],
+                start[i],
+                e[i],
+                [(lo[i, k], hi[i, k]) for k in range(3) if intended[i, k]],
+                ratio,
+            )
+            for i in range(n)
+        ]
+    )
+    fast = np.where(fast >= HORIZON, np.inf, fast)
+    np.testing.assert_array_equal(fast, slow)
+    assert np.isfinite(slow).sum() > n // 3
+
+
+def test_a_persistent_window_is_the_old_switch() -> None:
+    """One window from the first IL-2 day beyond follow-up: the single switch of before."""
+    params = load_parameters()
+    rng = np.random.default_rng(3)
+    n = 200
+    h = hazard_shape(params, rng.lognormal(np.log(500), 0.4, n), rng.normal(60, 50, n))
+    scale = rng.lognormal(np.log(0.002), 1.0, n)
+    e = rng.standard_exponential(n)
+    switch = np.where(rng.random(n) < 0.7, 7.0, np.inf)
+    lo = switch[:, None]
+    hi = np.where(np.isfinite(switch), 7.0 + 36525.0, -np.inf)[:, None]
+    ones = np.ones(n)
+    windowed = next_event_in_windows(h, scale, ones, e, *merged_windows(lo, hi), 6.9)
+    old = next_event(h, scale, ones, e, switch, 6.9)
+    limit = 30000
+    np.testing.assert_array_equal(np.minimum(windowed, limit), np.minimum(old, limit))
+
+
+def test_merged_windows_joins_touching_and_overlapping_ones() -> None:
+    lo = np.array([[1.0, 5.0, 20.0], [1.0, np.inf, 9.0], [np.inf, np.inf, np.inf]])
+    hi = np.array([[4.0, 10.0, 30.0], [3.0, -np.inf, 12.0], [-np.inf, -np.inf, -np.inf]])
+    mlo, mhi = merged_windows(lo, hi)
+    spans = [[(a, b) for a, b in zip(mlo[r], mhi[r], strict=True) if a <= b] for r in range(3)]
+    assert spans == [[(1.0, 10.0), (20.0, 30.0)], [(1.0, 3.0), (9.0, 12.0)], []]
