@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from stalwart.capture.ae_form import AeDetails
 from stalwart.capture.audit import data_sha256, verify_audit
 from stalwart.capture.db import open_engine
 from stalwart.capture.enrolment import Allocation, ScreeningOutcome
@@ -102,7 +103,15 @@ def test_happy_path(
     )
     trial.record_doses(alloc.usubjid, "ART", 1, [(d, 1) for d in art_days], "nurse")
     ae = trial.report_adverse_event(
-        alloc.usubjid, "Fever", 2, il2_days[1], il2_days[3], "PROBABLE", False, "doctor"
+        alloc.usubjid,
+        "Fever",
+        2,
+        il2_days[1],
+        il2_days[3],
+        "PROBABLE",
+        False,
+        "doctor",
+        AeDetails("fever", "RECOVERED/RESOLVED", "DOSE NOT CHANGED"),
     )
     ce = trial.report_clinical_event(alloc.usubjid, "HZOSTER", D(2006, 3, 1), "doctor")
     assert ae >= 1 and ce >= 1
@@ -302,6 +311,7 @@ def _ae(w: World, usubjid: str | None = None, **kw: Any) -> None:
         "related": "POSSIBLE",
         "serious": False,
         "actor": "n",
+        "details": AeDetails("fever", "RECOVERED/RESOLVED", "DOSE NOT CHANGED"),
     }
     w.svc.report_adverse_event(**(args | kw))
 

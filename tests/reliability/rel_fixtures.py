@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from stalwart.capture.access import Actor, Role
+from stalwart.capture.ae_form import AeDetails
 from stalwart.capture.db import open_engine
 from stalwart.capture.service import CaptureService
 from stalwart.capture.tables import Base, ClinicalEvent, LabResult, Visit
@@ -151,7 +152,15 @@ def _populate(world: World, enrol: Callable[..., Any], eligible: Callable[..., A
                 service.record_doses(u, "IL2", 1, [(dt.date(2006, 1, 12), 2)], "setup")
             world.events[u] = service.report_clinical_event(u, "TB", dt.date(2006, 2, 10), "setup")
             service.report_adverse_event(
-                u, "Fever", 2, dt.date(2006, 1, 13), None, "PROBABLE", False, "setup"
+                u,
+                "Fever",
+                2,
+                dt.date(2006, 1, 13),
+                None,
+                "PROBABLE",
+                False,
+                "setup",
+                AeDetails("fever", "RECOVERED/RESOLVED", "DOSE NOT CHANGED"),
             )
             world.queries[u] = service.queries.raise_query(u, "CD4", "please confirm", "setup")
         world.screenings[site] = []

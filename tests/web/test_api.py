@@ -187,7 +187,15 @@ def test_participant_from_screening_to_week_32(
         assert r.status_code == 201, r.text
     r = client.post(
         f"/api/participants/{usubjid}/adverse-events",
-        json={"term": "Fever", "grade": 2, "start_date": "2006-01-13", "related": "PROBABLE"},
+        json={
+            "term": "Fever",
+            "grade": 2,
+            "start_date": "2006-01-13",
+            "related": "PROBABLE",
+            "verbatim": "fever",
+            "outcome": "RECOVERED/RESOLVED",
+            "action": "DOSE NOT CHANGED",
+        },
         headers=h,
     )
     assert r.status_code == 201, r.text
@@ -317,14 +325,30 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
     (
         "post",
         "/api/participants/{u}/adverse-events",
-        {"term": "Fever", "grade": 7, "start_date": "2006-01-13", "related": "PROBABLE"},
+        {
+            "term": "Fever",
+            "grade": 7,
+            "start_date": "2006-01-13",
+            "related": "PROBABLE",
+            "verbatim": "fever",
+            "outcome": "RECOVERED/RESOLVED",
+            "action": "DOSE NOT CHANGED",
+        },
         422,
         "grade",
     ),
     (
         "post",
         "/api/participants/{u}/adverse-events",
-        {"term": "Hiccups", "grade": 1, "start_date": "2006-01-13", "related": "PROBABLE"},
+        {
+            "term": "Hiccups",
+            "grade": 1,
+            "start_date": "2006-01-13",
+            "related": "PROBABLE",
+            "verbatim": "hiccups",
+            "outcome": "RECOVERED/RESOLVED",
+            "action": "DOSE NOT CHANGED",
+        },
         422,
         "term",
     ),

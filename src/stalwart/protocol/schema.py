@@ -19,6 +19,7 @@ from pydantic import Field, field_validator, model_validator
 
 from stalwart.protocol.analysis_plan import AnalysisPlan, Endpoint, plan_problems
 from stalwart.protocol.fields import Code, ProtocolModel, check_item_bounds, duplicates
+from stalwart.protocol.submission import AdverseEventForm, Submission, submission_problems
 
 __all__ = [
     "AdverseEventForm",
@@ -349,17 +350,6 @@ class LabForm(ProtocolModel):
     items: list[FormItem] = Field(min_length=1)
 
 
-class AdverseEventForm(ProtocolModel):
-    """Adverse event log: term from a list, DAIDS grade, relatedness."""
-
-    name: str
-    grading: str
-    terms: list[str] = Field(min_length=1)
-    relatedness: list[str] = Field(min_length=1)
-    min_grade: int = 1
-    max_grade: int = 5
-
-
 class ClinicalEventTerm(ProtocolModel):
     """A coded clinical event (an opportunistic event or death)."""
 
@@ -399,6 +389,7 @@ class Protocol(ProtocolModel):
     forms: Forms
     endpoints: list[Endpoint] = Field(min_length=1)
     analysis: AnalysisPlan
+    submission: Submission | None = None
 
     # -- lookups -------------------------------------------------------------------------------
     def arm(self, code: str) -> Arm:
@@ -468,6 +459,9 @@ class Protocol(ProtocolModel):
             self.arm_codes,
             self.forms.AE.terms,
             (self.forms.AE.min_grade, self.forms.AE.max_grade),
+        )
+        problems += submission_problems(
+            self.submission, [i.name for i in self.forms.LAB.items], self.treatments
         )
         if problems:
             raise ValueError("; ".join(problems))

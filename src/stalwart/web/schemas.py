@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
 )
 
+from stalwart.capture.ae_form import AeDetails
 from stalwart.protocol.schema import ScreeningItem
 
 __all__ = [
@@ -282,14 +283,23 @@ class ClinicalEventCreate(_In):
 
 
 class AdverseEventCreate(_In):
-    """An adverse event with its DAIDS grade."""
+    """An adverse event: protocol term, the site's verbatim term, DAIDS grade, relatedness,
+    outcome, action taken, and the seriousness criteria of a serious event."""
 
     term: Code
+    verbatim: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     grade: Count
     start_date: dt.date
     end_date: dt.date | None = None
     related: Code
+    outcome: Code
+    action: Code
     serious: bool = False
+    seriousness: list[Code] = []
+
+    def details(self) -> AeDetails:
+        """The form's details as the capture service takes them."""
+        return AeDetails(self.verbatim, self.outcome, self.action, tuple(self.seriousness))
 
 
 class DispositionCreate(_In):
