@@ -1,4 +1,4 @@
-"""CDISC's rules engine (CORE) on the SDTM export: nothing but the engine's known noise.
+"""CDISC's rules engine (CORE) on the SDTM export: no finding the reviewer's guide does not explain.
 
 The CORE test runs when CORE is set up on the machine (``shared/tools/cdisc-core/setup.sh`` into
 a work folder named by ``STALWART_CORE_WORK``) and is skipped otherwise, saying how to set it up.
@@ -19,7 +19,7 @@ from stalwart.cdisc.csdrg import ENGINE_FINDINGS
 TOOLS = Path(__file__).resolve().parents[2].parent / "shared" / "tools" / "cdisc-core"
 
 
-def test_the_export_passes_core_but_for_the_engines_noise(
+def test_the_export_passes_core_but_for_the_explained_findings(
     cdisc_trial: CdiscTrial, tmp_path: Path
 ) -> None:
     setup = core_setup(TOOLS)
@@ -27,7 +27,7 @@ def test_the_export_passes_core_but_for_the_engines_noise(
         pytest.skip(setup)
     counts = rule_counts(run_core(setup, cdisc_trial.sdtm, tmp_path / "core"))
     left = {rule: rows for rule, rows in counts.items() if rule not in ENGINE_FINDINGS}
-    assert left == {}, f"CORE findings beyond the engine's known noise: {left}"
+    assert left == {}, f"CORE findings the reviewer's guide does not explain: {left}"
 
 
 def test_rule_counts_add_the_rows_of_each_rule(tmp_path: Path) -> None:

@@ -37,6 +37,15 @@ ENGINE_FINDINGS: dict[str, str] = {
     "unknown. Not a data defect.",
     "CORE-000929": "Terminology version: a domain code newer than the CT library of the validator "
     "is reported as unknown. Not a data defect.",
+    "CORE-000741": "Rule text: the rule looks for TSPARMCD 'PCLASS', but the CDISC CT parameter "
+    "(and FDA's TCG) is 'PCLAS', which TS has (CDISC's own SDTM-MSG v2.0 sample gets this "
+    "finding too). INTMODEL and INTTYPE are present.",
+    "CORE-000885": "By design: the no-therapy arm receives no study treatment, so its subjects "
+    "have no EX records; they were treated as planned (nothing), so ARMNRS is empty and ACTARMCD "
+    "is their arm. The rule's exception for subjects without study treatment is expressed only "
+    "through ARMNRS.",
+    "CORE-000886": "By design, as CORE-000885: subjects of the no-therapy arm have no EX records "
+    "and no ARMNRS (they are not 'assigned, not treated': no treatment is their assignment).",
 }
 """CORE rules that may still fire on this export, and why (the note every finding left gets)."""
 

@@ -18,8 +18,10 @@ Choices, with the reason:
   with them (a censored ``"<50"`` is NORMAL when 50 is at most the upper limit; its range columns
   stay empty, as a non-numeric result carries none). LBLOBXFL flags the entry visit, the last
   observation before any exposure (treatment starts after randomization).
-* A subject without any dose (the no-therapy arm, or a dropout before the first dose) has ARMNRS
-  ``ASSIGNED, NOT TREATED`` and ACTARMCD/ACTARM empty, as SDTMIG 3.4 asks.
+* A subject of an arm with study treatment who never had a dose has ARMNRS ``ASSIGNED, NOT
+  TREATED`` and ACTARMCD/ACTARM empty, as SDTMIG 3.4 asks. The no-therapy arm's subjects received
+  what their arm plans (nothing): ACTARMCD is their arm, ARMNRS empty, and they have no EX records
+  (CORE's rules 885/886 expect EX or ARMNRS for every subject; the reviewer's guide explains).
 * RFSTDTC is the randomization date (the no-therapy arm receives no treatment); study days count
   from it as day 1.
 """
@@ -118,7 +120,9 @@ def derive_dm(protocol: Protocol, extract: StoreExtract) -> Dataset:
         ],
         axis=1,
     ).max(axis=1)
-    treated = p["usubjid"].isin(doses.min().index)
+    # not treated: in an arm with study treatment but never dosed (the untreated arm is its plan)
+    armed = p["arm"].isin([a.code for a in protocol.arms if a.treatments])
+    treated = p["usubjid"].isin(doses.min().index) | ~armed
     end = p["usubjid"].map(disp).where(p["usubjid"].isin(disp.index), p["usubjid"].map(last))
     frame = pd.DataFrame(
         {

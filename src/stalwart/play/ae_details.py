@@ -6,13 +6,14 @@ way an investigator would from those: an ongoing event is NOT RECOVERED/NOT RESO
 one RECOVERED/RESOLVED (FATAL for a serious grade-5 event, with the criterion AESDTH); a serious
 event is a hospitalization, and life-threatening from DAIDS grade 4 on; a participant on study
 treatment has it interrupted for a serious event and unchanged otherwise, and the action is NOT
-APPLICABLE to a participant who receives none. A term the protocol's lists lack falls back to
-the list's last entry (UNKNOWN in the packaged protocol). A death is also reported as a fatal
-serious adverse event (:func:`death_report`), as ICH E2A asks of every death on study.
+APPLICABLE to a participant who receives none or has had the last dose. A term the protocol's
+lists lack falls back to the list's last entry (UNKNOWN in the packaged protocol). A death is
+also reported as a fatal serious adverse event (:func:`death_report`), as ICH E2A asks.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from stalwart.capture.ae_form import AeDetails
@@ -26,15 +27,18 @@ def _pick(wanted: str, allowed: list[str]) -> str:
     return wanted if wanted in allowed else allowed[-1]
 
 
-def site_ae_details(form: AdverseEventForm, ae: AdverseEventDraw, treated: bool) -> AeDetails:
-    """The AE form's details a site writes for the simulated event ``ae``."""
+def site_ae_details(
+    form: AdverseEventForm, ae: AdverseEventDraw, last_dose: dt.date | None
+) -> AeDetails:
+    """The AE form's details a site writes for the simulated event ``ae`` (``last_dose``: the
+    participant's last dose, None when untreated: no action applies after it)."""
     fatal = ae.serious and ae.grade >= 5
     if fatal:
         outcome, criteria = "FATAL", ["AESDTH"]
     else:
         outcome = "NOT RECOVERED/NOT RESOLVED" if ae.end is None else "RECOVERED/RESOLVED"
         criteria = ["AESLIFE", "AESHOSP"] if ae.grade >= 4 else ["AESHOSP"]
-    if not treated:
+    if last_dose is None or ae.start > last_dose:
         action = "NOT APPLICABLE"
     else:
         action = "DRUG INTERRUPTED" if ae.serious else "DOSE NOT CHANGED"

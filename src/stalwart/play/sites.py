@@ -332,6 +332,7 @@ def _course_writes(
                 partial(service.record_doses, usubjid, treatment, cycle, days, actor),
             )
         )
+    last_dose = max((d.date for d in course.doses), default=None)
     for ae in course.adverse_events:
         writes.append(
             (
@@ -347,7 +348,7 @@ def _course_writes(
                     ae.related,
                     ae.serious,
                     actor,
-                    site_ae_details(service.protocol.forms.AE, ae, bool(course.doses)),
+                    site_ae_details(service.protocol.forms.AE, ae, last_dose),
                 ),
             )
         )

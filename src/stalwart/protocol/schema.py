@@ -197,6 +197,7 @@ class ScreeningItem(ProtocolModel):
     min: float | None = None
     max: float | None = None
     choices: list[str] | None = None
+    required: bool = True  # false: may be left blank (e.g. race, where a country bars asking)
 
     @model_validator(mode="after")
     def _consistent(self) -> ScreeningItem:
@@ -541,6 +542,8 @@ class Protocol(ProtocolModel):
                 problems.append(
                     f"eligibility.{crit.id}.rule.item: {crit.rule.item!r} is not a screening item"
                 )
+            elif not item.required:
+                problems.append(f"eligibility.{crit.id}.rule.item: {item.name} is optional")
             elif item.type == "boolean" and not isinstance(crit.rule.value, bool):
                 problems.append(f"eligibility.{crit.id}.rule.value: {item.name} needs true/false")
         return problems
