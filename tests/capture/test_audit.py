@@ -564,8 +564,10 @@ def _play(svc: CaptureService, steps: list[tuple[Any, ...]], enrol: Enrol) -> in
             done[p.usubjid] = k + 1
         elif kind == "ae":
             start = p.randomization_date + step[4] * DAY
+            criteria = ("AESHOSP",) if step[5] else ()
+            details = AeDetails("event", "RECOVERED/RESOLVED", "DOSE NOT CHANGED", criteria)
             svc.report_adverse_event(
-                p.usubjid, step[2], step[3], start, None, "UNLIKELY", step[5], "n"
+                p.usubjid, step[2], step[3], start, None, "UNLIKELY", step[5], "n", details
             )
         else:
             svc.report_clinical_event(p.usubjid, step[2], p.randomization_date + step[3] * DAY, "n")

@@ -226,10 +226,11 @@ class AdverseEvent(Base):
     end_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     related: Mapped[str] = mapped_column(String(20))
     serious: Mapped[bool] = mapped_column(Boolean)
-    verbatim: Mapped[str | None] = mapped_column(String(200), nullable=True)  # None: the term
-    outcome: Mapped[str] = mapped_column(String(40), server_default="UNKNOWN")
-    action: Mapped[str] = mapped_column(String(40), server_default="UNKNOWN")
-    seriousness: Mapped[str] = mapped_column(String(100), server_default="")
+    # added by migration 0008: None on rows entered before it (read as term, UNKNOWN, none)
+    verbatim: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    action: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    seriousness: Mapped[str | None] = mapped_column(String(100), nullable=True)
     reported_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
 
 

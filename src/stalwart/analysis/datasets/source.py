@@ -139,9 +139,9 @@ def read_store(engine: Engine) -> StoreExtract:
                 AdverseEvent.related,
                 AdverseEvent.serious,
                 sa.func.coalesce(AdverseEvent.verbatim, AdverseEvent.term).label("verbatim"),
-                AdverseEvent.outcome,
-                AdverseEvent.action,
-                AdverseEvent.seriousness,
+                sa.func.coalesce(AdverseEvent.outcome, "UNKNOWN").label("outcome"),
+                sa.func.coalesce(AdverseEvent.action, "UNKNOWN").label("action"),
+                sa.func.coalesce(AdverseEvent.seriousness, "").label("seriousness"),
                 AdverseEvent.reported_on,
             )
             .join(Participant, Participant.id == AdverseEvent.participant_id)

@@ -3,9 +3,9 @@
 SDTM AE needs the site's own words (AETERM), the outcome (AEOUT), the action taken with study
 treatment (AEACN) and, for a serious event, which criteria made it serious (AESDTH, AESHOSP...);
 ``reported_on`` is the day the event was entered, so a serious event reported later than the
-protocol allows is flagged. Rows entered before this revision get the protocol term as verbatim,
-UNKNOWN outcome and action, no criteria and no report date (a row restored from an older backup
-without a verbatim term reads as its protocol term).
+protocol allows is flagged. Rows entered before this revision keep the new columns empty (their
+data, and so their audit hashes, are unchanged); they read as the protocol term, UNKNOWN outcome
+and action, no criteria and no report date.
 
 Revision ID: 0008_i22_adverse_event_fields
 Revises: 0007_login_attempts
@@ -27,17 +27,10 @@ def upgrade() -> None:
     """Apply this revision."""
     with op.batch_alter_table("adverse_event") as batch:
         batch.add_column(sa.Column("verbatim", sa.String(length=200), nullable=True))
-        batch.add_column(
-            sa.Column("outcome", sa.String(length=40), nullable=False, server_default="UNKNOWN")
-        )
-        batch.add_column(
-            sa.Column("action", sa.String(length=40), nullable=False, server_default="UNKNOWN")
-        )
-        batch.add_column(
-            sa.Column("seriousness", sa.String(length=100), nullable=False, server_default="")
-        )
+        batch.add_column(sa.Column("outcome", sa.String(length=40), nullable=True))
+        batch.add_column(sa.Column("action", sa.String(length=40), nullable=True))
+        batch.add_column(sa.Column("seriousness", sa.String(length=100), nullable=True))
         batch.add_column(sa.Column("reported_on", sa.Date(), nullable=True))
-    op.execute("UPDATE adverse_event SET verbatim = term WHERE verbatim IS NULL")
 
 
 def downgrade() -> None:
