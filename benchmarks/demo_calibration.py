@@ -58,8 +58,8 @@ def main() -> None:
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         rows = list(pool.map(one_seed, seeds))
     print(
-        f"{'seed':>4} {'secs':>6} {'IL2-NOTHER':>10} {'IL2ART-NOTHER':>13} {'events IL2/NOTHER':>17}"
-        f" {'HR':>7}  completed NOTHER/IL2/IL2ART"
+        f"{'seed':>4} {'secs':>6} {'IL2-NOTHER':>10} {'IL2ART-NOTHER':>13} "
+        f"{'events IL2/NOTHER':>17} {'HR':>7}  completed NOTHER/IL2/IL2ART"
     )
     for r in rows:
         c = r["completed"]
