@@ -385,7 +385,7 @@ def test_allocation_swapped_behind_the_service(small: Small) -> None:
                 "ORDER BY id LIMIT 1"
             )
         ).one()
-    other = "NOTRT" if arm != "NOTRT" else "IL2"
+    other = "NOTHER" if arm != "NOTHER" else "IL2"
     _sql(engine, "UPDATE allocation_slot SET arm = :a WHERE id = :i", a=other, i=slot_id)
     f = verify_audit(engine).finding
     assert f is not None and (f.table, f.record_id) == ("allocation_slot", slot_id)

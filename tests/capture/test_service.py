@@ -282,7 +282,7 @@ def world(
     svc.record_visit(a.usubjid, "WK04", RAND + 28 * DAY, {"CD4": 600, "HIVRNA": "<50"}, "n")
     il2 = [d.date for d in a.calendar.doses if d.treatment == "IL2" and d.cycle == 1]
     svc.record_doses(a.usubjid, "IL2", 1, [(d, 2) for d in il2], "n")
-    notrt = enrol(svc, arm="NOTRT")
+    notrt = enrol(svc, arm="NOTHER")
     ended = enrol(svc, arm="IL2")
     svc.record_visit(ended.usubjid, "ENTRY", RAND, {"CD4": 400, "HIVRNA": 100}, "n")
     svc.record_disposition(ended.usubjid, "WITHDREW", ENDED, "n")
@@ -408,7 +408,7 @@ CASES: list[tuple[str, Callable[[World], object], type[Exception], str | None, l
         ["'WK05' is not in the schedule"],
     ),
     (
-        "cycle visit of a NOTRT participant",
+        "cycle visit of a NOTHER participant",
         lambda w: w.svc.record_visit(w.notrt.usubjid, "PRECYC1", RAND + 5 * DAY, _labs(), "n"),
         ValidationError,
         "visit_code",
@@ -498,7 +498,7 @@ CASES: list[tuple[str, Callable[[World], object], type[Exception], str | None, l
         lambda w: w.svc.record_doses(w.notrt.usubjid, "IL2", 1, [(_il2(w), 2)], "n"),
         ValidationError,
         "treatment",
-        ["(arm NOTRT) has no IL2 cycle 1"],
+        ["(arm NOTHER) has no IL2 cycle 1"],
     ),
     (
         "IL-2 cycle 4",

@@ -59,7 +59,7 @@ def test_export_validates_and_carries_the_audit_trail(cdisc_trial: CdiscTrial) -
         if e.get("OID") == "CL.ARM"
         for e in e.iter(f"{ODM}EnumeratedItem")
     ]
-    assert arms == ["NOTRT", "IL2", "IL2ART"]
+    assert arms == ["NOTHER", "IL2", "IL2ART"]
     assert root.findtext(f"{ODM}Study/{ODM}GlobalVariables/{ODM}StudyName") == "STALWART"
 
 

@@ -32,7 +32,7 @@ FULL = """
 name = "bigger, fewer dropouts"
 [scenario]
 sample_size = 400
-allocation_ratio = { NOTRT = 1, IL2 = 2, IL2ART = 2 }
+allocation_ratio = { NOTHER = 1, IL2 = 2, IL2ART = 2 }
 block_sizes = [5, 10]
 cycles = 4
 il2_event_hazard_ratio = 3.0
@@ -61,7 +61,7 @@ def test_a_full_file_is_read_with_dotted_and_nested_keys(
     assert s.name == "bigger, fewer dropouts"
     assert s.overrides["dropout_rate_per_year.IL2"] == 0.03
     assert s.overrides["dropout_rate_per_year.IL2ART"] == 0.04
-    assert s.overrides["allocation_ratio"] == {"NOTRT": 1, "IL2": 2, "IL2ART": 2}
+    assert s.overrides["allocation_ratio"] == {"NOTHER": 1, "IL2": 2, "IL2ART": 2}
     assert s.null == NULL_OVERRIDES
     assert s.null_overrides["sample_size"] == 400
     assert s.null_overrides["il2_event_hazard_ratio"] == 1.0

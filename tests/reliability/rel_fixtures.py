@@ -61,7 +61,7 @@ BLINDED = ("endpoint_reviewer", "statistician_blinded")
 SITE_BOUND = tuple(name for name, (_, site) in ACTORS.items() if site is not None)
 
 ARM_PATTERN = re.compile(
-    r"\b(NOTRT|IL2ART|IL2)\b|No therapy|IL-2 alone|IL-2 with peri-cycle ART", re.IGNORECASE
+    r"\b(NOTHER|IL2ART|IL2)\b|No therapy|IL-2 alone|IL-2 with peri-cycle ART", re.IGNORECASE
 )
 """The packaged protocol's arm codes and labels."""
 
@@ -148,7 +148,7 @@ def _populate(world: World, enrol: Callable[..., Any], eligible: Callable[..., A
             world.participants[site].append(u)
             service.record_visit(u, "ENTRY", dt.date(2006, 1, 5), LABS, "setup")
             world.visits[u] = service.record_visit(u, "WK04", dt.date(2006, 2, 2), LABS, "setup")
-            if allocation.arm != "NOTRT":  # the first IL-2 day: a week after randomization
+            if allocation.arm != "NOTHER":  # the first IL-2 day: a week after randomization
                 service.record_doses(u, "IL2", 1, [(dt.date(2006, 1, 12), 2)], "setup")
             world.events[u] = service.report_clinical_event(u, "TB", dt.date(2006, 2, 10), "setup")
             service.report_adverse_event(

@@ -308,7 +308,7 @@ def schedules(draw: st.DrawFn) -> Protocol:
 @given(
     protocol=schedules(),
     rand=st.dates(dt.date(2005, 12, 1), dt.date(2009, 2, 28)),
-    arm=st.sampled_from(["NOTRT", "IL2", "IL2ART"]),
+    arm=st.sampled_from(["NOTHER", "IL2", "IL2ART"]),
 )
 def test_visit_windows_never_overlap_and_dates_increase(
     protocol: Protocol, rand: dt.date, arm: str

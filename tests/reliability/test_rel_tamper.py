@@ -247,7 +247,7 @@ def _swap_allocation(s: Small) -> Expected:
                 "ORDER BY id LIMIT 1"
             )
         ).one()
-    other = "NOTRT" if arm != "NOTRT" else "IL2"
+    other = "NOTHER" if arm != "NOTHER" else "IL2"
     _sql(s.engine, "UPDATE allocation_slot SET arm = :a WHERE id = :i", a=other, i=slot_id)
     seq = _last_seq(s.engine, "allocation_slot", slot_id)
     return Expected(seq, "allocation_slot", slot_id, (f"arm: audit '{arm}' vs data '{other}'",))

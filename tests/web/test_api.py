@@ -93,7 +93,7 @@ def test_participant_from_screening_to_week_32(
 
     allocation = _enrol(client, h, eligible_answers(), "US-1")
     usubjid = allocation["usubjid"]
-    assert allocation["arm"] in ("NOTRT", "IL2", "IL2ART")
+    assert allocation["arm"] in ("NOTHER", "IL2", "IL2ART")
     codes = [v["code"] for v in allocation["visits"]]
     assert codes[:2] == ["ENTRY", "WK04"] or "WK04" in codes
     wk04 = next(v for v in allocation["visits"] if v["code"] == "WK04")
@@ -102,7 +102,7 @@ def test_participant_from_screening_to_week_32(
         "2006-01-26",
         "2006-02-09",
     )
-    if allocation["arm"] == "NOTRT":
+    if allocation["arm"] == "NOTHER":
         assert allocation["doses"] == []
     else:
         assert allocation["doses"][0] == {
@@ -167,7 +167,7 @@ def test_participant_from_screening_to_week_32(
         "lab re-issued",
     )
 
-    if allocation["arm"] != "NOTRT":
+    if allocation["arm"] != "NOTHER":
         first = [
             d
             for d in allocation["doses"]
