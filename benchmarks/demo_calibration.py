@@ -58,8 +58,8 @@ def main() -> None:
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         rows = list(pool.map(one_seed, seeds))
     print(
-        f"{'seed':>4} {'secs':>6} {'IL2-NOTRT':>10} {'IL2ART-NOTRT':>13} {'events IL2/NOTRT':>17}"
-        f" {'HR':>7}  completed NOTRT/IL2/IL2ART"
+        f"{'seed':>4} {'secs':>6} {'IL2-NOTHER':>10} {'IL2ART-NOTHER':>13} "
+        f"{'events IL2/NOTHER':>17} {'HR':>7}  completed NOTHER/IL2/IL2ART"
     )
     for r in rows:
         c = r["completed"]
@@ -68,7 +68,7 @@ def main() -> None:
             f"{r['seed']:>4} {r['seconds']:>6.1f} {r['diff_IL2']:>+10.1f} "
             f"{r['diff_IL2ART']:>+13.1f}"
             f" {r['events_il2']:>8} / {r['events_notrt']:<6} {hr:>7}  "
-            f"{c['NOTRT']} / {c['IL2']} / {c['IL2ART']}"
+            f"{c['NOTHER']} / {c['IL2']} / {c['IL2ART']}"
         )
 
     def mean_se(key: str) -> str:
@@ -78,11 +78,11 @@ def main() -> None:
 
     print()
     print(f"over {len(rows)} seeds (mean, SE of the mean):")
-    print(f"  week-32 CD4 difference IL2 - NOTRT    {mean_se('diff_IL2'):>22}   published +134")
-    print(f"  week-32 CD4 difference IL2ART - NOTRT {mean_se('diff_IL2ART'):>22}   published +133")
+    print(f"  week-32 CD4 difference IL2 - NOTHER    {mean_se('diff_IL2'):>22}   published +134")
+    print(f"  week-32 CD4 difference IL2ART - NOTHER {mean_se('diff_IL2ART'):>22}   published +133")
     print(f"  participants with OD/death, IL-2 pooled {mean_se('events_il2'):>20}   published 12")
-    print(f"  participants with OD/death, NOTRT       {mean_se('events_notrt'):>20}   published 1")
-    for arm, published in (("NOTRT", 83), ("IL2", 78), ("IL2ART", 74)):
+    print(f"  participants with OD/death, NOTHER       {mean_se('events_notrt'):>20}   published 1")
+    for arm, published in (("NOTHER", 83), ("IL2", 78), ("IL2ART", 74)):
         done = [r["completed"][arm] for r in rows]
         print(f"  completed {arm:<6} {statistics.fmean(done):>30.1f}   published {published}")
     secs = [r["seconds"] for r in rows]

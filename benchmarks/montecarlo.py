@@ -4,8 +4,8 @@ Measured in one run, on one core (``OMP_NUM_THREADS=1``):
 
 1. **vectorized**: ``--replicates`` STALWART trials simulated by
    :class:`~stalwart.simulate.vectorized.ReplicateSimulator` (entry and week-32 labs only) and
-   analysed by the batched kernels: week-32 CD4 ANCOVA for each IL-2 arm vs NOTRT, Cox (Efron)
-   and log-rank for pooled IL-2 vs NOTRT. Reported as the whole pipeline, the simulator alone
+   analysed by the batched kernels: week-32 CD4 ANCOVA for each IL-2 arm vs NOTHER, Cox (Efron)
+   and log-rank for pooled IL-2 vs NOTHER. Reported as the whole pipeline, the simulator alone
    and the analyses alone, for each fidelity (``outcomes``, the default of ``stalwart
    simulate``: only what the analyses read; ``full``: every record).
 2. **loop**: the same analyses of the same simulated trials (the outcomes mode's), one trial

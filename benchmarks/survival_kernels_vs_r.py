@@ -37,7 +37,7 @@ aes <- read.csv(file.path(dir, "aes.csv"))
 counts <- read.csv(file.path(dir, "counts.csv"))
 rna <- read.csv(file.path(dir, "rna.csv"))
 rna$below <- as.logical(rna$below)
-rna$arm <- relevel(factor(rna$arm), "NOTRT")
+rna$arm <- relevel(factor(rna$arm), "NOTHER")
 rna$y <- log10(ifelse(rna$below, 50, rna$rna))
 per_call <- function(expr_fun, n) {
   times <- replicate(3, system.time(for (i in seq_len(n)) expr_fun())[["elapsed"]] / n)
@@ -106,8 +106,8 @@ def main() -> int:
     )
     n_trials = 2000
     counts = pd.DataFrame({"d1": rng.poisson(10, n_trials), "d0": rng.poisson(2, n_trials)})
-    arm = rng.choice(np.array(["NOTRT", "IL2", "IL2ART"]), 267)
-    log_rna = np.select([arm == "NOTRT", arm == "IL2"], [4.1, 4.3], 2.0) + 0.8 * rng.normal(
+    arm = rng.choice(np.array(["NOTHER", "IL2", "IL2ART"]), 267)
+    log_rna = np.select([arm == "NOTHER", arm == "IL2"], [4.1, 4.3], 2.0) + 0.8 * rng.normal(
         size=267
     )
     below = 10.0**log_rna < 50
@@ -149,7 +149,7 @@ def main() -> int:
         ),
         "tobit": _per_call(
             lambda: tobit_by_arm(
-                np.where(below, np.nan, rna.rna), below, 50.0, arm, reference="NOTRT"
+                np.where(below, np.nan, rna.rna), below, 50.0, arm, reference="NOTHER"
             ),
             reps,
         ),

@@ -49,7 +49,7 @@ def extract() -> StoreExtract:
                 "answers": _answers(30, "M"),
                 "consent_date": D(2006, 1, 1),
                 "randomization_date": D(2006, 1, 10),
-                "arm": "NOTRT",
+                "arm": "NOTHER",
             },
             {
                 "usubjid": "S-US01-0002",

@@ -19,7 +19,7 @@ from stalwart.analysis.results import LongitudinalComparison, PlanResult, Safety
 from stalwart.errors import AnalysisError
 from stalwart.protocol.load import load_protocol
 
-ARMS = ["NOTRT", "IL2", "IL2ART"]
+ARMS = ["NOTHER", "IL2", "IL2ART"]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def _datasets(seed: int = 7, n_per_arm: int = 40, events: bool = True) -> TrialD
         for i in range(n_per_arm):
             usubjid = f"P-{arm}-{i:03d}"
             base = rng.normal(550, 120)
-            effect = 0.0 if arm == "NOTRT" else 130.0
+            effect = 0.0 if arm == "NOTHER" else 130.0
             person = rng.normal(0, 60)
             rows.append({"USUBJID": usubjid, "ARMCD": arm})
             lb.append(_lab(usubjid, arm, "CD4", 0, base, base))
@@ -64,7 +64,7 @@ def _datasets(seed: int = 7, n_per_arm: int = 40, events: bool = True) -> TrialD
                 rna32 = 0.7 * rna + 1.2 - (0.4 if arm == "IL2ART" else 0.0) + rng.normal(0, 0.4)
                 lb.append(_lab(usubjid, arm, "LHIVRNA", 32, rna32, rna))
             for term, risk in (("Fever", 0.6), ("Nausea", 0.3), ("Headache", 0.1)):
-                if rng.uniform() < (risk if arm != "NOTRT" else 0.05):
+                if rng.uniform() < (risk if arm != "NOTHER" else 0.05):
                     grade = int(rng.integers(1, 5))
                     for _ in range(int(rng.integers(1, 3))):  # repeats count once
                         ae.append(
@@ -76,7 +76,7 @@ def _datasets(seed: int = 7, n_per_arm: int = 40, events: bool = True) -> TrialD
                                 "TRTEMFL": "Y",
                             }
                         )
-            hazard = 0.0004 * (1 if arm == "NOTRT" else 4)
+            hazard = 0.0004 * (1 if arm == "NOTHER" else 4)
             t = rng.exponential(1 / hazard)
             c = rng.uniform(200, 1100)
             tte.append(
@@ -90,8 +90,8 @@ def _datasets(seed: int = 7, n_per_arm: int = 40, events: bool = True) -> TrialD
             )
     ae.append(  # before randomization: not treatment-emergent, not counted
         {
-            "USUBJID": "P-NOTRT-000",
-            "ARMCD": "NOTRT",
+            "USUBJID": "P-NOTHER-000",
+            "ARMCD": "NOTHER",
             "AEDECOD": "Fever",
             "AETOXGR": 4,
             "TRTEMFL": "",
@@ -115,16 +115,16 @@ def test_ancova_matches_statsmodels_with_all_arms_in_the_model(protocol):
     data = _datasets()
     results = run_plan(protocol, data)
     wk32 = data.adlb[(data.adlb["AVISIT"] == "WK32") & (data.adlb["PARAMCD"] == "CD4")]
-    fit = smf.ols("AVAL ~ C(ARMCD, Treatment('NOTRT')) + BASE", data=wk32).fit()
+    fit = smf.ols("AVAL ~ C(ARMCD, Treatment('NOTHER')) + BASE", data=wk32).fit()
     for arm in ("IL2", "IL2ART"):
         row = next(r for r in results["primary"] if r["arm"] == arm and r["method"] == "ancova")
-        name = f"C(ARMCD, Treatment('NOTRT'))[T.{arm}]"
+        name = f"C(ARMCD, Treatment('NOTHER'))[T.{arm}]"
         lo, hi = fit.conf_int().loc[name]
         assert row["difference"] == pytest.approx(fit.params[name], rel=1e-9)
         assert (row["ci_low"], row["ci_high"]) == pytest.approx((lo, hi), rel=1e-9)
         assert row["p_value"] == pytest.approx(fit.pvalues[name], rel=1e-6)
-        assert row["n"] == {arm: 36, "NOTRT": 36}  # 4 of 40 per arm lack week 32
-        assert row["week"] == 32 and row["endpoint"] == "CD4" and row["control"] == "NOTRT"
+        assert row["n"] == {arm: 36, "NOTHER": 36}  # 4 of 40 per arm lack week 32
+        assert row["week"] == 32 and row["endpoint"] == "CD4" and row["control"] == "NOTHER"
 
 
 def test_ttest_matches_scipy_welch(protocol):
@@ -132,13 +132,13 @@ def test_ttest_matches_scipy_welch(protocol):
     results = run_plan(protocol, data)
     wk32 = data.adlb[(data.adlb["AVISIT"] == "WK32") & (data.adlb["PARAMCD"] == "CD4")]
     x = wk32[wk32["ARMCD"] == "IL2ART"]["AVAL"]
-    y = wk32[wk32["ARMCD"] == "NOTRT"]["AVAL"]
+    y = wk32[wk32["ARMCD"] == "NOTHER"]["AVAL"]
     ref = stats.ttest_ind(x, y, equal_var=False)
     row = next(r for r in results["primary"] if r["arm"] == "IL2ART" and r["method"] == "ttest")
     assert row["endpoint"] == "CD4"
     assert row["difference"] == pytest.approx(x.mean() - y.mean(), rel=1e-12)
     assert row["p_value"] == pytest.approx(ref.pvalue, rel=1e-9)
-    assert row["mean"] == pytest.approx({"IL2ART": x.mean(), "NOTRT": y.mean()})
+    assert row["mean"] == pytest.approx({"IL2ART": x.mean(), "NOTHER": y.mean()})
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -147,7 +147,7 @@ def test_pooled_cox_and_logrank_match_lifelines(protocol):
     results = run_plan(protocol, data)
     tte = data.adtte.copy()
     tte["E"] = 1 - tte["CNSR"]
-    tte["TRT"] = (tte["ARMCD"] != "NOTRT").astype(float)
+    tte["TRT"] = (tte["ARMCD"] != "NOTHER").astype(float)
     cph = CoxPHFitter().fit(tte[["AVAL", "E", "TRT"]], "AVAL", "E")
     row = next(
         r
@@ -158,7 +158,7 @@ def test_pooled_cox_and_logrank_match_lifelines(protocol):
     assert row["p_value"] == pytest.approx(float(cph.summary.loc["TRT", "p"]), rel=1e-4)
     assert row["events"]["IL2+IL2ART"] == int(tte.loc[tte["TRT"] == 1, "E"].sum())
     assert row["events"]["IL2"] + row["events"]["IL2ART"] == row["events"]["IL2+IL2ART"]
-    assert row["n"] == {"IL2+IL2ART": 80, "NOTRT": 40, "IL2": 40, "IL2ART": 40}
+    assert row["n"] == {"IL2+IL2ART": 80, "NOTHER": 40, "IL2": 40, "IL2ART": 40}
     treated, control = tte[tte["TRT"] == 1], tte[tte["TRT"] == 0]
     ref = lifelines_logrank(treated["AVAL"], control["AVAL"], treated["E"], control["E"])
     lr = next(
@@ -186,15 +186,15 @@ def test_no_events_reports_counts_and_no_estimate(protocol):
 def test_no_control_events_leaves_cox_empty_but_runs_logrank(protocol):
     data = _datasets()
     adtte = data.adtte.copy()
-    adtte.loc[adtte["ARMCD"] == "NOTRT", "CNSR"] = 1
+    adtte.loc[adtte["ARMCD"] == "NOTHER", "CNSR"] = 1
     results = run_plan(protocol, TrialDatasets(data.adsl, data.adlb, adtte, data.adae))
     pooled = [r for r in results["time_to_event"] if r["arm"] == "IL2+IL2ART"]
     cox = next(r for r in pooled if r["method"] == "cox_efron")
     logrank = next(r for r in pooled if r["method"] == "logrank")
-    assert cox["hazard_ratio"] is None and "NOTRT" in cox["note"]
-    assert cox["events"]["NOTRT"] == 0 and cox["events"]["IL2+IL2ART"] > 0
-    treated = adtte[adtte["ARMCD"] != "NOTRT"]
-    control = adtte[adtte["ARMCD"] == "NOTRT"]
+    assert cox["hazard_ratio"] is None and "NOTHER" in cox["note"]
+    assert cox["events"]["NOTHER"] == 0 and cox["events"]["IL2+IL2ART"] > 0
+    treated = adtte[adtte["ARMCD"] != "NOTHER"]
+    control = adtte[adtte["ARMCD"] == "NOTHER"]
     ref = lifelines_logrank(
         treated["AVAL"], control["AVAL"], 1 - treated["CNSR"], 1 - control["CNSR"]
     )
@@ -210,7 +210,7 @@ def test_an_arm_without_week_32_values_is_a_clear_error(protocol):
             & (data.adlb["PARAMCD"] == "CD4")
         )
     ]
-    with pytest.raises(AnalysisError, match="CD4: IL2 vs NOTRT"):
+    with pytest.raises(AnalysisError, match="CD4: IL2 vs NOTHER"):
         run_plan(protocol, TrialDatasets(data.adsl, adlb, data.adtte, data.adae))
 
 
@@ -219,13 +219,13 @@ def test_secondary_hiv_rna_ancova_matches_statsmodels(protocol):
     data = _datasets()
     results = run_plan(protocol, data)
     wk32 = data.adlb[(data.adlb["AVISIT"] == "WK32") & (data.adlb["PARAMCD"] == "LHIVRNA")]
-    fit = smf.ols("AVAL ~ C(ARMCD, Treatment('NOTRT')) + BASE", data=wk32).fit()
-    name = "C(ARMCD, Treatment('NOTRT'))[T.IL2ART]"
+    fit = smf.ols("AVAL ~ C(ARMCD, Treatment('NOTHER')) + BASE", data=wk32).fit()
+    name = "C(ARMCD, Treatment('NOTHER'))[T.IL2ART]"
     row = next(r for r in results["secondary"] if r["arm"] == "IL2ART" and r["method"] == "ancova")
     assert row["endpoint"] == "HIVRNA" and row["week"] == 32
     assert row["difference"] == pytest.approx(fit.params[name], rel=1e-9)
     assert row["p_value"] == pytest.approx(fit.pvalues[name], rel=1e-6)
-    assert row["n"] == {"IL2ART": 36, "NOTRT": 36}
+    assert row["n"] == {"IL2ART": 36, "NOTHER": 36}
     assert {r["method"] for r in results["secondary"]} == {"ancova", "ttest"}
 
 
@@ -248,9 +248,9 @@ def test_longitudinal_records_are_the_mmrm_of_all_arms_at_every_visit(protocol):
         rows["AVISITN"],
         rows["ARMCD"],
         rows["BASE"],
-        control_level="NOTRT",
+        control_level="NOTHER",
     )
-    contrast = ref.contrast("IL2ART", "NOTRT")
+    contrast = ref.contrast("IL2ART", "NOTHER")
     mine = [r for r in records if r["arm"] == "IL2ART"]
     np.testing.assert_allclose([r["difference"] for r in mine], contrast.difference, rtol=1e-9)
     np.testing.assert_allclose([r["p_value"] for r in mine], contrast.p_value, rtol=1e-9)
@@ -259,7 +259,7 @@ def test_longitudinal_records_are_the_mmrm_of_all_arms_at_every_visit(protocol):
     assert wk32["note"] is None and wk32["df"] == ref.df_residual
     assert wk32["n"] == {
         "IL2ART": int(((rows["ARMCD"] == "IL2ART") & (rows["AVISITN"] == 32)).sum()),
-        "NOTRT": int(((rows["ARMCD"] == "NOTRT") & (rows["AVISITN"] == 32)).sum()),
+        "NOTHER": int(((rows["ARMCD"] == "NOTHER") & (rows["AVISITN"] == 32)).sum()),
     }
     # the simulated effect is 130 at week 32, 0 at baseline: the contrast grows over visits
     assert mine[-1]["difference"] > mine[0]["difference"]
@@ -268,7 +268,7 @@ def test_longitudinal_records_are_the_mmrm_of_all_arms_at_every_visit(protocol):
 
 def test_a_pooled_comparison_gets_its_own_mmrm(protocol):
     spec = protocol.analysis.longitudinal[0].model_copy(
-        update={"comparisons": [["IL2+IL2ART", "NOTRT"]]}
+        update={"comparisons": [["IL2+IL2ART", "NOTHER"]]}
     )
     pooled = protocol.model_copy(
         update={"analysis": protocol.analysis.model_copy(update={"longitudinal": [spec]})}
@@ -276,14 +276,14 @@ def test_a_pooled_comparison_gets_its_own_mmrm(protocol):
     data = _datasets()
     records = run_plan(pooled, data)["longitudinal"]
     rows = _cd4_long(data)
-    group = np.where(rows["ARMCD"] == "NOTRT", "NOTRT", "IL2+IL2ART")
+    group = np.where(rows["ARMCD"] == "NOTHER", "NOTHER", "IL2+IL2ART")
     ref = mmrm(rows["AVAL"], rows["USUBJID"], rows["AVISITN"], group, rows["BASE"])
     np.testing.assert_allclose(
         [r["difference"] for r in records],
-        ref.contrast("IL2+IL2ART", "NOTRT").difference,
+        ref.contrast("IL2+IL2ART", "NOTHER").difference,
         rtol=1e-9,
     )
-    assert records[0]["n"]["IL2+IL2ART"] > records[0]["n"]["NOTRT"]
+    assert records[0]["n"]["IL2+IL2ART"] > records[0]["n"]["NOTHER"]
 
 
 def test_unstructured_failure_falls_back_to_compound_symmetry_and_says_so(protocol):
@@ -306,17 +306,17 @@ def test_safety_counts_participants_once_and_matches_scipy_fisher(protocol):
     fever = next(r for r in results["safety"] if r["term"] == "Fever" and r["arm"] == "IL2")
     ae = data.adae[data.adae["TRTEMFL"] == "Y"]
     with_fever = ae[ae["AEDECOD"] == "Fever"].groupby("ARMCD")["USUBJID"].nunique()
-    a, c = int(with_fever.get("IL2", 0)), int(with_fever.get("NOTRT", 0))
-    assert fever["events"] == {"IL2": a, "NOTRT": c}
-    assert fever["n"] == {"IL2": 40, "NOTRT": 40}
+    a, c = int(with_fever.get("IL2", 0)), int(with_fever.get("NOTHER", 0))
+    assert fever["events"] == {"IL2": a, "NOTHER": c}
+    assert fever["n"] == {"IL2": 40, "NOTHER": 40}
     ref = stats.fisher_exact([[a, c], [40 - a, 40 - c]])
     assert fever["p_value"] == pytest.approx(ref.pvalue, rel=1e-9)
     assert fever["difference"] == pytest.approx((a - c) / 40)
     grade3 = next(r for r in results["safety"] if r["term"].startswith("Any AE of grade >= 3"))
     severe = ae[ae["AETOXGR"] >= 3].groupby("ARMCD")["USUBJID"].nunique()
-    assert grade3["events"]["NOTRT"] == int(severe.get("NOTRT", 0))
+    assert grade3["events"]["NOTHER"] == int(severe.get("NOTHER", 0))
     unlisted = [r for r in results["safety"] if r["term"] == "Injection site reaction"]
-    assert all(r["events"] == {r["arm"]: 0, "NOTRT": 0} for r in unlisted)
+    assert all(r["events"] == {r["arm"]: 0, "NOTHER": 0} for r in unlisted)
 
 
 def test_results_json_keys_types_and_typed_round_trip(protocol):

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
+from stalwart.capture.ae_form import AeDetails
 from stalwart.capture.audit import GENESIS_HASH, data_sha256, verify_audit
 from stalwart.capture.db import open_engine
 from stalwart.capture.enrolment import Allocation
@@ -90,7 +91,17 @@ def _populate(svc: CaptureService, enrol: Enrol) -> dict[str, int]:
     visit = svc.record_visit(a.usubjid, "ENTRY", RAND, {"CD4": 510, "HIVRNA": "<50"}, "n")
     svc.record_visit(a.usubjid, "WK04", RAND + 28 * DAY, {"CD4": 555, "HIVRNA": 1500}, "n")
     svc.record_visit(b.usubjid, "ENTRY", RAND, {"CD4": 420, "HIVRNA": 30000}, "n")
-    ae = svc.report_adverse_event(a.usubjid, "Fever", 2, RAND + DAY, None, "POSSIBLE", False, "d")
+    ae = svc.report_adverse_event(
+        a.usubjid,
+        "Fever",
+        2,
+        RAND + DAY,
+        None,
+        "POSSIBLE",
+        False,
+        "d",
+        AeDetails("fever", "RECOVERED/RESOLVED", "DOSE NOT CHANGED"),
+    )
     ce = svc.report_clinical_event(b.usubjid, "TB", RAND + 40 * DAY, "d")
     with svc.engine.connect() as conn:
         lab = conn.scalar(
@@ -374,7 +385,7 @@ def test_allocation_swapped_behind_the_service(small: Small) -> None:
                 "ORDER BY id LIMIT 1"
             )
         ).one()
-    other = "NOTRT" if arm != "NOTRT" else "IL2"
+    other = "NOTHER" if arm != "NOTHER" else "IL2"
     _sql(engine, "UPDATE allocation_slot SET arm = :a WHERE id = :i", a=other, i=slot_id)
     f = verify_audit(engine).finding
     assert f is not None and (f.table, f.record_id) == ("allocation_slot", slot_id)
@@ -416,7 +427,15 @@ def _scripted_writes(svc: CaptureService, enrol: Enrol) -> None:
         c.usubjid, "ENTRY", RAND, {"CD4": 0.1 + 0.2, "CD4PCT": 12.5, "HIVRNA": 123456789 / 7}, "n"
     )
     svc.report_adverse_event(
-        c.usubjid, "Rash", 3, RAND + DAY, RAND + 9 * DAY, "DEFINITE", True, "d"
+        c.usubjid,
+        "Rash",
+        3,
+        RAND + DAY,
+        RAND + 9 * DAY,
+        "DEFINITE",
+        True,
+        "d",
+        AeDetails("rash", "RECOVERED/RESOLVED", "DRUG INTERRUPTED", ("AESHOSP",)),
     )
     svc.report_clinical_event(c.usubjid, "DEATH", RAND + 50 * DAY, "d")
     svc.record_disposition(c.usubjid, "DEATH", RAND + 50 * DAY, "d")
@@ -545,8 +564,10 @@ def _play(svc: CaptureService, steps: list[tuple[Any, ...]], enrol: Enrol) -> in
             done[p.usubjid] = k + 1
         elif kind == "ae":
             start = p.randomization_date + step[4] * DAY
+            criteria = ("AESHOSP",) if step[5] else ()
+            details = AeDetails("event", "RECOVERED/RESOLVED", "DOSE NOT CHANGED", criteria)
             svc.report_adverse_event(
-                p.usubjid, step[2], step[3], start, None, "UNLIKELY", step[5], "n"
+                p.usubjid, step[2], step[3], start, None, "UNLIKELY", step[5], "n", details
             )
         else:
             svc.report_clinical_event(p.usubjid, step[2], p.randomization_date + step[3] * DAY, "n")

@@ -114,7 +114,7 @@ def test_parallel_screening_randomization_and_visits(
         )
         assert numbers == list(range(1, len(numbers) + 1))
     # each thread's own allocations agree with the database
-    assert {a.arm for a in allocations} <= {"NOTRT", "IL2", "IL2ART"}
+    assert {a.arm for a in allocations} <= {"NOTHER", "IL2", "IL2ART"}
     assert {(a.stratum, a.sequence, a.arm) for a in allocations} == {
         (r.stratum, r.sequence, r.arm) for r in used
     }

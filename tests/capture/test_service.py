@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from stalwart.capture.ae_form import AeDetails
 from stalwart.capture.audit import data_sha256, verify_audit
 from stalwart.capture.db import open_engine
 from stalwart.capture.enrolment import Allocation, ScreeningOutcome
@@ -102,7 +103,15 @@ def test_happy_path(
     )
     trial.record_doses(alloc.usubjid, "ART", 1, [(d, 1) for d in art_days], "nurse")
     ae = trial.report_adverse_event(
-        alloc.usubjid, "Fever", 2, il2_days[1], il2_days[3], "PROBABLE", False, "doctor"
+        alloc.usubjid,
+        "Fever",
+        2,
+        il2_days[1],
+        il2_days[3],
+        "PROBABLE",
+        False,
+        "doctor",
+        AeDetails("fever", "RECOVERED/RESOLVED", "DOSE NOT CHANGED"),
     )
     ce = trial.report_clinical_event(alloc.usubjid, "HZOSTER", D(2006, 3, 1), "doctor")
     assert ae >= 1 and ce >= 1
@@ -273,7 +282,7 @@ def world(
     svc.record_visit(a.usubjid, "WK04", RAND + 28 * DAY, {"CD4": 600, "HIVRNA": "<50"}, "n")
     il2 = [d.date for d in a.calendar.doses if d.treatment == "IL2" and d.cycle == 1]
     svc.record_doses(a.usubjid, "IL2", 1, [(d, 2) for d in il2], "n")
-    notrt = enrol(svc, arm="NOTRT")
+    notrt = enrol(svc, arm="NOTHER")
     ended = enrol(svc, arm="IL2")
     svc.record_visit(ended.usubjid, "ENTRY", RAND, {"CD4": 400, "HIVRNA": 100}, "n")
     svc.record_disposition(ended.usubjid, "WITHDREW", ENDED, "n")
@@ -302,6 +311,7 @@ def _ae(w: World, usubjid: str | None = None, **kw: Any) -> None:
         "related": "POSSIBLE",
         "serious": False,
         "actor": "n",
+        "details": AeDetails("fever", "RECOVERED/RESOLVED", "DOSE NOT CHANGED"),
     }
     w.svc.report_adverse_event(**(args | kw))
 
@@ -398,7 +408,7 @@ CASES: list[tuple[str, Callable[[World], object], type[Exception], str | None, l
         ["'WK05' is not in the schedule"],
     ),
     (
-        "cycle visit of a NOTRT participant",
+        "cycle visit of a NOTHER participant",
         lambda w: w.svc.record_visit(w.notrt.usubjid, "PRECYC1", RAND + 5 * DAY, _labs(), "n"),
         ValidationError,
         "visit_code",
@@ -488,7 +498,7 @@ CASES: list[tuple[str, Callable[[World], object], type[Exception], str | None, l
         lambda w: w.svc.record_doses(w.notrt.usubjid, "IL2", 1, [(_il2(w), 2)], "n"),
         ValidationError,
         "treatment",
-        ["(arm NOTRT) has no IL2 cycle 1"],
+        ["(arm NOTHER) has no IL2 cycle 1"],
     ),
     (
         "IL-2 cycle 4",

@@ -190,7 +190,7 @@ def test_endpoint_review(trial: CaptureService, engine: Engine, enrol: Enrol) ->
 
 def test_summaries_blinded_and_by_arm(trial: CaptureService, enrol: Enrol) -> None:
     arms = {}
-    for arm in ("NOTRT", "IL2", "IL2ART"):
+    for arm in ("NOTHER", "IL2", "IL2ART"):
         a = enrol(trial, arm=arm)
         arms[arm] = a.usubjid
         trial.record_visit(
@@ -205,9 +205,9 @@ def test_summaries_blinded_and_by_arm(trial: CaptureService, enrol: Enrol) -> No
         "median": 520.0,
     }
     text = repr(pooled)
-    assert not any(arm in text for arm in ("NOTRT", "IL2"))
+    assert not any(arm in text for arm in ("NOTHER", "IL2"))
     by_arm = trial.records.summary(DSMB, by_arm=True)
-    assert set(by_arm["groups"]) == {"NOTRT", "IL2", "IL2ART"}
+    assert set(by_arm["groups"]) == {"NOTHER", "IL2", "IL2ART"}
     assert by_arm["groups"]["IL2"]["cd4_by_visit"]["WK04"]["mean"] == 520.0
 
 

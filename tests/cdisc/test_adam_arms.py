@@ -14,7 +14,7 @@ from stalwart.errors import DatasetError
 
 # the STALWART arms as our ADaM export writes them: TRT01PN in the protocol's order
 STALWART = (
-    ("NOTRT", "No therapy", 1.0),
+    ("NOTHER", "No therapy", 1.0),
     ("IL2", "IL-2 alone", 2.0),
     ("IL2ART", "IL-2 with peri-cycle ART", 3.0),
 )
@@ -52,17 +52,17 @@ def _folder(tmp_path: Path, adsl: pd.DataFrame) -> Path:
 def test_the_plans_control_is_found_by_armcd_on_our_own_study(tmp_path: Path) -> None:
     inputs = load_adam(_folder(tmp_path, _adsl()))
     assert inputs.arm_variable == "TRT01P" and inputs.control == "No therapy"
-    assert any("ARMCD NOTRT, the control of the STALWART protocol" in n for n in inputs.notes)
+    assert any("ARMCD NOTHER, the control of the STALWART protocol" in n for n in inputs.notes)
     assert dict(inputs.arm_codes) == {name: code for code, name, _ in STALWART}
 
 
 def test_control_accepts_the_label_the_code_and_the_number(tmp_path: Path) -> None:
     folder = _folder(tmp_path, _adsl())
-    for given in ("No therapy", "NOTRT", " NOTRT ", "1"):
+    for given in ("No therapy", "NOTHER", " NOTHER ", "1"):
         assert load_adam(folder, control=given).control == "No therapy"
     assert load_adam(folder, control="IL2ART").control == "IL-2 with peri-cycle ART"
-    assert load_adam(folder, arm_var="ARMCD", control="No therapy").control == "NOTRT"
-    with pytest.raises(DatasetError, match=r"'XYZ' is not an arm.*ARMCD: IL2, IL2ART, NOTRT"):
+    assert load_adam(folder, arm_var="ARMCD", control="No therapy").control == "NOTHER"
+    with pytest.raises(DatasetError, match=r"'XYZ' is not an arm.*ARMCD: IL2, IL2ART, NOTHER"):
         load_adam(folder, control="XYZ")
 
 

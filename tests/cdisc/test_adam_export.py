@@ -69,8 +69,8 @@ def test_analyze_adam_on_our_export_equals_the_analysis_from_the_store(
     # no flags: arms keyed by TRT01P (labels), the plan's control found by ARMCD, codes reported
     foreign = analyze_adam(cdisc_trial.adam).to_dict()
     codes = foreign["arm_codes"]
-    assert foreign["arm_variable"] == "TRT01P" and codes[foreign["control"]] == "NOTRT"
-    assert analyze_adam(cdisc_trial.adam, control="NOTRT").control == foreign["control"]
+    assert foreign["arm_variable"] == "TRT01P" and codes[foreign["control"]] == "NOTHER"
+    assert analyze_adam(cdisc_trial.adam, control="NOTHER").control == foreign["control"]
     assert analyze_adam(cdisc_trial.adam, control="1").control == foreign["control"]  # TRT01PN
     fields = ("hazard_ratio", "ci_low", "ci_high", "p_value")
     compared = 0
@@ -107,4 +107,28 @@ def test_analyze_adam_on_our_export_equals_the_analysis_from_the_store(
             assert _same(row[f], other[f]), (row["method"], f, row[f], other[f])
             compared += 1
     assert compared >= 20
-    assert hazard_ratios >= 1  # the fixture's seed gives events in NOTRT and IL2ART
+    assert hazard_ratios >= 1  # the fixture's seed gives events in NOTHER and IL2ART
+
+
+def test_the_adam_follows_the_pharmaverse_conventions(cdisc_trial: CdiscTrial) -> None:
+    """What {admiral} builds and reviewers expect: one ADSL row per subject with Y/N population
+    flags, each PARAMCD (at most 8 characters) with one PARAM naming its unit, AVISITN numbering
+    the visits in time order, and one baseline record (ABLFL) per subject and parameter."""
+    adsl, _ = read_xpt(cdisc_trial.adam / "adsl.xpt")
+    assert adsl["USUBJID"].is_unique
+    for flag in ("ITTFL", "RANDFL"):
+        assert set(adsl[flag]) <= {"Y", "N"}, flag
+    assert set(adsl["DTHFL"]) <= {"Y", ""}
+    assert (adsl["TRT01P"] != "").all() and adsl["TRT01PN"].notna().all()
+    adlb, _ = read_xpt(cdisc_trial.adam / "adlb.xpt")
+    params = adlb.groupby("PARAMCD")["PARAM"].unique()
+    for code, names in params.items():
+        assert re.fullmatch(r"[A-Z][A-Z0-9_]{0,7}", str(code))
+        assert len(names) == 1 and re.search(r"\(.+\)$", names[0]), (code, names)
+    order = adlb.groupby("AVISITN")["ADY"].median().sort_index()
+    assert order.is_monotonic_increasing  # AVISITN orders the visits in time
+    assert adlb.groupby("AVISIT")["AVISITN"].nunique().eq(1).all()
+    base = adlb[adlb["ABLFL"] == "Y"]
+    assert not base.duplicated(["USUBJID", "PARAMCD"]).any()
+    adtte, _ = read_xpt(cdisc_trial.adam / "adtte.xpt")
+    assert set(adtte["CNSR"]) <= {0.0, 1.0}

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 from cdisc_export import CdiscTrial
+from stalwart.analysis.datasets.source import read_store
 from stalwart.capture.audit import data_sha256, verify_audit
 from stalwart.capture.db import open_engine
 from stalwart.capture.service import CaptureService
@@ -58,7 +59,7 @@ def test_export_validates_and_carries_the_audit_trail(cdisc_trial: CdiscTrial) -
         if e.get("OID") == "CL.ARM"
         for e in e.iter(f"{ODM}EnumeratedItem")
     ]
-    assert arms == ["NOTRT", "IL2", "IL2ART"]
+    assert arms == ["NOTHER", "IL2", "IL2ART"]
     assert root.findtext(f"{ODM}Study/{ODM}GlobalVariables/{ODM}StudyName") == "STALWART"
 
 
@@ -242,3 +243,17 @@ def test_public_names() -> None:
         module = importlib.import_module(f"stalwart.cdisc.{name}")
         for exported in module.__all__:
             assert hasattr(module, exported), (name, exported)
+
+
+def test_a_backup_from_before_the_ae_form_fields_still_restores(
+    make_engine: Callable[..., Engine],
+) -> None:
+    """A backup written before migration 0008 added the AE form's fields restores, verifies, and
+    reads those fields as the migration defines them (verbatim = the term, UNKNOWN outcome)."""
+    old = GOLDEN.with_name("tiny_before_0008.odm.xml")
+    target = make_engine("sqlite", migrated=False)
+    import_odm(old, target)
+    assert verify_audit(target).ok
+    ae = read_store(target).adverse_events
+    assert list(ae["verbatim"]) == list(ae["term"]) == ["Fever"]
+    assert list(ae["outcome"]) == ["UNKNOWN"] and list(ae["seriousness"]) == [""]

@@ -40,7 +40,7 @@ SORT_KEYS = {
     "TI": ["STUDYID", "IETESTCD"],
     "TS": ["STUDYID", "TSPARMCD", "TSSEQ"],
 }
-"""SDTMIG 3.2 sort keys (written independently of the module under test)."""
+"""SDTMIG sort keys (written independently of the module under test)."""
 
 
 def _read(folder: Path, name: str) -> tuple[pd.DataFrame, dict[str, object]]:
@@ -112,7 +112,7 @@ def test_the_data_match_the_store(cdisc_trial: CdiscTrial) -> None:
     sv, _ = _read(cdisc_trial.sdtm, "SV")
     assert len(sv) == len(extract.labs.drop_duplicates(["usubjid", "visit_code"]))
     # study day 1 is the day of randomization
-    entry = lb[lb["LBBLFL"] == "Y"]
+    entry = lb[lb["LBLOBXFL"] == "Y"]
     assert (entry["LBDY"] == 1).all() and (entry["VISITDY"] == 1).all()
 
 
@@ -186,3 +186,90 @@ def test_structure_against_the_cdisc_pilot(cdisc_trial: CdiscTrial) -> None:
         identifiers = [v for v in ("STUDYID", "DOMAIN", "USUBJID") if v in theirs["types"]]  # type: ignore[operator]
         assert all(v in ours["types"] for v in identifiers)  # type: ignore[operator]
     assert np.isfinite(shared)
+
+
+def test_subjid_is_unique_in_the_study(cdisc_trial: CdiscTrial) -> None:
+    dm, _ = _read(cdisc_trial.sdtm, "DM")
+    assert dm["SUBJID"].is_unique
+    assert (dm["STUDYID"] + "-" + dm["SUBJID"] == dm["USUBJID"]).all()
+    assert set(dm["RACE"]) - {""} and set(dm["ETHNIC"]) - {""}
+
+
+@pytest.mark.parametrize("name", ["AE", "CE", "CM", "DS", "EX", "LB"])
+def test_every_record_has_an_epoch_of_the_trial_arms(cdisc_trial: CdiscTrial, name: str) -> None:
+    frame, _ = _read(cdisc_trial.sdtm, name)
+    ta, _ = _read(cdisc_trial.sdtm, "TA")
+    assert set(frame["EPOCH"]) <= set(ta["EPOCH"])
+    day = frame[f"{name}STDY" if name != "LB" else "LBDY"]
+    assert (frame.loc[day < 1, "EPOCH"] == "SCREENING").all()
+    assert (frame.loc[day >= 1, "EPOCH"] != "SCREENING").all()
+
+
+def test_lab_results_are_flagged_against_the_protocols_normal_ranges(
+    cdisc_trial: CdiscTrial,
+) -> None:
+    protocol = CaptureService.open(cdisc_trial.engine).protocol
+    assert protocol.submission is not None
+    lb, _ = _read(cdisc_trial.sdtm, "LB")
+    cd4 = lb[(lb["LBTESTCD"] == "CD4") & lb["LBSTRESN"].notna()]
+    r = protocol.submission.normal_ranges["CD4"]
+    expected = np.where(
+        cd4["LBSTRESN"] < r.low, "LOW", np.where(cd4["LBSTRESN"] > r.high, "HIGH", "NORMAL")
+    )
+    assert list(cd4["LBNRIND"]) == list(expected)
+    below = lb["LBORRES"].str.startswith("<")
+    assert (lb.loc[below, "LBORNRHI"] == "").all()  # a text result carries no range
+    assert (lb.loc[below, "LBNRIND"] == "NORMAL").all()  # <50 is within the upper limit 50
+
+
+def test_serious_events_name_their_criteria(cdisc_trial: CdiscTrial) -> None:
+    ae, _ = _read(cdisc_trial.sdtm, "AE")
+    criteria = ["AESDTH", "AESLIFE", "AESHOSP", "AESDISAB", "AESCONG", "AESMIE"]
+    serious = ae["AESER"] == "Y"
+    assert serious.any()
+    assert (ae.loc[serious, criteria] == "Y").any(axis=1).all()
+    assert (ae.loc[~serious, criteria] == "").all().all()
+    assert set(ae["AEOUT"]) <= {
+        "RECOVERED/RESOLVED",
+        "NOT RECOVERED/NOT RESOLVED",
+        "FATAL",
+        "RECOVERING/RESOLVING",
+    }
+    assert ((ae["AEOUT"] == "FATAL") == (ae["AESDTH"] == "Y")).all()
+    dm, _ = _read(cdisc_trial.sdtm, "DM")
+    dead = set(dm.loc[dm["DTHFL"] == "Y", "USUBJID"])
+    assert dead == set(ae.loc[ae["AESDTH"] == "Y", "USUBJID"])
+    assert ae["AELLTCD"].isna().all()  # no MedDRA loaded: no code invented
+
+
+def test_every_required_and_expected_variable_is_present(cdisc_trial: CdiscTrial) -> None:
+    from stalwart.cdisc.sdtmig import ig_variables
+
+    for name in SUBJECT_DOMAINS + DESIGN:
+        frame, _ = _read(cdisc_trial.sdtm, name)
+        spec = ig_variables(name)
+        core = [v for v, s in spec.items() if s.core in ("Req", "Exp")]
+        assert set(core) <= set(frame.columns), (name, set(core) - set(frame.columns))
+        order = [spec[v].order for v in frame.columns]
+        assert order == sorted(order), name  # the IG's variable order
+
+
+def test_ts_codes_its_controlled_terms(cdisc_trial: CdiscTrial) -> None:
+    ts, _ = _read(cdisc_trial.sdtm, "TS")
+    by = ts.set_index(["TSPARMCD", "TSSEQ"])
+    assert by.loc[("INTMODEL", 1.0), "TSVALCD"] == "C82639"
+    assert by.loc[("TPHASE", 1.0), "TSVCDREF"] == "CDISC CT"
+    assert by.loc[("SSTDTC", 1.0), "TSVCDREF"] == "ISO 8601"
+    assert by.loc[("AGEMAX", 1.0), "TSVALNF"] == "PINF"
+    for code in ("SPONSOR", "OBJPRIM", "OUTMSPRI", "FCNTRY", "DCUTDTC", "ACTSUB", "SDTIGVER"):
+        assert code in set(ts["TSPARMCD"]), code
+    assert (ts.loc[ts["TSVALCD"] == "", "TSVCDVER"] == "").all()
+
+
+def test_the_reviewers_guide_is_written_with_the_export(cdisc_trial: CdiscTrial) -> None:
+    text = (cdisc_trial.sdtm / "csdrg.html").read_text(encoding="utf-8")
+    assert "MedDRA was not applied" in text
+    assert "ASSIGNED, NOT TREATED" not in text or "no EX records" in text
+    assert "no EX records" in text and "CORE-000767" in text
+    for name in SUBJECT_DOMAINS + DESIGN:
+        assert f"<td>{name}</td>" in text

@@ -27,11 +27,11 @@ def spec() -> TrialSpec:
 def test_comparisons_are_the_plans(spec: TrialSpec) -> None:
     labels = [(c.kind, c.endpoint, c.label, c.methods) for c in plan_comparisons(spec.protocol)]
     assert labels == [
-        ("primary", "CD4", "IL2 vs NOTRT", ("ancova", "ttest")),
-        ("primary", "CD4", "IL2ART vs NOTRT", ("ancova", "ttest")),
-        ("time_to_event", "ODDEATH", "IL2+IL2ART vs NOTRT", ("cox_efron", "logrank")),
-        ("time_to_event", "ODDEATH", "IL2 vs NOTRT", ("cox_efron", "logrank")),
-        ("time_to_event", "ODDEATH", "IL2ART vs NOTRT", ("cox_efron", "logrank")),
+        ("primary", "CD4", "IL2 vs NOTHER", ("ancova", "ttest")),
+        ("primary", "CD4", "IL2ART vs NOTHER", ("ancova", "ttest")),
+        ("time_to_event", "ODDEATH", "IL2+IL2ART vs NOTHER", ("cox_efron", "logrank")),
+        ("time_to_event", "ODDEATH", "IL2 vs NOTHER", ("cox_efron", "logrank")),
+        ("time_to_event", "ODDEATH", "IL2ART vs NOTHER", ("cox_efron", "logrank")),
     ]
 
 
@@ -46,21 +46,21 @@ def test_columns_are_the_single_trial_analyses_of_each_replicate(spec: TrialSpec
     for r in range(30):
         ok = np.isfinite(y[r])
         label = arms[data.arm[r]]
-        anc = ancova(y[r][ok], label[ok], data.baseline_cd4[r][ok], "IL2", "NOTRT")
-        assert cols["CD4 IL2 vs NOTRT ancova|difference"][r] == pytest.approx(anc.difference)
-        assert cols["CD4 IL2 vs NOTRT ancova|p_value"][r] == pytest.approx(anc.p_value)
-        w = welch_ttest(y[r][ok & (label == "IL2ART")], y[r][ok & (label == "NOTRT")])
-        assert cols["CD4 IL2ART vs NOTRT ttest|p_value"][r] == pytest.approx(w.p_value)
+        anc = ancova(y[r][ok], label[ok], data.baseline_cd4[r][ok], "IL2", "NOTHER")
+        assert cols["CD4 IL2 vs NOTHER ancova|difference"][r] == pytest.approx(anc.difference)
+        assert cols["CD4 IL2 vs NOTHER ancova|p_value"][r] == pytest.approx(anc.p_value)
+        w = welch_ttest(y[r][ok & (label == "IL2ART")], y[r][ok & (label == "NOTHER")])
+        assert cols["CD4 IL2ART vs NOTHER ttest|p_value"][r] == pytest.approx(w.p_value)
         pooled = np.isin(label, ["IL2", "IL2ART"]).astype(float)
         events = (event[r] & (pooled == 1)).sum(), (event[r] & (pooled == 0)).sum()
-        assert cols["ODDEATH IL2+IL2ART vs NOTRT|events_treated"][r] == events[0]
-        assert cols["ODDEATH events|NOTRT"][r] == events[1]
+        assert cols["ODDEATH IL2+IL2ART vs NOTHER|events_treated"][r] == events[0]
+        assert cols["ODDEATH events|NOTHER"][r] == events[1]
         lr = logrank_test(time[r], event[r], pooled)
-        assert cols["ODDEATH IL2+IL2ART vs NOTRT logrank|p_value"][r] == pytest.approx(lr.p_value)
-        hr = cols["ODDEATH IL2+IL2ART vs NOTRT cox_efron|hazard_ratio"][r]
+        assert cols["ODDEATH IL2+IL2ART vs NOTHER logrank|p_value"][r] == pytest.approx(lr.p_value)
+        hr = cols["ODDEATH IL2+IL2ART vs NOTHER cox_efron|hazard_ratio"][r]
         if min(events) == 0:  # monotone likelihood: flagged, not crashed
             assert math.isnan(hr)
-            assert not cols["ODDEATH IL2+IL2ART vs NOTRT cox_efron|estimable"][r]
+            assert not cols["ODDEATH IL2+IL2ART vs NOTHER cox_efron|estimable"][r]
         else:
             cox = cox_ph(time[r], event[r], pooled.reshape(-1, 1))
             assert hr == pytest.approx(cox.hazard_ratio[0])
@@ -96,7 +96,7 @@ def test_interim_looks_use_the_data_seen_by_the_look_day(spec: TrialSpec) -> Non
     )
     assert np.all(cols["gs|safety_events|3"] == event.sum(axis=1))
     k = len(rates)
-    for key in ("CD4 IL2 vs NOTRT|gs_efficacy_look", "gs|harm_look", "gs|stop_look"):
+    for key in ("CD4 IL2 vs NOTHER|gs_efficacy_look", "gs|harm_look", "gs|stop_look"):
         assert cols[key].min() >= 0 and cols[key].max() <= k
 
 
@@ -130,7 +130,7 @@ def test_posterior_streams_are_the_same_whatever_the_blocking(spec: TrialSpec) -
     assert uncertain.stream_draw(1) == replace(spec, seed=5, posterior=DRAWS).stream_draw(1)
     for stream, draw in enumerate(draws):
         fixed = run_block(replace(spec, overrides=draw), 100 * stream, 100)
-        key = "CD4 IL2 vs NOTRT ancova|difference"
+        key = "CD4 IL2 vs NOTHER ancova|difference"
         np.testing.assert_array_equal(whole[key][100 * stream : 100 * (stream + 1)], fixed[key])
     # the scenario's own overrides win over the draw
     pinned = replace(spec, posterior=DRAWS, overrides={"il2_event_hazard_ratio": 1.0})

@@ -36,7 +36,7 @@ FULL = """
 name = "bigger, fewer dropouts"
 [scenario]
 sample_size = 400
-allocation_ratio = { NOTRT = 1, IL2 = 2, IL2ART = 2 }
+allocation_ratio = { NOTHER = 1, IL2 = 2, IL2ART = 2 }
 block_sizes = [5, 10]
 cycles = 4
 il2_event_hazard_ratio = 3.0
@@ -65,7 +65,7 @@ def test_a_full_file_is_read_with_dotted_and_nested_keys(
     assert s.name == "bigger, fewer dropouts"
     assert s.overrides["dropout_rate_per_year.IL2"] == 0.03
     assert s.overrides["dropout_rate_per_year.IL2ART"] == 0.04
-    assert s.overrides["allocation_ratio"] == {"NOTRT": 1, "IL2": 2, "IL2ART": 2}
+    assert s.overrides["allocation_ratio"] == {"NOTHER": 1, "IL2": 2, "IL2ART": 2}
     assert s.null == NULL_OVERRIDES
     assert s.null_overrides["sample_size"] == 400
     assert s.null_overrides["il2_event_hazard_ratio"] == 1.0
@@ -144,8 +144,8 @@ def test_harm_courses_order_the_il2_arms_events_and_leave_control_alone(
         )
         _, event = data.time_to_event()
         events[name] = {
-            arm: int(event[data.arm == k].sum()) for k, arm in enumerate(("NOTRT", "IL2", "IL2ART"))
+            arm: int(event[data.arm == k].sum()) for k, arm in enumerate(("NOTHER", "IL2", "IL2ART"))
         }
-    assert events["none"]["NOTRT"] == events["cycles"]["NOTRT"] == events["persistent"]["NOTRT"]
+    assert events["none"]["NOTHER"] == events["cycles"]["NOTHER"] == events["persistent"]["NOTHER"]
     for arm in ("IL2", "IL2ART"):
         assert events["none"][arm] < events["cycles"][arm] < events["persistent"][arm], events

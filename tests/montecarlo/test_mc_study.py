@@ -56,13 +56,13 @@ def test_oc_json_has_provenance_and_every_figure(oc: dict[str, Any]) -> None:
         assert 0.0 <= row["power"] <= 1.0
     pooled = _row(alt["time_to_event"], "IL2+IL2ART", "cox_efron")
     assert set(pooled["hazard_ratio"]) == {"estimator", "median", "q025", "q975", "not_estimable"}
-    assert 0.0 < pooled["hazard_ratio"]["not_estimable"] < 1.0  # no NOTRT event: flagged
+    assert 0.0 < pooled["hazard_ratio"]["not_estimable"] < 1.0  # no NOTHER event: flagged
     # every replicate with an event has a Firth estimate; those the Cox one leaves out are the
     # largest ratios, so the Firth median over all of them sits above the Cox median
     firth = pooled["hazard_ratio_all"]
     assert firth["estimator"].startswith("Firth-penalized Cox") and firth["covered"] > 0.99
     assert firth["median"] > pooled["hazard_ratio"]["median"]
-    assert set(alt["events_by_arm"]["ODDEATH"]) == {"NOTRT", "IL2", "IL2ART"}
+    assert set(alt["events_by_arm"]["ODDEATH"]) == {"NOTHER", "IL2", "IL2ART"}
     gs = alt["group_sequential"]
     assert len(gs["primary"][0]["efficacy_by_look"]) == 3
     assert gs["design"]["efficacy_critical_z"][0] > gs["design"]["efficacy_critical_z"][-1]
@@ -75,7 +75,7 @@ def test_oc_json_has_provenance_and_every_figure(oc: dict[str, Any]) -> None:
 def test_simulated_intervals_contain_the_published_figures(oc: dict[str, Any]) -> None:
     alt = oc["alternative"]
     assert _contains(alt["randomized"]["total"], 267)
-    for arm, n in {"NOTRT": 91, "IL2": 89, "IL2ART": 87}.items():
+    for arm, n in {"NOTHER": 91, "IL2": 89, "IL2ART": 87}.items():
         assert _contains(alt["randomized"]["by_arm"][arm], n), arm
     assert _contains(_row(alt["primary"], "IL2", "ancova")["difference"], 134)
     assert _contains(_row(alt["primary"], "IL2ART", "ancova")["difference"], 133)

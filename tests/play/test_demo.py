@@ -14,7 +14,7 @@ from stalwart.errors import ConfigurationError, DatabaseError
 from stalwart.play.demo import run_demo
 from stalwart.protocol.load import default_protocol_path
 
-ARMS = ["NOTRT", "IL2", "IL2ART"]
+ARMS = ["NOTHER", "IL2", "IL2ART"]
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +53,12 @@ def test_results_json_follows_the_contract(small_run) -> None:
         (a, m) for a in ("IL2", "IL2ART") for m in ("ancova", "ttest")
     }
     for row in primary:
-        assert row["endpoint"] == "CD4" and row["week"] == 32 and row["control"] == "NOTRT"
+        assert row["endpoint"] == "CD4" and row["week"] == 32 and row["control"] == "NOTHER"
         assert row["ci_low"] < row["difference"] < row["ci_high"]
         assert 0 <= row["p_value"] <= 1
-        assert set(row["n"]) == {row["arm"], "NOTRT"} and set(row["mean"]) == set(row["n"])
+        assert set(row["n"]) == {row["arm"], "NOTHER"} and set(row["mean"]) == set(row["n"])
     for row in results["time_to_event"]:
-        assert row["parameter"] == "ODDEATH" and row["control"] == "NOTRT"
+        assert row["parameter"] == "ODDEATH" and row["control"] == "NOTHER"
         assert row["method"] in ("cox_efron", "logrank")
         assert set(row) >= {"events", "n", "hazard_ratio", "ci_low", "ci_high", "p_value"}
     pooled = [r for r in results["time_to_event"] if r["arm"] == "IL2+IL2ART"]

@@ -42,7 +42,7 @@ def test_a_protocol_without_the_new_sections_still_validates(packaged_text: str)
 
 
 def test_longitudinal_defaults() -> None:
-    spec = LongitudinalAnalysis(endpoint="CD4", visits=["WK04"], comparisons=[["IL2", "NOTRT"]])
+    spec = LongitudinalAnalysis(endpoint="CD4", visits=["WK04"], comparisons=[["IL2", "NOTHER"]])
     assert (spec.method, spec.covariance, spec.fallback_covariance) == (
         "mmrm",
         "unstructured",
@@ -73,7 +73,7 @@ def test_bad_safety_terms_grades_and_arms_are_named(data: dict[str, Any]) -> Non
     spec = data["analysis"]["safety"][0]
     spec["terms"] = ["Fever", "Hiccups"]
     spec["any_grade_at_least"] = [7]
-    spec["comparisons"] = [["IL3", "NOTRT"]]
+    spec["comparisons"] = [["IL3", "NOTHER"]]
     text = _problems(data)
     assert "analysis.safety.AE.terms: 'Hiccups' is not a term of forms.AE.terms" in text
     assert "analysis.safety.AE.any_grade_at_least: 7 lies outside the AE grades 1 to 5" in text

@@ -14,7 +14,7 @@ from stalwart.protocol.load import LoadedProtocol, load_protocol
 from stalwart.protocol.schema import Protocol
 
 PROTOCOL: Protocol = load_protocol().protocol
-ARMS = ["NOTRT", "IL2", "IL2ART"]
+ARMS = ["NOTHER", "IL2", "IL2ART"]
 DAY = dt.timedelta(days=1)
 
 randomization_dates = st.dates(min_value=dt.date(2005, 12, 1), max_value=dt.date(2009, 2, 28))
@@ -57,7 +57,7 @@ def test_example_calendar_il2art() -> None:
 
 def test_extended_visits_every_16_weeks_until_follow_up_end() -> None:
     rand = dt.date(2006, 1, 5)
-    cal = participant_calendar(PROTOCOL, "NOTRT", rand)
+    cal = participant_calendar(PROTOCOL, "NOTHER", rand)
     ext = [v for v in cal.visits if v.kind == "extended"]
     assert [v.code for v in ext][:3] == ["FU01", "FU02", "FU03"]
     assert [v.study_day for v in ext] == list(range(224 + 112, 1150, 112))[: len(ext)]
@@ -68,9 +68,9 @@ def test_extended_visits_every_16_weeks_until_follow_up_end() -> None:
 def test_follow_up_end_override() -> None:
     rand = dt.date(2006, 1, 5)
     end = rand + (224 + 112) * DAY
-    cal = participant_calendar(PROTOCOL, "NOTRT", rand, follow_up_end=end)
+    cal = participant_calendar(PROTOCOL, "NOTHER", rand, follow_up_end=end)
     assert [v.code for v in cal.visits if v.kind == "extended"] == ["FU01"]
-    cal = participant_calendar(PROTOCOL, "NOTRT", rand, follow_up_end=end - DAY)
+    cal = participant_calendar(PROTOCOL, "NOTHER", rand, follow_up_end=end - DAY)
     assert [v.code for v in cal.visits if v.kind == "extended"] == []
 
 

@@ -82,8 +82,8 @@ MUTATIONS = [
     ),
     (
         "analysis names an unknown arm",
-        'comparisons = [["IL2", "NOTRT"], ["IL2ART", "NOTRT"]]',
-        'comparisons = [["IL2", "PLACEBO"], ["IL2ART", "NOTRT"]]',
+        'comparisons = [["IL2", "NOTHER"], ["IL2ART", "NOTHER"]]',
+        'comparisons = [["IL2", "PLACEBO"], ["IL2ART", "NOTHER"]]',
         ["analysis.CD4.comparisons", "unknown arm 'PLACEBO'"],
     ),
     (

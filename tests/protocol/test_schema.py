@@ -35,11 +35,11 @@ def data(packaged_text: str) -> dict[str, Any]:
 
 # -- facts of the packaged protocol -------------------------------------------------------------
 def test_three_arms_one_to_one_to_one_with_one_control(protocol: Protocol) -> None:
-    assert protocol.arm_codes == ["NOTRT", "IL2", "IL2ART"]
+    assert protocol.arm_codes == ["NOTHER", "IL2", "IL2ART"]
     assert [a.ratio for a in protocol.arms] == [1, 1, 1]
-    assert [a.code for a in protocol.arms if a.control] == ["NOTRT"]
-    assert protocol.control_arm == "NOTRT"
-    assert protocol.arm("NOTRT").treatments == []
+    assert [a.code for a in protocol.arms if a.control] == ["NOTHER"]
+    assert protocol.control_arm == "NOTHER"
+    assert protocol.arm("NOTHER").treatments == []
     assert protocol.arm("IL2").treatments == ["IL2"]
     assert protocol.arm("IL2ART").treatments == ["IL2", "ART"]
 
@@ -116,8 +116,8 @@ def test_endpoints_and_plan(protocol: Protocol) -> None:
         "ENTRY",
     )
     assert protocol.endpoint("ODDEATH").event_categories == ["OPPORTUNISTIC", "DEATH"]
-    assert protocol.analysis.primary[0].comparisons == [["IL2", "NOTRT"], ["IL2ART", "NOTRT"]]
-    assert ["IL2+IL2ART", "NOTRT"] in protocol.analysis.time_to_event[0].comparisons
+    assert protocol.analysis.primary[0].comparisons == [["IL2", "NOTHER"], ["IL2ART", "NOTHER"]]
+    assert ["IL2+IL2ART", "NOTHER"] in protocol.analysis.time_to_event[0].comparisons
 
 
 @pytest.mark.parametrize(
@@ -229,7 +229,7 @@ def test_endpoint_references(data: dict[str, Any]) -> None:
 
 def test_analysis_of_unknown_endpoint_and_pooled_unknown_arm(data: dict[str, Any]) -> None:
     data["analysis"]["primary"][0]["endpoint"] = "VL"
-    data["analysis"]["time_to_event"][0]["comparisons"][0] = ["IL2+IL7", "NOTRT"]
+    data["analysis"]["time_to_event"][0]["comparisons"][0] = ["IL2+IL7", "NOTHER"]
     text = _errors(data)
     assert "analysis.VL: unknown endpoint" in text
     assert "analysis.ODDEATH.comparisons: unknown arm 'IL7'" in text
@@ -487,10 +487,10 @@ def test_probability_inside(data: dict[str, Any], probability: float) -> None:
 
 def test_two_arms_allow_probability_above_one_half(data: dict[str, Any]) -> None:
     data["arms"] = data["arms"][:2]
-    data["analysis"]["primary"][0]["comparisons"] = [["IL2", "NOTRT"]]
-    data["analysis"]["time_to_event"][0]["comparisons"] = [["IL2", "NOTRT"]]
+    data["analysis"]["primary"][0]["comparisons"] = [["IL2", "NOTHER"]]
+    data["analysis"]["time_to_event"][0]["comparisons"] = [["IL2", "NOTHER"]]
     for section in ("secondary", "longitudinal", "safety"):
-        data["analysis"][section][0]["comparisons"] = [["IL2", "NOTRT"]]
+        data["analysis"][section][0]["comparisons"] = [["IL2", "NOTHER"]]
     assert "greater than 1/2" in _errors(_minimization(data, probability=0.5))
     Protocol.model_validate(_minimization(data, probability=0.51))
 

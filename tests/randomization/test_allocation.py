@@ -41,7 +41,7 @@ def test_one_list_per_site_in_protocol_order() -> None:
         assert 300 <= len(slots) < 306
         assert [s.sequence for s in slots] == list(range(1, len(slots) + 1))
         counts = Counter(s.arm for s in slots)
-        assert set(counts) == {"NOTRT", "IL2", "IL2ART"}
+        assert set(counts) == {"NOTHER", "IL2", "IL2ART"}
         assert len(set(counts.values())) == 1  # whole blocks: exactly balanced overall
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from stalwart.errors import ConfigurationError
 from stalwart.randomization.blocks import Slot, permuted_blocks
 
-ARMS = [("NOTRT", 1), ("IL2", 1), ("IL2ART", 1)]
+ARMS = [("NOTHER", 1), ("IL2", 1), ("IL2ART", 1)]
 
 
 def _blocks(slots: list[Slot]) -> dict[int, list[Slot]]:

@@ -50,7 +50,7 @@ def _protocol(text: str, *, arms: int = 3, sites: int | None = None, **rand: Any
         data["arms"] = data["arms"][:2]
         for section in ("primary", "secondary", "longitudinal", "time_to_event", "safety"):
             for spec in data["analysis"].get(section, []):
-                spec["comparisons"] = [["IL2", "NOTRT"]]
+                spec["comparisons"] = [["IL2", "NOTHER"]]
     if sites is not None:
         data["sites"] = data["sites"][:sites]
     data["randomization"].update(rand)

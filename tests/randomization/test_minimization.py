@@ -167,7 +167,7 @@ def test_design_of_the_protocol(design: MinimizationDesign) -> None:
     assert [f.name for f in design.factors] == ["site", "cd4"]
     assert design.factors[0].levels[:2] == ("US01", "GB01") and len(design.factors[0].levels) == 9
     assert design.factors[1].levels == ("<500", ">=500")
-    assert (design.arms, design.ratios) == (("NOTRT", "IL2", "IL2ART"), (1, 1, 1))
+    assert (design.arms, design.ratios) == (("NOTHER", "IL2", "IL2ART"), (1, 1, 1))
     assert (design.probability, design.imbalance, design.list_length) == (0.8, "range", 400)
 
 

@@ -420,6 +420,9 @@ def _adverse_event(w: World) -> dict[str, Any]:
         "start_date": w.day(8),
         "end_date": w.day(10),
         "related": "POSSIBLE",
+        "verbatim": "fever",
+        "outcome": "RECOVERED/RESOLVED",
+        "action": "DOSE NOT CHANGED",
         "serious": False,
     }
 
@@ -1009,6 +1012,9 @@ PAGE_FORMS: list[PageForm] = [
             "start_date": w.day(8),
             "end_date": w.day(10),
             "related": "POSSIBLE",
+            "verbatim": "fever",
+            "outcome": "RECOVERED/RESOLVED",
+            "action": "DOSE NOT CHANGED",
             "serious": "false",
         },
         {

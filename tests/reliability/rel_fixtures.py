@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from stalwart.capture.access import Actor, Role
+from stalwart.capture.ae_form import AeDetails
 from stalwart.capture.db import open_engine
 from stalwart.capture.service import CaptureService
 from stalwart.capture.tables import Base, ClinicalEvent, LabResult, Visit
@@ -60,7 +61,7 @@ BLINDED = ("endpoint_reviewer", "statistician_blinded")
 SITE_BOUND = tuple(name for name, (_, site) in ACTORS.items() if site is not None)
 
 ARM_PATTERN = re.compile(
-    r"\b(NOTRT|IL2ART|IL2)\b|No therapy|IL-2 alone|IL-2 with peri-cycle ART", re.IGNORECASE
+    r"\b(NOTHER|IL2ART|IL2)\b|No therapy|IL-2 alone|IL-2 with peri-cycle ART", re.IGNORECASE
 )
 """The packaged protocol's arm codes and labels."""
 
@@ -147,11 +148,19 @@ def _populate(world: World, enrol: Callable[..., Any], eligible: Callable[..., A
             world.participants[site].append(u)
             service.record_visit(u, "ENTRY", dt.date(2006, 1, 5), LABS, "setup")
             world.visits[u] = service.record_visit(u, "WK04", dt.date(2006, 2, 2), LABS, "setup")
-            if allocation.arm != "NOTRT":  # the first IL-2 day: a week after randomization
+            if allocation.arm != "NOTHER":  # the first IL-2 day: a week after randomization
                 service.record_doses(u, "IL2", 1, [(dt.date(2006, 1, 12), 2)], "setup")
             world.events[u] = service.report_clinical_event(u, "TB", dt.date(2006, 2, 10), "setup")
             service.report_adverse_event(
-                u, "Fever", 2, dt.date(2006, 1, 13), None, "PROBABLE", False, "setup"
+                u,
+                "Fever",
+                2,
+                dt.date(2006, 1, 13),
+                None,
+                "PROBABLE",
+                False,
+                "setup",
+                AeDetails("fever", "RECOVERED/RESOLVED", "DOSE NOT CHANGED"),
             )
             world.queries[u] = service.queries.raise_query(u, "CD4", "please confirm", "setup")
         world.screenings[site] = []

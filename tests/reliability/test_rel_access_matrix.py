@@ -86,7 +86,7 @@ def _treated(world: World, enrol: Callable[..., Any], site: str) -> Allocation:
     """A participant of ``site`` on an IL-2 arm: enrolled until the site's list gives one."""
     for i in range(12):
         allocation: Allocation = enrol(world.service, site, f"{site}-T{i + 1}")
-        if allocation.arm != "NOTRT":
+        if allocation.arm != "NOTHER":
             world.service.record_visit(
                 allocation.usubjid, "ENTRY", allocation.randomization_date, LABS, "setup"
             )
@@ -227,6 +227,9 @@ def _calls(trial: Trial) -> list[Call]:
                     "start_date": "2006-01-14",
                     "end_date": "2006-01-15",
                     "related": "POSSIBLE",
+                    "verbatim": "fever",
+                    "outcome": "RECOVERED/RESOLVED",
+                    "action": "DOSE NOT CHANGED",
                     "serious": False,
                 },
             ),

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 from screening_answers import eligible_answers_of
+from stalwart.capture.ae_form import AeDetails
 from stalwart.capture.audit import data_sha256, verify_audit
 from stalwart.capture.db import open_engine
 from stalwart.capture.enrolment import Allocation
@@ -98,7 +99,15 @@ def _populate(svc: CaptureService, enrol: Enrol) -> None:
     first = b.randomization_date + 7 * DAY  # IL-2 cycle 1 starts a week after randomization
     svc.record_doses(b.usubjid, "IL2", 1, [(first + k * DAY, 2 - (k == 3)) for k in range(5)], "n")
     svc.report_adverse_event(
-        b.usubjid, "Fever", 3, first + DAY, first + 4 * DAY, "PROBABLE", True, "doctor"
+        b.usubjid,
+        "Fever",
+        3,
+        first + DAY,
+        first + 4 * DAY,
+        "PROBABLE",
+        True,
+        "doctor",
+        AeDetails("rash", "RECOVERED/RESOLVED", "DRUG INTERRUPTED", ("AESHOSP",)),
     )
     event = svc.report_clinical_event(c.usubjid, "PCP", c.randomization_date + 40 * DAY, "doc")
     svc.reviews.review(

@@ -37,6 +37,7 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from screening_answers import eligible_answers_of
+from stalwart.capture.ae_form import AeDetails
 from stalwart.capture.audit import data_sha256, verify_audit
 from stalwart.capture.db import open_engine
 from stalwart.capture.edit_checks import LabValue, check_lab_value, parse_lab_value
@@ -307,7 +308,7 @@ def schedules(draw: st.DrawFn) -> Protocol:
 @given(
     protocol=schedules(),
     rand=st.dates(dt.date(2005, 12, 1), dt.date(2009, 2, 28)),
-    arm=st.sampled_from(["NOTRT", "IL2", "IL2ART"]),
+    arm=st.sampled_from(["NOTHER", "IL2", "IL2ART"]),
 )
 def test_visit_windows_never_overlap_and_dates_increase(
     protocol: Protocol, rand: dt.date, arm: str
@@ -377,7 +378,15 @@ def _play(svc: CaptureService, steps: list[tuple[Any, ...]], enrol: Enrol) -> No
             elif kind == "ae":
                 start = a.randomization_date + step[4] * DAY
                 svc.report_adverse_event(
-                    a.usubjid, step[2], step[3], start, None, "UNLIKELY", False, "n"
+                    a.usubjid,
+                    step[2],
+                    step[3],
+                    start,
+                    None,
+                    "UNLIKELY",
+                    False,
+                    "n",
+                    AeDetails("fever", "RECOVERED/RESOLVED", "DOSE NOT CHANGED"),
                 )
             elif kind == "correct" and done:
                 code = svc.protocol.visits[0].code

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 import stalwart
+from stalwart.capture.ae_form import AeDetails
 from stalwart.capture.enrolment import Allocation
 from stalwart.capture.service import CaptureService
 from stalwart.capture.tables import AuditRecord, LabResult
@@ -136,7 +137,15 @@ def small(trial: CaptureService, engine: Engine, db_url: str, enrol: Enrol) -> S
     trial.record_visit(a.usubjid, "WK04", rand + 28 * day, {"CD4": 555, "HIVRNA": 1500}, "nurse")
     trial.record_visit(b.usubjid, "ENTRY", rand, {"CD4": 420, "HIVRNA": 30000}, "nurse")
     ae = trial.report_adverse_event(
-        a.usubjid, "Fever", 2, rand + day, None, "POSSIBLE", False, "doctor"
+        a.usubjid,
+        "Fever",
+        2,
+        rand + day,
+        None,
+        "POSSIBLE",
+        False,
+        "doctor",
+        AeDetails("fever", "RECOVERED/RESOLVED", "DOSE NOT CHANGED"),
     )
     ce = trial.report_clinical_event(b.usubjid, "TB", rand + 40 * day, "doctor")
     with engine.connect() as conn:
@@ -238,7 +247,7 @@ def _swap_allocation(s: Small) -> Expected:
                 "ORDER BY id LIMIT 1"
             )
         ).one()
-    other = "NOTRT" if arm != "NOTRT" else "IL2"
+    other = "NOTHER" if arm != "NOTHER" else "IL2"
     _sql(s.engine, "UPDATE allocation_slot SET arm = :a WHERE id = :i", a=other, i=slot_id)
     seq = _last_seq(s.engine, "allocation_slot", slot_id)
     return Expected(seq, "allocation_slot", slot_id, (f"arm: audit '{arm}' vs data '{other}'",))

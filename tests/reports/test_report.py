@@ -805,5 +805,5 @@ def test_km_captions_name_the_grouping_they_show() -> None:
     (pooled,) = km_sections(protocol, adtte, Arms.pooled())
     assert "all arms pooled" in pooled.caption and "by arm" not in pooled.caption
     assert pooled.at_risk is not None and "by arm" not in pooled.at_risk.caption
-    by_arm = km_sections(protocol, adtte.assign(ARMCD="NOTRT"), Arms.of(protocol))[0]
+    by_arm = km_sections(protocol, adtte.assign(ARMCD="NOTHER"), Arms.of(protocol))[0]
     assert "by arm" in by_arm.caption

@@ -34,7 +34,7 @@ from stalwart.protocol.load import default_protocol_path, load_protocol, parse_p
 from stalwart.reports.study_report import ReportFiles, build_report, build_report_from_url
 from stalwart.web.app import create_app
 
-ARM_CODES = ("NOTRT", "IL2", "IL2ART")
+ARM_CODES = ("NOTHER", "IL2", "IL2ART")
 ARM_NAMES = ("No therapy", "IL-2 alone", "IL-2 with peri-cycle ART")
 
 needs_poppler = pytest.mark.skipif(

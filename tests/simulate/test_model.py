@@ -24,7 +24,7 @@ from stalwart.simulate.candidates import Candidate, simulate_candidate
 from stalwart.simulate.model import ParticipantCourse, simulate_participant
 from stalwart.simulate.parameters import Distribution, ModelParameters, Parameter, load_parameters
 
-ARMS = ("NOTRT", "IL2", "IL2ART")
+ARMS = ("NOTHER", "IL2", "IL2ART")
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +193,7 @@ def test_courses_respect_calendar_windows_and_disposition(protocol, overrides, m
         )
         _check_course(protocol, calendar, course)
         statuses.add(course.disposition.status)
-        if arm == "NOTRT":
+        if arm == "NOTHER":
             assert course.doses == ()
         else:
             treated += 1
@@ -225,7 +225,7 @@ def test_missing_arm_dropout_rate_is_a_configuration_error(params, protocol):
     data["arms"][1]["code"] = "ZZZ"
     for section in ("primary", "secondary", "longitudinal", "safety"):
         for spec in data["analysis"][section]:
-            spec["comparisons"] = [["ZZZ", "NOTRT"]]
+            spec["comparisons"] = [["ZZZ", "NOTHER"]]
     data["analysis"]["time_to_event"] = []
     renamed = Protocol.model_validate(data)
     calendar = participant_calendar(renamed, "ZZZ", dt.date(2006, 1, 1))
@@ -332,9 +332,9 @@ def test_il2_raises_cd4_and_cd4_percent_and_no_therapy_declines(params, protocol
                 entry[arm].append(labs["ENTRY"].cd4)
                 week32[arm].append(labs["WK32"].cd4)
                 pct32[arm].append(labs["WK32"].cd4_percent)
-    decline = np.mean(entry["NOTRT"]) - np.mean(week32["NOTRT"])
+    decline = np.mean(entry["NOTHER"]) - np.mean(week32["NOTHER"])
     assert 10 < decline < 60  # about 60/yr over 32 weeks, SE about 8
-    assert np.mean(pct32["IL2"]) - np.mean(pct32["NOTRT"]) > 3
+    assert np.mean(pct32["IL2"]) - np.mean(pct32["NOTHER"]) > 3
 
 
 # -- Monte Carlo check of the calibration -------------------------------------------------------
@@ -365,7 +365,7 @@ def trial(params, protocol) -> dict[str, dict[str, np.ndarray]]:
 @pytest.mark.parametrize(("arm", "target"), [("IL2", 134.0), ("IL2ART", 133.0)])
 def test_week32_cd4_difference_matches_the_paper(trial, arm, target):
     """Paired difference, SE about 5.5 cells with 2000 pairs: +-15 is about 2.7 SE."""
-    treated, control = trial[arm]["week32"], trial["NOTRT"]["week32"]
+    treated, control = trial[arm]["week32"], trial["NOTHER"]["week32"]
     both = ~np.isnan(treated) & ~np.isnan(control)
     diff = treated[both] - control[both]
     se = diff.std(ddof=1) / math.sqrt(both.sum())
@@ -378,14 +378,14 @@ def test_week32_cd4_difference_matches_the_paper(trial, arm, target):
 def test_event_proportions_match_the_paper(trial):
     """12/176 = 0.068 (IL-2 arms pooled; SE about 0.004 here) and 1/91 = 0.011 (SE about 0.0023)."""
     il2 = np.concatenate([trial["IL2"]["event"], trial["IL2ART"]["event"]]).mean()
-    control = trial["NOTRT"]["event"].mean()
+    control = trial["NOTHER"]["event"].mean()
     assert abs(il2 - 12 / 176) < 0.015, il2
     assert abs(control - 1 / 91) < 0.008, control
     assert il2 / max(control, 1e-9) > 3
 
 
 @pytest.mark.parametrize(
-    ("arm", "target"), [("NOTRT", 83 / 91), ("IL2", 78 / 89), ("IL2ART", 74 / 87)]
+    ("arm", "target"), [("NOTHER", 83 / 91), ("IL2", 78 / 89), ("IL2ART", 74 / 87)]
 )
 def test_completion_matches_the_registry(trial, arm, target):
     """SE about 0.007 with 2000 participants; +-0.03 is about 4 SE."""

@@ -72,7 +72,7 @@ def test_calibrated_values_say_how_they_were_derived(params):
         "il2_cd4_persistent_gain_per_cycle",
         "event_rate_at_reference_cd4",
         "il2_event_hazard_ratio",
-        "dropout_rate_per_year.NOTRT",
+        "dropout_rate_per_year.NOTHER",
         "dropout_rate_per_year.IL2",
         "dropout_rate_per_year.IL2ART",
     } == set(calculated)
@@ -83,7 +83,7 @@ def test_calibrated_values_say_how_they_were_derived(params):
 def test_targets_are_the_published_figures(params):
     assert params.target_week32_cd4_difference["IL2"].value == 134
     assert params.target_week32_cd4_difference["IL2ART"].value == 133
-    assert params.target_event_proportion["NOTRT"].value == pytest.approx(1 / 91, abs=1e-6)
+    assert params.target_event_proportion["NOTHER"].value == pytest.approx(1 / 91, abs=1e-6)
     assert params.target_event_proportion["IL2"].value == pytest.approx(12 / 176, abs=1e-6)
     assert params.target_completion_proportion["IL2ART"].value == pytest.approx(74 / 87, abs=1e-6)
 
@@ -188,7 +188,7 @@ def test_calibration_hits_its_targets(params, calibration):
     assert diff["IL2"] == pytest.approx(134, abs=1.5)
     assert diff["IL2ART"] == pytest.approx(133, abs=1.5)
     events = calibration.expected_event_proportion
-    assert events["NOTRT"] == pytest.approx(1 / 91, abs=1e-5)
+    assert events["NOTHER"] == pytest.approx(1 / 91, abs=1e-5)
     assert (events["IL2"] + events["IL2ART"]) / 2 == pytest.approx(12 / 176, abs=1e-5)
     for arm, target in params.target_completion_proportion.items():
         assert calibration.expected_completion_proportion[arm] == pytest.approx(
@@ -197,7 +197,7 @@ def test_calibration_hits_its_targets(params, calibration):
     # IL-2 raises the hazard several-fold; dropout is higher in the IL-2 arms, as in the registry
     assert 3 < calibration.il2_event_hazard_ratio < 15
     mu = calibration.dropout_rate_per_year
-    assert mu["NOTRT"] < mu["IL2"] < mu["IL2ART"]
+    assert mu["NOTHER"] < mu["IL2"] < mu["IL2ART"]
 
 
 def test_calibration_responds_to_its_inputs(protocol, calibration):
@@ -227,5 +227,5 @@ def test_apply_calibration_round_trips(params, calibration):
     assert applied.il2_event_hazard_ratio.value == calibration.il2_event_hazard_ratio
     assert applied.il2_event_hazard_ratio.source == params.il2_event_hazard_ratio.source
     assert (
-        applied.dropout_rate_per_year["NOTRT"].value == calibration.dropout_rate_per_year["NOTRT"]
+        applied.dropout_rate_per_year["NOTHER"].value == calibration.dropout_rate_per_year["NOTHER"]
     )

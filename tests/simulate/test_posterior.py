@@ -31,7 +31,7 @@ KEY = (
     "il2_excess_hazard_window_days",
     "il2_cd4_persistent_gain_per_cycle",
     "il2_cd4_transient_decay_time_constant",
-    "dropout_rate_per_year.NOTRT",
+    "dropout_rate_per_year.NOTHER",
     "dropout_rate_per_year.IL2",
     "dropout_rate_per_year.IL2ART",
 )
@@ -72,7 +72,7 @@ def test_likelihood_is_binomial_normal_binomial(posterior: Posterior) -> None:
         "il2_excess_hazard_window_days": 30.0,
         "il2_cd4_persistent_gain_per_cycle": 45.0,
         "il2_cd4_transient_decay_time_constant": 42.0,
-        "dropout_rate_per_year.NOTRT": 0.05,
+        "dropout_rate_per_year.NOTHER": 0.05,
         "dropout_rate_per_year.IL2": 0.06,
         "dropout_rate_per_year.IL2ART": 0.08,
     }
@@ -80,10 +80,10 @@ def test_likelihood_is_binomial_normal_binomial(posterior: Posterior) -> None:
     p1 = (e["events"]["IL2"] + e["events"]["IL2ART"]) / 2
     expected = (
         stats.binom.logpmf(12, 176, p1)
-        + stats.binom.logpmf(1, 91, e["events"]["NOTRT"])
+        + stats.binom.logpmf(1, 91, e["events"]["NOTHER"])
         + stats.norm.logpdf(134, e["cd4"]["IL2"], 35)
         + stats.norm.logpdf(133, e["cd4"]["IL2ART"], 35)
-        + stats.binom.logpmf(83, 91, e["completion"]["NOTRT"])
+        + stats.binom.logpmf(83, 91, e["completion"]["NOTHER"])
         + stats.binom.logpmf(78, 89, e["completion"]["IL2"])
         + stats.binom.logpmf(74, 87, e["completion"]["IL2ART"])
     )
@@ -91,7 +91,7 @@ def test_likelihood_is_binomial_normal_binomial(posterior: Posterior) -> None:
     # a longer window, the same ratio: more IL-2 events expected, the control arm unchanged
     longer = posterior.expectations(values | {"il2_excess_hazard_window_days": 150.0})
     assert longer["events"]["IL2"] > e["events"]["IL2"]
-    assert longer["events"]["NOTRT"] == pytest.approx(e["events"]["NOTRT"])
+    assert longer["events"]["NOTHER"] == pytest.approx(e["events"]["NOTHER"])
 
 
 def test_rhat_and_ess_on_known_chains() -> None:

@@ -31,7 +31,7 @@ def test_published_figures_fall_inside_the_predictive_intervals(report) -> None:
         "events control",
         "CD4 difference IL2",
         "CD4 difference IL2ART",
-        "completed NOTRT",
+        "completed NOTHER",
         "completed IL2",
         "completed IL2ART",
     }

@@ -44,12 +44,12 @@ from stalwart.simulate.vectorized import (
     simulate_replicates,
 )
 
-ARMS = ("NOTRT", "IL2", "IL2ART")
+ARMS = ("NOTHER", "IL2", "IL2ART")
 STRESS = {
     "event_rate_at_reference_cd4": 0.25,
     "cd4_decline_per_year": 250.0,
     "first_event_death_probability": 0.4,
-    "dropout_rate_per_year.NOTRT": 0.5,
+    "dropout_rate_per_year.NOTHER": 0.5,
     "dropout_rate_per_year.IL2": 0.6,
     "dropout_rate_per_year.IL2ART": 0.7,
     "il2_ae_probability_per_cycle.Hypotension": 0.6,
@@ -305,12 +305,12 @@ def test_vectorized_agrees_with_the_per_participant_model(name):
 def test_calibration_targets_hold_in_the_vectorized_engine():
     """The published figures the model is calibrated to, now from whole replicate trials."""
     _, vectorized, data = _agreement("calibrated")
-    control = np.nanmean(vectorized["NOTRT"]["CD4 WK32"])
+    control = np.nanmean(vectorized["NOTHER"]["CD4 WK32"])
     assert abs(np.nanmean(vectorized["IL2"]["CD4 WK32"]) - control - 134) < 20
     assert abs(np.nanmean(vectorized["IL2ART"]["CD4 WK32"]) - control - 133) < 20
     il2 = np.concatenate([vectorized["IL2"]["event"], vectorized["IL2ART"]["event"]]).mean()
     assert abs(il2 - 12 / 176) < 0.02
-    assert abs(vectorized["NOTRT"]["completed"].mean() - 83 / 91) < 0.02
+    assert abs(vectorized["NOTHER"]["completed"].mean() - 83 / 91) < 0.02
     assert data.arm.shape == (25, 267)
 
 
@@ -396,7 +396,7 @@ def test_scenario_overrides_design_and_parameters(params, protocol):
     assert changed.treatments["IL2"].cycles == 1
     assert new_params.il2_event_hazard_ratio.value == 1.0
     assert new_params.dropout_rate_per_year["IL2"].value == 0.0
-    assert new_params.dropout_rate_per_year["NOTRT"] == params.dropout_rate_per_year["NOTRT"]
+    assert new_params.dropout_rate_per_year["NOTHER"] == params.dropout_rate_per_year["NOTHER"]
     data = simulate_replicates(protocol, params, 40, 3, scenario=scenario)
     assert data.arm.shape == (40, 120)
     share = np.bincount(data.arm.ravel(), minlength=3) / data.arm.size

@@ -31,17 +31,17 @@ def _simulated(
 
 
 CASES: dict[str, tuple[pd.DataFrame, object]] = {
-    "two_arms": (_simulated(1, {"IL2": 4.3, "NOTRT": 4.1}, 120, 0.7, (50.0,)), "NOTRT"),
+    "two_arms": (_simulated(1, {"IL2": 4.3, "NOTHER": 4.1}, 120, 0.7, (50.0,)), "NOTHER"),
     "stalwart_three_arms": (
-        _simulated(2, {"NOTRT": 4.2, "IL2": 4.4, "IL2ART": 1.9}, 267, 0.8, (50.0,)),
-        "NOTRT",
+        _simulated(2, {"NOTHER": 4.2, "IL2": 4.4, "IL2ART": 1.9}, 267, 0.8, (50.0,)),
+        "NOTHER",
     ),
     "two_assays": (
-        _simulated(3, {"NOTRT": 3.0, "IL2": 3.2, "IL2ART": 2.2}, 200, 0.9, (50.0, 400.0)),
+        _simulated(3, {"NOTHER": 3.0, "IL2": 3.2, "IL2ART": 2.2}, 200, 0.9, (50.0, 400.0)),
         "IL2",
     ),
     "no_censoring": (_simulated(4, {"A": 5.0, "B": 4.8}, 60, 0.5, (10.0,)), "A"),
-    "heavy_censoring": (_simulated(5, {"NOTRT": 3.8, "IL2ART": 1.4}, 90, 0.6, (50.0,)), "NOTRT"),
+    "heavy_censoring": (_simulated(5, {"NOTHER": 3.8, "IL2ART": 1.4}, 90, 0.6, (50.0,)), "NOTHER"),
 }
 CASES["numeric_arms"] = (
     CASES["two_arms"][0].assign(arm=lambda d: np.where(d["arm"] == "IL2", 2, 1)),
@@ -162,10 +162,10 @@ def test_substitution_matches_lm(r_results: dict[str, np.ndarray], case: str, ru
 def test_tobit_corrects_the_substitution_bias() -> None:
     # known truth: arm means 4.0 and 1.5, SD 0.8, limit 50 copies/mL (log10 1.70): the
     # ART-like arm is mostly below the limit; Tobit recovers its mean, substitution does not
-    frame = _simulated(11, {"NOTRT": 4.0, "IL2ART": 1.5}, 4000, 0.8, (50.0,))
+    frame = _simulated(11, {"NOTHER": 4.0, "IL2ART": 1.5}, 4000, 0.8, (50.0,))
     cols = (frame["rna"], frame["below"], frame["limit"], frame["arm"].to_numpy())
-    tobit = tobit_by_arm(*cols, reference="NOTRT")
-    half = substitution_by_arm(*cols, reference="NOTRT", rule="half")
+    tobit = tobit_by_arm(*cols, reference="NOTHER")
+    half = substitution_by_arm(*cols, reference="NOTHER", rule="half")
     assert abs(tobit.mean[1] - 1.5) < 4 * tobit.mean_se[1]
     assert abs(tobit.sigma - 0.8) < 0.05
     assert abs(half.mean[1] - 1.5) > 10 * half.mean_se[1]

@@ -27,7 +27,7 @@ def _simulated(
     return {
         "time": time,
         "event": (event_time <= censor).astype(int),
-        "group": np.array(["NOTRT", "IL2", "IL2ART", "X"])[group],
+        "group": np.array(["NOTHER", "IL2", "IL2ART", "X"])[group],
         "stratum": stratum,
     }
 
@@ -44,7 +44,7 @@ def _cases() -> dict[str, dict[str, np.ndarray]]:
     n1, n0 = 176, 91
     time = np.r_[np.linspace(10, 200, 12), np.full(n1 - 12, 224.0), np.full(n0, 224.0)]
     event = np.r_[np.ones(12), np.zeros(n1 - 12), np.zeros(n0)].astype(int)
-    group = np.r_[np.full(n1, "IL2"), np.full(n0, "NOTRT")]
+    group = np.r_[np.full(n1, "IL2"), np.full(n0, "NOTHER")]
     cases["no_events_in_one_arm"] = {
         "time": time,
         "event": event,

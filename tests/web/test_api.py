@@ -93,7 +93,7 @@ def test_participant_from_screening_to_week_32(
 
     allocation = _enrol(client, h, eligible_answers(), "US-1")
     usubjid = allocation["usubjid"]
-    assert allocation["arm"] in ("NOTRT", "IL2", "IL2ART")
+    assert allocation["arm"] in ("NOTHER", "IL2", "IL2ART")
     codes = [v["code"] for v in allocation["visits"]]
     assert codes[:2] == ["ENTRY", "WK04"] or "WK04" in codes
     wk04 = next(v for v in allocation["visits"] if v["code"] == "WK04")
@@ -102,7 +102,7 @@ def test_participant_from_screening_to_week_32(
         "2006-01-26",
         "2006-02-09",
     )
-    if allocation["arm"] == "NOTRT":
+    if allocation["arm"] == "NOTHER":
         assert allocation["doses"] == []
     else:
         assert allocation["doses"][0] == {
@@ -167,7 +167,7 @@ def test_participant_from_screening_to_week_32(
         "lab re-issued",
     )
 
-    if allocation["arm"] != "NOTRT":
+    if allocation["arm"] != "NOTHER":
         first = [
             d
             for d in allocation["doses"]
@@ -187,7 +187,15 @@ def test_participant_from_screening_to_week_32(
         assert r.status_code == 201, r.text
     r = client.post(
         f"/api/participants/{usubjid}/adverse-events",
-        json={"term": "Fever", "grade": 2, "start_date": "2006-01-13", "related": "PROBABLE"},
+        json={
+            "term": "Fever",
+            "grade": 2,
+            "start_date": "2006-01-13",
+            "related": "PROBABLE",
+            "verbatim": "fever",
+            "outcome": "RECOVERED/RESOLVED",
+            "action": "DOSE NOT CHANGED",
+        },
         headers=h,
     )
     assert r.status_code == 201, r.text
@@ -317,14 +325,30 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
     (
         "post",
         "/api/participants/{u}/adverse-events",
-        {"term": "Fever", "grade": 7, "start_date": "2006-01-13", "related": "PROBABLE"},
+        {
+            "term": "Fever",
+            "grade": 7,
+            "start_date": "2006-01-13",
+            "related": "PROBABLE",
+            "verbatim": "fever",
+            "outcome": "RECOVERED/RESOLVED",
+            "action": "DOSE NOT CHANGED",
+        },
         422,
         "grade",
     ),
     (
         "post",
         "/api/participants/{u}/adverse-events",
-        {"term": "Hiccups", "grade": 1, "start_date": "2006-01-13", "related": "PROBABLE"},
+        {
+            "term": "Hiccups",
+            "grade": 1,
+            "start_date": "2006-01-13",
+            "related": "PROBABLE",
+            "verbatim": "hiccups",
+            "outcome": "RECOVERED/RESOLVED",
+            "action": "DOSE NOT CHANGED",
+        },
         422,
         "term",
     ),

@@ -152,7 +152,7 @@ def test_coordinator_screens_randomizes_and_enters_week_4(
             page.get_by_role("button", name="Randomize").click()
             expect(page.locator("#arm")).to_be_visible()
             arm = page.locator("#arm strong").inner_text()
-            assert arm in ("NOTRT", "IL2", "IL2ART")
+            assert arm in ("NOTHER", "IL2", "IL2ART")
             expect(page.get_by_role("link", name="WK32 Week 32 (primary)")).to_be_visible()
             page.screenshot(path=str(artifacts / "04-randomized.png"), full_page=True)
 

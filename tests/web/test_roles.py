@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 Answers = Callable[..., dict[str, object]]
 Login = Callable[..., dict[str, str]]
 Counts = Callable[[Engine], dict[str, int]]
-ARMS = ("NOTRT", "IL2ART", "IL2")
+ARMS = ("NOTHER", "IL2ART", "IL2")
 LABS = {"CD4": 610, "HIVRNA": 400}
 
 

@@ -58,7 +58,7 @@ class Comparison:
 
     @property
     def label(self) -> str:
-        """``IL2 vs NOTRT``, ``IL2+IL2ART vs NOTRT``."""
+        """``IL2 vs NOTHER``, ``IL2+IL2ART vs NOTHER``."""
         return f"{self.arm} vs {self.control}"
 
     def key(self, method: str | None = None) -> str:
@@ -67,7 +67,7 @@ class Comparison:
 
 
 def comparison_key(endpoint: str, label: str, method: str | None = None) -> str:
-    """``"CD4 IL2 vs NOTRT ancova"``: the prefix of a comparison's Monte Carlo columns."""
+    """``"CD4 IL2 vs NOTHER ancova"``: the prefix of a comparison's Monte Carlo columns."""
     return f"{endpoint} {label}" + (f" {method}" if method else "")
 
 

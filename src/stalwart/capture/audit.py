@@ -324,7 +324,8 @@ def _check_rows(
                 )
             seq, data = latest[key]
             stored = json.loads(data)
-            current = row_data(row)
+            # a column a later migration added, still empty, is no change to an older row
+            current = {k: v for k, v in row_data(row).items() if k in stored or v is not None}
             if _canonical(current) != _canonical(stored):
                 fields = sorted(
                     k for k in current.keys() | stored.keys() if current.get(k) != stored.get(k)

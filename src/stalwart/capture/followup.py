@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from stalwart.capture.access import ActorLike, Permission, require
+from stalwart.capture.ae_form import AeDetails, check_ae_details
 from stalwart.capture.audit import append_audit, append_audit_entries
 from stalwart.capture.context import CaptureContext, find_participant
 from stalwart.capture.edit_checks import (
@@ -338,10 +339,12 @@ class FollowUp:
         related: str,
         serious: bool,
         actor: ActorLike,
+        details: AeDetails,
     ) -> int:
-        """Report an adverse event with its DAIDS grade and relatedness."""
+        """Report an adverse event: grade, relatedness, verbatim term, outcome, action, criteria."""
         who = require(actor, Permission.ENTER_DATA, "report adverse events")
         form = self.context.protocol.forms.AE
+        details = check_ae_details(form, bool(serious), details)
         if term not in form.terms:
             raise ValidationError(
                 "term", f"{term!r} is not an AE term of this protocol; use one of {form.terms}"
@@ -376,6 +379,11 @@ class FollowUp:
                 end_date=end_date,
                 related=related,
                 serious=bool(serious),
+                verbatim=details.verbatim,
+                outcome=details.outcome,
+                action=details.action,
+                seriousness=",".join(details.seriousness),
+                reported_on=self.context.today(),
             )
             add_rows(session, [row], who.label)
             return row.id

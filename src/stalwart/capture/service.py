@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
 from stalwart.capture.access import ActorLike
+from stalwart.capture.ae_form import AeDetails
 from stalwart.capture.context import CaptureContext, utc_today
 from stalwart.capture.edit_checks import LabValue
 from stalwart.capture.enrolment import Allocation, Enrolment, ScreeningOutcome
@@ -258,10 +259,12 @@ class CaptureService:
         related: str,
         serious: bool,
         actor: ActorLike,
+        details: AeDetails,
     ) -> int:
-        """Report an adverse event with its DAIDS grade and relatedness."""
+        """Report an adverse event: grade, relatedness and the form's details (verbatim term,
+        outcome, action taken, seriousness criteria)."""
         return self._follow_up.report_adverse_event(
-            usubjid, term, grade, start_date, end_date, related, serious, actor
+            usubjid, term, grade, start_date, end_date, related, serious, actor, details
         )
 
     def record_disposition(

@@ -214,7 +214,8 @@ class ClinicalEvent(Base):
 
 
 class AdverseEvent(Base):
-    """An adverse event with its DAIDS grade (AETOXGR) and relatedness."""
+    """An adverse event: protocol and verbatim term, DAIDS grade, relatedness, outcome, action
+    taken, and the seriousness criteria (comma-separated SDTM names) of a serious one."""
 
     __tablename__ = "adverse_event"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -225,6 +226,12 @@ class AdverseEvent(Base):
     end_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     related: Mapped[str] = mapped_column(String(20))
     serious: Mapped[bool] = mapped_column(Boolean)
+    # added by migration 0008: None on rows entered before it (read as term, UNKNOWN, none)
+    verbatim: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    action: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    seriousness: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    reported_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
 
 
 class Disposition(Base):

@@ -1,4 +1,6 @@
-"""Define-XML 2.0 for the datasets an export wrote, validated against the CDISC schema.
+"""Define-XML 2.0 for the ADaM datasets an export wrote, validated against the CDISC schema.
+
+The SDTM export writes Define-XML 2.1 (:mod:`~.define21`); this module keeps 2.0 for ADaM.
 
 One ``ItemGroupDef`` per dataset (with its ``def:leaf`` pointing at the XPT file), one ``ItemDef``
 per variable (type, length as written, label, origin), enumerated ``CodeList``s for the coded
@@ -26,6 +28,7 @@ __all__ = [
     "DEFINE_XSD",
     "ODM_NS",
     "build_define",
+    "data_type",
     "define_schema",
     "validate_xml",
     "write_define",
@@ -83,7 +86,7 @@ def _description(parent: etree._Element, text: str) -> None:
     tt.text = text
 
 
-def _data_type(ds: Dataset, v: Variable) -> tuple[str, str]:
+def data_type(ds: Dataset, v: Variable) -> tuple[str, str]:
     """(DataType, Length) of a variable as written."""
     col = ds.frame[v.name]
     if v.kind == "Date":
@@ -176,13 +179,13 @@ def build_define(protocol: Protocol, datasets: list[Dataset], standard: str) -> 
         leaf.set(_q(XLINK_NS, "href"), f"{ds.name.lower()}.xpt")
         _el(leaf, "title", DEF_NS).text = f"{ds.name.lower()}.xpt"
     for ds, v in items:
-        data_type, length = _data_type(ds, v)
+        kind, length = data_type(ds, v)
         item = _el(
             mdv,
             "ItemDef",
             OID=f"IT.{ds.name}.{v.name}",
             Name=v.name,
-            DataType=data_type,
+            DataType=kind,
             Length=length,
             SASFieldName=v.name,
         )

@@ -34,7 +34,19 @@ from stalwart.cdisc.define_xml import ODM_NS, validate_xml
 from stalwart.cdisc.odm import column_kind, odm_schema, table_of
 from stalwart.errors import ConflictError, ExportError
 
-__all__ = ["OdmBackup", "RestoreSummary", "import_odm", "read_odm", "restore_odm"]
+__all__ = [
+    "LATER_COLUMNS",
+    "OdmBackup",
+    "RestoreSummary",
+    "import_odm",
+    "read_odm",
+    "restore_odm",
+]
+
+LATER_COLUMNS: dict[str, tuple[str, ...]] = {
+    "adverse_event": ("verbatim", "outcome", "action", "seriousness", "reported_on"),
+}
+"""Columns added by later migrations: a backup made before one has them in no row's hash."""
 
 
 @dataclass(frozen=True)
@@ -117,8 +129,10 @@ def _records(doc: etree._ElementTree, path: Path) -> list[_Restored]:
         seq = len(out) + 1
         stored: dict[str, Any] = dict.fromkeys(kinds[table])
         values: dict[str, Any] = dict.fromkeys(kinds[table])
+        present: set[str] = set()
         for item in ig.iter(_q("ItemData")):
             col = (item.get("ItemOID") or "").removeprefix(f"IT.{table}.")
+            present.add(col)
             if col not in kinds[table]:
                 raise ExportError(f"{where}: unknown item {item.get('ItemOID')}")
             try:
@@ -134,6 +148,9 @@ def _records(doc: etree._ElementTree, path: Path) -> list[_Restored]:
             record_id = int(ig.get("ItemGroupRepeatKey") or "")
         except ValueError:
             raise ExportError(f"{where}: the repeat key must be the row id") from None
+        for col in LATER_COLUMNS.get(table, ()):
+            if stored.get(col) is None and col not in present:
+                del stored[col]  # a backup from before the column: its hash never had it
         data = _canonical(stored)
         digest = _record_hash(seq, recorded_at, actor, action, table, record_id, data, reason, prev)
         if digest != ar.findtext(_q("SourceID")):

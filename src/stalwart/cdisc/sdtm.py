@@ -1,27 +1,29 @@
-"""SDTM tabulations of the captured data: DM, EX, LB, AE, CE, DS, SV, CM, one ``derive_*`` each.
+"""SDTM tabulations of the captured data: DM, SV and LB here, the other domains beside them.
 
 Each function takes the protocol and a ``StoreExtract`` (the same read of the store the analysis
-datasets come from) and returns a ``Dataset`` sorted by the SDTMIG 3.2 keys, with ``--SEQ``
-numbered within USUBJID after sorting.
+datasets come from) and returns a ``Dataset`` sorted by the SDTMIG keys, with ``--SEQ`` numbered
+within USUBJID and the variables in SDTMIG 3.4 order (:func:`~.sdtm_common.finish`). EX and CM
+are in :mod:`~.sdtm_interventions`, AE, CE and DS in :mod:`~.sdtm_events`.
 
 Choices, with the reason:
 
-* Opportunistic events go to **CE** (Clinical Events). SDTMIG 3.2 section 6.2 puts there
-  "clinical events of interest that would not be classified as adverse events", such as the
-  protocol-defined efficacy endpoints of a trial; AE is for untoward medical occurrences
-  reported as safety data, and MH for events before the study. Deaths are not CE terms: SDTMIG
-  records a death as DS ``DSDECOD = "DEATH"`` with DM ``DTHFL``/``DTHDTC``.
+* SUBJID is the site and the site's number (``AR01-0001``): unique in the study, as SDTMIG asks;
+  the number alone repeats across sites.
+* RACE and ETHNIC are the screening form's answers (CDISC terms); a participant screened before
+  the form asked them has them empty.
 * LB: the protocol's units are the original units; CD4 counts in cells/mm3 are also given in the
   SI standard unit 10^6/L (numerically equal). An HIV RNA below the assay limit is the character
   result ``"<50"`` (LBORRES and LBSTRESC) with LBSTRESN empty and LBLLOQ = 50, never a number.
-* EX holds the days a dose was given (``administrations > 0``), with the dose per administration
-  and the frequency actually taken (QD, BID); a planned day recorded with no dose taken is left
-  out, as SDTMIG 3.2 EX records exposure, not its absence.
-* CM holds one record per peri-cycle ART course (first to last day of the cycle), classed as
-  antiretroviral therapy, so the regimens are visible beside other medications.
+  Normal ranges are the protocol's (``[submission.normal_ranges]``); LBNRIND compares each result
+  with them (a censored ``"<50"`` is NORMAL when 50 is at most the upper limit; its range columns
+  stay empty, as a non-numeric result carries none). LBLOBXFL flags the entry visit, the last
+  observation before any exposure (treatment starts after randomization).
+* A subject of an arm with study treatment who never had a dose has ARMNRS ``ASSIGNED, NOT
+  TREATED`` and ACTARMCD/ACTARM empty, as SDTMIG 3.4 asks. The no-therapy arm's subjects received
+  what their arm plans (nothing): ACTARMCD is their arm, ARMNRS empty, and they have no EX records
+  (CORE's rules 885/886 expect EX or ARMNRS for every subject; the reviewer's guide explains).
 * RFSTDTC is the randomization date (the no-therapy arm receives no treatment); study days count
   from it as day 1.
-* MedDRA is not applied: AEDECOD is the protocol's term list, noted in the define file.
 """
 
 from __future__ import annotations
@@ -32,7 +34,20 @@ import numpy as np
 import pandas as pd
 
 from stalwart.analysis.datasets.source import StoreExtract
-from stalwart.cdisc.trial_design import visit_schedule
+from stalwart.cdisc.meddra import MedDRA
+from stalwart.cdisc.sdtm_common import (
+    EPOCH,
+    ID,
+    VISIT,
+    epochs,
+    finish,
+    iso,
+    rfstdtc,
+    study_day,
+    visit_columns,
+)
+from stalwart.cdisc.sdtm_events import derive_ae, derive_ce, derive_ds
+from stalwart.cdisc.sdtm_interventions import derive_cm, derive_ex
 from stalwart.cdisc.xpt import Dataset, Variable
 from stalwart.protocol.schema import Protocol
 
@@ -56,76 +71,11 @@ LAB_TESTS: dict[str, tuple[str, str, str]] = {
 }
 """Store test code -> (LBTESTCD, LBTEST, standard unit) in CDISC controlled terminology."""
 
-_ROUTES = {"SC": "SUBCUTANEOUS", "PO": "ORAL", "IV": "INTRAVENOUS", "IM": "INTRAMUSCULAR"}
-_FREQ = {1: "QD", 2: "BID", 3: "TID", 4: "QID"}
-_DS_TERMS = {
-    "COMPLETED": "COMPLETED",
-    "LOST TO FOLLOW-UP": "LOST TO FOLLOW-UP",
-    "WITHDREW": "WITHDRAWAL BY SUBJECT",
-    "DEATH": "DEATH",
-}
-
-_ID = (
-    Variable("STUDYID", "Study Identifier"),
-    Variable("DOMAIN", "Domain Abbreviation"),
-    Variable("USUBJID", "Unique Subject Identifier"),
-)
-_VISIT = (
-    Variable("VISITNUM", "Visit Number", "Num"),
-    Variable("VISIT", "Visit Name"),
-    Variable("VISITDY", "Planned Study Day of Visit", "Num"),
-)
-
-
-def _iso(values: pd.Series) -> pd.Series:
-    """ISO 8601 dates as text (empty when missing)."""
-    return pd.to_datetime(values).dt.strftime("%Y-%m-%d").fillna("")
-
-
-def _study_day(dates: pd.Series, reference: pd.Series) -> pd.Series:
-    """SDTM --DY: the reference date is day 1, the day before it day -1."""
-    delta = (pd.to_datetime(dates) - pd.to_datetime(reference)).dt.days
-    return delta.where(delta < 0, delta + 1).astype(float)
-
-
-def _rfstdtc(extract: StoreExtract) -> pd.Series:
-    return extract.participants.set_index("usubjid")["randomization_date"]
-
-
-def _finish(
-    name: str,
-    label: str,
-    variables: tuple[Variable, ...],
-    frame: pd.DataFrame,
-    keys: tuple[str, ...],
-    structure: str,
-    klass: str,
-) -> Dataset:
-    """Sort by the keys, number --SEQ within USUBJID, keep the variables in order."""
-    frame = frame.sort_values(list(keys), kind="mergesort").reset_index(drop=True)
-    seq = f"{name}SEQ"
-    if seq in [v.name for v in variables]:
-        frame[seq] = (frame.groupby("USUBJID").cumcount() + 1).astype(float)
-    frame = frame[[v.name for v in variables]]
-    return Dataset(name, label, variables, frame, keys, structure, klass)
-
-
-def _visit_columns(protocol: Protocol, codes: pd.Series) -> pd.DataFrame:
-    schedule = {v.code: v for v in visit_schedule(protocol)}
-    return pd.DataFrame(
-        {
-            "VISITNUM": codes.map(lambda c: float(schedule[c].visitnum)),
-            "VISIT": codes.map(lambda c: schedule[c].name),
-            "VISITDY": codes.map(lambda c: float(schedule[c].visitdy)),
-        },
-        index=codes.index,
-    )
-
 
 def derive_dm(protocol: Protocol, extract: StoreExtract) -> Dataset:
     """DM: one record per randomized participant."""
     variables = (
-        *_ID,
+        *ID,
         Variable("SUBJID", "Subject Identifier for the Study"),
         Variable("RFSTDTC", "Subject Reference Start Date/Time"),
         Variable("RFENDTC", "Subject Reference End Date/Time"),
@@ -139,10 +89,14 @@ def derive_dm(protocol: Protocol, extract: StoreExtract) -> Dataset:
         Variable("AGE", "Age", "Num"),
         Variable("AGEU", "Age Units"),
         Variable("SEX", "Sex"),
+        Variable("RACE", "Race"),
+        Variable("ETHNIC", "Ethnicity"),
         Variable("ARMCD", "Planned Arm Code"),
         Variable("ARM", "Description of Planned Arm"),
         Variable("ACTARMCD", "Actual Arm Code"),
         Variable("ACTARM", "Description of Actual Arm"),
+        Variable("ARMNRS", "Reason Arm and/or Actual Arm is Null"),
+        Variable("ACTARMUD", "Description of Unplanned Actual Arm"),
         Variable("COUNTRY", "Country"),
     )
     p = extract.participants
@@ -166,33 +120,40 @@ def derive_dm(protocol: Protocol, extract: StoreExtract) -> Dataset:
         ],
         axis=1,
     ).max(axis=1)
+    # not treated: in an arm with study treatment but never dosed (the untreated arm is its plan)
+    armed = p["arm"].isin([a.code for a in protocol.arms if a.treatments])
+    treated = p["usubjid"].isin(doses.min().index) | ~armed
     end = p["usubjid"].map(disp).where(p["usubjid"].isin(disp.index), p["usubjid"].map(last))
     frame = pd.DataFrame(
         {
             "STUDYID": protocol.study.id,
             "DOMAIN": "DM",
             "USUBJID": p["usubjid"],
-            "SUBJID": p["usubjid"].str.rsplit("-", n=1).str[-1],
-            "RFSTDTC": _iso(p["randomization_date"]),
-            "RFENDTC": _iso(end),
-            "RFXSTDTC": _iso(p["usubjid"].map(doses.min())),
-            "RFXENDTC": _iso(p["usubjid"].map(doses.max())),
-            "RFICDTC": _iso(p["consent_date"]),
-            "RFPENDTC": _iso(p["usubjid"].map(last)),
-            "DTHDTC": _iso(p["usubjid"].map(deaths)),
+            "SUBJID": p["usubjid"].str.removeprefix(f"{protocol.study.id}-"),
+            "RFSTDTC": iso(p["randomization_date"]),
+            "RFENDTC": iso(end),
+            "RFXSTDTC": iso(p["usubjid"].map(doses.min())),
+            "RFXENDTC": iso(p["usubjid"].map(doses.max())),
+            "RFICDTC": iso(p["consent_date"]),
+            "RFPENDTC": iso(p["usubjid"].map(last)),
+            "DTHDTC": iso(p["usubjid"].map(deaths)),
             "DTHFL": np.where(p["usubjid"].isin(deaths.index), "Y", ""),
             "SITEID": p["site"],
             "AGE": p["answers"].map(lambda a: float(a.get("age", np.nan))),
             "AGEU": "YEARS",
             "SEX": p["answers"].map(lambda a: str(a.get("sex", "U"))),
+            "RACE": p["answers"].map(lambda a: str(a.get("race", ""))),
+            "ETHNIC": p["answers"].map(lambda a: str(a.get("ethnicity", ""))),
             "ARMCD": p["arm"],
             "ARM": p["arm"].map(names),
-            "ACTARMCD": p["arm"],
-            "ACTARM": p["arm"].map(names),
+            "ACTARMCD": p["arm"].where(treated, ""),
+            "ACTARM": p["arm"].map(names).where(treated, ""),
+            "ARMNRS": np.where(treated, "", "ASSIGNED, NOT TREATED"),
+            "ACTARMUD": "",
             "COUNTRY": p["country"],
         }
     )
-    return _finish(
+    return finish(
         "DM",
         "Demographics",
         variables,
@@ -206,28 +167,34 @@ def derive_dm(protocol: Protocol, extract: StoreExtract) -> Dataset:
 def derive_sv(protocol: Protocol, extract: StoreExtract) -> Dataset:
     """SV: one record per visit that took place."""
     variables = (
-        *_ID,
-        *_VISIT,
+        *ID,
+        *VISIT,
+        Variable("SVPRESP", "Pre-specified"),
+        Variable("SVOCCUR", "Occurrence"),
         Variable("SVSTDTC", "Start Date/Time of Visit"),
         Variable("SVENDTC", "End Date/Time of Visit"),
         Variable("SVSTDY", "Study Day of Start of Visit", "Num"),
+        Variable("SVENDY", "Study Day of End of Visit", "Num"),
     )
     visits = extract.labs[["usubjid", "visit_code", "visit_date"]].drop_duplicates(
         ["usubjid", "visit_code"]
     )
-    ref = visits["usubjid"].map(_rfstdtc(extract))
+    ref = visits["usubjid"].map(rfstdtc(extract))
     frame = pd.DataFrame(
         {
             "STUDYID": protocol.study.id,
             "DOMAIN": "SV",
             "USUBJID": visits["usubjid"],
-            **_visit_columns(protocol, visits["visit_code"]),
-            "SVSTDTC": _iso(visits["visit_date"]),
-            "SVENDTC": _iso(visits["visit_date"]),
-            "SVSTDY": _study_day(visits["visit_date"], ref),
+            **visit_columns(protocol, visits["visit_code"]),
+            "SVPRESP": "Y",
+            "SVOCCUR": "Y",
+            "SVSTDTC": iso(visits["visit_date"]),
+            "SVENDTC": iso(visits["visit_date"]),
+            "SVSTDY": study_day(visits["visit_date"], ref),
+            "SVENDY": study_day(visits["visit_date"], ref),
         }
     )
-    return _finish(
+    return finish(
         "SV",
         "Subject Visits",
         variables,
@@ -241,7 +208,7 @@ def derive_sv(protocol: Protocol, extract: StoreExtract) -> Dataset:
 def derive_lb(protocol: Protocol, extract: StoreExtract) -> Dataset:
     """LB: every laboratory result, below-limit HIV RNA as ``"<limit"`` text."""
     variables = (
-        *_ID,
+        *ID,
         Variable("LBSEQ", "Sequence Number", "Num"),
         Variable("LBTESTCD", "Lab Test or Examination Short Name"),
         Variable("LBTEST", "Lab Test or Examination Name"),
@@ -251,9 +218,15 @@ def derive_lb(protocol: Protocol, extract: StoreExtract) -> Dataset:
         Variable("LBSTRESC", "Character Result/Finding in Std Format"),
         Variable("LBSTRESN", "Numeric Result/Finding in Standard Units", "Num"),
         Variable("LBSTRESU", "Standard Units"),
+        Variable("LBORNRLO", "Normal Range Lower Limit-Original Units"),
+        Variable("LBORNRHI", "Normal Range Upper Limit-Original Units"),
+        Variable("LBSTNRLO", "Normal Range Lower Limit-Std Units", "Num"),
+        Variable("LBSTNRHI", "Normal Range Upper Limit-Std Units", "Num"),
+        Variable("LBNRIND", "Reference Range Indicator"),
         Variable("LBLLOQ", "Lower Limit of Quantitation", "Num"),
-        Variable("LBBLFL", "Baseline Flag"),
-        *_VISIT,
+        Variable("LBLOBXFL", "Last Observation Before Exposure Flag"),
+        *VISIT,
+        EPOCH,
         Variable("LBDTC", "Date/Time of Specimen Collection"),
         Variable("LBDY", "Study Day of Specimen Collection", "Num"),
     )
@@ -264,7 +237,7 @@ def derive_lb(protocol: Protocol, extract: StoreExtract) -> Dataset:
     limit = labs["limit_value"].astype(float)
     censored = "<" + limit.map(_number_text)
     result = text.where(~below, censored)
-    ref = labs["usubjid"].map(_rfstdtc(extract))
+    ref = labs["usubjid"].map(rfstdtc(extract))
     test = labs["test_code"]
     frame = pd.DataFrame(
         {
@@ -280,14 +253,16 @@ def derive_lb(protocol: Protocol, extract: StoreExtract) -> Dataset:
             "LBSTRESC": result,
             "LBSTRESN": value.where(~below),
             "LBSTRESU": test.map(lambda t: LAB_TESTS[t][2]),
+            **_ranges(protocol, test, value, limit.where(below)),
             "LBLLOQ": limit.where(below, test.map(_lloq(protocol))),
-            "LBBLFL": np.where(labs["visit_code"] == protocol.visits[0].code, "Y", ""),
-            **_visit_columns(protocol, labs["visit_code"]),
-            "LBDTC": _iso(labs["visit_date"]),
-            "LBDY": _study_day(labs["visit_date"], ref),
+            "LBLOBXFL": np.where(labs["visit_code"] == protocol.visits[0].code, "Y", ""),
+            **visit_columns(protocol, labs["visit_code"]),
+            "EPOCH": epochs(protocol, extract, labs["usubjid"], labs["visit_date"]),
+            "LBDTC": iso(labs["visit_date"]),
+            "LBDY": study_day(labs["visit_date"], ref),
         }
     )
-    return _finish(
+    return finish(
         "LB",
         "Laboratory Test Results",
         variables,
@@ -296,6 +271,37 @@ def derive_lb(protocol: Protocol, extract: StoreExtract) -> Dataset:
         "One record per lab test per visit per subject",
         "FINDINGS",
     )
+
+
+def _ranges(
+    protocol: Protocol, test: pd.Series, value: pd.Series, censored: pd.Series
+) -> dict[str, pd.Series]:
+    """Normal range columns and LBNRIND (a censored ``<L`` result is compared as ``L``)."""
+    ranges = protocol.submission.normal_ranges if protocol.submission else {}
+    low = test.map(lambda t: ranges[t].low if t in ranges else None).astype(float)
+    high = test.map(lambda t: ranges[t].high if t in ranges else None).astype(float)
+    x = value.where(censored.isna(), censored)
+    below_limit = censored.notna()
+    shown_low, shown_high = low.where(~below_limit), high.where(~below_limit)
+    ind = np.select(
+        [
+            x.isna() | (low.isna() & high.isna()),
+            ~below_limit & low.notna() & (x < low),
+            ~below_limit & high.notna() & (x > high),
+            below_limit & low.notna() & (x > low),
+            below_limit & high.notna() & (x > high),
+            below_limit & low.notna() & (x <= low),
+        ],
+        ["", "LOW", "HIGH", "", "", "LOW"],
+        "NORMAL",
+    )
+    return {
+        "LBORNRLO": shown_low.map(_number_text),
+        "LBORNRHI": shown_high.map(_number_text),
+        "LBSTNRLO": shown_low,
+        "LBSTNRHI": shown_high,
+        "LBNRIND": pd.Series(ind, index=test.index),
+    }
 
 
 def _lloq(protocol: Protocol) -> Callable[[str], float]:
@@ -315,283 +321,21 @@ def _number_text(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
-def derive_ex(protocol: Protocol, extract: StoreExtract) -> Dataset:
-    """EX: one record per treatment day on which a dose was given."""
-    variables = (
-        *_ID,
-        Variable("EXSEQ", "Sequence Number", "Num"),
-        Variable("EXTRT", "Name of Treatment"),
-        Variable("EXCAT", "Category of Treatment"),
-        Variable("EXDOSE", "Dose", "Num"),
-        Variable("EXDOSU", "Dose Units"),
-        Variable("EXDOSFRQ", "Dosing Frequency per Interval"),
-        Variable("EXROUTE", "Route of Administration"),
-        Variable("EXSTDTC", "Start Date/Time of Treatment"),
-        Variable("EXENDTC", "End Date/Time of Treatment"),
-        Variable("EXSTDY", "Study Day of Start of Treatment", "Num"),
-        Variable("EXENDY", "Study Day of End of Treatment", "Num"),
-    )
-    d = extract.doses[extract.doses["administrations"] > 0]
-    t = protocol.treatments
-    ref = d["usubjid"].map(_rfstdtc(extract))
-    day = _study_day(d["dose_date"], ref)
-    frame = pd.DataFrame(
-        {
-            "STUDYID": protocol.study.id,
-            "DOMAIN": "EX",
-            "USUBJID": d["usubjid"],
-            "EXSEQ": np.nan,
-            "EXTRT": d["treatment"].map(lambda c: t[c].name),
-            "EXCAT": d["cycle"].map(lambda k: f"CYCLE {int(k)}"),
-            "EXDOSE": d["dose"].astype(float),
-            "EXDOSU": d["dose_unit"],
-            "EXDOSFRQ": d["administrations"].map(lambda n: _FREQ.get(int(n), f"{int(n)} TIMES")),
-            "EXROUTE": d["treatment"].map(lambda c: _ROUTES.get(t[c].route, t[c].route)),
-            "EXSTDTC": _iso(d["dose_date"]),
-            "EXENDTC": _iso(d["dose_date"]),
-            "EXSTDY": day,
-            "EXENDY": day,
-        }
-    )
-    return _finish(
-        "EX",
-        "Exposure",
-        variables,
-        frame,
-        ("STUDYID", "USUBJID", "EXTRT", "EXSTDTC"),
-        "One record per constant dosing interval per subject",
-        "INTERVENTIONS",
-    )
-
-
-def derive_cm(protocol: Protocol, extract: StoreExtract) -> Dataset:
-    """CM: one record per peri-cycle antiretroviral course (the ART regimen of a cycle)."""
-    variables = (
-        *_ID,
-        Variable("CMSEQ", "Sequence Number", "Num"),
-        Variable("CMTRT", "Reported Name of Drug, Med, or Therapy"),
-        Variable("CMCAT", "Category for Medication"),
-        Variable("CMCLAS", "Medication Class"),
-        Variable("CMINDC", "Indication"),
-        Variable("CMDOSE", "Dose per Administration", "Num"),
-        Variable("CMDOSU", "Dose Units"),
-        Variable("CMDOSFRQ", "Dosing Frequency per Interval"),
-        Variable("CMROUTE", "Route of Administration"),
-        Variable("CMSTDTC", "Start Date/Time of Medication"),
-        Variable("CMENDTC", "End Date/Time of Medication"),
-        Variable("CMSTDY", "Study Day of Start of Medication", "Num"),
-        Variable("CMENDY", "Study Day of End of Medication", "Num"),
-    )
-    art = [c for c, t in protocol.treatments.items() if t.anchor is not None]
-    d = extract.doses[extract.doses["treatment"].isin(art) & (extract.doses["administrations"] > 0)]
-    courses = (
-        d.groupby(["usubjid", "treatment", "cycle"], as_index=False).agg(
-            start=("dose_date", "min"),
-            end=("dose_date", "max"),
-            dose=("dose", "first"),
-            unit=("dose_unit", "first"),
-        )
-        if len(d)
-        else pd.DataFrame(columns=["usubjid", "treatment", "cycle", "start", "end", "dose", "unit"])
-    )
-    ref = courses["usubjid"].map(_rfstdtc(extract))
-    t = protocol.treatments
-    frame = pd.DataFrame(
-        {
-            "STUDYID": protocol.study.id,
-            "DOMAIN": "CM",
-            "USUBJID": courses["usubjid"],
-            "CMSEQ": np.nan,
-            "CMTRT": courses["treatment"].map(lambda c: t[c].name),
-            "CMCAT": "ANTIRETROVIRAL THERAPY",
-            "CMCLAS": "ANTIVIRALS FOR SYSTEMIC USE",
-            "CMINDC": "HIV INFECTION",
-            "CMDOSE": courses["dose"].astype(float),
-            "CMDOSU": courses["unit"],
-            "CMDOSFRQ": courses["treatment"].map(
-                lambda c: _FREQ.get(t[c].administrations_per_day, "")
-            ),
-            "CMROUTE": courses["treatment"].map(lambda c: _ROUTES.get(t[c].route, t[c].route)),
-            "CMSTDTC": _iso(courses["start"]),
-            "CMENDTC": _iso(courses["end"]),
-            "CMSTDY": _study_day(courses["start"], ref),
-            "CMENDY": _study_day(courses["end"], ref),
-        }
-    )
-    return _finish(
-        "CM",
-        "Concomitant Medications",
-        variables,
-        frame,
-        ("STUDYID", "USUBJID", "CMTRT", "CMSTDTC"),
-        "One record per recorded medication occurrence per subject",
-        "INTERVENTIONS",
-    )
-
-
-def derive_ae(protocol: Protocol, extract: StoreExtract) -> Dataset:
-    """AE: adverse events with the DAIDS grade in AETOXGR."""
-    variables = (
-        *_ID,
-        Variable("AESEQ", "Sequence Number", "Num"),
-        Variable("AETERM", "Reported Term for the Adverse Event"),
-        Variable("AEDECOD", "Dictionary-Derived Term"),
-        Variable("AESER", "Serious Event"),
-        Variable("AEREL", "Causality"),
-        Variable("AETOXGR", "Standard Toxicity Grade"),
-        Variable("AESTDTC", "Start Date/Time of Adverse Event"),
-        Variable("AEENDTC", "End Date/Time of Adverse Event"),
-        Variable("AESTDY", "Study Day of Start of Adverse Event", "Num"),
-        Variable("AEENDY", "Study Day of End of Adverse Event", "Num"),
-    )
-    ae = extract.adverse_events
-    ref = ae["usubjid"].map(_rfstdtc(extract))
-    frame = pd.DataFrame(
-        {
-            "STUDYID": protocol.study.id,
-            "DOMAIN": "AE",
-            "USUBJID": ae["usubjid"],
-            "AESEQ": np.nan,
-            "AETERM": ae["term"],
-            "AEDECOD": ae["term"].str.upper(),
-            "AESER": np.where(ae["serious"].astype(bool), "Y", "N"),
-            "AEREL": ae["related"],
-            "AETOXGR": ae["grade"].astype(int).astype(str),
-            "AESTDTC": _iso(ae["start_date"]),
-            "AEENDTC": _iso(ae["end_date"]),
-            "AESTDY": _study_day(ae["start_date"], ref),
-            "AEENDY": _study_day(ae["end_date"], ref),
-        }
-    )
-    return _finish(
-        "AE",
-        "Adverse Events",
-        variables,
-        frame,
-        ("STUDYID", "USUBJID", "AEDECOD", "AESTDTC"),
-        "One record per adverse event per subject",
-        "EVENTS",
-    )
-
-
-def derive_ce(protocol: Protocol, extract: StoreExtract) -> Dataset:
-    """CE: opportunistic events (the efficacy events of interest); deaths are in DS and DM."""
-    variables = (
-        *_ID,
-        Variable("CESEQ", "Sequence Number", "Num"),
-        Variable("CETERM", "Reported Term for the Clinical Event"),
-        Variable("CEDECOD", "Dictionary-Derived Term"),
-        Variable("CECAT", "Category for Clinical Event"),
-        Variable("CESPID", "Sponsor-Defined Identifier"),
-        Variable("CESTDTC", "Start Date/Time of Clinical Event"),
-        Variable("CESTDY", "Study Day of Start of Event", "Num"),
-    )
-    terms = {e.code: e.term for e in protocol.forms.CE.events}
-    ce = extract.clinical_events[extract.clinical_events["category"] != "DEATH"]
-    ref = ce["usubjid"].map(_rfstdtc(extract))
-    frame = pd.DataFrame(
-        {
-            "STUDYID": protocol.study.id,
-            "DOMAIN": "CE",
-            "USUBJID": ce["usubjid"],
-            "CESEQ": np.nan,
-            "CETERM": ce["event_code"].map(terms),
-            "CEDECOD": ce["event_code"].map(terms).str.upper(),
-            "CECAT": ce["category"].map(lambda c: f"{c} EVENT"),
-            "CESPID": ce["event_code"],
-            "CESTDTC": _iso(ce["onset_date"]),
-            "CESTDY": _study_day(ce["onset_date"], ref),
-        }
-    )
-    return _finish(
-        "CE",
-        "Clinical Events",
-        variables,
-        frame,
-        ("STUDYID", "USUBJID", "CEDECOD", "CESTDTC"),
-        "One record per event per subject",
-        "EVENTS",
-    )
-
-
-def derive_ds(protocol: Protocol, extract: StoreExtract) -> Dataset:
-    """DS: consent and randomization milestones, and how follow-up ended."""
-    variables = (
-        *_ID,
-        Variable("DSSEQ", "Sequence Number", "Num"),
-        Variable("DSTERM", "Reported Term for the Disposition Event"),
-        Variable("DSDECOD", "Standardized Disposition Term"),
-        Variable("DSCAT", "Category for Disposition Event"),
-        Variable("DSSTDTC", "Start Date/Time of Disposition Event"),
-        Variable("DSSTDY", "Study Day of Start of Disposition Event", "Num"),
-    )
-    p = extract.participants
-    d = extract.dispositions
-    parts = [
-        pd.DataFrame(
-            {
-                "usubjid": p["usubjid"],
-                "term": "INFORMED CONSENT OBTAINED",
-                "decod": "INFORMED CONSENT OBTAINED",
-                "cat": "PROTOCOL MILESTONE",
-                "date": p["consent_date"],
-            }
-        ),
-        pd.DataFrame(
-            {
-                "usubjid": p["usubjid"],
-                "term": "RANDOMIZED",
-                "decod": "RANDOMIZED",
-                "cat": "PROTOCOL MILESTONE",
-                "date": p["randomization_date"],
-            }
-        ),
-        pd.DataFrame(
-            {
-                "usubjid": d["usubjid"],
-                "term": d["status"],
-                "decod": d["status"].map(_DS_TERMS),
-                "cat": "DISPOSITION EVENT",
-                "date": d["disposition_date"],
-            }
-        ),
-    ]
-    rows = pd.concat([x for x in parts if len(x)], ignore_index=True)
-    ref = rows["usubjid"].map(_rfstdtc(extract))
-    frame = pd.DataFrame(
-        {
-            "STUDYID": protocol.study.id,
-            "DOMAIN": "DS",
-            "USUBJID": rows["usubjid"],
-            "DSSEQ": np.nan,
-            "DSTERM": rows["term"],
-            "DSDECOD": rows["decod"],
-            "DSCAT": rows["cat"],
-            "DSSTDTC": _iso(rows["date"]),
-            "DSSTDY": _study_day(rows["date"], ref),
-        }
-    )
-    return _finish(
-        "DS",
-        "Disposition",
-        variables,
-        frame,
-        ("STUDYID", "USUBJID", "DSSTDTC", "DSDECOD"),
-        "One record per disposition status or protocol milestone per subject",
-        "EVENTS",
-    )
-
-
-def sdtm_domains(protocol: Protocol, extract: StoreExtract) -> list[Dataset]:
-    """Every subject-level SDTM domain of the store (trial design apart)."""
-    derive = (
+def sdtm_domains(
+    protocol: Protocol, extract: StoreExtract, meddra: MedDRA | None = None
+) -> list[Dataset]:
+    """Every subject-level SDTM domain of the store (trial design apart); AE coded with
+    ``meddra`` when the sponsor loaded a release."""
+    derive: tuple[Callable[[Protocol, StoreExtract], Dataset], ...] = (
         derive_dm,
         derive_sv,
         derive_ex,
         derive_cm,
         derive_lb,
-        derive_ae,
-        derive_ce,
-        derive_ds,
     )
-    return [f(protocol, extract) for f in derive]
+    return [
+        *(f(protocol, extract) for f in derive),
+        derive_ae(protocol, extract, meddra),
+        derive_ce(protocol, extract),
+        derive_ds(protocol, extract),
+    ]

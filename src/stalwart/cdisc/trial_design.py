@@ -16,21 +16,29 @@ from typing import Any
 
 import pandas as pd
 
+from stalwart.cdisc.sdtmig import IG_VERSION, SDTM_VERSION, order_by_ig
 from stalwart.cdisc.xpt import Dataset, Variable
 from stalwart.protocol.calendar import participant_calendar
 from stalwart.protocol.schema import Protocol
+from stalwart.protocol.submission import TS_PARAMETERS
 
 __all__ = [
+    "ROUTES",
     "PlannedVisit",
     "derive_ta",
     "derive_te",
     "derive_ti",
     "derive_ts",
     "derive_tv",
+    "epoch_of",
     "sdtm_day",
+    "treatment_epoch_end",
     "trial_design",
     "visit_schedule",
 ]
+
+ROUTES = {"SC": "SUBCUTANEOUS", "PO": "ORAL", "IV": "INTRAVENOUS", "IM": "INTRAMUSCULAR"}
+"""Protocol route codes -> CDISC ROUTE terms (EX, CM and TS)."""
 
 _COMMON = (
     Variable("STUDYID", "Study Identifier"),
@@ -89,7 +97,11 @@ def _design(
 ) -> Dataset:
     """A trial design dataset sorted by its SDTMIG keys."""
     frame = frame.sort_values(list(keys), kind="mergesort").reset_index(drop=True)
-    return Dataset(name, label, variables, frame, keys, structure, klass)
+    names = order_by_ig(name, [v.name for v in variables])
+    by_name = {v.name: v for v in variables}
+    return Dataset(
+        name, label, tuple(by_name[n] for n in names), frame[names], keys, structure, klass
+    )
 
 
 def _treatment_end_day(protocol: Protocol, arm: str) -> int:
@@ -291,7 +303,13 @@ _BLIND = {
 }
 
 
-def _ts_parameters(protocol: Protocol) -> list[tuple[str, str, str]]:
+_DATES = ("SSTDTC", "SENDTC", "DCUTDTC", "LENGTH", "AGEMIN", "AGEMAX")
+"""TS parameters whose value is an ISO 8601 date or duration (TSVCDREF ``ISO 8601``)."""
+_NULL_FLAVOURS = ("PINF", "NINF", "NA", "UNK", "NI", "NASK")
+"""ISO 21090 null flavours: a protocol value that is one goes to TSVALNF, TSVAL left empty."""
+
+
+def _ts_parameters(protocol: Protocol, subjects: int | None) -> list[tuple[str, str, str]]:
     s = protocol.study
     rows = [
         ("TITLE", "Trial Title", s.title),
@@ -312,15 +330,33 @@ def _ts_parameters(protocol: Protocol) -> list[tuple[str, str, str]]:
         ("RANDQT", "Randomization Quotient", _quotient(protocol)),
         ("STRATFCT", "Stratification Factor", ", ".join(protocol.randomization.strata)),
         ("PROTVER", "Protocol Version", s.version),
+        ("SDTIGVER", "SDTM IG Version", IG_VERSION),
+        ("SDTMVER", "SDTM Version", SDTM_VERSION),
     ]
     rows += [("REGID", "Registry Identifier", r) for r in s.registry_ids]
     rows += [
         ("TRT", "Investigational Therapy or Treatment", t.name)
         for t in protocol.treatments.values()
     ]
+    for t in protocol.treatments.values():
+        rows.append(("ROUTE", "Route of Administration", ROUTES.get(t.route, t.route)))
     for c in protocol.eligibility:
         if c.rule.item == "age" and c.rule.op in (">=", ">"):
             rows.append(("AGEMIN", "Planned Minimum Age of Subjects", f"P{c.rule.value}Y"))
+    countries = dict.fromkeys(site.country for site in protocol.sites)
+    rows += [("FCNTRY", TS_PARAMETERS["FCNTRY"], c) for c in countries]
+    sub = protocol.submission
+    if sub is not None:
+        rows += [
+            ("SPONSOR", TS_PARAMETERS["SPONSOR"], sub.sponsor),
+            ("INTMODEL", TS_PARAMETERS["INTMODEL"], sub.intervention_model),
+            ("DCUTDTC", TS_PARAMETERS["DCUTDTC"], sub.data_cutoff.isoformat()),
+            ("DCUTDESC", TS_PARAMETERS["DCUTDESC"], sub.data_cutoff_description),
+        ]
+        rows += [("DOSFRM", "Dose Form", f) for f in dict.fromkeys(sub.dose_forms.values())]
+        rows += [(v.parameter, TS_PARAMETERS[v.parameter], v.value) for v in sub.trial_summary]
+    if subjects is not None:
+        rows.append(("ACTSUB", TS_PARAMETERS["ACTSUB"], str(subjects)))
     return rows
 
 
@@ -329,18 +365,41 @@ def _quotient(protocol: Protocol) -> str:
     return f"{treated / sum(a.ratio for a in protocol.arms):.2f}"
 
 
-def derive_ts(protocol: Protocol) -> Dataset:
-    """TS: trial summary parameters (CDISC TSPARMCD terms) from the protocol's study block."""
+def _coded(protocol: Protocol, code: str, value: str) -> dict[str, str]:
+    """TSVAL, TSVALNF and the code columns of one value (a code only where the protocol has one)."""
+    sub = protocol.submission
+    if value in _NULL_FLAVOURS:
+        return {"TSVAL": "", "TSVALNF": value, "TSVALCD": "", "TSVCDREF": "", "TSVCDVER": ""}
+    out = {"TSVAL": value[:200], "TSVALNF": "", "TSVALCD": "", "TSVCDREF": "", "TSVCDVER": ""}
+    if code in _DATES:
+        out["TSVCDREF"] = "ISO 8601"
+    elif code == "FCNTRY":
+        out |= {"TSVALCD": value, "TSVCDREF": "ISO 3166-1 alpha-3"}
+    elif code == "REGID" and value.startswith("NCT"):
+        out |= {"TSVALCD": value, "TSVCDREF": "ClinicalTrials.gov"}
+    elif sub is not None and value in sub.ct_codes:
+        out |= {"TSVALCD": sub.ct_codes[value], "TSVCDREF": "CDISC CT"}
+        out["TSVCDVER"] = sub.ct_version
+    return out
+
+
+def derive_ts(protocol: Protocol, subjects: int | None = None) -> Dataset:
+    """TS: trial summary parameters (CDISC TSPARMCD terms) from the protocol file; ACTSUB is
+    ``subjects``, the number randomized, when the data are at hand."""
     variables = (
         *_COMMON,
         Variable("TSSEQ", "Sequence Number", "Num"),
         Variable("TSPARMCD", "Trial Summary Parameter Short Name"),
         Variable("TSPARM", "Trial Summary Parameter"),
         Variable("TSVAL", "Parameter Value"),
+        Variable("TSVALNF", "Parameter Null Flavor"),
+        Variable("TSVALCD", "Parameter Value Code"),
+        Variable("TSVCDREF", "Name of the Reference Terminology"),
+        Variable("TSVCDVER", "Version of the Reference Terminology"),
     )
     counts: dict[str, int] = {}
     rows = []
-    for code, name, value in _ts_parameters(protocol):
+    for code, name, value in _ts_parameters(protocol, subjects):
         counts[code] = counts.get(code, 0) + 1
         rows.append(
             {
@@ -349,7 +408,7 @@ def derive_ts(protocol: Protocol) -> Dataset:
                 "TSSEQ": float(counts[code]),
                 "TSPARMCD": code,
                 "TSPARM": name,
-                "TSVAL": value[:200],
+                **_coded(protocol, code, value),
             }
         )
     frame = _frame(rows, variables).sort_values(["TSPARMCD", "TSSEQ"]).reset_index(drop=True)
@@ -364,12 +423,28 @@ def derive_ts(protocol: Protocol) -> Dataset:
     )
 
 
-def trial_design(protocol: Protocol) -> list[Dataset]:
-    """TA, TE, TV, TI and TS of the protocol."""
+def trial_design(protocol: Protocol, subjects: int | None = None) -> list[Dataset]:
+    """TA, TE, TV, TI and TS of the protocol (``subjects``: TS ACTSUB)."""
     return [
         derive_ta(protocol),
         derive_te(protocol),
         derive_tv(protocol),
         derive_ti(protocol),
-        derive_ts(protocol),
+        derive_ts(protocol, subjects),
     ]
+
+
+def treatment_epoch_end(protocol: Protocol) -> dict[str, int]:
+    """Each arm's last protocol day of the TREATMENT epoch: its last planned dose (an arm
+    without treatment: the last planned dose of any arm, so the epochs of all arms line up)."""
+    ends = {a.code: _treatment_end_day(protocol, a.code) for a in protocol.arms}
+    latest = max(ends.values())
+    return {a.code: ends[a.code] if a.treatments else latest for a in protocol.arms}
+
+
+def epoch_of(protocol_day: int, treatment_end: int) -> str:
+    """The TA epoch of a protocol day: before randomization SCREENING, then TREATMENT to the
+    arm's last planned dose, then FOLLOW-UP (the epochs ``derive_ta`` writes)."""
+    if protocol_day < 0:
+        return "SCREENING"
+    return "TREATMENT" if protocol_day <= treatment_end else "FOLLOW-UP"

@@ -136,15 +136,23 @@ def export_(
         Path | None,
         typer.Option(help="Protocol .toml the database must run (default: the database's own)."),
     ] = None,
+    meddra: Annotated[
+        Path | None,
+        typer.Option(
+            help="MedAscii folder of a MedDRA release you hold (llt.asc, mdhier.asc): codes the "
+            "AE terms (sdtm, define). Without it AEDECOD is the protocol's term list, said so."
+        ),
+    ] = None,
 ) -> None:
-    """Export the trial database as CDISC SDTM or ADaM (XPT v5, CSV, Define-XML 2.0) or ODM 1.3.2.
+    """Export the trial database as CDISC SDTM (SDTMIG 3.4, Define-XML 2.1, reviewer's guide) or
+    ADaM (XPT v5, CSV, Define-XML 2.0) or ODM 1.3.2.
 
     Example: stalwart export sdtm --database sqlite:///demo-out/stalwart.db --out sdtm
     """
     from stalwart.cdisc.export import export_cdisc
 
     with opened_engine(database) as engine:
-        summary = export_cdisc(kind, engine, out, protocol)
+        summary = export_cdisc(kind, engine, out, protocol, meddra)
     for path in summary.files:
         rows = summary.rows.get(path.stem.upper())
         out_console.print(

@@ -7,7 +7,7 @@ A TOML file with optional parts; every name is checked against the protocol and 
 
     [scenario]                      # design keys and model parameters by key
     sample_size = 400
-    allocation_ratio = { NOTRT = 1, IL2 = 2, IL2ART = 2 }
+    allocation_ratio = { NOTHER = 1, IL2 = 2, IL2ART = 2 }
     cycles = 4
     il2_event_hazard_ratio = 3.0    # effect sizes: il2_cd4_persistent_gain_per_cycle, this
     event_rate_at_reference_cd4 = 0.01

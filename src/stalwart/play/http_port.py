@@ -24,6 +24,7 @@ import httpx2 as httpx
 import uvicorn
 from sqlalchemy.engine import Engine
 
+from stalwart.capture.ae_form import AeDetails
 from stalwart.capture.edit_checks import LabValue
 from stalwart.capture.users import UserStore
 from stalwart.errors import (
@@ -278,6 +279,7 @@ class HttpPort:
         related: str,
         serious: bool,
         actor: str,
+        details: AeDetails,
     ) -> object:
         """``POST /api/participants/{usubjid}/adverse-events``."""
         body = {
@@ -287,6 +289,10 @@ class HttpPort:
             "end_date": None if end_date is None else end_date.isoformat(),
             "related": related,
             "serious": serious,
+            "verbatim": details.verbatim,
+            "outcome": details.outcome,
+            "action": details.action,
+            "seriousness": list(details.seriousness),
         }
         return self._send("POST", f"/api/participants/{usubjid}/adverse-events", actor, body)
 

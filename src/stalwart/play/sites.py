@@ -24,8 +24,11 @@ from typing import Protocol as Interface
 
 import numpy as np
 
+from stalwart.capture.ae_form import AeDetails
 from stalwart.capture.edit_checks import LabValue
 from stalwart.capture.service import CaptureService
+from stalwart.play.ae_details import death_report, site_ae_details
+from stalwart.play.demographics import reported_answers
 from stalwart.protocol.calendar import Calendar
 from stalwart.protocol.eligibility import evaluate_eligibility, validate_screening_answers
 from stalwart.protocol.schema import Protocol
@@ -133,6 +136,7 @@ class CapturePort(Interface):
         related: str,
         serious: bool,
         actor: str,
+        details: AeDetails,
     ) -> object:
         """Report an adverse event."""
         ...
@@ -220,10 +224,11 @@ class ServicePort:
         related: str,
         serious: bool,
         actor: str,
+        details: AeDetails,
     ) -> object:
         """``CaptureService.report_adverse_event``."""
         return self.service.report_adverse_event(
-            usubjid, term, grade, start_date, end_date, related, serious, actor
+            usubjid, term, grade, start_date, end_date, related, serious, actor, details
         )
 
     def report_clinical_event(
@@ -327,6 +332,7 @@ def _course_writes(
                 partial(service.record_doses, usubjid, treatment, cycle, days, actor),
             )
         )
+    last_dose = max((d.date for d in course.doses), default=None)
     for ae in course.adverse_events:
         writes.append(
             (
@@ -342,9 +348,12 @@ def _course_writes(
                     ae.related,
                     ae.serious,
                     actor,
+                    site_ae_details(service.protocol.forms.AE, ae, last_dose),
                 ),
             )
         )
+    form = service.protocol.forms.AE
+    deaths = {e.code: e.term for e in service.protocol.forms.CE.events if e.category == "DEATH"}
     for event in course.clinical_events:
         writes.append(
             (
@@ -353,6 +362,26 @@ def _course_writes(
                 partial(service.report_clinical_event, usubjid, event.code, event.date, actor),
             )
         )
+        if event.code in deaths:
+            death = death_report(form, deaths[event.code])
+            writes.append(
+                (
+                    event.date,
+                    _ORDER["ae"],
+                    partial(
+                        service.report_adverse_event,
+                        usubjid,
+                        death.term,
+                        death.grade,
+                        event.date,
+                        event.date,
+                        death.related,
+                        True,
+                        actor,
+                        death.details,
+                    ),
+                )
+            )
     disp = course.disposition
     writes.append(
         (
@@ -376,7 +405,8 @@ def play_trial(
     """
     port: CapturePort = ServicePort(service) if isinstance(service, CaptureService) else service
     report = progress or (lambda stage, done, total: None)
-    accrual_seed, course_seed = seed.spawn(2)
+    accrual_seed, course_seed, people_seed = seed.spawn(3)  # a third stream: the first two stay
+    people = np.random.default_rng(people_seed)
     screenings = _accrual(port.protocol, params, np.random.default_rng(accrual_seed))
     numbers: Counter[str] = Counter()
     randomized: list[tuple[str, str, Candidate, Calendar]] = []
@@ -385,7 +415,8 @@ def play_trial(
         numbers[s.site] += 1
         number = f"{s.site}-S{numbers[s.site]:04d}"
         actor = coordinator_of(s.site)
-        port.screen(s.site, number, s.day, dict(s.candidate.answers), actor)
+        answers = reported_answers(port.protocol, dict(s.candidate.answers), people)
+        port.screen(s.site, number, s.day, answers, actor)
         report("people screened at the sites", i, len(screenings))
         if s.randomize_on is not None:
             enrolment = port.randomize(number, s.day, s.randomize_on, actor)

@@ -60,7 +60,8 @@ def _coerce(item: ScreeningItem, value: object) -> Answer:
 def validate_screening_answers(
     protocol: Protocol, answers: Mapping[str, object]
 ) -> dict[str, Answer]:
-    """Check every screening item is answered with a valid value; unknown items are refused."""
+    """Check every required screening item is answered with a valid value (an optional one may be
+    left out); unknown items are refused."""
     items = {i.name: i for i in protocol.screening_items}
     unknown = sorted(set(answers) - set(items))
     if unknown:
@@ -68,10 +69,10 @@ def validate_screening_answers(
             f"screening.{unknown[0]}",
             f"not a screening item of this protocol; known: {sorted(items)}",
         )
-    missing = [name for name in items if name not in answers]
+    missing = [name for name, item in items.items() if item.required and name not in answers]
     if missing:
         raise ValidationError(f"screening.{missing[0]}", "is required: answer every screening item")
-    return {name: _coerce(item, answers[name]) for name, item in items.items()}
+    return {name: _coerce(item, answers[name]) for name, item in items.items() if name in answers}
 
 
 def _holds(rule: Rule, answers: Mapping[str, Answer]) -> bool:

@@ -19,6 +19,7 @@ from pydantic import Field, field_validator, model_validator
 
 from stalwart.protocol.analysis_plan import AnalysisPlan, Endpoint, plan_problems
 from stalwart.protocol.fields import Code, ProtocolModel, check_item_bounds, duplicates
+from stalwart.protocol.submission import AdverseEventForm, Submission, submission_problems
 
 __all__ = [
     "AdverseEventForm",
@@ -196,6 +197,7 @@ class ScreeningItem(ProtocolModel):
     min: float | None = None
     max: float | None = None
     choices: list[str] | None = None
+    required: bool = True  # false: may be left blank (e.g. race, where a country bars asking)
 
     @model_validator(mode="after")
     def _consistent(self) -> ScreeningItem:
@@ -349,17 +351,6 @@ class LabForm(ProtocolModel):
     items: list[FormItem] = Field(min_length=1)
 
 
-class AdverseEventForm(ProtocolModel):
-    """Adverse event log: term from a list, DAIDS grade, relatedness."""
-
-    name: str
-    grading: str
-    terms: list[str] = Field(min_length=1)
-    relatedness: list[str] = Field(min_length=1)
-    min_grade: int = 1
-    max_grade: int = 5
-
-
 class ClinicalEventTerm(ProtocolModel):
     """A coded clinical event (an opportunistic event or death)."""
 
@@ -399,6 +390,7 @@ class Protocol(ProtocolModel):
     forms: Forms
     endpoints: list[Endpoint] = Field(min_length=1)
     analysis: AnalysisPlan
+    submission: Submission | None = None
 
     # -- lookups -------------------------------------------------------------------------------
     def arm(self, code: str) -> Arm:
@@ -468,6 +460,9 @@ class Protocol(ProtocolModel):
             self.arm_codes,
             self.forms.AE.terms,
             (self.forms.AE.min_grade, self.forms.AE.max_grade),
+        )
+        problems += submission_problems(
+            self.submission, [i.name for i in self.forms.LAB.items], self.treatments
         )
         if problems:
             raise ValueError("; ".join(problems))
@@ -547,6 +542,8 @@ class Protocol(ProtocolModel):
                 problems.append(
                     f"eligibility.{crit.id}.rule.item: {crit.rule.item!r} is not a screening item"
                 )
+            elif not item.required:
+                problems.append(f"eligibility.{crit.id}.rule.item: {item.name} is optional")
             elif item.type == "boolean" and not isinstance(crit.rule.value, bool):
                 problems.append(f"eligibility.{crit.id}.rule.value: {item.name} needs true/false")
         return problems

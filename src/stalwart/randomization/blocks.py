@@ -39,7 +39,7 @@ def permuted_blocks(
     Parameters
     ----------
     arms
-        ``(arm code, ratio)`` pairs, e.g. ``[("NOTRT", 1), ("IL2", 1), ("IL2ART", 1)]``.
+        ``(arm code, ratio)`` pairs, e.g. ``[("NOTHER", 1), ("IL2", 1), ("IL2ART", 1)]``.
     block_sizes
         Allowed block sizes, each a multiple of the ratio sum.
     length

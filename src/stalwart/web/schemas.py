@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
 )
 
+from stalwart.capture.ae_form import AeDetails
 from stalwart.protocol.schema import ScreeningItem
 
 __all__ = [
@@ -149,10 +150,14 @@ _FORM_ANSWER_TYPES: dict[str, type] = {"boolean": bool, "integer": int, "number"
 
 
 @functools.cache
-def _form_answers(items: tuple[tuple[str, str], ...]) -> type[BaseModel]:
-    """A model of the screening items ``(name, type)``: every one required, each of its type."""
+def _form_answers(items: tuple[tuple[str, str, bool], ...]) -> type[BaseModel]:
+    """A model of the screening items ``(name, type, required)``, each of its type; an optional
+    one left blank is absent (None, dropped)."""
     fields: dict[str, Any] = {
-        name: (_FORM_ANSWER_TYPES.get(kind, str), ...) for name, kind in items
+        name: (_FORM_ANSWER_TYPES.get(kind, str), ...)
+        if required
+        else (_FORM_ANSWER_TYPES.get(kind, str) | None, None)
+        for name, kind, required in items
     }
     return create_model("ScreeningFormAnswers", __config__=ConfigDict(extra="forbid"), **fields)
 
@@ -176,8 +181,8 @@ class ScreeningCreate(_In):
         sent (the API gives no context)."""
         items: Sequence[ScreeningItem] | None = (info.context or {}).get("screening_items")
         if items is not None:
-            model = _form_answers(tuple((i.name, i.type) for i in items))
-            value = model.model_validate(value).model_dump()
+            model = _form_answers(tuple((i.name, i.type, i.required) for i in items))
+            value = model.model_validate(value).model_dump(exclude_none=True)
         return handler(value)
 
 
@@ -282,14 +287,23 @@ class ClinicalEventCreate(_In):
 
 
 class AdverseEventCreate(_In):
-    """An adverse event with its DAIDS grade."""
+    """An adverse event: protocol term, the site's verbatim term, DAIDS grade, relatedness,
+    outcome, action taken, and the seriousness criteria of a serious event."""
 
     term: Code
+    verbatim: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     grade: Count
     start_date: dt.date
     end_date: dt.date | None = None
     related: Code
+    outcome: Code
+    action: Code
     serious: bool = False
+    seriousness: list[Code] = []
+
+    def details(self) -> AeDetails:
+        """The form's details as the capture service takes them."""
+        return AeDetails(self.verbatim, self.outcome, self.action, tuple(self.seriousness))
 
 
 class DispositionCreate(_In):

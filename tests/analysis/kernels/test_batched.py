@@ -32,7 +32,7 @@ from stalwart.simulate.vectorized import ReplicateData, simulate_replicates
 RTOL = 1e-8
 STRESS = {
     "event_rate_at_reference_cd4": 0.6,
-    "dropout_rate_per_year.NOTRT": 0.4,
+    "dropout_rate_per_year.NOTHER": 0.4,
     "missed_visit_probability": 0.2,
     "sample_size": 90,
 }

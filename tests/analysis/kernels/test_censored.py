@@ -14,8 +14,8 @@ from stalwart.errors import AnalysisError
 
 def _data(seed: int, n: int = 200) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
     rng = np.random.default_rng(seed)
-    arm = rng.choice(np.array(["NOTRT", "IL2", "IL2ART"]), n)
-    mean = np.select([arm == "NOTRT", arm == "IL2"], [4.1, 4.3], 2.0)
+    arm = rng.choice(np.array(["NOTHER", "IL2", "IL2ART"]), n)
+    mean = np.select([arm == "NOTHER", arm == "IL2"], [4.1, 4.3], 2.0)
     rna = 10.0 ** (mean + 0.8 * rng.standard_normal(n))
     below = rna < 50.0
     return np.where(below, np.nan, rna), below, 50.0, arm
@@ -23,7 +23,7 @@ def _data(seed: int, n: int = 200) -> tuple[np.ndarray, np.ndarray, float, np.nd
 
 def test_tobit_maximises_the_censored_likelihood() -> None:
     rna, below, limit, arm = _data(1)
-    ours = tobit_by_arm(rna, below, limit, arm, reference="NOTRT")
+    ours = tobit_by_arm(rna, below, limit, arm, reference="NOTHER")
     y = np.where(below, np.log10(limit), np.log10(np.where(below, 1.0, rna)))
     design = np.column_stack([np.ones(y.size), arm == "IL2", arm == "IL2ART"]).astype(float)
 
@@ -46,7 +46,7 @@ def test_tobit_maximises_the_censored_likelihood() -> None:
     np.testing.assert_allclose(ours.mean[0], ref.x[0], atol=1e-5)
     np.testing.assert_allclose(np.log(ours.sigma), ref.x[3], atol=1e-5)
     assert ours.loglik == pytest.approx(-ref.fun, abs=1e-8)
-    assert ours.arms == ("NOTRT", "IL2", "IL2ART") and ours.compared == ("IL2", "IL2ART")
+    assert ours.arms == ("NOTHER", "IL2", "IL2ART") and ours.compared == ("IL2", "IL2ART")
     assert ours.n_below.tolist() == [int(below[arm == a].sum()) for a in ours.arms]
 
 
@@ -69,8 +69,8 @@ def test_substitution_rules() -> None:
     limit = log10_with_rule([1000.0, np.nan], [False, True], 50.0, rule="limit")
     np.testing.assert_allclose(limit, [3.0, np.log10(50.0)], rtol=1e-14)
     rna, below, lim, arm = _data(3)
-    half = substitution_by_arm(rna, below, lim, arm, reference="NOTRT")
-    at_limit = substitution_by_arm(rna, below, lim, arm, reference="NOTRT", rule="limit")
+    half = substitution_by_arm(rna, below, lim, arm, reference="NOTHER")
+    at_limit = substitution_by_arm(rna, below, lim, arm, reference="NOTHER", rule="limit")
     # the ART-like arm has most results below the limit: its mean moves by log10(2) x share
     share = half.n_below / half.n
     np.testing.assert_allclose(at_limit.mean - half.mean, np.log10(2) * share, atol=1e-12)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from stalwart.capture.ae_form import AeDetails
 from stalwart.capture.db import create_schema, open_engine
 from stalwart.capture.service import CaptureService, initialize_trial
 from stalwart.cdisc.odm import export_odm
@@ -90,7 +91,15 @@ def main() -> None:
             "golden",
         )
         service.report_adverse_event(
-            allocation.usubjid, "Fever", 2, dt.date(2006, 1, 20), None, "POSSIBLE", False, "golden"
+            allocation.usubjid,
+            "Fever",
+            2,
+            dt.date(2006, 1, 20),
+            None,
+            "POSSIBLE",
+            False,
+            "golden",
+            AeDetails("fever", "RECOVERED/RESOLVED", "DOSE NOT CHANGED"),
         )
         export_odm(engine, loaded, HERE / "tiny.odm.xml")
         engine.dispose()

@@ -138,6 +138,11 @@ def read_store(engine: Engine) -> StoreExtract:
                 AdverseEvent.end_date,
                 AdverseEvent.related,
                 AdverseEvent.serious,
+                sa.func.coalesce(AdverseEvent.verbatim, AdverseEvent.term).label("verbatim"),
+                sa.func.coalesce(AdverseEvent.outcome, "UNKNOWN").label("outcome"),
+                sa.func.coalesce(AdverseEvent.action, "UNKNOWN").label("action"),
+                sa.func.coalesce(AdverseEvent.seriousness, "").label("seriousness"),
+                AdverseEvent.reported_on,
             )
             .join(Participant, Participant.id == AdverseEvent.participant_id)
             .order_by(Participant.usubjid, AdverseEvent.start_date, AdverseEvent.id),

@@ -12,6 +12,7 @@ from stalwart.capture.access import Permission as P
 from stalwart.capture.followup import DISPOSITION_STATUSES
 from stalwart.capture.service import CaptureService
 from stalwart.errors import StalwartError
+from stalwart.protocol.submission import SERIOUSNESS_CRITERIA
 from stalwart.web.deps import Run
 from stalwart.web.errors import status_of
 from stalwart.web.pages.common import (
@@ -51,6 +52,10 @@ def _events_context(service: CaptureService) -> dict[str, Any]:
         "ae_terms": [(t, t) for t in ae.terms],
         "ae_grades": [(str(g), str(g)) for g in range(ae.min_grade, ae.max_grade + 1)],
         "ae_related": [(r, r.capitalize()) for r in ae.relatedness],
+        "ae_outcomes": [(o, o.capitalize()) for o in ae.outcomes],
+        "ae_actions": [(a, a.capitalize()) for a in ae.actions],
+        "ae_criteria": [(c, SERIOUSNESS_CRITERIA[c]) for c in ae.seriousness],
+        "sae_report_days": ae.sae_report_days,
         "grading": ae.grading,
         "ds_options": [(s, s.capitalize()) for s in DISPOSITION_STATUSES],
     }
@@ -75,12 +80,16 @@ def events_page(usubjid: str, request: Request, session: PageSession) -> HTMLRes
     )
 
 
-def _body(kind: str, values: dict[str, str]) -> dict[str, str]:
-    """The form as the schema's body: blank fields left out; an absent ``serious`` is No."""
+def _body(kind: str, values: dict[str, str]) -> dict[str, object]:
+    """The form as the schema's body: blank fields left out; an absent ``serious`` is No; the
+    ticked ``seriousness_<CRITERION>`` boxes are the list ``seriousness``."""
     fields = _FORMS[kind][1].model_fields
-    body = filled(values, fields)
+    body: dict[str, object] = dict(filled(values, fields))
     if kind == "adverse":
         body["serious"] = values.get("serious", "false")
+        body["seriousness"] = sorted(
+            k.removeprefix("seriousness_") for k in values if k.startswith("seriousness_")
+        )
     return body
 
 
@@ -113,6 +122,7 @@ async def save_event(
                 body.related,
                 body.serious,
                 actor,
+                body.details(),
             )
         elif isinstance(body, DispositionCreate):
             await run(

@@ -300,6 +300,7 @@ async def report_adverse_event(
         body.related,
         body.serious,
         actor,
+        body.details(),
     )
     return {"id": ae_id}
 

@@ -1,0 +1,218 @@
+"""The clinical Study Data Reviewer's Guide (cSDRG) an SDTM export writes, as one HTML page.
+
+It follows the PHUSE cSDRG outline in brief: the trial design (arms, epochs, visits), the data
+standards (SDTMIG, Define-XML, CT, dictionaries), each dataset (class, structure, keys, rows), the
+trial's deviations from standard practice (what a reviewer would otherwise have to discover:
+no MedDRA without a release, the untreated arm without EX records, how EPOCH and the normal ranges
+are derived, serious events reported late) and the conformance findings CDISC's rules engine
+(CORE) is known to report on these data, each with its cause. The guide is generated from the
+same protocol and data as the datasets, so it cannot drift from them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from pathlib import Path
+
+import pandas as pd
+
+from stalwart import __version__
+from stalwart.analysis.datasets.source import StoreExtract
+from stalwart.capture.ae_form import sae_reported_late
+from stalwart.cdisc.meddra import MedDRA
+from stalwart.cdisc.sdtmig import IG_VERSION
+from stalwart.cdisc.trial_design import treatment_epoch_end
+from stalwart.cdisc.xpt import Dataset
+from stalwart.protocol.schema import Protocol
+
+__all__ = ["ENGINE_FINDINGS", "build_sdrg", "write_sdrg"]
+
+ENGINE_FINDINGS: dict[str, str] = {
+    "CORE-000767": "Engine noise: the rule compares FA.FAOBJ with --DECOD through a parent record "
+    "and fires on every coded record even when there is no FA domain (it does so on CDISC's own "
+    "pilot data). There is no FA dataset in this submission.",
+    "CORE-000761": "Terminology version: TSVCDVER names the SDTM CT version the define.xml "
+    "declares; a validator whose CT library is older than that version reports the value as "
+    "unknown. Not a data defect.",
+    "CORE-000929": "Terminology version: a domain code newer than the CT library of the validator "
+    "is reported as unknown. Not a data defect.",
+    "CORE-000741": "Rule text: the rule looks for TSPARMCD 'PCLASS', but the CDISC CT parameter "
+    "(and FDA's TCG) is 'PCLAS', which TS has (CDISC's own SDTM-MSG v2.0 sample gets this "
+    "finding too). INTMODEL and INTTYPE are present.",
+    "CORE-000885": "By design: the no-therapy arm receives no study treatment, so its subjects "
+    "have no EX records; they were treated as planned (nothing), so ARMNRS is empty and ACTARMCD "
+    "is their arm. The rule's exception for subjects without study treatment is expressed only "
+    "through ARMNRS.",
+    "CORE-000886": "By design, as CORE-000885: subjects of the no-therapy arm have no EX records "
+    "and no ARMNRS (they are not 'assigned, not treated': no treatment is their assignment).",
+}
+"""CORE rules that may still fire on this export, and why (the note every finding left gets)."""
+
+
+def _table(headers: list[str], rows: list[list[object]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _deviations(
+    protocol: Protocol, datasets: dict[str, Dataset], extract: StoreExtract, meddra: MedDRA | None
+) -> list[str]:
+    """The trial's departures from standard practice, each a sentence for the reviewer."""
+    out = []
+    ae = datasets.get("AE")
+    if meddra is None:
+        out.append(
+            "MedDRA was not applied: no MedDRA release was loaded for this export. AETERM is "
+            "the verbatim term; AEDECOD is the protocol's AE term the site picked (the protocol's "
+            "own list, not MedDRA preferred terms); AELLT to AESOCCD are present and empty. No "
+            "dictionary code has been invented."
+        )
+    elif ae is not None:
+        uncoded = sorted(set(ae.frame.loc[ae.frame["AEPTCD"].isna(), "AETERM"]))
+        out.append(
+            f"AE terms coded with MedDRA {meddra.version} from the verbatim term; "
+            + (
+                f"{len(uncoded)} verbatim terms matched no current LLT and keep the protocol "
+                f"term: {', '.join(uncoded)}."
+                if uncoded
+                else "every verbatim term was coded."
+            )
+        )
+    treated = {a.code for a in protocol.arms if a.treatments}
+    untreated = extract.participants[~extract.participants["arm"].isin(treated)]
+    out.append(
+        f"{len(untreated)} subjects were randomized to an arm without study treatment "
+        f"({', '.join(a.code for a in protocol.arms if not a.treatments)}): they have ARMCD and "
+        "ACTARMCD and, by design, no EX records; RFXSTDTC/RFXENDTC are empty for them."
+    )
+    ends = treatment_epoch_end(protocol)
+    out.append(
+        "EPOCH is derived from the protocol's planned calendar: SCREENING before randomization, "
+        "TREATMENT from randomization to the arm's last planned dose (protocol day "
+        + ", ".join(f"{k} {v}" for k, v in ends.items())
+        + "; the untreated arm takes the latest), FOLLOW-UP after. No SE dataset is submitted."
+    )
+    out.append(
+        "RFSTDTC is the randomization date and study days count from it as day 1; SUBJID is the "
+        "site code and the site's subject number, unique in the study."
+    )
+    sub = protocol.submission
+    if sub is not None and sub.normal_ranges:
+        out.append(
+            "LB normal ranges are the protocol's reference ranges ("
+            + "; ".join(
+                f"{k}: {r.low if r.low is not None else '-'} to "
+                f"{r.high if r.high is not None else '-'}"
+                for k, r in sub.normal_ranges.items()
+            )
+            + "), not laboratory-specific; an HIV RNA below the assay limit is the text result "
+            "'<limit' with LBSTRESN empty and LBLLOQ set."
+        )
+    out.append(
+        "Opportunistic events (the efficacy events) are in CE; deaths are DS DSDECOD = DEATH "
+        "with DM DTHFL/DTHDTC. No DV (protocol deviations) dataset is submitted in this version."
+    )
+    aes = extract.adverse_events
+    form = protocol.forms.AE
+    late = [
+        r.usubjid
+        for r in aes.itertuples()
+        if sae_reported_late(form, bool(r.serious), r.start_date, _date(r.reported_on))
+    ]
+    out.append(
+        f"Serious adverse events must be reported within {form.sae_report_days} day(s) of onset: "
+        f"{int(aes['serious'].astype(bool).sum())} serious events, {len(late)} entered later"
+        + (f" ({', '.join(sorted(set(late)))})." if late else ".")
+    )
+    return out
+
+
+def _date(value: object) -> dt.date | None:
+    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT:
+        return None
+    stamp: dt.date = pd.Timestamp(str(value)).date()
+    return stamp
+
+
+def build_sdrg(
+    protocol: Protocol, datasets: list[Dataset], extract: StoreExtract, meddra: MedDRA | None
+) -> str:
+    """The cSDRG of the export as an HTML page."""
+    s = protocol.study
+    by_name = {d.name: d for d in datasets}
+    ct = protocol.submission.ct_version if protocol.submission else "not stated"
+    ta = by_name.get("TA")
+    parts = [
+        f"<h1>Clinical Study Data Reviewer's Guide: {html.escape(s.id)}</h1>",
+        f"<p>{html.escape(s.title)}. Protocol version {html.escape(s.version)}; registry "
+        f"{html.escape(', '.join(s.registry_ids))}. Written by stalwart {__version__} with the "
+        "SDTM export it describes.</p>",
+        "<h2>1. Standards</h2>",
+        _table(
+            ["Standard", "Version"],
+            [
+                ["SDTMIG", IG_VERSION],
+                ["Define-XML", "2.1"],
+                ["SDTM controlled terminology", ct],
+                ["AE dictionary", f"MedDRA {meddra.version}" if meddra else "none (see 3)"],
+                ["AE grading", protocol.forms.AE.grading],
+            ],
+        ),
+        "<h2>2. Trial design</h2>",
+        f"<p>{html.escape(s.design)}, {html.escape(s.blinding)}; {s.sample_size} subjects "
+        f"planned, {len(extract.participants)} randomized.</p>",
+        _table(
+            ["Arm code", "Arm", "Treatments"],
+            [[a.code, a.name, ", ".join(a.treatments) or "none"] for a in protocol.arms],
+        ),
+    ]
+    if ta is not None:
+        parts.append(
+            _table(
+                ["ARMCD", "TAETORD", "ETCD", "EPOCH"],
+                ta.frame[["ARMCD", "TAETORD", "ETCD", "EPOCH"]].values.tolist(),
+            )
+        )
+    parts += [
+        "<h2>3. Deviations from standard practice</h2>",
+        "<ul>"
+        + "".join(
+            f"<li>{html.escape(d)}</li>" for d in _deviations(protocol, by_name, extract, meddra)
+        )
+        + "</ul>",
+        "<h2>4. Datasets</h2>",
+        _table(
+            ["Dataset", "Label", "Class", "Structure", "Keys", "Rows"],
+            [
+                [d.name, d.label, d.klass, d.structure, ", ".join(d.keys), len(d.frame)]
+                for d in datasets
+            ],
+        ),
+        "<h2>5. Conformance findings</h2>",
+        "<p>The datasets were built to pass CDISC's Open Rules Engine (CORE) for SDTMIG "
+        f"{IG_VERSION}. The rules below may still report findings; each is explained. Any other "
+        "finding is a defect to report.</p>",
+        _table(["Rule", "Explanation"], [[k, v] for k, v in ENGINE_FINDINGS.items()]),
+    ]
+    style = "body{font-family:sans-serif;max-width:60em}table{border-collapse:collapse}"
+    style += "td,th{border:1px solid #999;padding:2px 6px;text-align:left}"
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>cSDRG {s.id}'
+        f"</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
+    )
+
+
+def write_sdrg(
+    protocol: Protocol,
+    datasets: list[Dataset],
+    extract: StoreExtract,
+    meddra: MedDRA | None,
+    path: Path,
+) -> Path:
+    """Write the cSDRG of the export to ``path``."""
+    path.write_text(build_sdrg(protocol, datasets, extract, meddra), encoding="utf-8")
+    return path
