@@ -144,7 +144,8 @@ def test_harm_courses_order_the_il2_arms_events_and_leave_control_alone(
         )
         _, event = data.time_to_event()
         events[name] = {
-            arm: int(event[data.arm == k].sum()) for k, arm in enumerate(("NOTHER", "IL2", "IL2ART"))
+            arm: int(event[data.arm == k].sum())
+            for k, arm in enumerate(("NOTHER", "IL2", "IL2ART"))
         }
     assert events["none"]["NOTHER"] == events["cycles"]["NOTHER"] == events["persistent"]["NOTHER"]
     for arm in ("IL2", "IL2ART"):
