@@ -94,7 +94,7 @@ def _inline_svg(svg: str, ident: str, title: str, description: str) -> str:
     head = svg[: head_end - 1]
     head += (
         f' id="{ident}" role="img" aria-labelledby="{ident}-title {ident}-desc" '
-        'style="max-width: 100%; height: auto">'
+        'style="width: 100%; height: auto">'
     )
     labels = (
         f'<title id="{ident}-title">{html.escape(title)}</title>'
