@@ -257,30 +257,53 @@ def longitudinal_table(
 ) -> Table | None:
     """Contrasts by visit of the longitudinal (MMRM) analysis, or None when the plan gave none.
 
-    A contrast the model could not estimate (no ``difference``) is left out.
+    Standard errors, degrees of freedom, intervals and p-values are Kenward-Roger's where the
+    results carry them (the small-sample inference a DSMB statistician expects), else the plan's
+    ``df_method``; the note says which. A contrast the model could not estimate is left out.
     """
     conf = confidence_label(protocol)
-    rows = [
-        Row(
-            f"{r.endpoint} week {r.week}: {arms.label(r.arm)} vs {arms.label(r.control)}".strip(),
-            (
-                fmt_num(r.difference, 2),
-                fmt_ci(r.ci_low, r.ci_high, 2),
-                format_p(r.p_value),
-            ),
-        )
-        for r in comparisons
-        if r.difference is not None
-    ]
-    if not rows:
+    shown = [r for r in comparisons if r.difference is not None]
+    if not shown:
         return None
+    kr = all(r.kenward_roger for r in shown)
+    rows = []
+    for r in shown:
+        inference = r.kenward_roger or {}
+        se = inference.get("se") if kr else r.se
+        df = inference.get("df") if kr else r.df
+        low = inference.get("ci_low") if kr else r.ci_low
+        high = inference.get("ci_high") if kr else r.ci_high
+        p = inference.get("p_value") if kr else r.p_value
+        rows.append(
+            Row(
+                f"{r.endpoint} week {r.week}: {arms.label(r.arm)} vs "
+                f"{arms.label(r.control)}".strip(),
+                (
+                    fmt_num(r.difference, 2),
+                    fmt_num(se, 2),
+                    fmt_num(df, 1),
+                    fmt_ci(low, high, 2),
+                    format_p(p),
+                ),
+            )
+        )
+    covariances = sorted({r.covariance.replace("_", " ") for r in shown})
+    method = (
+        "Kenward-Roger (standard errors from the adjusted covariance of the fixed effects, "
+        "Kenward-Roger degrees of freedom)"
+        if kr
+        else {"residual": "residual degrees of freedom (N - p)"}.get(
+            shown[0].df_method, shown[0].df_method.replace("-", " ").capitalize()
+        )
+    )
     return Table(
         id="table-longitudinal",
         caption="Longitudinal analysis (mixed model for repeated measures): contrasts by visit",
         stub="Endpoint, visit and comparison",
-        columns=("Difference", f"{conf} CI", "p"),
+        columns=("Difference", "SE", "df", f"{conf} CI", "p"),
         rows=tuple(rows),
-        note="Difference: arm minus control, least-squares means of the model.",
+        note=f"Difference: arm minus control, least-squares means of the model ("
+        f"{', '.join(covariances)} covariance). Inference: {method}.",
     )
 
 

@@ -22,6 +22,7 @@ from stalwart.protocol.schema import Protocol
 from stalwart.reports.report_tables import DASH, Arms, Row, Table, fmt_num, in_words, n_pct
 
 __all__ = [
+    "accrual_by_site",
     "accrual_table",
     "data_quality_table",
     "death_listing",
@@ -50,14 +51,14 @@ def _day(value: object) -> dt.date:
 
 
 def accrual_table(protocol: Protocol, extract: StoreExtract, cutoff: dt.date) -> Table:
-    """Cumulative enrolment by quarter against the target (the protocol's sample size reached
-    evenly over its accrual period), then enrolment by site."""
+    """Cumulative enrolment by quarter against the target: the protocol's sample size reached
+    evenly over its accrual period."""
     study = protocol.study
     target = study.sample_size
     start = _day(study.accrual_start)
     end = _day(study.accrual_end)
     dates = sorted(_day(d) for d in extract.participants["randomization_date"])
-    rows: list[Row] = [Row("Cumulative enrolment by quarter", ("", "", ""))]
+    rows: list[Row] = []
     quarter = pd.Period(start, freq="Q")
     last = pd.Period(min(cutoff, max(end, dates[-1] if dates else end)), freq="Q")
     span = max((end - start).days, 1)
@@ -69,15 +70,28 @@ def accrual_table(protocol: Protocol, extract: StoreExtract, cutoff: dt.date) ->
             Row(
                 f"{quarter.year} Q{quarter.quarter}",
                 (str(enrolled), str(planned), n_pct(enrolled, target)),
-                1,
             )
         )
         quarter += 1
-    rows.append(Row("By site", ("", "", "")))
+    return Table(
+        id="table-accrual",
+        caption=f"Accrual: {len(dates)} of {target} participants randomized by {cutoff}",
+        stub="Quarter",
+        columns=("Randomized (cumulative)", "Target (cumulative)", "% of the sample size"),
+        rows=tuple(rows),
+        note=f"Target: {target} participants enrolled evenly from {start} to {end} (the "
+        "protocol's accrual period).",
+    )
+
+
+def accrual_by_site(protocol: Protocol, extract: StoreExtract) -> Table:
+    """Participants randomized at each of the protocol's sites, with the first and latest
+    randomization dates."""
     by_site = extract.participants.groupby("site")["randomization_date"]
+    rows = []
     for site in protocol.sites:
         if site.code not in by_site.groups:
-            rows.append(Row(f"{site.code} ({site.country})", ("0", DASH, DASH), 1))
+            rows.append(Row(f"{site.code} ({site.country})", ("0", DASH, DASH)))
             continue
         group = by_site.get_group(site.code)
         first, latest = min(_day(d) for d in group), max(_day(d) for d in group)
@@ -85,18 +99,14 @@ def accrual_table(protocol: Protocol, extract: StoreExtract, cutoff: dt.date) ->
             Row(
                 f"{site.code} ({site.country})",
                 (str(len(group)), first.isoformat(), latest.isoformat()),
-                1,
             )
         )
     return Table(
-        id="table-accrual",
-        caption=f"Accrual: {len(dates)} of {target} participants randomized by {cutoff}",
-        stub="Period or site",
-        columns=("Randomized", "Target / first", "% of target / latest"),
+        id="table-accrual-site",
+        caption="Accrual by site",
+        stub="Site",
+        columns=("Randomized", "First", "Latest"),
         rows=tuple(rows),
-        note=f"Target: {target} participants enrolled evenly from {start} to {end} (the "
-        "protocol's accrual period). By site: participants randomized, with the dates of the "
-        "first and the latest randomization.",
     )
 
 
@@ -109,29 +119,42 @@ def scheduled_visits(protocol: Protocol, extract: StoreExtract, cutoff: dt.date)
 
     Columns ``usubjid, site, arm, visit, due, received, in_window``.
     """
-    held = (
-        extract.labs.groupby(["usubjid", "visit_code"])["visit_date"].first()
-        if len(extract.labs)
-        else pd.Series(dtype=object)
+    people = extract.participants[["usubjid", "site", "arm", "randomization_date"]]
+    schedule = pd.DataFrame(
+        {
+            "visit": [v.code for v in protocol.visits],
+            "opens_day": [v.day - v.window_before for v in protocol.visits],
+            "closes_day": [v.day + v.window_after for v in protocol.visits],
+        }
     )
-    off: dict[str, dt.date] = {}
-    for record in extract.dispositions.itertuples(index=False):
-        if str(record.status) != "COMPLETED":
-            off[str(record.usubjid)] = _day(record.disposition_date)
-    rows = []
-    for p in extract.participants.itertuples(index=False):
-        start = _day(p.randomization_date)
-        for visit in protocol.visits:
-            opens = start + dt.timedelta(days=visit.day - visit.window_before)
-            closes = start + dt.timedelta(days=visit.day + visit.window_after)
-            stopped = off.get(str(p.usubjid))
-            due = closes <= cutoff and (stopped is None or stopped >= opens)
-            date = held.get((p.usubjid, visit.code))
-            received = date is not None and not pd.isna(date)
-            in_window = received and opens <= _day(date) <= closes
-            rows.append((p.usubjid, p.site, str(p.arm), visit.code, due, received, in_window))
+    grid = people.merge(schedule, how="cross")
+    start = pd.to_datetime(grid["randomization_date"])
+    opens = start + pd.to_timedelta(grid["opens_day"], unit="D")
+    closes = start + pd.to_timedelta(grid["closes_day"], unit="D")
+    stopped = extract.dispositions[extract.dispositions["status"].astype(str) != "COMPLETED"]
+    off = pd.to_datetime(
+        grid["usubjid"].map(dict(zip(stopped["usubjid"], stopped["disposition_date"], strict=True)))
+    )
+    held = (
+        extract.labs.groupby(["usubjid", "visit_code"], as_index=False)["visit_date"].first()
+        if len(extract.labs)
+        else pd.DataFrame(columns=["usubjid", "visit_code", "visit_date"])
+    )
+    grid = grid.merge(
+        held.rename(columns={"visit_code": "visit"}), on=["usubjid", "visit"], how="left"
+    )
+    date = pd.to_datetime(grid["visit_date"])
+    received = date.notna()
     return pd.DataFrame(
-        rows, columns=["usubjid", "site", "arm", "visit", "due", "received", "in_window"]
+        {
+            "usubjid": grid["usubjid"],
+            "site": grid["site"],
+            "arm": grid["arm"].astype(str),
+            "visit": grid["visit"],
+            "due": (closes <= pd.Timestamp(cutoff)) & (off.isna() | (off >= opens)),
+            "received": received,
+            "in_window": received & (date >= opens) & (date <= closes),
+        }
     )
 
 
@@ -151,12 +174,15 @@ def data_quality_table(
     cutoff: dt.date,
     queries: pd.DataFrame | None = None,
     taken: dt.datetime | None = None,
+    visits: pd.DataFrame | None = None,
 ) -> Table:
     """By site: scheduled visit forms due by the cut-off, received, overdue (due and missing),
     open data queries and the age of the oldest. ``queries`` has columns ``site, status,
-    raised_at`` (None: not read); ages count to ``taken`` (the snapshot's time)."""
+    raised_at`` (None: not read); ages count to ``taken`` (the snapshot's time). ``visits`` is
+    :func:`scheduled_visits` when the caller has it already."""
     when = taken or dt.datetime.now(dt.UTC)
-    visits = scheduled_visits(protocol, extract, cutoff)
+    if visits is None:
+        visits = scheduled_visits(protocol, extract, cutoff)
     due = visits[visits["due"]]
     rows = []
     for site in [s.code for s in protocol.sites]:
@@ -203,14 +229,21 @@ def data_quality_table(
     )
 
 
-def protocol_deviations(protocol: Protocol, extract: StoreExtract, cutoff: dt.date) -> pd.DataFrame:
+def protocol_deviations(
+    protocol: Protocol,
+    extract: StoreExtract,
+    cutoff: dt.date,
+    visits: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Protocol deviations, one row each: ``usubjid, arm, category``.
 
     Derived from the store as it stands: a scheduled visit missed (due by the cut-off and not
     held) or held outside its window. When capture keeps a deviations log, this is the function
-    to read it from; the tables built on it stay as they are.
+    to read it from; the tables built on it stay as they are. ``visits`` is
+    :func:`scheduled_visits` when the caller has it already.
     """
-    visits = scheduled_visits(protocol, extract, cutoff)
+    if visits is None:
+        visits = scheduled_visits(protocol, extract, cutoff)
     missed = visits[visits["due"] & ~visits["received"]].assign(category="Scheduled visit missed")
     late = visits[visits["received"] & ~visits["in_window"]].assign(
         category="Visit outside its window"
@@ -219,11 +252,15 @@ def protocol_deviations(protocol: Protocol, extract: StoreExtract, cutoff: dt.da
 
 
 def deviation_table(
-    protocol: Protocol, extract: StoreExtract, cutoff: dt.date, arms: Arms
+    protocol: Protocol,
+    extract: StoreExtract,
+    cutoff: dt.date,
+    arms: Arms,
+    visits: pd.DataFrame | None = None,
 ) -> Table:
     """Protocol deviations by category and arm: deviations, and participants with one (n (%))."""
     arm_of = _arm_of(extract, arms)
-    deviations = protocol_deviations(protocol, extract, cutoff)
+    deviations = protocol_deviations(protocol, extract, cutoff, visits)
     deviations = deviations.assign(arm=deviations["usubjid"].map(arm_of))
     sizes = pd.Series(list(arm_of.values())).value_counts()
     codes = list(arms.codes)
@@ -318,7 +355,7 @@ def sae_listing(extract: StoreExtract, arms: Arms | None) -> Table:
             str(r.term),
             str(r.grade),
             str(day),
-            "Yes" if bool(r.related) else "No",
+            in_words(str(r.related)),
         )
         if arms is not None:
             cells = (arms.label(str(arm_of.get(r.usubjid, DASH))), *cells)
@@ -334,7 +371,7 @@ def sae_listing(extract: StoreExtract, arms: Arms | None) -> Table:
         columns=columns,
         rows=tuple(rows),
         note="Study day: days from randomization to onset. Related: the investigator's "
-        "judgement of relatedness to study treatment."
+        "assessment of relatedness to study treatment."
         + ("" if rows else " No serious adverse event reported by the data cut-off."),
         text_columns=text,
     )

@@ -52,12 +52,14 @@ from stalwart.reports.report_dsmb import (
 )
 from stalwart.reports.report_interim import interim_section
 from stalwart.reports.report_monitoring import (
+    accrual_by_site,
     accrual_table,
     data_quality_table,
     death_listing,
     deviation_table,
     exposure_table,
     sae_listing,
+    scheduled_visits,
 )
 from stalwart.reports.report_outcomes import LabSection, km_sections, lab_section
 from stalwart.reports.report_participants import (
@@ -194,6 +196,7 @@ def _context(snapshot: Snapshot, closed: bool, generated: dt.datetime) -> dict[s
         flow = pool_flow(flow)
     screening, flow_table = flow_tables(flow, arms)
     ae_terms, ae_grades = ae_tables(protocol, datasets.adsl, datasets.adae, arms)
+    visits = scheduled_visits(protocol, snapshot.extract, snapshot.cutoff)
     context: dict[str, Any] = {
         "study": protocol.study,
         "closed": closed,
@@ -214,10 +217,11 @@ def _context(snapshot: Snapshot, closed: bool, generated: dt.datetime) -> dict[s
         ),
         "review_counts": _review_counts(datasets),
         "accrual": accrual_table(protocol, snapshot.extract, snapshot.cutoff),
+        "accrual_site": accrual_by_site(protocol, snapshot.extract),
         "data_quality": data_quality_table(
-            protocol, snapshot.extract, snapshot.cutoff, snapshot.queries, snapshot.taken_at
+            protocol, snapshot.extract, snapshot.cutoff, snapshot.queries, snapshot.taken_at, visits
         ),
-        "deviations": deviation_table(protocol, snapshot.extract, snapshot.cutoff, arms),
+        "deviations": deviation_table(protocol, snapshot.extract, snapshot.cutoff, arms, visits),
         "exposure": exposure_table(protocol, snapshot.extract, arms),
         "sae_listing": sae_listing(snapshot.extract, arms if closed else None),
         "death_listing": death_listing(snapshot.extract, arms if closed else None),
