@@ -94,7 +94,8 @@ def pool_flow(flow: Flow) -> Flow:
 
 def forest_figures(protocol: Protocol, plan: PlanResult, arms: Arms) -> list[EmbeddedFigure]:
     """Forest plots of every comparison: differences of each continuous endpoint (primary and
-    secondary, one plot per endpoint) and hazard ratios (Cox) on a log scale."""
+    secondary, one plot per endpoint) and hazard ratios (Cox) on a log scale. A plot none of
+    whose comparisons has an estimate yet (an early look) is left out."""
     conf = confidence_label(protocol)
     figures: list[EmbeddedFigure] = []
     by_endpoint = grouped((*plan.primary, *plan.secondary), lambda r: r.endpoint)
@@ -109,6 +110,8 @@ def forest_figures(protocol: Protocol, plan: PlanResult, arms: Arms) -> list[Emb
             )
             for r in records
         ]
+        if all(row.estimate is None or row.ci_low is None for row in rows):
+            continue
         figures.append(
             forest_figure(
                 rows,
@@ -124,7 +127,7 @@ def forest_figures(protocol: Protocol, plan: PlanResult, arms: Arms) -> list[Emb
             )
         )
     ratios = [r for r in plan.time_to_event if r.method.startswith("cox")]
-    if ratios:
+    if any(r.hazard_ratio is not None and r.ci_low is not None for r in ratios):
         rows = [
             ForestRow(
                 f"{arms.label(r.arm)} vs {arms.label(r.control)}",

@@ -136,7 +136,7 @@ def forest_figure(
             ax.text(1.02, yi, text, transform=transform, va="center", fontsize=8)
         ax.axvline(reference, color="#888888", linestyle="--", linewidth=1)
         ax.set_yticks(y)
-        ax.set_yticklabels([plain_label(r.label) for r in rows])
+        ax.set_yticklabels([plain_label(wrap_label(r.label, 48)) for r in rows])
         ax.set_ylim(-0.7, len(rows) - 0.3)
         ax.set_xlabel(plain_label(wrap_label(xlabel, 50)), fontsize=9)
         ax.grid(axis="x", color="#dddddd", linewidth=0.6)
