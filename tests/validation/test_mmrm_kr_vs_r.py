@@ -17,7 +17,6 @@ week-32 CD4 MMRM (unstructured, as the analysis plan fits it).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -254,15 +253,3 @@ def test_kenward_roger_matches_the_by_hand_r_computation(name, cases, r_results)
     df, se = _ours(_fit(*cases[name]))
     np.testing.assert_allclose(df, r_results[f"{name} hand_df"], rtol=RTOL)
     np.testing.assert_allclose(se, r_results[f"{name} hand_se"], rtol=RTOL)
-
-
-def test_kenward_roger_widens_the_standard_errors_and_cuts_the_df() -> None:
-    """Phi_A is Phi plus a positive semi-definite term; the df lie below the residual df."""
-    data = simulate(7, 60, visits=4)
-    kr = _fit(data, "unstructured")
-    plain = mmrm(data["y"], data["id"], data["visit"], data["arm"], data["base"], control_level="A")
-    for ours, base in zip(kr.contrasts, plain.contrasts, strict=True):
-        np.testing.assert_allclose(ours.difference, base.difference, rtol=1e-12)
-        assert np.all(ours.se >= base.se)
-        assert np.all(ours.df < plain.df_residual)
-        assert all(math.isfinite(v) for v in ours.p_value)
