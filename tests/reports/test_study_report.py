@@ -193,6 +193,11 @@ def test_the_open_report_names_no_arm_and_shows_no_by_arm_result(reports) -> Non
     # one Kaplan-Meier curve: a single legend entry
     km = re.search(r'<svg[^>]*id="fig-km-oddeath".*?</svg>', html, re.DOTALL)
     assert km is not None and "All participants" in km.group(0)
+    # exposure by treatment would give the arms' sizes away: closed report only; the pooled
+    # monitoring sections are there, the SAE listing without an arm column
+    assert 'id="table-exposure"' not in html and 'id="table-interim"' not in html
+    for ident in ("table-accrual", "table-data-quality", "table-deviations", "listing-sae"):
+        assert f'id="{ident}"' in html, ident
 
 
 def test_the_closed_report_has_every_section_by_arm(reports) -> None:

@@ -222,7 +222,7 @@ def _context(snapshot: Snapshot, closed: bool, generated: dt.datetime) -> dict[s
             protocol, snapshot.extract, snapshot.cutoff, snapshot.queries, snapshot.taken_at, visits
         ),
         "deviations": deviation_table(protocol, snapshot.extract, snapshot.cutoff, arms, visits),
-        "exposure": exposure_table(protocol, snapshot.extract, arms),
+        "exposure": exposure_table(protocol, snapshot.extract, arms) if closed else None,
         "sae_listing": sae_listing(snapshot.extract, arms if closed else None),
         "death_listing": death_listing(snapshot.extract, arms if closed else None),
         "interim": interim_section(protocol, plan, arms) if closed else None,
