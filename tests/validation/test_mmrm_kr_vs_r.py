@@ -177,7 +177,11 @@ def _demo_cd4(folder: Path) -> pd.DataFrame:
         snapshot = take_snapshot(engine)
     finally:
         engine.dispose()
-    adlb = derive_datasets(snapshot.loaded.protocol, snapshot.extract).adlb
+    protocol = snapshot.loaded.protocol
+    adlb = derive_datasets(protocol, snapshot.extract).adlb
+    # the control arm first ("A", the reference of the contrasts), the others in protocol order
+    others = [code for code in protocol.arm_codes if code != protocol.control_arm]
+    letters = dict(zip([protocol.control_arm, *others], "ABCDEFG", strict=False))
     rows = adlb[
         (adlb["PARAMCD"] == "CD4")
         & adlb["AVAL"].notna()
@@ -189,7 +193,7 @@ def _demo_cd4(folder: Path) -> pd.DataFrame:
         {
             "id": rows["USUBJID"].map(codes).astype(int),
             "visit": rows["AVISITN"].astype(int),
-            "arm": rows["ARMCD"].map({"NOTRT": "A", "IL2": "B", "IL2ART": "C"}),
+            "arm": rows["ARMCD"].map(letters),
             "base": rows["BASE"].astype(float),
             "y": rows["AVAL"].astype(float),
         }
