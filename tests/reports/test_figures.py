@@ -234,3 +234,37 @@ def test_consort_diagram_counts_and_escaping() -> None:
 def test_consort_needs_an_arm() -> None:
     with pytest.raises(ValueError, match="at least one arm"):
         consort_diagram(1, 0, {}, [])
+
+
+def test_a_forest_plot_keeps_every_label_and_prints_each_estimate() -> None:
+    """Long labels are wrapped and kept whole (the saved image holds everything drawn);
+    estimates and intervals are printed as text; log-axis ticks read as plain numbers."""
+    from stalwart.reports.figures.forest import ForestRow, forest_figure, plain_number
+
+    short = forest_figure(
+        [ForestRow("A vs B", 2.0, 0.5, 8.0)],
+        reference=1.0,
+        log_scale=True,
+        xlabel="Hazard ratio",
+        title="t",
+        description="d",
+        ident="fig-short",
+    )
+    long_label = "An arm with a very long name indeed, " * 3 + "vs control"
+    long = forest_figure(
+        [ForestRow(long_label, 2.0, 0.5, 8.0), ForestRow("not estimable row", None, None, None)],
+        reference=1.0,
+        log_scale=True,
+        xlabel="Hazard ratio (Cox), 95% CI, log scale; below 1 favours the arm " * 2,
+        title="t",
+        description="d",
+        ident="fig-long",
+    )
+
+    assert "An arm with a very long name indeed," in long.markup
+    assert "vs control" in long.markup  # the label's end is drawn, not cut
+    assert "favours the arm" in long.markup and "2.00 (0.50 to 8.00)" in short.markup
+    for text in ("2.00 (0.50 to 8.00)", "not estimable", ">0.5<", ">1<", ">2<", ">5<"):
+        assert text in long.markup, text
+    assert "10^" not in long.markup and "mathdefault" not in long.markup
+    assert [plain_number(v) for v in (0.5, 1.0, 10.0)] == ["0.5", "1", "10"]

@@ -199,6 +199,7 @@ def make_results(protocol: Protocol, datasets: TrialDatasets) -> dict[str, Any]:
             se=None,
             df=None,
             test=test,
+            adjusted_mean={arm: 715.55, control: 643.8} if method == "ancova" else None,
         )
         for i, arm in enumerate(others)
         for method, test, p in (
@@ -542,10 +543,10 @@ def test_cd4_n_table_counts_measurements_to_week_32(
     parsed: Page, datasets: TrialDatasets, protocol: Protocol
 ) -> None:
     table = parsed.table("table-n-cd4")
-    header = table[0][1:]
-    assert header == [f"Week {w}" for w in range(0, 33, 4)]  # week 48 left out
+    assert table[0][1:] == [arm.name for arm in protocol.arms]
+    assert [row[0] for row in table[1:]] == [f"Week {w}" for w in range(0, 33, 4)]  # no week 48
     adlb = datasets.adlb
-    for arm in protocol.arms:
+    for w in range(0, 33, 4):
         counts = [
             str(
                 int(
@@ -556,9 +557,9 @@ def test_cd4_n_table_counts_measurements_to_week_32(
                     ).sum()
                 )
             )
-            for w in range(0, 33, 4)
+            for arm in protocol.arms
         ]
-        assert parsed.row("table-n-cd4", arm.name) == counts
+        assert parsed.row("table-n-cd4", f"Week {w}") == counts
 
 
 def test_cd4_figure_data_has_t_intervals(
@@ -573,7 +574,7 @@ def test_cd4_figure_data_has_t_intervals(
     ].to_numpy()
     mean, se = values.mean(), values.std(ddof=1) / math.sqrt(len(values))
     half = stats.t.ppf(0.975, len(values) - 1) * se
-    cell = parsed.row("table-mean-cd4", arm.name)[-1]
+    cell = parsed.row("table-mean-cd4", "Week 32")[1]
     assert cell == f"{mean:.0f} ({mean - half:.0f} to {mean + half:.0f})"
 
 
@@ -583,12 +584,27 @@ def test_primary_table(parsed: Page, protocol: Protocol) -> None:
     assert heading == ["CD4+ count at week 32"] + [""] * 7
     assert len(rows) == 4
     assert rows[0][0] == f"{protocol.arms[1].name} vs {control.name}"
-    assert rows[0][1] == "ANCOVA, adjusted for baseline"
-    assert rows[0][2:] == ["9 / 8", "712.2", "640.5", "71.8", "-12.5 to 156.0", "<0.001"]
-    assert rows[1][1] == "t-test"
+    # the ANCOVA row shows the least-squares means its difference is made of, the t-test row
+    # the observed means
+    assert rows[0][1] == "ANCOVA, adjusted for baseline (least-squares means)"
+    assert rows[0][2:] == ["9 / 8", "715.5", "643.8", "71.8", "-12.5 to 156.0", "<0.001"]
+    assert rows[1][1] == "t-test (observed means)"
+    assert rows[1][2:5] == ["9 / 8", "712.2", "640.5"]
     assert rows[1][-1] == "0.200"
     assert rows[2][0] == f"{protocol.arms[2].name} vs {control.name}"
     assert rows[2][-1] == "0.012"
+
+
+def test_an_ancova_without_a_t_test_gets_a_row_of_observed_means(
+    protocol: Protocol, datasets: TrialDatasets, results: dict[str, Any], flow: Flow
+) -> None:
+    ancova_only = dict(results, primary=[r for r in results["primary"] if r["method"] == "ancova"])
+    rows = Page(render_report(protocol, datasets, ancova_only, flow)).table("table-primary")[2:]
+    assert [r[1] for r in rows[:2]] == [
+        "ANCOVA, adjusted for baseline (least-squares means)",
+        "Observed means (no model)",
+    ]
+    assert rows[1][2:] == ["9 / 8", "712.2", "640.5", "—", "—", "—"]
 
 
 def test_time_to_event_table_and_zero_event_arm(
@@ -695,9 +711,11 @@ def test_analysis_flag_excludes_rows_from_the_cd4_figure(
 ) -> None:
     adlb = datasets.adlb.assign(ANL01FL=np.where(datasets.adlb["AVISITN"] == 4, "", "Y"))
     flagged = TrialDatasets(datasets.adsl, adlb, datasets.adtte, datasets.adae)
-    header = Page(render_report(protocol, flagged, results, flow)).table("table-n-cd4")[0]
-    assert "Week 4" not in header
-    assert "Week 8" in header
+    stubs = [
+        row[0] for row in Page(render_report(protocol, flagged, results, flow)).table("table-n-cd4")
+    ]
+    assert "Week 4" not in stubs
+    assert "Week 8" in stubs
 
 
 def test_p_value_formatting() -> None:

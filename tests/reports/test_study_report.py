@@ -193,6 +193,11 @@ def test_the_open_report_names_no_arm_and_shows_no_by_arm_result(reports) -> Non
     # one Kaplan-Meier curve: a single legend entry
     km = re.search(r'<svg[^>]*id="fig-km-oddeath".*?</svg>', html, re.DOTALL)
     assert km is not None and "All participants" in km.group(0)
+    # exposure by treatment would give the arms' sizes away: closed report only; the pooled
+    # monitoring sections are there, the SAE listing without an arm column
+    assert 'id="table-exposure"' not in html and 'id="table-interim"' not in html
+    for ident in ("table-accrual", "table-data-quality", "table-deviations", "listing-sae"):
+        assert f'id="{ident}"' in html, ident
 
 
 def test_the_closed_report_has_every_section_by_arm(reports) -> None:
@@ -206,8 +211,17 @@ def test_the_closed_report_has_every_section_by_arm(reports) -> None:
         "fig-mean-lhivrna",
         "table-primary",
         "fig-forest-cd4",
-        "fig-forest-hazard-ratios",
         "fig-km-oddeath",
+        "table-time-to-event",
+        "table-accrual",
+        "table-accrual-site",
+        "table-data-quality",
+        "table-deviations",
+        "table-exposure",
+        "fig-interim",
+        "table-interim",
+        "listing-sae",
+        "listing-deaths",
         "table-at-risk-oddeath",
         "table-ae-term-grade",
         "listing-events",
@@ -215,6 +229,12 @@ def test_the_closed_report_has_every_section_by_arm(reports) -> None:
         "table-recomputed",
     ):
         assert f'id="{ident}"' in html, ident
+    # the hazard-ratio forest plot is drawn when some hazard ratio is estimable (24 participants
+    # may have no event in an arm)
+    estimable = re.search(
+        r"Cox \(Efron ties\)</td>\s*<td>[^<]*</td>\s*<td>[^<]*</td>\s*<td>\d", html
+    )
+    assert ('id="fig-forest-hazard-ratios"' in html) == bool(estimable)
 
 
 def test_listing_has_every_reported_event_with_its_review(demo_db: Path, reports) -> None:
@@ -317,6 +337,19 @@ def test_an_early_closed_report_says_what_is_not_estimable_yet(
     html = _html(files)
     assert "Not estimable yet" in html
     assert "<strong>primary</strong>: " in html  # the ANCOVA at week 32 has no value yet
+    # the DSMB's sections are there and say what the data cannot support yet
+    for text in (
+        "No primary-endpoint comparison is estimable yet",
+        "No comparison with an estimate in the results",
+        "No dose recorded yet by the data cut-off",
+        "No serious adverse event reported by the data cut-off",
+        "No death reported by the data cut-off",
+        'id="table-accrual"',
+        'id="table-data-quality"',
+        'id="table-deviations"',
+        'id="table-exposure"',
+    ):
+        assert text in html, text
     assert data_sha256(trial.engine) == before
 
 

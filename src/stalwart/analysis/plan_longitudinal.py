@@ -9,6 +9,10 @@ treated side pools arms (``"IL2+IL2ART"``) gets its own fit with those arms as o
 When the planned covariance (unstructured) cannot be fitted, the fit is repeated with
 ``fallback_covariance`` (compound symmetry) and every record of that fit carries the reason in
 ``note``; an error of the fallback fit (an arm with no values at a visit, say) stands.
+
+Every record also carries the contrast's Kenward-Roger inference (``kenward_roger``: standard
+error from the adjusted covariance, df, interval, p) beside the plan's ``df_method`` results,
+which stay as they were.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ def _fit(
             covariance=covariance,  # type: ignore[arg-type]
             baseline_term=spec.baseline,
             df_method=spec.df_method,
+            kenward_roger=True,
         )
 
     try:
@@ -96,6 +101,7 @@ def longitudinal_analyses(
                 fits[key] = _fit(spec, rows, treated if key else None)
             result, covariance, note = fits[key]
             contrast = result.contrast(treated, control)
+            kr = result.contrast(treated, control, "kenward-roger")
             levels = list(result.levels)
             it, ic = levels.index(treated), levels.index(control)
             for j, week in enumerate(result.visits):
@@ -131,6 +137,13 @@ def longitudinal_analyses(
                         p_value=finite_or_none(contrast.p_value[j]),
                         log_likelihood=finite_or_none(result.log_likelihood),
                         note=note,
+                        kenward_roger={
+                            "se": finite_or_none(kr.se[j]),
+                            "df": finite_or_none(kr.df[j]),
+                            "ci_low": finite_or_none(kr.ci_low[j]),
+                            "ci_high": finite_or_none(kr.ci_high[j]),
+                            "p_value": finite_or_none(kr.p_value[j]),
+                        },
                     )
                 )
     return tuple(out)

@@ -131,8 +131,12 @@ class LongitudinalComparison(_Record):
 
     ``covariance`` is the structure fitted, ``covariance_planned`` the plan's first choice;
     ``note`` says why they differ. ``log_likelihood`` is the REML log-likelihood of the fit
-    (shared by every record of one model).
+    (shared by every record of one model). ``kenward_roger`` holds the contrast's Kenward-Roger
+    inference (``se``, ``df``, ``ci_low``, ``ci_high``, ``p_value``) beside the plan's
+    ``df_method`` results, when the fit computed it.
     """
+
+    _OMIT_IF_NONE: ClassVar[frozenset[str]] = frozenset({"kenward_roger"})
 
     endpoint: str
     visit: str
@@ -155,6 +159,7 @@ class LongitudinalComparison(_Record):
     p_value: float | None
     log_likelihood: float | None
     note: str | None = None
+    kenward_roger: dict[str, float | None] | None = None
 
 
 @dataclass(frozen=True)

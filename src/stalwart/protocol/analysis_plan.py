@@ -96,7 +96,7 @@ class LongitudinalAnalysis(ProtocolModel):
     covariance: Literal["unstructured", "compound_symmetry"] = "unstructured"
     fallback_covariance: Literal["compound_symmetry"] | None = "compound_symmetry"
     baseline: Literal["by_visit", "common", "none"] = "by_visit"
-    df_method: Literal["residual", "satterthwaite"] = "residual"
+    df_method: Literal["residual", "satterthwaite", "kenward-roger"] = "residual"
 
 
 class SafetyAnalysis(ProtocolModel):

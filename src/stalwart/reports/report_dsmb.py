@@ -94,7 +94,8 @@ def pool_flow(flow: Flow) -> Flow:
 
 def forest_figures(protocol: Protocol, plan: PlanResult, arms: Arms) -> list[EmbeddedFigure]:
     """Forest plots of every comparison: differences of each continuous endpoint (primary and
-    secondary, one plot per endpoint) and hazard ratios (Cox) on a log scale."""
+    secondary, one plot per endpoint) and hazard ratios (Cox) on a log scale. A plot none of
+    whose comparisons has an estimate yet (an early look) is left out."""
     conf = confidence_label(protocol)
     figures: list[EmbeddedFigure] = []
     by_endpoint = grouped((*plan.primary, *plan.secondary), lambda r: r.endpoint)
@@ -109,6 +110,8 @@ def forest_figures(protocol: Protocol, plan: PlanResult, arms: Arms) -> list[Emb
             )
             for r in records
         ]
+        if all(row.estimate is None or row.ci_low is None for row in rows):
+            continue
         figures.append(
             forest_figure(
                 rows,
@@ -124,7 +127,7 @@ def forest_figures(protocol: Protocol, plan: PlanResult, arms: Arms) -> list[Emb
             )
         )
     ratios = [r for r in plan.time_to_event if r.method.startswith("cox")]
-    if ratios:
+    if any(r.hazard_ratio is not None and r.ci_low is not None for r in ratios):
         rows = [
             ForestRow(
                 f"{arms.label(r.arm)} vs {arms.label(r.control)}",
@@ -257,30 +260,53 @@ def longitudinal_table(
 ) -> Table | None:
     """Contrasts by visit of the longitudinal (MMRM) analysis, or None when the plan gave none.
 
-    A contrast the model could not estimate (no ``difference``) is left out.
+    Standard errors, degrees of freedom, intervals and p-values are Kenward-Roger's where the
+    results carry them (the small-sample inference a DSMB statistician expects), else the plan's
+    ``df_method``; the note says which. A contrast the model could not estimate is left out.
     """
     conf = confidence_label(protocol)
-    rows = [
-        Row(
-            f"{r.endpoint} week {r.week}: {arms.label(r.arm)} vs {arms.label(r.control)}".strip(),
-            (
-                fmt_num(r.difference, 2),
-                fmt_ci(r.ci_low, r.ci_high, 2),
-                format_p(r.p_value),
-            ),
-        )
-        for r in comparisons
-        if r.difference is not None
-    ]
-    if not rows:
+    shown = [r for r in comparisons if r.difference is not None]
+    if not shown:
         return None
+    kr = all(r.kenward_roger for r in shown)
+    rows = []
+    for r in shown:
+        inference = r.kenward_roger or {}
+        se = inference.get("se") if kr else r.se
+        df = inference.get("df") if kr else r.df
+        low = inference.get("ci_low") if kr else r.ci_low
+        high = inference.get("ci_high") if kr else r.ci_high
+        p = inference.get("p_value") if kr else r.p_value
+        rows.append(
+            Row(
+                f"{r.endpoint} week {r.week}: {arms.label(r.arm)} vs "
+                f"{arms.label(r.control)}".strip(),
+                (
+                    fmt_num(r.difference, 2),
+                    fmt_num(se, 2),
+                    fmt_num(df, 1),
+                    fmt_ci(low, high, 2),
+                    format_p(p),
+                ),
+            )
+        )
+    covariances = sorted({r.covariance.replace("_", " ") for r in shown})
+    method = (
+        "Kenward-Roger (standard errors from the adjusted covariance of the fixed effects, "
+        "Kenward-Roger degrees of freedom)"
+        if kr
+        else {"residual": "residual degrees of freedom (N - p)"}.get(
+            shown[0].df_method, shown[0].df_method.replace("-", " ").capitalize()
+        )
+    )
     return Table(
         id="table-longitudinal",
         caption="Longitudinal analysis (mixed model for repeated measures): contrasts by visit",
         stub="Endpoint, visit and comparison",
-        columns=("Difference", f"{conf} CI", "p"),
+        columns=("Difference", "SE", "df", f"{conf} CI", "p"),
         rows=tuple(rows),
-        note="Difference: arm minus control, least-squares means of the model.",
+        note=f"Difference: arm minus control, least-squares means of the model ("
+        f"{', '.join(covariances)} covariance). Inference: {method}.",
     )
 
 

@@ -117,13 +117,17 @@ def lab_section(
         hit = summary[(summary["ARMCD"] == code) & (summary["AVISITN"].astype(float) == week)]
         return None if hit.empty else hit.iloc[0]
 
+    # weeks in rows, arms in columns: a table as long as the visits, as wide as the arms, so
+    # that no visit is ever cut off the page however many the protocol schedules
     n_rows, data_rows = [], []
-    for code, arm_label in arms.pairs():
-        hits = [lookup(code, w) for w in weeks]
-        n_rows.append(Row(arm_label, tuple("0" if h is None else str(int(h["n"])) for h in hits)))
+    for week in weeks:
+        hits = [lookup(code, week) for code, _ in arms.pairs()]
+        n_rows.append(
+            Row(f"Week {week:g}", tuple("0" if h is None else str(int(h["n"])) for h in hits))
+        )
         data_rows.append(
             Row(
-                arm_label,
+                f"Week {week:g}",
                 tuple(
                     DASH
                     if h is None
@@ -132,19 +136,19 @@ def lab_section(
                 ),
             )
         )
-    week_columns = tuple(f"Week {w:g}" for w in weeks)
+    arm_columns = tuple(label for _, label in arms.pairs())
     n_table = Table(
         id=f"table-n-{parameter.lower()}",
         caption=f"Participants with a {label} measurement, by {grouping}",
-        stub="Group" if arms.is_pooled else "Arm",
-        columns=week_columns,
+        stub="Visit",
+        columns=arm_columns,
         rows=tuple(n_rows),
     )
     data_table = Table(
         id=f"table-mean-{parameter.lower()}",
         caption=f"Mean {label} ({conf} CI) by {grouping}: the data of the figure",
-        stub="Group" if arms.is_pooled else "Arm",
-        columns=week_columns,
+        stub="Visit",
+        columns=arm_columns,
         rows=tuple(data_rows),
     )
     return LabSection(figure, n_table, data_table, caption, parameter)

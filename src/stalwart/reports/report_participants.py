@@ -23,6 +23,7 @@ from stalwart.reports.report_tables import (
     Arms,
     Row,
     Table,
+    in_words,
     lab_unit,
     mean_sd,
     median_iqr,
@@ -120,7 +121,7 @@ def flow_tables(flow: Flow, arms: Arms) -> tuple[Table, Table]:
         cells = tuple(str(c) for c in counts)
         return cells if arms.is_pooled else (*cells, str(sum(counts)))
 
-    discontinued = {code: flow.discontinued.get(code, {}) for code in arms.codes}
+    discontinued = {code: _worded(flow.discontinued.get(code, {})) for code in arms.codes}
     rows = [
         Row("Randomized", per_arm(flow.randomized)),
         Row("Completed main study", per_arm(flow.completed)),
@@ -140,9 +141,19 @@ def flow_tables(flow: Flow, arms: Arms) -> tuple[Table, Table]:
         stub="",
         columns=arms.columns,
         rows=tuple(rows),
-        note="Analysed: participants with a primary-endpoint measurement (complete cases).",
+        note="Analysed: participants with a primary-endpoint measurement (complete cases). It "
+        "may exceed those who completed the main study: a participant who had the endpoint "
+        "visit and discontinued after it is analysed without having completed.",
     )
     return screening, by_arm
+
+
+def _worded(reasons: Mapping[str, int]) -> dict[str, int]:
+    """Counts by reason, the CDISC codes of the reasons turned into words."""
+    out: dict[str, int] = {}
+    for reason, count in reasons.items():
+        out[in_words(reason)] = out.get(in_words(reason), 0) + int(count)
+    return out
 
 
 def consort_figure(flow: Flow, arms: Arms) -> EmbeddedFigure:
@@ -151,7 +162,7 @@ def consort_figure(flow: Flow, arms: Arms) -> EmbeddedFigure:
         ConsortArm(
             label=label,
             randomized=int(flow.randomized.get(code, 0)),
-            discontinued=dict(flow.discontinued.get(code, {})),
+            discontinued=_worded(flow.discontinued.get(code, {})),
             completed=int(flow.completed.get(code, 0)),
             analysed=int(flow.analysed_primary.get(code, 0)),
         )

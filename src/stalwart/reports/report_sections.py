@@ -94,6 +94,11 @@ def grouped(records: Iterable[_Record], key: Callable[[_Record], str]) -> dict[s
     return groups
 
 
+def _adjusted(result: ContinuousComparison) -> bool:
+    """Whether the record's means are least-squares (adjusted) means: an ANCOVA that gave them."""
+    return result.method == "ancova" and result.adjusted_mean is not None
+
+
 def primary_table(
     protocol: Protocol,
     comparisons: Sequence[ContinuousComparison],
@@ -103,11 +108,14 @@ def primary_table(
 ) -> Table:
     """The results table of the plan's section ``key``: each comparison by each method.
 
-    The secondary continuous endpoints (``key="secondary"``) have the same record type.
+    Each row's means are the ones its difference is made of: least-squares (baseline-adjusted)
+    means beside the ANCOVA difference, observed means beside the t-test's; the method column
+    says which. A comparison whose only rows are adjusted gets a row of observed means of its
+    own. The secondary continuous endpoints (``key="secondary"``) have the same record type.
     """
     conf = confidence_label(protocol)
     columns = (
-        "Method",
+        "Method (means shown)",
         "n (arm / control)",
         "Mean, arm",
         "Mean, control",
@@ -122,35 +130,69 @@ def primary_table(
         except KeyError:
             heading = f"{endpoint} at week {group[0].week}"
         rows.append(Row(heading, ("",) * len(columns)))
-        for result in group:
-            arm, control, n, mean = result.arm, result.control, result.n, result.mean
-            d = _decimals([*mean.values(), result.difference])
-            rows.append(
-                Row(
-                    f"{arms.label(arm)} vs {arms.label(control)}",
-                    (
-                        method_label(protocol, result.method, endpoint),
-                        f"{n.get(arm, DASH)} / {n.get(control, DASH)}",
-                        fmt_num(mean.get(arm), d),
-                        fmt_num(mean.get(control), d),
-                        fmt_num(result.difference, d),
-                        fmt_ci(result.ci_low, result.ci_high, d),
-                        format_p(result.p_value),
-                    ),
-                    level=1,
+        for (arm, control), pair in _pairs(group):
+            label = f"{arms.label(arm)} vs {arms.label(control)}"
+            for result in pair:
+                n = result.n
+                adjusted = _adjusted(result)
+                mean = result.adjusted_mean if adjusted and result.adjusted_mean else result.mean
+                d = _decimals([*result.mean.values(), result.difference])
+                which = "least-squares means" if adjusted else "observed means"
+                rows.append(
+                    Row(
+                        label,
+                        (
+                            f"{method_label(protocol, result.method, endpoint)} ({which})",
+                            f"{n.get(arm, DASH)} / {n.get(control, DASH)}",
+                            fmt_num(mean.get(arm), d),
+                            fmt_num(mean.get(control), d),
+                            fmt_num(result.difference, d),
+                            fmt_ci(result.ci_low, result.ci_high, d),
+                            format_p(result.p_value),
+                        ),
+                        level=1,
+                    )
                 )
-            )
+            if all(_adjusted(r) for r in pair):
+                first = pair[0]
+                d = _decimals([*first.mean.values(), first.difference])
+                rows.append(
+                    Row(
+                        label,
+                        (
+                            "Observed means (no model)",
+                            f"{first.n.get(arm, DASH)} / {first.n.get(control, DASH)}",
+                            fmt_num(first.mean.get(arm), d),
+                            fmt_num(first.mean.get(control), d),
+                            DASH,
+                            DASH,
+                            DASH,
+                        ),
+                        level=1,
+                    )
+                )
     return Table(
         id=f"table-{key}",
         caption=caption,
         stub="Endpoint and comparison",
         columns=columns,
         rows=tuple(rows),
-        note="Difference: arm minus control. ANCOVA means and difference are as reported by "
-        "the analysis (baseline-adjusted where the method says so). No adjustment for "
-        "multiple comparisons.",
+        note="Difference: arm minus control, of the means on its row: least-squares means "
+        "(ANCOVA, at the mean baseline) beside the ANCOVA difference, observed means beside the "
+        "t-test's. n: participants with a value at the endpoint's visit (complete cases). No "
+        "adjustment for multiple comparisons.",
         text_columns=(0,),
     )
+
+
+def _pairs(
+    group: Sequence[ContinuousComparison],
+) -> list[tuple[tuple[str, str], list[ContinuousComparison]]]:
+    """The records of one endpoint by (arm, control), in first-seen order."""
+    pairs: dict[tuple[str, str], list[ContinuousComparison]] = {}
+    for record in group:
+        pairs.setdefault((record.arm, record.control), []).append(record)
+    return list(pairs.items())
 
 
 def tte_table(

@@ -27,6 +27,7 @@ __all__ = [
     "fmt_ci",
     "fmt_num",
     "format_p",
+    "in_words",
     "is_missing",
     "lab_label",
     "lab_unit",
@@ -174,6 +175,22 @@ def n_pct(n: int, denominator: int) -> str:
     if denominator <= 0:
         return f"{n} ({DASH})"
     return f"{n} ({100.0 * n / denominator:.1f}%)"
+
+
+_WORDS = {"WITHDREW": "Withdrew consent", "DEATH": "Died", "COMPLETED": "Completed"}
+"""Controlled terms whose sentence case alone does not read as English."""
+
+
+def in_words(code: str) -> str:
+    """A CDISC controlled term (``LOST TO FOLLOW-UP``) as words for a reader
+    (``Lost to follow-up``): sentence case, with the few terms that need it rephrased."""
+    text = str(code).strip()
+    if text in _WORDS:
+        return _WORDS[text]
+    if not text.isupper():
+        return text
+    lowered = text.lower()
+    return lowered[:1].upper() + lowered[1:]
 
 
 def fmt_ci(low: object, high: object, decimals: int) -> str:

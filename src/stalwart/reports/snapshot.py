@@ -24,9 +24,12 @@ from stalwart.analysis.datasets.source import StoreExtract, read_store
 from stalwart.capture.audit import GENESIS_HASH, data_sha256
 from stalwart.capture.tables import (
     AuditHead,
+    AuditRecord,
     ClinicalEvent,
+    DataQuery,
     EndpointReview,
     Participant,
+    Site,
     TrialInfo,
 )
 from stalwart.errors import AnalysisError, DatabaseError
@@ -42,6 +45,8 @@ class Snapshot:
     ``events`` has one row per reported clinical event (opportunistic event or death):
     ``id, usubjid, event_code, category, onset_date, randomization_date, decision`` where
     ``decision`` is the endpoint review's verdict (``CONFIRMED``, ``REJECTED``) or None.
+    ``queries`` has one row per data query: ``site, status, raised_at`` (the time its audit
+    record was written, as ISO text; None where the chain holds none).
     """
 
     loaded: LoadedProtocol
@@ -51,11 +56,34 @@ class Snapshot:
     extract: StoreExtract
     events: pd.DataFrame
     taken_at: dt.datetime
+    queries: pd.DataFrame
 
     @property
     def name(self) -> str:
         """The snapshot's name: its data hash."""
         return self.data_sha256
+
+    @property
+    def cutoff(self) -> dt.date:
+        """The data cut-off: the latest date recorded in the snapshot (randomization, visit,
+        dose, event, adverse event or disposition), never after the day it was taken."""
+        x = self.extract
+        columns = (
+            (x.participants, "randomization_date"),
+            (x.labs, "visit_date"),
+            (x.doses, "dose_date"),
+            (x.clinical_events, "onset_date"),
+            (x.adverse_events, "start_date"),
+            (x.dispositions, "disposition_date"),
+        )
+        dates = [
+            pd.to_datetime(frame[column]).max()
+            for frame, column in columns
+            if column in frame.columns and len(frame)
+        ]
+        latest = max((d for d in dates if not pd.isna(d)), default=None)
+        taken = self.taken_at.date()
+        return taken if latest is None else min(latest.date(), taken)
 
     @property
     def short_name(self) -> str:
@@ -115,6 +143,24 @@ def _events(session: Session) -> pd.DataFrame:
     return pd.DataFrame.from_records(list(result), columns=list(result.keys()))
 
 
+def _queries(session: Session) -> pd.DataFrame:
+    raised = (
+        sa.select(AuditRecord.record_id, sa.func.min(AuditRecord.recorded_at).label("raised_at"))
+        .where(AuditRecord.table_name == DataQuery.__tablename__, AuditRecord.action == "INSERT")
+        .group_by(AuditRecord.record_id)
+        .subquery()
+    )
+    stmt = (
+        sa.select(Site.code.label("site"), DataQuery.status, raised.c.raised_at)
+        .join(Participant, Participant.id == DataQuery.participant_id)
+        .join(Site, Site.id == Participant.site_id)
+        .outerjoin(raised, raised.c.record_id == DataQuery.id)
+        .order_by(DataQuery.id)
+    )
+    result = session.execute(stmt)
+    return pd.DataFrame.from_records(list(result), columns=["site", "status", "raised_at"])
+
+
 def _read(conn: Connection, expected: LoadedProtocol | None) -> Snapshot:
     with Session(bind=conn) as session:
         info = _trial_info(session)
@@ -131,6 +177,7 @@ def _read(conn: Connection, expected: LoadedProtocol | None) -> Snapshot:
         head = session.get(AuditHead, 1)
         sequence, head_hash = (head.sequence, head.hash) if head else (0, GENESIS_HASH)
         events = _events(session)
+        queries = _queries(session)
     # data_sha256 and read_store open a Session on what they are given; a Session bound to a
     # Connection that is already in a transaction joins it, so both read this same snapshot
     bound = cast(Engine, conn)
@@ -144,6 +191,7 @@ def _read(conn: Connection, expected: LoadedProtocol | None) -> Snapshot:
         extract=extract,
         events=events,
         taken_at=dt.datetime.now(dt.UTC),
+        queries=queries,
     )
 
 

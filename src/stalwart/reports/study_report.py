@@ -50,6 +50,17 @@ from stalwart.reports.report_dsmb import (
     pool_flow,
     safety_table,
 )
+from stalwart.reports.report_interim import interim_section
+from stalwart.reports.report_monitoring import (
+    accrual_by_site,
+    accrual_table,
+    data_quality_table,
+    death_listing,
+    deviation_table,
+    exposure_table,
+    sae_listing,
+    scheduled_visits,
+)
 from stalwart.reports.report_outcomes import LabSection, km_sections, lab_section
 from stalwart.reports.report_participants import (
     ae_tables,
@@ -129,6 +140,7 @@ def _stamp(snapshot: Snapshot, closed: bool, generated: dt.datetime) -> dict[str
         "protocol": f"{study.id} {study.version}",
         "software": f"stalwart {__version__}",
         "generated": generated.isoformat(timespec="seconds"),
+        "cutoff": snapshot.cutoff.isoformat(),
     }
 
 
@@ -136,6 +148,7 @@ def _provenance(snapshot: Snapshot, closed: bool, generated: dt.datetime) -> lis
     study = snapshot.loaded.protocol.study
     return [
         ("Report", "CLOSED (by arm)" if closed else "OPEN (arms pooled)"),
+        ("Data cut-off (latest date in the data)", snapshot.cutoff.isoformat()),
         ("Data snapshot (SHA-256 of the data)", snapshot.data_sha256),
         ("Audit chain head", f"record {snapshot.audit_sequence}, {snapshot.audit_head}"),
         ("Protocol", f"{study.id} version {study.version}"),
@@ -183,6 +196,7 @@ def _context(snapshot: Snapshot, closed: bool, generated: dt.datetime) -> dict[s
         flow = pool_flow(flow)
     screening, flow_table = flow_tables(flow, arms)
     ae_terms, ae_grades = ae_tables(protocol, datasets.adsl, datasets.adae, arms)
+    visits = scheduled_visits(protocol, snapshot.extract, snapshot.cutoff)
     context: dict[str, Any] = {
         "study": protocol.study,
         "closed": closed,
@@ -202,6 +216,16 @@ def _context(snapshot: Snapshot, closed: bool, generated: dt.datetime) -> dict[s
             protocol, snapshot.events, datasets.adsl, arms if closed else None
         ),
         "review_counts": _review_counts(datasets),
+        "accrual": accrual_table(protocol, snapshot.extract, snapshot.cutoff),
+        "accrual_site": accrual_by_site(protocol, snapshot.extract),
+        "data_quality": data_quality_table(
+            protocol, snapshot.extract, snapshot.cutoff, snapshot.queries, snapshot.taken_at, visits
+        ),
+        "deviations": deviation_table(protocol, snapshot.extract, snapshot.cutoff, arms, visits),
+        "exposure": exposure_table(protocol, snapshot.extract, arms) if closed else None,
+        "sae_listing": sae_listing(snapshot.extract, arms if closed else None),
+        "death_listing": death_listing(snapshot.extract, arms if closed else None),
+        "interim": interim_section(protocol, plan, arms) if closed else None,
         "primary": None,
         "secondary": None,
         "longitudinal": None,

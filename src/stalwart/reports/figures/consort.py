@@ -165,7 +165,9 @@ def consort_diagram(
     parts = [
         f'<svg width="{width:.0f}" height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" '
         f'id="{ident}" role="img" aria-labelledby="{ident}-title {ident}-desc" '
-        'style="max-width: 100%; height: auto" '
+        # an explicit width keeps the aspect ratio in WeasyPrint too (height: auto beside a
+        # max-width alone gives a square box there); 680px is the width of an A4 page's text
+        f'style="width: {min(width, 680):.0f}px; max-width: 100%; height: auto" '
         f'font-family="DejaVu Sans, Arial, Helvetica, sans-serif" font-size="{_FONT}">',
         f'<title id="{ident}-title">{html.escape(title)}</title>',
         f'<desc id="{ident}-desc">{html.escape(description)}</desc>',

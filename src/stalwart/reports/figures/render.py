@@ -94,13 +94,19 @@ def _inline_svg(svg: str, ident: str, title: str, description: str) -> str:
     head = svg[: head_end - 1]
     head += (
         f' id="{ident}" role="img" aria-labelledby="{ident}-title {ident}-desc" '
-        'style="max-width: 100%; height: auto">'
+        'style="width: 100%; height: auto">'
     )
     labels = (
         f'<title id="{ident}-title">{html.escape(title)}</title>'
         f'<desc id="{ident}-desc">{html.escape(description)}</desc>'
     )
     return head + labels + svg[head_end:].rstrip() + "\n"
+
+
+_PAD_INCHES = 0.04
+"""Margin around everything drawn: figures are saved with ``bbox_inches="tight"``, so that no
+label is cut at the figure's edge (a long axis or tick label grows the image instead; the page
+scales it to its width)."""
 
 
 def render_figure(
@@ -111,7 +117,13 @@ def render_figure(
         if fmt == "svg":
             text_buffer = io.StringIO()
             with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": ident}):
-                fig.savefig(text_buffer, format="svg", metadata={"Date": None})
+                fig.savefig(
+                    text_buffer,
+                    format="svg",
+                    metadata={"Date": None},
+                    bbox_inches="tight",
+                    pad_inches=_PAD_INCHES,
+                )
             svg = text_buffer.getvalue()
             return EmbeddedFigure(
                 markup=_inline_svg(svg, ident, title, description),
@@ -120,7 +132,14 @@ def render_figure(
             )
         if fmt == "png":
             byte_buffer = io.BytesIO()
-            fig.savefig(byte_buffer, format="png", dpi=150, metadata={"Software": None})
+            fig.savefig(
+                byte_buffer,
+                format="png",
+                dpi=150,
+                metadata={"Software": None},
+                bbox_inches="tight",
+                pad_inches=_PAD_INCHES,
+            )
             data = byte_buffer.getvalue()
             uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
             alt = html.escape(f"{title}. {description}".strip(" ."), quote=True)

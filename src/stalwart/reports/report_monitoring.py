@@ -1,0 +1,417 @@
+"""What a DSMB looks at besides the results: accrual, data quality, protocol deviations,
+exposure, and listings of serious adverse events and deaths, all from one snapshot's extract.
+
+Each builder takes the :class:`~stalwart.analysis.datasets.source.StoreExtract` of the snapshot,
+its data cut-off and the ``Arms`` to show (one pooled group in the open report: the arm of each
+participant is replaced by it before anything is counted). A section the data cannot support yet
+(no visit due, no dose given) says so in its table's note instead of showing empty numbers.
+
+Protocol deviations are derived from what the store already shows (scheduled visits missed or
+held outside their window, by the protocol's visit windows) by :func:`protocol_deviations`; it is
+the one place to read a deviations log from once capture keeps one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from stalwart.analysis.datasets.source import StoreExtract
+from stalwart.protocol.schema import Protocol
+from stalwart.reports.report_tables import DASH, Arms, Row, Table, fmt_num, in_words, n_pct
+
+__all__ = [
+    "accrual_by_site",
+    "accrual_table",
+    "data_quality_table",
+    "death_listing",
+    "deviation_table",
+    "exposure_table",
+    "protocol_deviations",
+    "sae_listing",
+    "scheduled_visits",
+]
+
+
+def _arm_of(extract: StoreExtract, arms: Arms) -> dict[str, str]:
+    """Each participant's arm code, or the pooled group's when ``arms`` is pooled."""
+    codes = extract.participants["arm"].astype(str)
+    if arms.is_pooled:
+        codes = codes.map(lambda _: arms.codes[0])
+    return dict(zip(extract.participants["usubjid"], codes, strict=True))
+
+
+def _day(value: object) -> dt.date:
+    stamp = pd.Timestamp(str(value))
+    return dt.date(stamp.year, stamp.month, stamp.day)
+
+
+# -- accrual ---------------------------------------------------------------------------------------
+
+
+def accrual_table(protocol: Protocol, extract: StoreExtract, cutoff: dt.date) -> Table:
+    """Cumulative enrolment by quarter against the target: the protocol's sample size reached
+    evenly over its accrual period."""
+    study = protocol.study
+    target = study.sample_size
+    start = _day(study.accrual_start)
+    end = _day(study.accrual_end)
+    dates = sorted(_day(d) for d in extract.participants["randomization_date"])
+    rows: list[Row] = []
+    quarter = pd.Period(start, freq="Q")
+    last = pd.Period(min(cutoff, max(end, dates[-1] if dates else end)), freq="Q")
+    span = max((end - start).days, 1)
+    while quarter <= last:
+        closes = quarter.end_time.date()
+        enrolled = sum(d <= closes for d in dates)
+        planned = round(target * min(max((closes - start).days / span, 0.0), 1.0))
+        rows.append(
+            Row(
+                f"{quarter.year} Q{quarter.quarter}",
+                (str(enrolled), str(planned), n_pct(enrolled, target)),
+            )
+        )
+        quarter += 1
+    return Table(
+        id="table-accrual",
+        caption=f"Accrual: {len(dates)} of {target} participants randomized by {cutoff}",
+        stub="Quarter",
+        columns=("Randomized (cumulative)", "Target (cumulative)", "% of the sample size"),
+        rows=tuple(rows),
+        note=f"Target: {target} participants enrolled evenly from {start} to {end} (the "
+        "protocol's accrual period).",
+    )
+
+
+def accrual_by_site(protocol: Protocol, extract: StoreExtract) -> Table:
+    """Participants randomized at each of the protocol's sites, with the first and latest
+    randomization dates."""
+    by_site = extract.participants.groupby("site")["randomization_date"]
+    rows = []
+    for site in protocol.sites:
+        if site.code not in by_site.groups:
+            rows.append(Row(f"{site.code} ({site.country})", ("0", DASH, DASH)))
+            continue
+        group = by_site.get_group(site.code)
+        first, latest = min(_day(d) for d in group), max(_day(d) for d in group)
+        rows.append(
+            Row(
+                f"{site.code} ({site.country})",
+                (str(len(group)), first.isoformat(), latest.isoformat()),
+            )
+        )
+    return Table(
+        id="table-accrual-site",
+        caption="Accrual by site",
+        stub="Site",
+        columns=("Randomized", "First", "Latest"),
+        rows=tuple(rows),
+    )
+
+
+# -- scheduled visits, data quality and deviations -------------------------------------------------
+
+
+def scheduled_visits(protocol: Protocol, extract: StoreExtract, cutoff: dt.date) -> pd.DataFrame:
+    """Every scheduled visit of every participant: due (its window closed by the cut-off, and
+    the participant not off study before it opened), received, and held in its window.
+
+    Columns ``usubjid, site, arm, visit, due, received, in_window``.
+    """
+    people = extract.participants[["usubjid", "site", "arm", "randomization_date"]]
+    schedule = pd.DataFrame(
+        {
+            "visit": [v.code for v in protocol.visits],
+            "opens_day": [v.day - v.window_before for v in protocol.visits],
+            "closes_day": [v.day + v.window_after for v in protocol.visits],
+        }
+    )
+    grid = people.merge(schedule, how="cross")
+    start = pd.to_datetime(grid["randomization_date"])
+    opens = start + pd.to_timedelta(grid["opens_day"], unit="D")
+    closes = start + pd.to_timedelta(grid["closes_day"], unit="D")
+    stopped = extract.dispositions[extract.dispositions["status"].astype(str) != "COMPLETED"]
+    off = pd.to_datetime(
+        grid["usubjid"].map(dict(zip(stopped["usubjid"], stopped["disposition_date"], strict=True)))
+    )
+    held = (
+        extract.labs.groupby(["usubjid", "visit_code"], as_index=False)["visit_date"].first()
+        if len(extract.labs)
+        else pd.DataFrame(columns=["usubjid", "visit_code", "visit_date"])
+    )
+    grid = grid.merge(
+        held.rename(columns={"visit_code": "visit"}), on=["usubjid", "visit"], how="left"
+    )
+    date = pd.to_datetime(grid["visit_date"])
+    received = date.notna()
+    return pd.DataFrame(
+        {
+            "usubjid": grid["usubjid"],
+            "site": grid["site"],
+            "arm": grid["arm"].astype(str),
+            "visit": grid["visit"],
+            "due": (closes <= pd.Timestamp(cutoff)) & (off.isna() | (off >= opens)),
+            "received": received,
+            "in_window": received & (date >= opens) & (date <= closes),
+        }
+    )
+
+
+def _query_cells(queries: pd.DataFrame | None, taken: dt.datetime) -> tuple[str, str]:
+    """Open queries among ``queries`` and the age in days of the oldest (by its audit time)."""
+    if queries is None:
+        return DASH, DASH
+    open_ = queries[queries["status"] == "OPEN"]
+    raised = pd.to_datetime(open_["raised_at"], utc=True, errors="coerce").dropna()
+    oldest = DASH if raised.empty else str(max((taken - raised.min()).days, 0))
+    return str(len(open_)), oldest
+
+
+def data_quality_table(
+    protocol: Protocol,
+    extract: StoreExtract,
+    cutoff: dt.date,
+    queries: pd.DataFrame | None = None,
+    taken: dt.datetime | None = None,
+    visits: pd.DataFrame | None = None,
+) -> Table:
+    """By site: scheduled visit forms due by the cut-off, received, overdue (due and missing),
+    open data queries and the age of the oldest. ``queries`` has columns ``site, status,
+    raised_at`` (None: not read); ages count to ``taken`` (the snapshot's time). ``visits`` is
+    :func:`scheduled_visits` when the caller has it already."""
+    when = taken or dt.datetime.now(dt.UTC)
+    if visits is None:
+        visits = scheduled_visits(protocol, extract, cutoff)
+    due = visits[visits["due"]]
+    rows = []
+    for site in [s.code for s in protocol.sites]:
+        at = due[due["site"] == site]
+        received = int(at["received"].sum())
+        of_site = None if queries is None else queries[queries["site"] == site]
+        rows.append(
+            Row(
+                site,
+                (
+                    str(len(at)),
+                    n_pct(received, len(at)) if len(at) else DASH,
+                    str(len(at) - received),
+                    *_query_cells(of_site, when),
+                ),
+            )
+        )
+    total = int(due["received"].sum())
+    rows.append(
+        Row(
+            "All sites",
+            (
+                str(len(due)),
+                n_pct(total, len(due)) if len(due) else DASH,
+                str(len(due) - total),
+                *_query_cells(queries, when),
+            ),
+        )
+    )
+    note = (
+        "Due: scheduled visits (laboratory form) whose window closed by the data cut-off, of "
+        "participants not off study before the window opened. Overdue: due and not received. "
+        "Query age: days from the query's audit record to the snapshot."
+    )
+    if due.empty:
+        note = "No scheduled visit is due yet by the data cut-off. " + note
+    return Table(
+        id="table-data-quality",
+        caption=f"Data quality by site: visit forms due, received and overdue by {cutoff}",
+        stub="Site",
+        columns=("Forms due", "Received", "Overdue", "Open queries", "Oldest open (days)"),
+        rows=tuple(rows),
+        note=note,
+    )
+
+
+def protocol_deviations(
+    protocol: Protocol,
+    extract: StoreExtract,
+    cutoff: dt.date,
+    visits: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Protocol deviations, one row each: ``usubjid, arm, category``.
+
+    Derived from the store as it stands: a scheduled visit missed (due by the cut-off and not
+    held) or held outside its window. When capture keeps a deviations log, this is the function
+    to read it from; the tables built on it stay as they are. ``visits`` is
+    :func:`scheduled_visits` when the caller has it already.
+    """
+    if visits is None:
+        visits = scheduled_visits(protocol, extract, cutoff)
+    missed = visits[visits["due"] & ~visits["received"]].assign(category="Scheduled visit missed")
+    late = visits[visits["received"] & ~visits["in_window"]].assign(
+        category="Visit outside its window"
+    )
+    return pd.concat([missed, late], ignore_index=True)[["usubjid", "arm", "category"]]
+
+
+def deviation_table(
+    protocol: Protocol,
+    extract: StoreExtract,
+    cutoff: dt.date,
+    arms: Arms,
+    visits: pd.DataFrame | None = None,
+) -> Table:
+    """Protocol deviations by category and arm: deviations, and participants with one (n (%))."""
+    arm_of = _arm_of(extract, arms)
+    deviations = protocol_deviations(protocol, extract, cutoff, visits)
+    deviations = deviations.assign(arm=deviations["usubjid"].map(arm_of))
+    sizes = pd.Series(list(arm_of.values())).value_counts()
+    codes = list(arms.codes)
+    rows = []
+    for category in ("Scheduled visit missed", "Visit outside its window"):
+        of = deviations[deviations["category"] == category]
+        cells = []
+        for code in codes:
+            at = of[of["arm"] == code]
+            cells.append(f"{len(at)} / {n_pct(at['usubjid'].nunique(), int(sizes.get(code, 0)))}")
+        rows.append(Row(category, tuple(cells)))
+    return Table(
+        id="table-deviations",
+        caption=f"Protocol deviations by category, {arms.by}",
+        stub="Category",
+        columns=tuple(arms.labels),
+        rows=tuple(rows),
+        note="Each cell: deviations / participants with at least one (% of the group). Derived "
+        "from the visits recorded against the protocol's visit windows; deviations a site logs "
+        "(eligibility, dosing) join this table once capture keeps a deviations log.",
+    )
+
+
+# -- exposure --------------------------------------------------------------------------------------
+
+
+def exposure_table(protocol: Protocol, extract: StoreExtract, arms: Arms) -> Table:
+    """Study treatment given, by arm: IL-2 cycles started and completed (every planned
+    administration given), administrations and dose, and days of peri-cycle ART."""
+    arm_of = _arm_of(extract, arms)
+    doses = extract.doses.assign(arm=extract.doses["usubjid"].map(arm_of))
+    sizes = pd.Series(list(arm_of.values())).value_counts()
+    rows: list[Row] = []
+    for code, treatment in protocol.treatments.items():
+        given = doses[doses["treatment"] == code]
+        per_cycle = len(treatment.cycle_days) * treatment.administrations_per_day
+        cycles = given.groupby(["usubjid", "cycle"])["administrations"].sum().reset_index()
+        cycles["arm"] = cycles["usubjid"].map(arm_of)
+        rows.append(Row(f"{treatment.name}", ("",) * len(arms.codes)))
+        started, completed, administrations, amount, days, takers = [], [], [], [], [], []
+        for arm in arms.codes:
+            at = cycles[cycles["arm"] == arm]
+            on = given[given["arm"] == arm]
+            started.append(str(len(at)))
+            completed.append(str(int((at["administrations"] >= per_cycle).sum())))
+            administrations.append(str(int(on["administrations"].sum())))
+            total = float((on["administrations"] * on["dose"]).sum())
+            amount.append(f"{fmt_num(total, 0)} {treatment.dose_unit}" if len(on) else DASH)
+            days.append(str(len(on.drop_duplicates(["usubjid", "dose_date"]))))
+            takers.append(n_pct(on["usubjid"].nunique(), int(sizes.get(arm, 0))))
+        rows += [
+            Row("Participants treated", tuple(takers), 1),
+            Row("Cycles started", tuple(started), 1),
+            Row(f"Cycles completed (all {per_cycle} administrations)", tuple(completed), 1),
+            Row("Days dosed", tuple(days), 1),
+            Row("Administrations", tuple(administrations), 1),
+            Row("Total dose", tuple(amount), 1),
+        ]
+    note = "From the dosing forms recorded by the data cut-off."
+    if extract.doses.empty:
+        note = "No dose recorded yet by the data cut-off. " + note
+    return Table(
+        id="table-exposure",
+        caption=f"Exposure to study treatment, {arms.by}",
+        stub="Treatment",
+        columns=tuple(
+            f"{label} (n\u00a0=\u00a0{int(sizes.get(code, 0))})" for code, label in arms.pairs()
+        ),
+        rows=tuple(rows),
+        note=note,
+    )
+
+
+# -- listings --------------------------------------------------------------------------------------
+
+
+def sae_listing(extract: StoreExtract, arms: Arms | None) -> Table:
+    """Listing of serious adverse events: participant, (arm), term, grade, study day of onset,
+    relatedness. ``arms`` None leaves the arm out (open report)."""
+    ae = extract.adverse_events
+    serious = ae[ae["serious"].astype(bool)] if len(ae) else ae
+    start = dict(
+        zip(
+            extract.participants["usubjid"], extract.participants["randomization_date"], strict=True
+        )
+    )
+    arm_of = dict(zip(extract.participants["usubjid"], extract.participants["arm"], strict=True))
+    rows = []
+    for r in serious.sort_values(["usubjid", "start_date"]).itertuples(index=False):
+        day = (_day(r.start_date) - _day(start[r.usubjid])).days
+        cells: tuple[str, ...] = (
+            str(r.term),
+            str(r.grade),
+            str(day),
+            in_words(str(r.related)),
+        )
+        if arms is not None:
+            cells = (arms.label(str(arm_of.get(r.usubjid, DASH))), *cells)
+        rows.append(Row(str(r.usubjid), cells))
+    columns: tuple[str, ...] = ("Term", "Grade", "Study day", "Related")
+    text: tuple[int, ...] = (0,)
+    if arms is not None:
+        columns, text = ("Arm", *columns), (0, 1)
+    return Table(
+        id="listing-sae",
+        caption="Listing: serious adverse events",
+        stub="Participant",
+        columns=columns,
+        rows=tuple(rows),
+        note="Study day: days from randomization to onset. Related: the investigator's "
+        "assessment of relatedness to study treatment."
+        + ("" if rows else " No serious adverse event reported by the data cut-off."),
+        text_columns=text,
+    )
+
+
+def death_listing(extract: StoreExtract, arms: Arms | None) -> Table:
+    """Listing of deaths: participants whose disposition is death, or with a reported death
+    event; the date and study day. ``arms`` None leaves the arm out (open report)."""
+    start = dict(
+        zip(
+            extract.participants["usubjid"], extract.participants["randomization_date"], strict=True
+        )
+    )
+    arm_of = dict(zip(extract.participants["usubjid"], extract.participants["arm"], strict=True))
+    deaths: dict[str, tuple[dt.date, str]] = {}
+    events = extract.clinical_events
+    for r in events[events["category"].astype(str).str.upper() == "DEATH"].itertuples(index=False):
+        deaths[str(r.usubjid)] = (_day(r.onset_date), f"Death event ({r.event_code})")
+    for r in extract.dispositions.itertuples(index=False):
+        if str(r.status) == "DEATH" and str(r.usubjid) not in deaths:
+            deaths[str(r.usubjid)] = (
+                _day(r.disposition_date),
+                in_words("DEATH") + " (disposition)",
+            )
+    rows = []
+    for usubjid, (date, source) in sorted(deaths.items()):
+        cells: tuple[str, ...] = (date.isoformat(), str((date - _day(start[usubjid])).days), source)
+        if arms is not None:
+            cells = (arms.label(str(arm_of.get(usubjid, DASH))), *cells)
+        rows.append(Row(usubjid, cells))
+    columns: tuple[str, ...] = ("Date", "Study day", "Recorded as")
+    text: tuple[int, ...] = (0, 2)
+    if arms is not None:
+        columns, text = ("Arm", *columns), (0, 1, 3)
+    return Table(
+        id="listing-deaths",
+        caption="Listing: deaths",
+        stub="Participant",
+        columns=columns,
+        rows=tuple(rows),
+        note="" if rows else "No death reported by the data cut-off.",
+        text_columns=text,
+    )
