@@ -20,11 +20,23 @@ from stalwart.web.pages import (
     queries,
     reviews,
     screening,
+    visit_forms,
     visits,
 )
 
 __all__ = ["router"]
 
 router = APIRouter(include_in_schema=False)
-for family in (auth, accounts, lists, screening, visits, doses, events, queries, reviews):
+for family in (
+    auth,
+    accounts,
+    lists,
+    screening,
+    visits,
+    visit_forms,
+    doses,
+    events,
+    queries,
+    reviews,
+):
     router.include_router(family.router)
