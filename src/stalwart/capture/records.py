@@ -42,7 +42,7 @@ from stalwart.capture.tables import (
 )
 from stalwart.capture.versions import record_version, visit_keys
 from stalwart.errors import NotFoundError, ValidationError
-from stalwart.protocol.calendar import participant_calendar
+from stalwart.protocol.calendar import is_unscheduled, participant_calendar
 
 __all__ = [
     "AuditEntry",
@@ -221,11 +221,11 @@ class Records:
                 raise NotFoundError(f"no randomized participant {usubjid!r}")
             pid = row[0].id
             visits = session.execute(
-                sa.select(Visit.visit_code, Visit.visit_date, Visit.unscheduled)
+                sa.select(Visit.visit_code, Visit.visit_date)
                 .where(Visit.participant_id == pid)
                 .order_by(Visit.visit_date, Visit.id)
             ).all()
-            recorded = {code: day for code, day, extra in visits if not extra}
+            recorded = {code: day for code, day in visits if not is_unscheduled(code)}
             missed = dict(
                 session.execute(
                     sa.select(MissedVisit.visit_code, MissedVisit.reason).where(
@@ -312,7 +312,7 @@ class Records:
                 }
                 for a in aes
             ],
-            [{"code": code, "visit_date": day} for code, day, extra in visits if extra],
+            [{"code": c, "visit_date": day} for c, day in visits if is_unscheduled(c)],
         )
 
     def visit(self, usubjid: str, visit_code: str, actor: ActorLike) -> VisitRecord:

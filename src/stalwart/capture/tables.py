@@ -159,8 +159,8 @@ class MinimizationDraw(Base):
 class Visit(Base):
     """A visit that took place, by its visit code; one per participant and code.
 
-    A scheduled visit has its protocol code; an unscheduled one (``unscheduled``) is numbered
-    per participant (``UNS01``, ``UNS02``...) and belongs to no visit window.
+    A scheduled visit has its protocol code; an unscheduled one is numbered per participant
+    (``UNS01``, ``UNS02``...: ``protocol.calendar.UNSCHEDULED_PREFIX``) and has no window.
     """
 
     __tablename__ = "visit"
@@ -169,7 +169,6 @@ class Visit(Base):
     participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id"), index=True)
     visit_code: Mapped[str] = mapped_column(String(20))
     visit_date: Mapped[dt.date] = mapped_column(Date)
-    unscheduled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class MissedVisit(Base):

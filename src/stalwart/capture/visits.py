@@ -43,20 +43,16 @@ from stalwart.capture.transaction import transaction
 from stalwart.capture.versions import check_version, visit_keys
 from stalwart.capture.writes import add_rows, insert_rows
 from stalwart.errors import ConflictError, NotFoundError, ValidationError
-from stalwart.protocol.calendar import ScheduledVisit
+from stalwart.protocol.calendar import UNSCHEDULED_PREFIX, ScheduledVisit, is_unscheduled
 from stalwart.protocol.schema import Protocol
 
 __all__ = [
-    "UNSCHEDULED_PREFIX",
     "LabEntries",
     "VisitForms",
     "check_labs",
     "insert_visit",
     "unscheduled_code",
 ]
-
-UNSCHEDULED_PREFIX = "UNS"
-"""Unscheduled visits are coded ``UNS01``, ``UNS02``... per participant, in entry order."""
 
 LabEntries = Mapping[str, LabValue | float | int | str | None]
 """LAB item name -> the result as entered."""
@@ -221,7 +217,8 @@ class VisitForms:
             check_before_disposition(session, participant, "visit_date", visit_date)
             count = session.scalar(
                 sa.select(sa.func.count(Visit.id)).where(
-                    Visit.participant_id == participant.id, Visit.unscheduled.is_(True)
+                    Visit.participant_id == participant.id,
+                    Visit.visit_code.startswith(UNSCHEDULED_PREFIX),
                 )
             )
             code = unscheduled_code(1 + (count or 0))
@@ -307,7 +304,9 @@ class VisitForms:
             )
             if visit is None:
                 raise NotFoundError(f"visit {visit_code} of {usubjid} is not recorded; enter it")
-            results = check_labs(self.context.protocol, labs, required=not visit.unscheduled)
+            results = check_labs(
+                self.context.protocol, labs, required=not is_unscheduled(visit_code)
+            )
             check_version(
                 session, visit_keys(session, visit.id), version, f"visit {visit_code} of {usubjid}"
             )
@@ -315,7 +314,7 @@ class VisitForms:
                 "randomization_date", participant.randomization_date, "visit_date", visit_date
             )
             outside = None
-            if not visit.unscheduled:
+            if not is_unscheduled(visit_code):
                 calendar = self.context.calendar(arm, participant.randomization_date)
                 outside = check_visit_window(calendar.visit(visit_code), visit_date, reason)
             check_before_disposition(session, participant, "visit_date", visit_date)

@@ -16,13 +16,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from stalwart.capture.access import Actor
 from stalwart.capture.records import CalendarEntry, VisitRecord
 from stalwart.capture.service import CaptureService
-from stalwart.capture.visits import UNSCHEDULED_PREFIX
 from stalwart.errors import (
     AuthenticationError,
     StaleVersionError,
     StalwartError,
     ValidationError,
 )
+from stalwart.protocol.calendar import UNSCHEDULED_PREFIX
 from stalwart.web.calls import saved_visit
 from stalwart.web.deps import Run, WebSession
 from stalwart.web.errors import status_of

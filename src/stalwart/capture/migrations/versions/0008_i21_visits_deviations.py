@@ -1,9 +1,9 @@
 """Visits as protocols define them: unscheduled visits, missed visits, protocol deviations.
 
-``visit.unscheduled`` marks a visit outside the schedule (numbered ``UNS01``... per
-participant); ``missed_visit`` holds a scheduled visit that did not happen and why;
+An unscheduled visit is a ``visit`` row coded ``UNS01``... (no new column: the audit records of
+existing rows stay whole); ``missed_visit`` holds a scheduled visit that did not happen and why;
 ``protocol_deviation`` is the deviations log (detected by the system or reported by a user,
-reviewed by the data manager). Existing visits are all scheduled ones.
+reviewed by the data manager).
 
 Revision ID: 0008_i21_visits_deviations
 Revises: 0007_login_attempts
@@ -23,10 +23,6 @@ depends_on = None
 
 def upgrade() -> None:
     """Apply this revision."""
-    with op.batch_alter_table("visit") as batch:
-        batch.add_column(
-            sa.Column("unscheduled", sa.Boolean(), server_default=sa.false(), nullable=False)
-        )
     op.create_table(
         "missed_visit",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -86,5 +82,3 @@ def downgrade() -> None:
     op.drop_table("protocol_deviation")
     op.drop_index(op.f("ix_missed_visit_participant_id"), table_name="missed_visit")
     op.drop_table("missed_visit")
-    with op.batch_alter_table("visit") as batch:
-        batch.drop_column("unscheduled")
