@@ -184,3 +184,32 @@ def test_pages_late_unscheduled_missed_and_the_log(
     assert r.status_code == 200 and "missed: in hospital" in r.text
     log = client.get("/deviations").text
     assert "VISIT OUT OF WINDOW" in log and "MISSED VISIT" in log and "travelling" in log
+
+
+def test_page_randomization_saves_the_entry_visit(
+    client: TestClient,
+    trial: CaptureService,
+    users: UserStore,
+    eligible_answers: Callable[..., dict[str, object]],
+    row_counts: Counts,
+) -> None:
+    trial.screen("US01", "E2", D(2009, 2, 20), eligible_answers(), "nurse")
+    trial.record_consent("E2", D(2009, 2, 20), "nurse")
+    csrf = _page_login(client, users, "site_coordinator", "US01")
+    page = client.get("/randomize/E2").text
+    assert '<label for="f-LAB-CD4">CD4+ count (cells/mm3)' in page
+    form = {
+        "csrf_token": csrf,
+        "randomization_date": "2009-02-27",
+        "LAB.CD4": "-5",
+        "LAB.CD4PCT": "22",
+        "LAB.HIVRNA": "<50",
+    }
+    before = row_counts(trial.engine)
+    r = client.post("/randomize/E2", data=form)
+    assert r.status_code == 422 and re.search(r'id="f-LAB-CD4-error" role="alert">-5', r.text)
+    assert row_counts(trial.engine) == before  # not randomized without its entry visit
+    r = client.post("/randomize/E2", data=form | {"LAB.CD4": "512"}, follow_redirects=True)
+    assert r.status_code == 200 and "Randomized to" in r.text
+    row = re.search(r'id="visit-ENTRY">(.*?)</tr>', r.text, re.S)
+    assert row and 'class="status-recorded"' in row.group(1) and "2009-02-27" in row.group(1)
