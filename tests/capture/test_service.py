@@ -383,7 +383,7 @@ CASES: list[tuple[str, Callable[[World], object], type[Exception], str | None, l
         ),
         VisitWindowError,
         "deviation_reason",
-        ["Week 8 on 2006-03-10, 1 days after the window closed"],
+        ["Week 8 on 2006-03-10, 8 days after its target, 1 after the window closed"],
     ),
     (
         "visit before randomization",

@@ -43,7 +43,7 @@ def test_a_late_visit_is_saved_flagged_and_logged(trial: CaptureService, a: Allo
     (dev,) = trial.deviations.list("dm", usubjid=a.usubjid)
     assert dev.category == "VISIT OUT OF WINDOW" and dev.visit_code == "WK08"
     assert dev.reason == "participant was travelling" and dev.source == "DETECTED"
-    assert "7 days after the window closed" in dev.description
+    assert "14 days after its target, 7 after the window closed" in dev.description
     assert dev.deviation_date == late and dev.site == "US01" and dev.reviewed_by is None
     (row,) = deviation_rows(trial.engine)
     assert row["USUBJID"] == a.usubjid and row["DVCAT"] == "VISIT OUT OF WINDOW"

@@ -109,7 +109,12 @@ def check_visit_window(visit: ScheduledVisit, day: dt.date, reason: str | None) 
         return None
     late = (day - visit.latest).days
     early = (visit.earliest - day).days
-    how = f"{late} days after the window closed" if late > 0 else f"{early} days before it opened"
+    off = (day - visit.target).days
+    how = (
+        f"{off} days after its target, {late} after the window closed"
+        if late > 0
+        else f"{-off} days before its target, {early} before the window opened"
+    )
     description = (
         f"{visit.name} on {day.isoformat()}, {how} (window {visit.earliest.isoformat()} to "
         f"{visit.latest.isoformat()}, target {visit.target.isoformat()})"
