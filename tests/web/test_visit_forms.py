@@ -213,3 +213,41 @@ def test_page_randomization_saves_the_entry_visit(
     assert r.status_code == 200 and "Randomized to" in r.text
     row = re.search(r'id="visit-ENTRY">(.*?)</tr>', r.text, re.S)
     assert row and 'class="status-recorded"' in row.group(1) and "2009-02-27" in row.group(1)
+
+
+def test_three_wrong_fields_show_all_three_errors_at_once(
+    client: TestClient,
+    trial: CaptureService,
+    enrol: Callable[..., Allocation],
+    users: UserStore,
+    login: Login,
+    row_counts: Counts,
+) -> None:
+    usubjid = _participant(trial, enrol)
+    coord = login("site_coordinator", "US01")
+    csrf = _page_login(client, users, "site_coordinator", "US01")
+    before = row_counts(trial.engine)
+    body = {"visit_date": "2009-03-02", "labs": {"CD4": -5, "CD4PCT": 22, "HIVRNA": "abc"}}
+    r = client.post(f"/api/participants/{usubjid}/visits/WK04", json=body, headers=coord)
+    assert r.status_code == 422
+    errors = r.json()["error"]["errors"]
+    assert set(errors) == {"visit_date", "LAB.CD4", "LAB.HIVRNA"}
+    assert (
+        "in the future" in errors["visit_date"] and "outside the valid range" in errors["LAB.CD4"]
+    )
+    form = {
+        "csrf_token": csrf,
+        "visit_date": "2009-03-02",
+        "LAB.CD4": "-5",
+        "LAB.CD4PCT": "22",
+        "LAB.HIVRNA": "abc",
+    }
+    r = client.post(f"/participants/{usubjid}/visits/WK04", data=form)
+    assert r.status_code == 422
+    for fid, text in [
+        ("visit_date", "is in the future"),
+        ("LAB-CD4", "outside the valid range"),
+        ("LAB-HIVRNA", "is not a number"),
+    ]:
+        assert re.search(rf'id="f-{fid}-error" role="alert">[^<]*{text}', r.text), fid
+    assert row_counts(trial.engine) == before

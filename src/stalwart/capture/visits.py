@@ -42,7 +42,7 @@ from stalwart.capture.tables import (
 from stalwart.capture.transaction import transaction
 from stalwart.capture.versions import check_version, visit_keys
 from stalwart.capture.writes import add_rows, insert_rows
-from stalwart.errors import ConflictError, NotFoundError, ValidationError
+from stalwart.errors import ConflictError, FieldErrors, NotFoundError, ValidationError
 from stalwart.protocol.calendar import UNSCHEDULED_PREFIX, ScheduledVisit, is_unscheduled
 from stalwart.protocol.schema import Protocol
 
@@ -50,6 +50,7 @@ __all__ = [
     "LabEntries",
     "VisitForms",
     "check_labs",
+    "check_visit_form",
     "insert_visit",
     "unscheduled_code",
 ]
@@ -134,13 +135,38 @@ def check_labs(
     if unknown:
         raise ValidationError(f"LAB.{unknown[0]}", f"not a LAB item; known: {sorted(items)}")
     results = {}
+    problems: list[ValidationError] = []
     for name, item in items.items():
         raw = labs.get(name)
         if raw is None:
             if item.required and required:
-                raise ValidationError(f"LAB.{name}", f"{item.label} is required")
+                problems.append(ValidationError(f"LAB.{name}", f"{item.label} is required"))
             continue
-        results[name] = check_lab_value(item, parse_lab_value(raw, f"LAB.{name}"))
+        try:
+            results[name] = check_lab_value(item, parse_lab_value(raw, f"LAB.{name}"))
+        except ValidationError as exc:
+            problems.append(exc)
+    if error := FieldErrors.collect(problems):
+        raise error  # every wrong result at once, each beside its field
+    return results
+
+
+def check_visit_form(
+    protocol: Protocol, visit_date: dt.date, today: dt.date, labs: LabEntries, *, required: bool
+) -> dict[str, tuple[float | None, bool, float | None]]:
+    """The visit date and every result checked together: all their errors at once."""
+    problems: list[ValidationError] = []
+    try:
+        check_date_not_future("visit_date", visit_date, today)
+    except ValidationError as exc:
+        problems.append(exc)
+    results = {}
+    try:
+        results = check_labs(protocol, labs, required=required)
+    except ValidationError as exc:
+        problems.append(exc)
+    if error := FieldErrors.collect(problems):
+        raise error
     return results
 
 
@@ -167,8 +193,9 @@ class VisitForms:
         and a VISIT OUT OF WINDOW deviation logged with it.
         """
         who = require(actor, Permission.ENTER_DATA, "enter visit data")
-        check_date_not_future("visit_date", visit_date, self.context.today())
-        results = check_labs(self.context.protocol, labs, required=True)
+        results = check_visit_form(
+            self.context.protocol, visit_date, self.context.today(), labs, required=True
+        )
         with transaction(self.context.engine) as session:
             participant, planned = self._planned(session, who, usubjid, visit_code)
             check_dates_in_order(
@@ -205,8 +232,9 @@ class VisitForms:
         """Record an unscheduled visit (any date from randomization, any LAB items); its code."""
         who = require(actor, Permission.ENTER_DATA, "enter visit data")
         why = _reason("reason", reason, "for the unscheduled visit")
-        check_date_not_future("visit_date", visit_date, self.context.today())
-        results = check_labs(self.context.protocol, labs, required=False)
+        results = check_visit_form(
+            self.context.protocol, visit_date, self.context.today(), labs, required=False
+        )
         if not results:
             raise ValidationError("labs", "enter at least one laboratory result")
         with transaction(self.context.engine) as session:
