@@ -11,6 +11,7 @@ an HTTP status. Each class subclasses the built-in it resembles so callers that 
     ├── ConfigurationError (ValueError)     a bad option: database URL, seed, output folder
     ├── DatabaseError (RuntimeError)        the store cannot be reached or is not a stalwart store
     ├── ValidationError (ValueError)        a submitted value fails an edit check
+    │   ├── FieldErrors                     several fields of one form, each with its message
     │   ├── EligibilityError                the participant does not meet eligibility; .reasons
     │   └── VisitWindowError                a visit date lies outside its protocol window
     ├── ConflictError (ValueError)          the write contradicts stored data (duplicate, twice)
@@ -32,7 +33,7 @@ an HTTP status. Each class subclasses the built-in it resembles so callers that 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "DatasetError",
     "EligibilityError",
     "ExportError",
+    "FieldErrors",
     "LoginThrottledError",
     "NotFoundError",
     "PasswordChangeRequiredError",
@@ -94,6 +96,30 @@ class ValidationError(StalwartError, ValueError):
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}")
+
+
+class FieldErrors(ValidationError):
+    """Several fields of one form fail their edit checks: ``errors`` maps each to its message.
+
+    ``field`` and ``message`` are the first one's, so a caller reading one error still works.
+    """
+
+    def __init__(self, errors: Mapping[str, str]) -> None:
+        self.errors = dict(errors)
+        first = next(iter(self.errors))
+        super().__init__(first, self.errors[first])
+        self.args = ("; ".join(f"{f}: {m}" for f, m in self.errors.items()),)
+
+    @classmethod
+    def collect(cls, errors: Sequence[ValidationError]) -> ValidationError | None:
+        """None for no error, the error itself for one, else one ``FieldErrors`` of them all."""
+        if len(errors) <= 1:
+            return errors[0] if errors else None
+        found: dict[str, str] = {}
+        for e in errors:
+            for f, m in (e.errors if isinstance(e, FieldErrors) else {e.field: e.message}).items():
+                found.setdefault(f, m)
+        return cls(found)
 
 
 class EligibilityError(ValidationError):

@@ -208,3 +208,38 @@ def test_adae_carries_arm_grade_and_treatment_emergent_flag(protocol, extract):
         "N",
         "Y",
     )
+
+
+@pytest.mark.parametrize("rule", ["exclude", "include"])
+def test_adlb_analysis_windows_follow_the_plan(protocol, extract, rule) -> None:
+    """A week-8 value two weeks late is in ADLB with its window; analysed as the plan says."""
+    import dataclasses
+
+    late = D(2006, 1, 10) + dt.timedelta(days=56 + 14)
+    on_time = D(2006, 2, 10) + dt.timedelta(days=56 + 7)  # the window's last day
+    labs = pd.concat(
+        [
+            extract.labs,
+            pd.DataFrame(
+                [
+                    _lab("S-US01-0001", "WK08", late, "CD4", 610.0),
+                    _lab("S-US01-0002", "WK08", on_time, "CD4", 450.0),
+                ]
+            ),
+        ],
+        ignore_index=True,
+    )
+    plan = protocol.analysis.model_copy(update={"out_of_window": rule})
+    variant = protocol.model_copy(update={"analysis": plan})
+    adlb = derive_datasets(variant, dataclasses.replace(extract, labs=labs)).adlb
+    wk08 = adlb[(adlb["AVISIT"] == "WK08") & (adlb["PARAMCD"] == "CD4")].set_index("USUBJID")
+    assert wk08.loc["S-US01-0001", ["AWTARGET", "AWLO", "AWHI", "ADY"]].tolist() == [
+        56,
+        49,
+        63,
+        70,
+    ]
+    assert wk08.loc["S-US01-0002", "ADY"] == 63 and wk08.loc["S-US01-0002", "ANL01FL"] == "Y"
+    assert wk08.loc["S-US01-0001", "ANL01FL"] == ("Y" if rule == "include" else "")
+    entry = adlb[adlb["AVISIT"] == "ENTRY"]
+    assert (entry["ANL01FL"] == "Y").all() and (entry["AWLO"] == 0).all()

@@ -112,8 +112,8 @@ def test_every_write_records_the_acting_user(
     trial: CaptureService, engine: Engine, eligible_answers: Callable[..., dict[str, object]]
 ) -> None:
     trial.screen("GB01", "GB-1", D(2006, 1, 2), eligible_answers(), GB_COORD)
-    trial.record_consent("GB-1", D(2006, 1, 3), GB_COORD)
-    allocation = trial.randomize("GB-1", D(2006, 1, 3), D(2006, 1, 5), GB_COORD)
+    trial.record_consent("GB-1", D(2006, 1, 2), GB_COORD)  # consent first, the same day
+    allocation = trial.randomize("GB-1", D(2006, 1, 2), D(2006, 1, 5), GB_COORD)
     trial.record_visit(allocation.usubjid, "WK04", D(2006, 2, 2), LABS, GB_COORD)
     with engine.connect() as conn:
         actors = conn.execute(

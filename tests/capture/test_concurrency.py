@@ -58,7 +58,7 @@ def test_parallel_screening_randomization_and_visits(
             actor = f"thread-{t}"
             outcome = trial.screen(site, number, D(2006, 1, 2), eligible_answers(), actor)
             assert outcome.eligible
-            a = trial.randomize(number, D(2006, 1, 3), D(2006, 1, 5), actor)
+            a = trial.randomize(number, D(2006, 1, 2), D(2006, 1, 5), actor)
             trial.record_visit(
                 a.usubjid, "ENTRY", D(2006, 1, 5), {"CD4": 400 + i, "HIVRNA": "<50"}, actor
             )
@@ -132,7 +132,7 @@ def test_racing_randomizations_of_one_person(
     records_before = verify_audit(engine).records
 
     results = _run(
-        THREADS, lambda t: trial.randomize("RACE-1", D(2006, 1, 3), D(2006, 1, 5), f"thread-{t}")
+        THREADS, lambda t: trial.randomize("RACE-1", D(2006, 1, 2), D(2006, 1, 5), f"thread-{t}")
     )
     winners = [r for r in results if isinstance(r, Allocation)]
     losers = [r for r in results if not isinstance(r, Allocation)]

@@ -179,15 +179,19 @@ def test_visit_window_bounds(code: str, offset: int, inside: bool) -> None:
     visit = CAL.visit(code)
     day = RAND + offset * DAY
     if inside:
-        check_visit_window(visit, day)
+        assert check_visit_window(visit, day, None) is None
         return
     with pytest.raises(VisitWindowError) as info:
-        check_visit_window(visit, day)
-    assert info.value.field == "visit_date"
+        check_visit_window(visit, day, None)
+    assert info.value.field == "deviation_reason"
     msg = info.value.message
-    assert code in msg and visit.earliest.isoformat() in msg and visit.latest.isoformat() in msg
-    assert day.isoformat() in msg and "unscheduled" in msg
+    assert visit.name in msg and visit.earliest.isoformat() in msg
+    assert visit.latest.isoformat() in msg and day.isoformat() in msg and "reason" in msg
     assert isinstance(info.value, ValidationError)
+    # with a reason it is saved: the deviation's description says how far outside
+    described = check_visit_window(visit, day, "participant travelling")
+    assert described is not None and day.isoformat() in described
+    assert ("after the window closed" in described) == (day > visit.latest)
 
 
 # -- dates -----------------------------------------------------------------------------------------

@@ -163,6 +163,14 @@ def test_duplicate_arm_and_site_codes(data: dict[str, Any]) -> None:
     assert "sites: duplicate code 'US01'" in text
 
 
+def test_visit_codes_may_not_take_the_unscheduled_prefix(data: dict[str, Any]) -> None:
+    data["cycle_visits"][0]["code"] = "UNSPRE"
+    data["visits"][2]["code"] = "WK04"
+    text = _errors(data)
+    assert "'UNSPRE' starts with 'UNS', reserved for unscheduled visits" in text
+    assert "visits: duplicate code 'WK04'" in text
+
+
 def test_arm_with_unknown_treatment(data: dict[str, Any]) -> None:
     data["arms"][1]["treatments"] = ["IL7"]
     assert "arms.IL2.treatments: unknown treatment 'IL7'" in _errors(data)

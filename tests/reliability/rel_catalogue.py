@@ -70,6 +70,7 @@ class World:
     wk04: int
     rand: dt.date
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    deviation: int = 0  # a reported protocol deviation, awaiting review
 
     def day(self, offset: int) -> str:
         """The ISO date ``offset`` days after the participant's randomization."""
@@ -94,6 +95,7 @@ def build_world(
         )
         event = service.report_clinical_event(p.usubjid, "TB", rand + 36 * d, "setup")
         query = service.queries.raise_query(p.usubjid, "CD4", "please confirm", "setup")
+        deviation = service.deviations.report(p.usubjid, "OTHER", "late draw", rand + d, "setup")
         screened = rand - 3 * d
         awaiting, consented = f"{site}-AWAIT", f"{site}-CONS"
         for number in (awaiting, consented):
@@ -118,6 +120,7 @@ def build_world(
                 wk04,
                 rand,
             )
+            world.deviation = deviation
             for username, (role, bound) in ACTORS.items():
                 app.state.users.add_user(
                     username, PASSWORD, role, "setup", site=site if bound else None
@@ -339,9 +342,36 @@ def _visit_cases(protocol: Protocol) -> list[Case]:
     return [
         *date("visit_date"),
         Case("visit_date", "future", "2010-01-04"),
-        Case("visit_date", "out_of_window", "2006-04-20"),
+        # outside its window a visit needs the reason: without it the reason is what is asked
+        Case("visit_date", "out_of_window", "2006-04-20", names="deviation_reason"),
         *_labs_cases(protocol, saved=set()),
+        *text("deviation_reason", 2000, required=False),
     ]
+
+
+def _unscheduled(w: World) -> dict[str, Any]:
+    return {"visit_date": w.day(20), "labs": {"CD4": 500, "HIVRNA": 400}, "reason": "fever"}
+
+
+def _unscheduled_cases(protocol: Protocol) -> list[Case]:
+    """Any results may be left out, but not all of them."""
+    cases = [
+        *date("visit_date"),
+        Case("visit_date", "future", "2010-01-04"),
+        Case("visit_date", "before_randomization", "2005-12-01"),
+        *text("reason", 2000),
+        Case("labs", "missing", MISSING),
+        Case("labs", "wrong_type", [500, 400]),
+        Case("labs", "empty", {}),
+        Case("labs.FERRITIN", "unknown_item", 120, names="FERRITIN"),
+    ]
+    given = ("CD4", "HIVRNA")  # the base's results: all of them left out is refused
+    for item in protocol.forms.LAB.items:
+        cases += [c for c in _lab_item_cases(item, saved=False) if c.kind != "missing"]
+        if item.required:
+            rest = tuple((f"labs.{n}", MISSING) for n in given if n != item.name)
+            cases.append(Case(f"labs.{item.name}", "missing", MISSING, "labs", None, rest))
+    return cases
 
 
 def _wk04_version(w: World) -> int:
@@ -362,7 +392,7 @@ def _correction_cases(protocol: Protocol) -> list[Case]:
     return [
         *date("visit_date"),
         Case("visit_date", "future", "2010-01-04"),
-        Case("visit_date", "out_of_window", "2006-03-20"),
+        # a correction out of the window is saved (the reason for change is its reason)
         *_labs_cases(protocol, saved={"CD4", "CD4PCT", "HIVRNA"}),
         *text("reason", 2000),
         Case("version", "wrong_type", "v1"),
@@ -472,7 +502,6 @@ def _consent_cases(protocol: Protocol) -> list[Case]:
     return [
         *date("consent_date"),
         Case("consent_date", "future", "2010-01-04"),
-        Case("consent_date", "before_screening", "2005-12-20"),
         *text("site", 40, required=False),
         Case("site", "other_site", "{other_site}", status=404),
     ]
@@ -502,6 +531,7 @@ def _randomization_cases(protocol: Protocol) -> list[Case]:
         Case("randomization_date", "before_consent", "2006-01-01"),
         *date("consent_date", required=False),
         Case("consent_date", "differs", "2006-01-04"),
+        Case("entry_labs", "wrong_type", ["CD4"]),
         *text("site", 40, required=False),
         Case("site", "other_site", "{other_site}", status=404),
     ]
@@ -705,6 +735,49 @@ BODIES: list[Body] = [
         "reviewer",
         lambda w: {"decision": "CONFIRMED", "reason": "meets the criteria"},
         _review_cases,
+    ),
+    Body(
+        "UnscheduledVisitCreate",
+        "POST",
+        OPERATION + "/unscheduled-visits",
+        PARTICIPANT + "/unscheduled-visits",
+        "coordinator",
+        _unscheduled,
+        _unscheduled_cases,
+    ),
+    Body(
+        "MissedVisitCreate",
+        "POST",
+        VISIT + "/missed",
+        PARTICIPANT + "/visits/WK12/missed",
+        "coordinator",
+        lambda w: {"reason": "in hospital"},
+        lambda p: text("reason", 2000),
+    ),
+    Body(
+        "DeviationCreate",
+        "POST",
+        OPERATION + "/deviations",
+        PARTICIPANT + "/deviations",
+        "coordinator",
+        lambda w: {"category": "OTHER", "description": "late draw", "deviation_date": w.day(9)},
+        lambda p: [
+            *text("category", 40),
+            Case("category", "unknown_code", "BAD"),
+            *text("description", 2000),
+            *date("deviation_date"),
+            Case("deviation_date", "future", "2010-01-04"),
+        ],
+    ),
+    Body(
+        "DeviationReview",
+        "POST",
+        "/api/deviations/{deviation_id}/review",
+        "/api/deviations/{deviation}/review",
+        "monitor",
+        lambda w: {"note": "minor"},
+        _one_text("note"),
+        ok=200,
     ),
     Body(
         "DispositionCreate",
@@ -959,21 +1032,27 @@ PAGE_FORMS: list[PageForm] = [
         "/randomize/{awaiting}",
         "/randomize/{awaiting}/consent?site={site}",
         lambda w: {"consent_date": w.day(-2)},
-        {"consent_date": (*DATES, "2005-12-20")},
+        {"consent_date": DATES},  # consent may come before screening (GCP: it should)
     ),
     PageForm(
         "randomization",
         "/randomize/{consented}",
         "/randomize/{consented}?site={site}",
         lambda w: {"randomization_date": w.day(0)},
-        {"randomization_date": (*DATES, "2006-01-01")},
+        {
+            "randomization_date": (*DATES, "2006-01-01"),
+            # the optional entry results: one wrong result refuses the randomization
+            "LAB.CD4": ("50000", "abc", "-1"),
+            "LAB.CD4PCT": ("101", "-1", "abc"),
+            "LAB.HIVRNA": ("<400", "abc", "-5"),
+        },
     ),
     PageForm(
         "visit",
         "/participants/{usubjid}/visits/WK08",
         "/participants/{usubjid}/visits/WK08",
         _visit_form,
-        {"visit_date": (*DATES, "2006-04-20"), **LAB_CASES},
+        {"visit_date": DATES, **LAB_CASES, "deviation_reason": ("x" * 2001,)},
     ),
     PageForm(
         "correction",
@@ -981,7 +1060,7 @@ PAGE_FORMS: list[PageForm] = [
         "/participants/{usubjid}/visits/WK04",
         _correction_form,
         {
-            "visit_date": (*DATES, "2006-03-20"),
+            "visit_date": DATES,
             **LAB_CASES,
             "LAB.CD4PCT": ("", "101", "-1", "abc"),  # a saved result cannot be removed
             "reason": ("", "   "),

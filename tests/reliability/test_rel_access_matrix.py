@@ -118,6 +118,7 @@ def _calls(trial: Trial) -> list[Call]:
         Call("GET", "/api/endpoint-reviews", "/api/endpoint-reviews", None),
         Call("GET", "/api/endpoint-reviews/status", "/api/endpoint-reviews/status", None),
         Call("GET", "/api/worklist", "/api/worklist", None),
+        Call("GET", "/api/deviations", "/api/deviations", None),
         Call("GET", "/api/summary", "/api/summary", None),
         Call("GET", "/api/results-by-arm", "/api/results-by-arm", None),
         Call("GET", "/api/exports/{kind}.csv", "/api/exports/participants.csv", None),
@@ -137,7 +138,38 @@ def _calls(trial: Trial) -> list[Call]:
         p = "/api/participants/{usubjid}"
         visit = p + "/visits/{visit_code}"
         ids = w.record_ids(first)
+        deviation = w.service.deviations.report(
+            second, "OTHER", "matrix deviation", dt.date(2006, 1, 20), "matrix"
+        )
         calls += [
+            Call(
+                "POST",
+                p + "/unscheduled-visits",
+                f"/api/participants/{first}/unscheduled-visits",
+                site,
+                {"visit_date": "2006-01-20", "labs": {"CD4": 500}, "reason": "matrix"},
+            ),
+            Call(
+                "POST",
+                visit + "/missed",
+                f"/api/participants/{first}/visits/WK16/missed",
+                site,
+                {"reason": "matrix: not done"},
+            ),
+            Call(
+                "POST",
+                p + "/deviations",
+                f"/api/participants/{first}/deviations",
+                site,
+                {"category": "OTHER", "description": "matrix", "deviation_date": "2006-01-20"},
+            ),
+            Call(
+                "POST",
+                "/api/deviations/{deviation_id}/review",
+                f"/api/deviations/{deviation}/review",
+                site,
+                {"note": "matrix review"},
+            ),
             Call(
                 "POST",
                 "/api/screenings",
@@ -446,9 +478,10 @@ def test_without_credentials_only_the_public_operations_answer(
 ) -> None:
     trial = trial_of()
     w = trial.world
+    calls = _calls(trial)  # sets up a deviation per site to review
     before = w.stored()
     wrong = []
-    for call in _calls(trial):
+    for call in calls:
         body = _own_body(call, w.actors["admin"].username)
         r = w.client.request(call.method, call.url, json=body, params=call.params)
         public = openapi_access[(call.method, call.path)] == "public"

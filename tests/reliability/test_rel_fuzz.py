@@ -40,7 +40,7 @@ from schemathesis.core.result import Ok
 from schemathesis.generation import GenerationMode
 
 from stalwart.capture.access import Actor, Role
-from stalwart.capture.tables import AuthToken
+from stalwart.capture.tables import AuthToken, ProtocolDeviation
 
 SQLITE_EXAMPLES = 4
 POSTGRES_EXAMPLES = 1
@@ -92,6 +92,10 @@ def _real_path(world: World, generated: dict[str, Any]) -> dict[str, Any]:
             real[name] = _pick(sorted(world.queries.values()), value)
         elif name == "event_id":
             real[name] = _pick(sorted(world.events.values()), value)
+        elif name == "deviation_id":  # a deviation of the world's participants, or none
+            with world.engine.connect() as conn:
+                ids = sorted(conn.scalars(sa.select(ProtocolDeviation.id)).all())
+            real[name] = _pick([*ids, 2**31 - 1], value)
         elif name == "kind":
             real[name] = _pick(["participants", "visits", "labs"], value)
         elif name == "username":  # an account no actor is: its acts leave the actors' tokens

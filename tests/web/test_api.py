@@ -278,7 +278,7 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
         "/api/participants/{u}/visits/WK04",
         {"visit_date": "2006-04-02", "labs": {"CD4": 500, "HIVRNA": 100}},
         422,
-        "visit_date",
+        "deviation_reason",
     ),
     (
         "post",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from stalwart.analysis.datasets.adlb import analysed as analysed_rows
 from stalwart.analysis.datasets.bundle import TrialDatasets
 from stalwart.analysis.datasets.source import StoreExtract
 from stalwart.protocol.schema import Protocol
@@ -39,6 +40,7 @@ def flow_counts(protocol: Protocol, extract: StoreExtract, datasets: TrialDatase
     adlb = datasets.adlb
     analysed = adlb[
         (adlb["AVISIT"] == endpoint.visit)
+        & analysed_rows(adlb)
         & adlb["AVAL"].notna()
         & adlb["BASE"].notna()
         & (adlb["PARAMCD"] == (endpoint.test or ""))

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from stalwart.analysis.comparisons import Comparison, analysis_comparisons
+from stalwart.analysis.datasets.adlb import analysed
 from stalwart.analysis.datasets.bundle import TrialDatasets
 from stalwart.analysis.kernels.km import kaplan_meier
 from stalwart.analysis.methods import CONTINUOUS_METHODS, TIME_TO_EVENT_METHODS, ContinuousSample
@@ -53,7 +54,11 @@ def _endpoint_rows(protocol: Protocol, datasets: TrialDatasets, endpoint_id: str
     assert endpoint.test is not None and endpoint.visit is not None
     paramcd = protocol.lab_item(endpoint.test).paramcd
     adlb = datasets.adlb
-    rows = adlb[(adlb["PARAMCD"] == paramcd) & (adlb["AVISIT"] == endpoint.visit)]
+    rows = adlb[
+        (adlb["PARAMCD"] == paramcd)
+        & (adlb["AVISIT"] == endpoint.visit)
+        & analysed(adlb)  # the plan's out_of_window rule
+    ]
     # complete case (SAP missing_data = complete_case): a value at the visit and a baseline
     return rows[rows["AVAL"].notna() & rows["BASE"].notna()]
 

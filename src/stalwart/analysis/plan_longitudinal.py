@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from stalwart.analysis.comparisons import analysis_comparisons
+from stalwart.analysis.datasets.adlb import analysed
 from stalwart.analysis.datasets.bundle import TrialDatasets
 from stalwart.analysis.kernels.mmrm import MmrmResult, mmrm
 from stalwart.analysis.results import LongitudinalComparison
@@ -37,7 +38,11 @@ def _rows(protocol: Protocol, datasets: TrialDatasets, spec: LongitudinalAnalysi
     assert endpoint.test is not None  # a continuous endpoint (the protocol's validation)
     paramcd = protocol.lab_item(endpoint.test).paramcd
     adlb = datasets.adlb
-    rows = adlb[(adlb["PARAMCD"] == paramcd) & adlb["AVISIT"].isin(spec.visits)]
+    rows = adlb[
+        (adlb["PARAMCD"] == paramcd)
+        & adlb["AVISIT"].isin(spec.visits)
+        & analysed(adlb)  # the plan's out_of_window rule
+    ]
     rows = rows[rows["AVAL"].notna()]
     return rows if spec.baseline == "none" else rows[rows["BASE"].notna()]
 

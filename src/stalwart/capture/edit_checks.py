@@ -98,15 +98,34 @@ def check_lab_value(item: FormItem, entered: LabValue) -> tuple[float | None, bo
     return value, False, None
 
 
-def check_visit_window(visit: ScheduledVisit, day: dt.date) -> None:
-    """The visit date must lie in the protocol window around the target date."""
-    if not visit.in_window(day):
+def check_visit_window(visit: ScheduledVisit, day: dt.date, reason: str | None) -> str | None:
+    """A visit dated outside its protocol window needs a reason: it is saved as a deviation.
+
+    Returns the deviation's description when ``day`` is out of the window (``reason`` given),
+    None when it is in the window; without a reason an out-of-window date is refused, saying
+    what the window is and what to do.
+    """
+    if visit.in_window(day):
+        return None
+    late = (day - visit.latest).days
+    early = (visit.earliest - day).days
+    off = (day - visit.target).days
+    how = (
+        f"{off} days after its target, {late} after the window closed"
+        if late > 0
+        else f"{-off} days before its target, {early} before the window opened"
+    )
+    description = (
+        f"{visit.name} on {day.isoformat()}, {how} (window {visit.earliest.isoformat()} to "
+        f"{visit.latest.isoformat()}, target {visit.target.isoformat()})"
+    )
+    if reason is None or not reason.strip():
         raise VisitWindowError(
-            "visit_date",
-            f"{day.isoformat()} is outside the window of {visit.code} ({visit.name}): "
-            f"{visit.earliest.isoformat()} to {visit.latest.isoformat()}, target "
-            f"{visit.target.isoformat()}; record an out-of-window visit as unscheduled",
+            "deviation_reason",
+            f"The visit date is outside the window: {description}. Give the reason the visit "
+            "was out of window; it is saved and logged as a protocol deviation.",
         )
+    return description
 
 
 def check_date_not_future(field: str, day: dt.date, today: dt.date) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from stalwart.capture.access import Actor, ActorLike, Permission, require
 from stalwart.capture.audit import append_audit
 from stalwart.capture.context import CaptureContext
+from stalwart.capture.deviations import CONSENT, log_deviation
 from stalwart.capture.edit_checks import check_date_not_future, check_dates_in_order
 from stalwart.capture.tables import (
     AllocationSlot,
@@ -29,6 +30,7 @@ from stalwart.capture.tables import (
     TrialInfo,
 )
 from stalwart.capture.transaction import transaction
+from stalwart.capture.visits import LabEntries, check_labs, insert_visit
 from stalwart.capture.writes import add_rows
 from stalwart.errors import (
     AccessDeniedError,
@@ -101,6 +103,26 @@ def find_screening(
     return rows[0][0], rows[0][1]
 
 
+def _log_late_consent(
+    session: Session, screening: Screening, consent_date: dt.date, actor: str
+) -> None:
+    """Consent comes before the screening procedures (GCP); one dated after is a deviation."""
+    if consent_date <= screening.screening_date:
+        return
+    log_deviation(
+        session,
+        site_id=screening.site_id,
+        screening_id=screening.id,
+        category=CONSENT,
+        description=(
+            f"informed consent dated {consent_date.isoformat()}, after the screening "
+            f"procedures of {screening.screening_date.isoformat()}"
+        ),
+        deviation_date=consent_date,
+        actor=actor,
+    )
+
+
 class Enrolment:
     """Screening, informed consent and randomization at the sites."""
 
@@ -164,13 +186,11 @@ class Enrolment:
             screening, _ = find_screening(session, who, screening_number, site)
             if not screening.eligible:
                 raise EligibilityError(screening_number, screening.reasons)
-            check_dates_in_order(
-                "screening_date", screening.screening_date, "consent_date", consent_date
-            )
             if session.scalar(sa.select(Consent.id).where(Consent.screening_id == screening.id)):
                 raise ConflictError(f"the consent of {screening_number} is already recorded")
             consent = Consent(screening_id=screening.id, consent_date=consent_date)
             add_rows(session, [consent], who.label)
+            _log_late_consent(session, screening, consent_date, who.label)
             return consent.id
 
     def randomize(
@@ -181,8 +201,12 @@ class Enrolment:
         actor: ActorLike,
         *,
         site: str | None = None,
+        entry_labs: LabEntries | None = None,
     ) -> Allocation:
         """Enroll an eligible screened person and assign the next slot of their stratum's list.
+
+        ``entry_labs``, when given, are the results of the study-entry visit (the protocol's
+        day-0 visit), saved with the randomization in its transaction, dated the same day.
 
         One transaction: the site row and the slot are locked, so no slot goes to two people and
         nobody is randomized twice (also enforced by unique constraints). Under minimization the
@@ -193,6 +217,14 @@ class Enrolment:
         who = require(actor, Permission.RANDOMIZE, "randomize participants")
         check_date_not_future("randomization_date", randomization_date, self.context.today())
         check_dates_in_order("consent_date", consent_date, "randomization_date", randomization_date)
+        entry = self.context.protocol.visits[0]
+        results = None
+        if entry_labs is not None:
+            if entry.day != 0:
+                raise ValidationError(
+                    "entry_labs", "the protocol's first visit is not on the randomization day"
+                )
+            results = check_labs(self.context.protocol, entry_labs, required=True)
         with transaction(self.context.engine) as session:
             screening, _ = find_screening(session, who, screening_number, site)
             site_row = session.scalar(
@@ -217,9 +249,8 @@ class Enrolment:
                     f"{screening_number} is already randomized as {taken}; randomization "
                     "happens once"
                 )
-            check_dates_in_order(
-                "screening_date", screening.screening_date, "consent_date", consent_date
-            )
+            if consented is None:
+                _log_late_consent(session, screening, consent_date, who.label)
             if self.context.protocol.randomization.method == "minimization":
                 slot = self._minimization_slot(session, site_row, screening)
             else:
@@ -247,6 +278,16 @@ class Enrolment:
             session.add(slot)
             session.flush()
             append_audit(session, [("INSERT", participant), (action, slot)], who.label)
+            if results is not None:
+                insert_visit(
+                    session,
+                    self.context.protocol,
+                    who,
+                    participant,
+                    entry.code,
+                    randomization_date,
+                    results,
+                )
             arm, stratum, sequence = slot.arm, slot.stratum, slot.sequence
         calendar = participant_calendar(self.context.protocol, arm, randomization_date)
         return Allocation(usubjid, arm, stratum, sequence, randomization_date, calendar)

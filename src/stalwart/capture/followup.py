@@ -1,34 +1,25 @@
-"""Follow-up: the visits of a participant's schedule, doses, clinical and adverse events, and
-the end of follow-up (disposition).
+"""Follow-up: doses, clinical and adverse events, and the end of follow-up (disposition).
 
-Every form is checked against the participant's calendar (visit windows, planned dose days),
-the protocol's coded lists and the dates already recorded; nothing may be dated after the
-disposition. A visit and its laboratory results are the busiest write of the trial and go
-through Core ``insert_rows``; a correction changes the loaded rows and voids the visit's
-signature in the same transaction (see ``capture.writes`` for the rule).
+Every form is checked against the participant's calendar (planned dose days), the protocol's
+coded lists and the dates already recorded; nothing may be dated after the disposition. The
+visits and their laboratory results are ``capture.visits``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from stalwart.capture.access import ActorLike, Permission, require
 from stalwart.capture.ae_form import AeDetails, check_ae_details
-from stalwart.capture.audit import append_audit, append_audit_entries
 from stalwart.capture.context import CaptureContext, find_participant
 from stalwart.capture.edit_checks import (
-    LabValue,
     check_date_not_future,
     check_dates_in_order,
-    check_lab_value,
-    check_visit_window,
-    parse_lab_value,
 )
-from stalwart.capture.signatures import void_signatures
 from stalwart.capture.tables import (
     AdverseEvent,
     AllocationSlot,
@@ -36,17 +27,15 @@ from stalwart.capture.tables import (
     ClinicalEvent,
     Disposition,
     Dose,
-    LabResult,
     Participant,
     Site,
     Visit,
 )
 from stalwart.capture.transaction import transaction
-from stalwart.capture.versions import check_version, visit_keys
-from stalwart.capture.writes import add_rows, insert_rows
-from stalwart.errors import ConflictError, NotFoundError, ValidationError
+from stalwart.capture.writes import add_rows
+from stalwart.errors import ConflictError, ValidationError
 
-__all__ = ["DISPOSITION_STATUSES", "FollowUp"]
+__all__ = ["DISPOSITION_STATUSES", "FollowUp", "check_before_disposition"]
 
 DISPOSITION_STATUSES = ("COMPLETED", "LOST TO FOLLOW-UP", "WITHDREW", "DEATH")
 """How follow-up can end (CDISC DS decoded terms)."""
@@ -79,150 +68,6 @@ class FollowUp:
 
     def __init__(self, context: CaptureContext) -> None:
         self.context = context
-
-    def record_visit(
-        self,
-        usubjid: str,
-        visit_code: str,
-        visit_date: dt.date,
-        labs: Mapping[str, LabValue | float | int | str | None],
-        actor: ActorLike,
-    ) -> int:
-        """Record a visit of the participant's schedule with its laboratory results."""
-        who = require(actor, Permission.ENTER_DATA, "enter visit data")
-        check_date_not_future("visit_date", visit_date, self.context.today())
-        results = self._check_labs(labs)
-        with transaction(self.context.engine) as session:
-            row = (
-                session.connection()
-                .execute(_VISIT_CONTEXT, {"usubjid": usubjid, "visit_code": visit_code})
-                .one_or_none()
-            )
-            if row is None or not who.sees_site(row.site):
-                raise NotFoundError(f"no randomized participant {usubjid!r}")
-            calendar = self.context.calendar(row.arm, row.randomization_date)
-            try:
-                planned = calendar.visit(visit_code)
-            except KeyError:
-                codes = ", ".join(v.code for v in calendar.visits[:12])
-                raise ValidationError(
-                    "visit_code",
-                    f"{visit_code!r} is not in the schedule of {usubjid} ({codes}, ...)",
-                ) from None
-            check_visit_window(planned, visit_date)
-            if row.ended is not None and visit_date > row.ended:
-                raise ValidationError(
-                    "visit_date",
-                    f"{visit_date} is after the end of follow-up of {usubjid} ({row.ended})",
-                )
-            if row.visit_id is not None:
-                raise ConflictError(f"visit {visit_code} of {usubjid} is already recorded")
-            (visit,) = insert_rows(
-                session,
-                Visit,
-                [{"participant_id": row.id, "visit_code": visit_code, "visit_date": visit_date}],
-            )
-            stored = insert_rows(
-                session,
-                LabResult,
-                [
-                    {
-                        "visit_id": visit["id"],
-                        "participant_id": row.id,
-                        "test_code": name,
-                        "value": value,
-                        "unit": self.context.protocol.lab_item(name).unit or "",
-                        "below_limit": below,
-                        "limit_value": limit,
-                    }
-                    for name, (value, below, limit) in results.items()
-                ],
-            )
-            append_audit_entries(
-                session,
-                [("INSERT", "visit", visit["id"], visit)]
-                + [("INSERT", "lab_result", lab["id"], lab) for lab in stored],
-                who.label,
-            )
-            return int(visit["id"])
-
-    def correct_visit(
-        self,
-        usubjid: str,
-        visit_code: str,
-        visit_date: dt.date,
-        labs: Mapping[str, LabValue | float | int | str | None],
-        reason: str,
-        actor: ActorLike,
-        *,
-        version: int | None,
-    ) -> int:
-        """Correct a saved visit (its date and results) with a reason; voids its signature.
-
-        ``version`` is the version of the visit the correction was made from (``Records.visit``
-        reads it); a missing or stale one is refused (``capture.versions``), checked under the
-        visit's lock in the write's own transaction. The same edit checks as first entry apply.
-        A saved result can be changed, not removed.
-        """
-        who = require(actor, Permission.CORRECT_DATA, "correct saved data")
-        if not reason.strip():
-            raise ValidationError("reason", "a reason for change is required to edit saved data")
-        check_date_not_future("visit_date", visit_date, self.context.today())
-        results = self._check_labs(labs)
-        with transaction(self.context.engine) as session:
-            participant, arm = find_participant(session, usubjid, who)
-            visit = session.scalar(
-                sa.select(Visit)
-                .where(Visit.participant_id == participant.id, Visit.visit_code == visit_code)
-                .with_for_update()
-            )
-            if visit is None:
-                raise NotFoundError(f"visit {visit_code} of {usubjid} is not recorded; enter it")
-            check_version(
-                session, visit_keys(session, visit.id), version, f"visit {visit_code} of {usubjid}"
-            )
-            calendar = self.context.calendar(arm, participant.randomization_date)
-            check_visit_window(calendar.visit(visit_code), visit_date)
-            self._check_before_disposition(session, participant, "visit_date", visit_date)
-            stored = {
-                lab.test_code: lab
-                for lab in session.scalars(
-                    sa.select(LabResult).where(LabResult.visit_id == visit.id)
-                )
-            }
-            removed = sorted(set(stored) - set(results))
-            if removed:
-                raise ValidationError(
-                    f"LAB.{removed[0]}", "a saved result cannot be removed; correct its value"
-                )
-            changed: list[tuple[str, Base]] = []
-            if visit.visit_date != visit_date:
-                visit.visit_date = visit_date
-                changed.append(("UPDATE", visit))
-            for name, (value, below, limit) in results.items():
-                lab = stored.get(name)
-                if lab is None:
-                    lab = LabResult(
-                        visit_id=visit.id,
-                        participant_id=participant.id,
-                        test_code=name,
-                        value=value,
-                        unit=self.context.protocol.lab_item(name).unit or "",
-                        below_limit=below,
-                        limit_value=limit,
-                    )
-                    session.add(lab)
-                    changed.append(("INSERT", lab))
-                elif (lab.value, lab.below_limit, lab.limit_value) != (value, below, limit):
-                    lab.value, lab.below_limit, lab.limit_value = value, below, limit
-                    changed.append(("UPDATE", lab))
-            if not changed:
-                raise ValidationError("visit", "nothing changed: the entered values are stored")
-            session.flush()
-            voided = void_signatures(session, visit.id, f"visit corrected: {reason.strip()}")
-            changed += [("UPDATE", row) for row in voided]
-            append_audit(session, changed, who.label, reason.strip())
-            return visit.id
 
     def record_doses(
         self,
@@ -266,7 +111,7 @@ class FollowUp:
                         f"{taken!r} on {day}: must be a whole number 0 to {plan.administrations}",
                     )
                 check_date_not_future("dose_date", day, self.context.today())
-                self._check_before_disposition(session, participant, "dose_date", day)
+                check_before_disposition(session, participant, "dose_date", day)
                 rows.append(
                     Dose(
                         participant_id=participant.id,
@@ -311,7 +156,7 @@ class FollowUp:
             check_dates_in_order(
                 "randomization_date", participant.randomization_date, "onset_date", onset_date
             )
-            self._check_before_disposition(session, participant, "onset_date", onset_date)
+            check_before_disposition(session, participant, "onset_date", onset_date)
             death = session.scalar(
                 sa.select(ClinicalEvent.onset_date).where(
                     ClinicalEvent.participant_id == participant.id,
@@ -370,7 +215,7 @@ class FollowUp:
             check_dates_in_order(
                 "randomization_date", participant.randomization_date, "start_date", start_date
             )
-            self._check_before_disposition(session, participant, "start_date", start_date)
+            check_before_disposition(session, participant, "start_date", start_date)
             row = AdverseEvent(
                 participant_id=participant.id,
                 term=term,
@@ -427,37 +272,6 @@ class FollowUp:
             add_rows(session, [row], who.label)
 
     # -- helpers ------------------------------------------------------------------------------
-    def _check_labs(
-        self, labs: Mapping[str, LabValue | float | int | str | None]
-    ) -> dict[str, tuple[float | None, bool, float | None]]:
-        items = {i.name: i for i in self.context.protocol.forms.LAB.items}
-        unknown = sorted(set(labs) - set(items))
-        if unknown:
-            raise ValidationError(f"LAB.{unknown[0]}", f"not a LAB item; known: {sorted(items)}")
-        results = {}
-        for name, item in items.items():
-            raw = labs.get(name)
-            if raw is None:
-                if item.required:
-                    raise ValidationError(f"LAB.{name}", f"{item.label} is required")
-                continue
-            results[name] = check_lab_value(item, parse_lab_value(raw, f"LAB.{name}"))
-        return results
-
-    @staticmethod
-    def _check_before_disposition(
-        session: Session, participant: Participant, field: str, day: dt.date
-    ) -> None:
-        ended = session.scalar(
-            sa.select(Disposition.disposition_date).where(
-                Disposition.participant_id == participant.id
-            )
-        )
-        if ended is not None and day > ended:
-            raise ValidationError(
-                field, f"{day} is after the end of follow-up of {participant.usubjid} ({ended})"
-            )
-
     @staticmethod
     def _last_data_date(session: Session, participant: Participant) -> dt.date:
         pid = participant.id
@@ -481,3 +295,16 @@ class FollowUp:
         ]
         dates = [participant.randomization_date, *[d for d in candidates if d is not None]]
         return max(dates)
+
+
+def check_before_disposition(
+    session: Session, participant: Participant, field: str, day: dt.date
+) -> None:
+    """Nothing may be dated after the participant's end of follow-up."""
+    ended = session.scalar(
+        sa.select(Disposition.disposition_date).where(Disposition.participant_id == participant.id)
+    )
+    if ended is not None and day > ended:
+        raise ValidationError(
+            field, f"{day} is after the end of follow-up of {participant.usubjid} ({ended})"
+        )

@@ -33,6 +33,7 @@ from stalwart.capture.tables import (
     Dose,
     EndpointReview,
     LabResult,
+    MissedVisit,
     Participant,
     Screening,
     Signature,
@@ -41,7 +42,7 @@ from stalwart.capture.tables import (
 )
 from stalwart.capture.versions import record_version, visit_keys
 from stalwart.errors import NotFoundError, ValidationError
-from stalwart.protocol.calendar import participant_calendar
+from stalwart.protocol.calendar import is_unscheduled, participant_calendar
 
 __all__ = [
     "AuditEntry",
@@ -86,7 +87,12 @@ class ParticipantSummary:
 
 @dataclass(frozen=True)
 class CalendarEntry:
-    """A planned visit with its status: recorded, due, overdue, out_of_window or upcoming."""
+    """A planned visit with its status: recorded, upcoming, due, overdue or missed.
+
+    ``missed`` once the window has closed with no visit; ``missed_reason`` is the site's
+    reason once the missed-visit form is saved. ``out_of_window`` marks a recorded visit dated
+    outside its window (a logged deviation).
+    """
 
     code: str
     name: str
@@ -95,6 +101,8 @@ class CalendarEntry:
     latest: dt.date
     status: str
     visit_date: dt.date | None
+    out_of_window: bool = False
+    missed_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +128,7 @@ class ParticipantDetail:
     dose_days: list[dict[str, Any]]
     clinical_events: list[dict[str, Any]]
     adverse_events: list[dict[str, Any]]
+    unscheduled: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -164,7 +173,7 @@ def _visit_status(earliest: dt.date, target: dt.date, latest: dt.date, today: dt
         return "due"
     if today <= latest:
         return "overdue"
-    return "out_of_window"
+    return "missed"
 
 
 class Records:
@@ -211,9 +220,17 @@ class Records:
             if row is None:
                 raise NotFoundError(f"no randomized participant {usubjid!r}")
             pid = row[0].id
-            recorded = dict(
+            visits = session.execute(
+                sa.select(Visit.visit_code, Visit.visit_date)
+                .where(Visit.participant_id == pid)
+                .order_by(Visit.visit_date, Visit.id)
+            ).all()
+            recorded = {code: day for code, day in visits if not is_unscheduled(code)}
+            missed = dict(
                 session.execute(
-                    sa.select(Visit.visit_code, Visit.visit_date).where(Visit.participant_id == pid)
+                    sa.select(MissedVisit.visit_code, MissedVisit.reason).where(
+                        MissedVisit.participant_id == pid
+                    )
                 ).all()
             )
             doses = {
@@ -246,8 +263,12 @@ class Records:
                 v.latest,
                 "recorded"
                 if v.code in recorded
+                else "missed"
+                if v.code in missed
                 else _visit_status(v.earliest, v.target, v.latest, today),
                 recorded.get(v.code),
+                v.code in recorded and not v.in_window(recorded[v.code]),
+                missed.get(v.code),
             )
             for v in calendar.visits
         ]
@@ -291,6 +312,7 @@ class Records:
                 }
                 for a in aes
             ],
+            [{"code": c, "visit_date": day} for c, day in visits if is_unscheduled(c)],
         )
 
     def visit(self, usubjid: str, visit_code: str, actor: ActorLike) -> VisitRecord:
@@ -324,7 +346,7 @@ class Records:
 
     # -- worklist ------------------------------------------------------------------------------
     def worklist(self, actor: ActorLike, site: str | None = None) -> list[WorklistItem]:
-        """Visits due, overdue, out of window (missed) or upcoming, of participants in follow-up."""
+        """Visits due, overdue, missed (no missed-visit form yet) or upcoming, in follow-up."""
         who = require(actor, Permission.READ_RECORDS, "read the worklist")
         if site is not None and not who.sees_site(site):
             raise NotFoundError(f"no site {site!r} in your scope")
@@ -341,9 +363,14 @@ class Records:
             recorded: dict[int, set[str]] = defaultdict(set)
             ids = [r[0].id for r in rows]
             for chunk in range(0, len(ids), 500):
+                part = ids[chunk : chunk + 500]
                 for pid, code in session.execute(
-                    sa.select(Visit.participant_id, Visit.visit_code).where(
-                        Visit.participant_id.in_(ids[chunk : chunk + 500])
+                    sa.select(Visit.participant_id, Visit.visit_code)
+                    .where(Visit.participant_id.in_(part))
+                    .union_all(
+                        sa.select(MissedVisit.participant_id, MissedVisit.visit_code).where(
+                            MissedVisit.participant_id.in_(part)
+                        )
                     )
                 ):
                     recorded[pid].add(code)
@@ -369,7 +396,7 @@ class Records:
                         status,
                     )
                 )
-        order = {"out_of_window": 0, "overdue": 1, "due": 2, "upcoming": 3}
+        order = {"missed": 0, "overdue": 1, "due": 2, "upcoming": 3}
         items.sort(key=lambda i: (order[i.status], i.target, i.usubjid))
         return items
 
@@ -480,6 +507,7 @@ class Records:
             t.__tablename__: t
             for t in (
                 Visit,
+                MissedVisit,
                 LabResult,
                 Dose,
                 ClinicalEvent,

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from stalwart.capture.access import ActorLike
 from stalwart.capture.ae_form import AeDetails
 from stalwart.capture.context import CaptureContext, utc_today
+from stalwart.capture.deviations import Deviations
 from stalwart.capture.edit_checks import LabValue
 from stalwart.capture.enrolment import Allocation, Enrolment, ScreeningOutcome
 from stalwart.capture.followup import FollowUp
@@ -35,6 +36,7 @@ from stalwart.capture.signatures import Signatures
 from stalwart.capture.tables import AllocationSlot, Base, MinimizationDraw, Site, TrialInfo
 from stalwart.capture.transaction import transaction
 from stalwart.capture.upgrade import require_current_schema
+from stalwart.capture.visits import LabEntries, VisitForms
 from stalwart.capture.writes import add_rows
 from stalwart.errors import ConflictError, DatabaseError
 from stalwart.protocol.calendar import Calendar
@@ -98,6 +100,7 @@ class CaptureService:
         self._today = today
         self._enrolment = Enrolment(self.context)
         self._follow_up = FollowUp(self.context)
+        self._visits = VisitForms(self.context)
 
     def calendar(self, arm: str, randomization_date: dt.date) -> Calendar:
         """The visit and dosing calendar of a participant, planned once per arm and date.
@@ -134,6 +137,11 @@ class CaptureService:
     def records(self) -> Records:
         """Site-scoped reads: participants, visits, worklist, audit trail, exports, summaries."""
         return Records(self.context)
+
+    @cached_property
+    def deviations(self) -> Deviations:
+        """The protocol deviations log: list, report, review."""
+        return Deviations(self.context)
 
     @cached_property
     def queries(self) -> DataQueries:
@@ -185,6 +193,7 @@ class CaptureService:
         actor: ActorLike,
         *,
         site: str | None = None,
+        entry_labs: LabEntries | None = None,
     ) -> Allocation:
         """Enroll an eligible screened person and assign the next slot of their stratum's list.
 
@@ -192,10 +201,16 @@ class CaptureService:
         nobody is randomized twice (also enforced by unique constraints). Under minimization the
         trial row is locked too, so the allocation counts read and the allocation written belong
         to one serial order of randomizations, the order a replay of the stored draws follows.
-        The screening is looked up as by ``record_consent``.
+        The screening is looked up as by ``record_consent``. ``entry_labs`` are the study-entry
+        visit's results, saved with the randomization.
         """
         return self._enrolment.randomize(
-            screening_number, consent_date, randomization_date, actor, site=site
+            screening_number,
+            consent_date,
+            randomization_date,
+            actor,
+            site=site,
+            entry_labs=entry_labs,
         )
 
     # -- follow-up data (capture.followup) ----------------------------------------------------
@@ -204,11 +219,31 @@ class CaptureService:
         usubjid: str,
         visit_code: str,
         visit_date: dt.date,
-        labs: Mapping[str, LabValue | float | int | str | None],
+        labs: LabEntries,
         actor: ActorLike,
+        *,
+        deviation_reason: str | None = None,
     ) -> int:
-        """Record a visit of the participant's schedule with its laboratory results."""
-        return self._follow_up.record_visit(usubjid, visit_code, visit_date, labs, actor)
+        """Record a visit of the participant's schedule with its laboratory results.
+
+        Outside its window the visit needs ``deviation_reason``: it is saved and logged as a
+        protocol deviation.
+        """
+        return self._visits.record_visit(
+            usubjid, visit_code, visit_date, labs, actor, deviation_reason=deviation_reason
+        )
+
+    def record_unscheduled_visit(
+        self, usubjid: str, visit_date: dt.date, labs: LabEntries, reason: str, actor: ActorLike
+    ) -> str:
+        """Record an unscheduled visit (any date from randomization, any LAB items); its code."""
+        return self._visits.record_unscheduled_visit(usubjid, visit_date, labs, reason, actor)
+
+    def record_missed_visit(
+        self, usubjid: str, visit_code: str, reason: str, actor: ActorLike
+    ) -> int:
+        """Record that a scheduled visit did not happen (after its window closed), with why."""
+        return self._visits.record_missed_visit(usubjid, visit_code, reason, actor)
 
     def correct_visit(
         self,
@@ -228,7 +263,7 @@ class CaptureService:
         and one without a version is refused (``capture.versions``). The same edit checks as
         first entry apply. A saved result can be changed, not removed.
         """
-        return self._follow_up.correct_visit(
+        return self._visits.correct_visit(
             usubjid, visit_code, visit_date, labs, reason, actor, version=version
         )
 

@@ -49,7 +49,9 @@ __all__ = [
     "LabResult",
     "LoginFailure",
     "MinimizationDraw",
+    "MissedVisit",
     "Participant",
+    "ProtocolDeviation",
     "Screening",
     "Signature",
     "Site",
@@ -155,7 +157,11 @@ class MinimizationDraw(Base):
 
 
 class Visit(Base):
-    """A visit that took place, by its protocol visit code; one per participant and code."""
+    """A visit that took place, by its visit code; one per participant and code.
+
+    A scheduled visit has its protocol code; an unscheduled one is numbered per participant
+    (``UNS01``, ``UNS02``...: ``protocol.calendar.UNSCHEDULED_PREFIX``) and has no window.
+    """
 
     __tablename__ = "visit"
     __table_args__ = (UniqueConstraint("participant_id", "visit_code"),)
@@ -163,6 +169,45 @@ class Visit(Base):
     participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id"), index=True)
     visit_code: Mapped[str] = mapped_column(String(20))
     visit_date: Mapped[dt.date] = mapped_column(Date)
+
+
+class MissedVisit(Base):
+    """A scheduled visit that did not take place, with the site's reason (recorded once)."""
+
+    __tablename__ = "missed_visit"
+    __table_args__ = (UniqueConstraint("participant_id", "visit_code"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id"), index=True)
+    visit_code: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(Text)
+    recorded_on: Mapped[dt.date] = mapped_column(Date)
+
+
+class ProtocolDeviation(Base):
+    """A departure from the protocol: detected by the system or reported by a user.
+
+    ``source`` is DETECTED or REPORTED; the data manager's review fills ``reviewed_by`` and
+    ``review_note``. ``visit_code`` names the visit it concerns, when it concerns one.
+    """
+
+    __tablename__ = "protocol_deviation"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("participant.id"), nullable=True, index=True
+    )
+    screening_id: Mapped[int | None] = mapped_column(
+        ForeignKey("screening.id"), nullable=True, index=True
+    )
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id"), index=True)
+    category: Mapped[str] = mapped_column(String(40))
+    description: Mapped[str] = mapped_column(Text)
+    deviation_date: Mapped[dt.date] = mapped_column(Date)
+    visit_code: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    source: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reported_by: Mapped[str] = mapped_column(String(100))
+    reviewed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    review_note: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class LabResult(Base):
@@ -396,5 +441,7 @@ AUDITED_TABLES: tuple[type[Base], ...] = (
     DataQuery,
     Signature,
     EndpointReview,
+    MissedVisit,
+    ProtocolDeviation,
 )
 """Every data table; each of their rows must be covered by the audit chain."""

@@ -123,6 +123,10 @@ class AnalysisPlan(ProtocolModel):
     missing_data: Literal["complete_case"]
     multiplicity: Literal["none"]
     hiv_rna_below_limit: Literal["half_limit", "limit"]
+    out_of_window: Literal["exclude", "include"] = "exclude"
+    """A scheduled visit's value recorded outside its protocol window: ``exclude`` keeps it in
+    the data (ADLB, flagged by AWLO/AWHI) but does not analyse it at that visit (ANL01FL
+    blank); ``include`` analyses it at its visit all the same."""
     primary: list[PrimaryAnalysis] = Field(min_length=1)
     time_to_event: list[TimeToEventAnalysis] = []
     secondary: list[PrimaryAnalysis] = []

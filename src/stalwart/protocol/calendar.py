@@ -10,9 +10,23 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
 
+from stalwart.protocol.fields import UNSCHEDULED_PREFIX
 from stalwart.protocol.schema import Protocol
 
-__all__ = ["Calendar", "DoseDay", "ScheduledVisit", "participant_calendar"]
+__all__ = [
+    "UNSCHEDULED_PREFIX",
+    "Calendar",
+    "DoseDay",
+    "ScheduledVisit",
+    "is_unscheduled",
+    "participant_calendar",
+]
+
+
+def is_unscheduled(code: str) -> bool:
+    """Whether a recorded visit's code is an unscheduled visit's."""
+    return code.startswith(UNSCHEDULED_PREFIX)
+
 
 VisitKind = Literal["scheduled", "cycle", "extended"]
 

@@ -13,7 +13,14 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-__all__ = ["Code", "ProtocolModel", "check_item_bounds", "duplicates"]
+__all__ = [
+    "UNSCHEDULED_PREFIX",
+    "Code",
+    "ProtocolModel",
+    "check_item_bounds",
+    "duplicates",
+    "visit_codes",
+]
 
 Code = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{0,19}$")]
 """An upper-case identifier, as CDISC codes are (ARMCD, VISIT codes, PARAMCD): at most 20 chars."""
@@ -78,6 +85,21 @@ def duplicates(where: str, values: list[str]) -> list[str]:
     seen: set[str] = set()
     dup = sorted({v for v in values if v in seen or seen.add(v)})  # type: ignore[func-returns-value]
     return [f"{where}: duplicate code {d!r}" for d in dup]
+
+
+UNSCHEDULED_PREFIX = "UNS"
+"""Unscheduled visits are coded ``UNS01``, ``UNS02``... per participant: no planned visit's code
+may start with it."""
+
+
+def visit_codes(codes: list[str]) -> list[str]:
+    """The problems of the planned visits' codes: duplicates, or the unscheduled visits' prefix."""
+    reserved = [
+        f"visits: code {c!r} starts with {UNSCHEDULED_PREFIX!r}, reserved for unscheduled visits"
+        for c in codes
+        if c.startswith(UNSCHEDULED_PREFIX)
+    ]
+    return duplicates("visits", codes) + reserved
 
 
 def check_item_bounds(

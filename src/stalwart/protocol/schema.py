@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from stalwart.protocol import fields
 from stalwart.protocol.analysis_plan import AnalysisPlan, Endpoint, plan_problems
 from stalwart.protocol.fields import Code, ProtocolModel, check_item_bounds, duplicates
 from stalwart.protocol.submission import AdverseEventForm, Submission, submission_problems
@@ -437,8 +438,8 @@ class Protocol(ProtocolModel):
         problems: list[str] = []
         problems += duplicates("arms", [a.code for a in self.arms])
         problems += duplicates("sites", [s.code for s in self.sites])
-        problems += duplicates(
-            "visits", [v.code for v in self.visits] + [v.code for v in self.cycle_visits]
+        problems += fields.visit_codes(
+            [v.code for v in self.visits] + [c.code for c in self.cycle_visits]
         )
         problems += duplicates("eligibility", [c.id for c in self.eligibility])
         problems += duplicates("screening_items", [i.name for i in self.screening_items])

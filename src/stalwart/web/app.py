@@ -29,7 +29,15 @@ from stalwart.web import pages
 from stalwart.web.deps import Blocking
 from stalwart.web.errors import RETRY_AFTER_S, install_error_handlers
 from stalwart.web.headers import SecurityHeaders
-from stalwart.web.routes import PUBLIC, accounts, auth, oversight, participants, reports
+from stalwart.web.routes import (
+    PUBLIC,
+    accounts,
+    auth,
+    deviations,
+    oversight,
+    participants,
+    reports,
+)
 
 __all__ = ["STATIC_DIR", "create_app"]
 
@@ -104,6 +112,7 @@ def create_app(
     app.include_router(accounts.router)
     app.include_router(participants.router)
     app.include_router(oversight.router)
+    app.include_router(deviations.router)
     app.include_router(reports.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -81,7 +81,12 @@ def randomize_after_consent(
             )
         consent_date = screening.consent_date
     return service.randomize(
-        body.screening_number, consent_date, body.randomization_date, actor, site=body.site
+        body.screening_number,
+        consent_date,
+        body.randomization_date,
+        actor,
+        site=body.site,
+        entry_labs=body.entry_labs,
     )
 
 

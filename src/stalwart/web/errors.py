@@ -32,6 +32,7 @@ from stalwart.errors import (
     ConflictError,
     DatabaseError,
     EligibilityError,
+    FieldErrors,
     LoginThrottledError,
     NotFoundError,
     PreconditionFailedError,
@@ -112,6 +113,8 @@ def error_body(exc: StalwartError) -> dict[str, Any]:
     body: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
     if isinstance(exc, ValidationError):
         body["field"] = exc.field
+    if isinstance(exc, FieldErrors):
+        body["errors"] = exc.errors
     if isinstance(exc, EligibilityError):
         body["reasons"] = list(exc.reasons)
     if isinstance(exc, StaleVersionError):

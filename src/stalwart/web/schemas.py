@@ -35,9 +35,12 @@ __all__ = [
     "AuditEntryPublic",
     "ClinicalEventCreate",
     "ConsentCreate",
+    "DeviationCreate",
+    "DeviationReview",
     "DispositionCreate",
     "DoseDayIn",
     "DoseLogCreate",
+    "MissedVisitCreate",
     "PasswordChange",
     "PasswordReset",
     "QueryAnswer",
@@ -52,6 +55,7 @@ __all__ = [
     "SignatureCreate",
     "TokenCreate",
     "TokenPublic",
+    "UnscheduledVisitCreate",
     "UserCreate",
     "Version",
     "VisitCorrection",
@@ -211,6 +215,7 @@ class RandomizationCreate(_In):
     randomization_date: dt.date
     consent_date: dt.date | None = None
     site: Code | None = None
+    entry_labs: dict[str, LabEntry] | None = None
 
 
 class ScheduledVisitPublic(BaseModel):
@@ -245,18 +250,53 @@ class AllocationPublic(BaseModel):
     doses: list[DoseDayPublic]
 
 
-class VisitCreate(_In):
+class _VisitForm(_In):
     """A visit's date and laboratory results (``"<50"`` below the assay limit)."""
 
     visit_date: dt.date
     labs: dict[str, LabEntry]
 
 
+class VisitCreate(_VisitForm):
+    """A visit's first save; a date outside the visit's window needs ``deviation_reason`` (the
+    visit is saved and logged as a protocol deviation)."""
+
+    deviation_reason: Text | None = None
+
+
+class UnscheduledVisitCreate(_In):
+    """An unscheduled visit: its date, why it happened, and any of the LAB results."""
+
+    visit_date: dt.date
+    labs: dict[str, LabEntry]
+    reason: Text
+
+
+class MissedVisitCreate(_In):
+    """Why a scheduled visit did not take place (after its window has closed)."""
+
+    reason: Text
+
+
+class DeviationCreate(_In):
+    """A protocol deviation reported by a user."""
+
+    category: Code
+    description: Text
+    deviation_date: dt.date
+
+
+class DeviationReview(_In):
+    """The data manager's review note of a deviation."""
+
+    note: Text
+
+
 Version = Annotated[int, BeforeValidator(_not_boolean), Field(ge=0, le=MAX_ID)]
 """A record's version as read (its ``version``, or the ETag of its GET)."""
 
 
-class VisitCorrection(VisitCreate):
+class VisitCorrection(_VisitForm):
     """A correction of a saved visit: the reason for change is required, and the version it was
     made from, here or as the ``If-Match`` header (without either it is refused with 409)."""
 

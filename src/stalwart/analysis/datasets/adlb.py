@@ -1,9 +1,13 @@
 """ADLB (BDS): CD4, CD4 % and log10 HIV RNA by analysis visit, with baseline and change.
 
-Analysis visits are the protocol's scheduled visits (``visits``); cycle and extended follow-up
-labs stay in the store but are not analysis visits of this plan. HIV RNA below the assay limit is
-flagged (BLQFL = "Y") and imputed by the plan's ``hiv_rna_below_limit`` rule. Each LAB item of
-the protocol is one parameter: its PARAMCD and PARAM are the item's ``paramcd`` and ``param``.
+Analysis visits are the protocol's scheduled visits (``visits``); cycle, extended follow-up and
+unscheduled labs stay in the store but are not analysis visits of this plan. Each row says how
+its visit is used: AWTARGET, AWLO and AWHI are the visit's target day and window (study days,
+day 0 the randomization), and ANL01FL = "Y" marks the value analysed at that visit: one
+recorded outside the window is analysed only when the plan's ``out_of_window`` is ``include``.
+HIV RNA below the assay limit is flagged (BLQFL = "Y") and imputed by the plan's
+``hiv_rna_below_limit`` rule. Each LAB item of the protocol is one parameter: its PARAMCD and
+PARAM are the item's ``paramcd`` and ``param``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,15 @@ from stalwart.analysis.datasets.adsl import log10_hiv_rna
 from stalwart.analysis.datasets.source import StoreExtract
 from stalwart.protocol.schema import Protocol
 
-__all__ = ["derive_adlb"]
+__all__ = ["analysed", "derive_adlb"]
+
+
+def analysed(adlb: pd.DataFrame) -> pd.Series:
+    """Which ADLB rows are analysed at their visit (ANL01FL = "Y"); all of them in a BDS
+    dataset without ANL01FL (one read from elsewhere that does not flag its records)."""
+    if "ANL01FL" not in adlb.columns:
+        return pd.Series(True, index=adlb.index)
+    return adlb["ANL01FL"] == "Y"
 
 
 def derive_adlb(protocol: Protocol, extract: StoreExtract, adsl: pd.DataFrame) -> pd.DataFrame:
@@ -32,6 +44,9 @@ def derive_adlb(protocol: Protocol, extract: StoreExtract, adsl: pd.DataFrame) -
         "PARAM",
         "AVISIT",
         "AVISITN",
+        "AWTARGET",
+        "AWLO",
+        "AWHI",
         "ADT",
         "ADY",
         "AVAL",
@@ -62,6 +77,13 @@ def derive_adlb(protocol: Protocol, extract: StoreExtract, adsl: pd.DataFrame) -
             "PARAM": labs["test_code"].map(lambda t: items[t].param),
             "AVISIT": labs["visit_code"],
             "AVISITN": labs["visit_code"].map(lambda c: visits[c].day // 7).astype(int),
+            "AWTARGET": labs["visit_code"].map(lambda c: visits[c].day).astype(int),
+            "AWLO": labs["visit_code"]
+            .map(lambda c: visits[c].day - visits[c].window_before)
+            .astype(int),
+            "AWHI": labs["visit_code"]
+            .map(lambda c: visits[c].day + visits[c].window_after)
+            .astype(int),
             "ADT": adt,
             "ADY": (adt - randdt).dt.days.astype(int),
             "AVAL": aval.astype(float),
@@ -74,5 +96,7 @@ def derive_adlb(protocol: Protocol, extract: StoreExtract, adsl: pd.DataFrame) -
     keys = pd.MultiIndex.from_frame(out[["USUBJID", "PARAMCD"]])
     out["BASE"] = base.reindex(keys).to_numpy()
     out["CHG"] = np.where(out["ABLFL"] == "Y", np.nan, out["AVAL"] - out["BASE"])
-    out["ANL01FL"] = "Y"
+    inside = (out["ADY"] >= out["AWLO"]) & (out["ADY"] <= out["AWHI"])
+    used = inside | (protocol.analysis.out_of_window == "include")
+    out["ANL01FL"] = np.where(used, "Y", "")
     return out[columns].sort_values(["USUBJID", "PARAMCD", "AVISITN"]).reset_index(drop=True)

@@ -26,6 +26,7 @@ from stalwart.capture.tables import (
     Site,
     Visit,
 )
+from stalwart.protocol.calendar import UNSCHEDULED_PREFIX
 
 __all__ = ["StoreExtract", "read_store"]
 
@@ -99,6 +100,9 @@ def read_store(engine: Engine) -> StoreExtract:
             )
             .join(Visit, Visit.id == LabResult.visit_id)
             .join(Participant, Participant.id == LabResult.participant_id)
+            # the visits of the schedule: unscheduled ones belong to no analysis visit (and
+            # the SDTM visit numbering of unscheduled visits is left to the tabulations)
+            .where(~Visit.visit_code.startswith(UNSCHEDULED_PREFIX))
             .order_by(Participant.usubjid, Visit.visit_date, LabResult.test_code),
         )
         doses = _frame(

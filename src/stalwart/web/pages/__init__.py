@@ -20,12 +20,13 @@ from stalwart.web.pages import (
     queries,
     reviews,
     screening,
+    visit_forms,
     visits,
 )
 
 __all__ = ["FAMILIES", "router"]
 
-FAMILIES = (auth, accounts, lists, screening, visits, doses, events, queries, reviews)
+FAMILIES = (auth, accounts, lists, screening, visits, visit_forms, doses, events, queries, reviews)
 """The page modules, each with its own ``router`` (the access tests walk their routes)."""
 
 router = APIRouter(include_in_schema=False)

@@ -23,6 +23,7 @@ from stalwart.errors import (
     AuthenticationError,
     DatabaseError,
     EligibilityError,
+    FieldErrors,
     StalwartError,
     ValidationError,
 )
@@ -165,6 +166,10 @@ def refused(request: Request, session: WebSession, exc: StalwartError) -> HTMLRe
 
 def field_errors(exc: StalwartError, known: Iterable[str]) -> dict[str, str]:
     """The service's refusal keyed by form field: the field of a ValidationError the form has."""
+    if isinstance(exc, FieldErrors):
+        wanted = set(known)
+        found = {f.removeprefix("screening."): m for f, m in exc.errors.items()}
+        return {f: m for f, m in found.items() if f in wanted}
     if isinstance(exc, ValidationError) and not isinstance(exc, EligibilityError):
         name = exc.field.removeprefix("screening.")
         if name in set(known):

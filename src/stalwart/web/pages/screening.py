@@ -135,6 +135,7 @@ def randomize_page(
         session,
         screening=screening,
         values={"consent_date": today, "randomization_date": today},
+        lab_items=service.protocol.forms.LAB.items,
     )
 
 
@@ -162,6 +163,7 @@ async def _randomize_form(
         screening=screening,
         errors=errors,
         values=values,
+        lab_items=service.protocol.forms.LAB.items,
     )
 
 
@@ -188,6 +190,11 @@ async def consent(
     return await _randomize_form(request, session, run, number, errors, shown, site)
 
 
+def _entry_field(loc: tuple[int | str, ...]) -> str:
+    """An entry result is its LAB item's form field (``entry_labs.CD4`` -> ``LAB.CD4``)."""
+    return f"LAB.{loc[1]}" if loc[0] == "entry_labs" and len(loc) > 1 else str(loc[0])
+
+
 @router.post("/randomize/{number}", **page_needs(P.RANDOMIZE))
 async def randomize(
     number: str, request: Request, session: PageSession, run: Run, site: str | None = None
@@ -195,8 +202,13 @@ async def randomize(
     """Randomize with the recorded consent; show the arm and the participant's calendar."""
     service = service_of(request)
     values = await form_values(request)
-    given = {"screening_number": number, "site": site} | filled(values, ["randomization_date"])
-    body, errors = read_form(RandomizationCreate, given)
+    given: dict[str, object] = {"screening_number": number, "site": site}
+    given |= filled(values, ["randomization_date"])
+    names = [i.name for i in service.protocol.forms.LAB.items]
+    labs = {n: values[f"LAB.{n}"].strip() for n in names if values.get(f"LAB.{n}", "").strip()}
+    if labs:  # the study-entry visit, saved with the randomization
+        given["entry_labs"] = labs
+    body, errors = read_form(RandomizationCreate, given, _entry_field)
     if body is not None:
         try:
             allocation = await run(randomize_after_consent, body, service, session.actor)
@@ -204,8 +216,7 @@ async def randomize(
                 f"/participants/{allocation.usubjid}?randomized=1", status_code=303
             )
         except StalwartError as exc:
-            errors = field_errors(exc, ["randomization_date", "consent_date"]) or {
-                "randomization_date": str(exc)
-            }
-    shown = {"randomization_date": values.get("randomization_date", "")}
+            known = ["randomization_date", "consent_date", *(f"LAB.{n}" for n in names)]
+            errors = field_errors(exc, known) or {"randomization_date": str(exc)}
+    shown = {k: v for k, v in values.items() if k == "randomization_date" or k.startswith("LAB.")}
     return await _randomize_form(request, session, run, number, errors, shown, site)

@@ -23,6 +23,7 @@ from stalwart.errors import (
     StalwartError,
     ValidationError,
 )
+from stalwart.protocol.calendar import UNSCHEDULED_PREFIX
 from stalwart.web.calls import saved_visit
 from stalwart.web.deps import Run, WebSession
 from stalwart.web.errors import status_of
@@ -79,6 +80,7 @@ def participant(usubjid: str, request: Request, session: PageSession) -> HTMLRes
         detail=detail,
         cycles=rows,
         arm_name=service.protocol.arm(arm).name if arm else "",
+        deviations=service.deviations.list(session.actor, usubjid=usubjid),
         message=message,
     )
 
@@ -86,11 +88,17 @@ def participant(usubjid: str, request: Request, session: PageSession) -> HTMLRes
 def _visit_context(
     service: CaptureService, actor: Actor, usubjid: str, code: str
 ) -> tuple[CalendarEntry, VisitRecord | None]:
-    """The planned visit of the participant's calendar, and its record once saved."""
+    """The planned visit of the participant's calendar, and its record once saved; an
+    unscheduled visit (``UNS01``...) is its own entry, dated as recorded."""
     detail = service.records.participant(usubjid, actor)
     planned = next((v for v in detail.calendar if v.code == code), None)
     if planned is None:
-        raise ValidationError("visit_code", f"{code!r} is not in the schedule of {usubjid}")
+        extra = next((u for u in detail.unscheduled if u["code"] == code), None)
+        if extra is None:
+            raise ValidationError("visit_code", f"{code!r} is not in the schedule of {usubjid}")
+        day = extra["visit_date"]
+        name = f"Unscheduled visit {code.removeprefix(UNSCHEDULED_PREFIX)}"
+        planned = CalendarEntry(code, name, day, day, day, "recorded", day)
     record = service.records.visit(usubjid, code, actor) if planned.status == "recorded" else None
     return planned, record
 
@@ -116,6 +124,7 @@ def _visit_page(
         record=record,
         items=lab.items,
         form_name=lab.name,
+        unscheduled=planned.code.startswith(UNSCHEDULED_PREFIX),
         **context,
     )
 
@@ -169,9 +178,10 @@ async def save_visit(
     names = [i.name for i in service.protocol.forms.LAB.items]
     labs = {n: values[f"LAB.{n}"].strip() for n in names if values.get(f"LAB.{n}", "").strip()}
     given: dict[str, object] = filled(values, ["visit_date"]) | {"labs": labs}
-    body: VisitCreate | None
+    body: VisitCreate | VisitCorrection | None
     if record is None:
-        body, errors = read_form(VisitCreate, given, _visit_field)
+        form = given | filled(values, ["deviation_reason"])
+        body, errors = read_form(VisitCreate, form, _visit_field)
     else:
         form = given | filled(values, ["reason", "version"])
         body, errors = read_form(VisitCorrection, form, _visit_field)
@@ -190,7 +200,14 @@ async def save_visit(
                     actor,
                 )
             else:
-                await run(service.record_visit, usubjid, code, body.visit_date, body.labs, actor)
+                await run(
+                    partial(service.record_visit, deviation_reason=body.deviation_reason),
+                    usubjid,
+                    code,
+                    body.visit_date,
+                    body.labs,
+                    actor,
+                )
             return RedirectResponse(f"/participants/{usubjid}/visits/{code}", status_code=303)
         except StaleVersionError as exc:
             # both values beside each field; the form now carries the current version, so
@@ -199,7 +216,8 @@ async def save_visit(
             page_error, status_code = STALE, status_of(exc)
             values = values | {"version": str(exc.current)}
         except StalwartError as exc:
-            errors = field_errors(exc, ["visit_date", "reason", *(f"LAB.{n}" for n in names)])
+            known = ["visit_date", "reason", "deviation_reason", *(f"LAB.{n}" for n in names)]
+            errors = field_errors(exc, known)
             if not errors:
                 page_error, status_code = str(exc), status_of(exc)
     try:

@@ -30,12 +30,14 @@ from stalwart.web.schemas import (
     DispositionCreate,
     DoseDayPublic,
     DoseLogCreate,
+    MissedVisitCreate,
     RandomizationCreate,
     RecordId,
     ScheduledVisitPublic,
     ScreeningCreate,
     ScreeningPublic,
     SignatureCreate,
+    UnscheduledVisitCreate,
     VisitCorrection,
     VisitCreate,
 )
@@ -145,11 +147,55 @@ async def record_visit(
     actor: CurrentActor,
     run: Run,
 ) -> dict[str, Any]:
-    """Enter a visit's laboratory form (first save)."""
+    """Enter a visit's laboratory form (first save). Outside the visit's window it needs
+    ``deviation_reason``: the visit is saved and logged as a protocol deviation."""
     visit_id = await run(
-        service.record_visit, usubjid, visit_code, body.visit_date, body.labs, actor
+        partial(service.record_visit, deviation_reason=body.deviation_reason),
+        usubjid,
+        visit_code,
+        body.visit_date,
+        body.labs,
+        actor,
     )
     return {"id": visit_id, "usubjid": usubjid, "visit_code": visit_code}
+
+
+@router.post(
+    "/participants/{usubjid}/unscheduled-visits",
+    status_code=status.HTTP_201_CREATED,
+    **needs(P.ENTER_DATA),
+)
+async def record_unscheduled_visit(
+    usubjid: str,
+    body: UnscheduledVisitCreate,
+    service: Service,
+    actor: CurrentActor,
+    run: Run,
+) -> dict[str, Any]:
+    """Enter an unscheduled visit (any date from randomization, any LAB results); it is
+    numbered UNS01, UNS02... and read and corrected under that code as any visit."""
+    code = await run(
+        service.record_unscheduled_visit, usubjid, body.visit_date, body.labs, body.reason, actor
+    )
+    return {"usubjid": usubjid, "visit_code": code}
+
+
+@router.post(
+    "/participants/{usubjid}/visits/{visit_code}/missed",
+    status_code=status.HTTP_201_CREATED,
+    **needs(P.ENTER_DATA),
+)
+async def record_missed_visit(
+    usubjid: str,
+    visit_code: str,
+    body: MissedVisitCreate,
+    service: Service,
+    actor: CurrentActor,
+    run: Run,
+) -> dict[str, Any]:
+    """Record that a scheduled visit did not take place (once its window has closed)."""
+    missed_id = await run(service.record_missed_visit, usubjid, visit_code, body.reason, actor)
+    return {"id": missed_id, "usubjid": usubjid, "visit_code": visit_code}
 
 
 @router.put(

@@ -7,7 +7,7 @@ protocol allows is flagged. Rows entered before this revision keep the new colum
 data, and so their audit hashes, are unchanged); they read as the protocol term, UNKNOWN outcome
 and action, no criteria and no report date.
 
-Revision ID: 0008_i22_adverse_event_fields
+Revision ID: 0008_adverse_event_fields
 Revises: 0007_login_attempts
 Create Date: 2026-12-07
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_i22_adverse_event_fields"
+revision = "0008_adverse_event_fields"
 down_revision = "0007_login_attempts"
 branch_labels = None
 depends_on = None

@@ -1,0 +1,221 @@
+"""One participant from consent to week 32 in a real browser, as a site runs a trial.
+
+Playwright (Python) on Debian's Chromium, over a uvicorn server on a fresh SQLite trial (the
+app's today is 2009-03-01). Consent is recorded on the screening day, the participant is
+randomized with the study-entry results, weeks 4 to 32 are entered with week 8 two weeks late
+(refused without a reason, then saved and flagged), an unscheduled visit, week 12 recorded as
+missed, and a correction of week 16 with its reason; the deviations log lists the late and the
+missed visit, and the analysis (ADLB) flags the late value as not analysed (the plan's
+``out_of_window = "exclude"``). Screenshots go to ``$STALWART_ARTIFACTS/browser-visits`` (or
+the test's ``tmp_path``). Without Chromium or playwright the test skips (fails under CI).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from argon2 import PasswordHasher
+
+from screening_answers import eligible_answers_of
+from stalwart.analysis.datasets.bundle import derive_datasets
+from stalwart.analysis.datasets.source import read_store
+from stalwart.capture.db import open_engine
+from stalwart.capture.service import CaptureService
+from stalwart.capture.users import UserStore
+from stalwart.protocol.load import LoadedProtocol
+from stalwart.web.app import create_app
+
+CHROMIUM = os.environ.get("STALWART_CHROMIUM", "/usr/bin/chromium")
+PASSWORD = "coordinator password"
+RAND = dt.date(2008, 6, 2)
+DAY = dt.timedelta(days=1)
+
+
+def _require_browser() -> None:
+    problem = None
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        problem = "the playwright package is not installed (pip install -e '.[test]')"
+    if problem is None and not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        problem = f"Chromium not found at {CHROMIUM}: apt-get install -y chromium"
+    if problem:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(problem, pytrace=False)
+        pytest.skip(problem)
+
+
+@pytest.fixture()
+def server(
+    databases: object, packaged: LoadedProtocol, tmp_path: Path, today: dt.date
+) -> Iterator[tuple[str, str]]:
+    """A uvicorn server over a fresh SQLite trial with one US01 coordinator and a screening."""
+    url = databases.new("sqlite", packaged, folder=tmp_path)  # type: ignore[attr-defined]
+    engine = open_engine(url)
+    hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    UserStore(engine, hasher).add_user(
+        "coord.us", PASSWORD, "site_coordinator", "test-setup", site="US01"
+    )
+    service = CaptureService.open(engine, today=lambda: today)
+    service.screen("US01", "US01-S0001", RAND - 3 * DAY, eligible_answers_of(), "coord.us")
+    app = create_app(engine, today=lambda: today, hasher=hasher)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not uv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert uv.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}", url
+    uv.should_exit = True
+    thread.join(timeout=10)
+    engine.dispose()
+
+
+@pytest.fixture()
+def artifacts(tmp_path: Path) -> Path:
+    root = os.environ.get("STALWART_ARTIFACTS")
+    folder = (Path(root) if root else tmp_path) / "browser-visits"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_one_participant_from_consent_to_week_32(
+    server: tuple[str, str], artifacts: Path, packaged: LoadedProtocol
+) -> None:
+    _require_browser()
+    from playwright.sync_api import Page, expect, sync_playwright
+
+    base, db = server
+    expect.set_options(timeout=20_000)  # a loaded machine: the pages are slow, not wrong
+
+    def shot(page: Page, name: str) -> None:
+        page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
+
+    def labs(page: Page, cd4: str, pct: str = "24", rna: str = "<50") -> None:
+        page.get_by_label("CD4+ count (cells/mm3)").fill(cd4)
+        page.get_by_label("CD4+ percent (%)").fill(pct)
+        page.get_by_label("HIV RNA (copies/mL)").fill(rna)
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        try:
+            page.goto(f"{base}/login")
+            page.get_by_label("Username").fill("coord.us")
+            page.get_by_label("Password").fill(PASSWORD)
+            page.get_by_role("button", name="Log in").click()
+            expect(page.get_by_role("heading", name="Worklist")).to_be_visible()
+
+            # consent on the screening day (consent first), then randomization with ENTRY labs
+            page.goto(f"{base}/randomize/US01-S0001")
+            page.get_by_label("Date of informed consent").fill((RAND - 3 * DAY).isoformat())
+            page.get_by_role("button", name="Record consent").click()
+            page.get_by_label("Randomization date").fill(RAND.isoformat())
+            labs(page, "512", "27")
+            shot(page, "01-randomize-with-entry-labs")
+            page.get_by_role("button", name="Randomize").click()
+            expect(page.locator("#arm")).to_be_visible()
+            expect(page.locator("#visit-ENTRY")).to_contain_text("recorded")
+            usubjid = page.locator("h1").inner_text()
+            shot(page, "02-randomized")
+
+            def visit(code: str, day: int, cd4: str, reason: str | None = None) -> None:
+                page.goto(f"{base}/participants/{usubjid}/visits/{code}")
+                page.get_by_label("Visit date").fill((RAND + day * DAY).isoformat())
+                labs(page, cd4)
+                if reason is not None:
+                    page.get_by_label("Reason the visit is outside its window").fill(reason)
+                page.get_by_role("button", name="Save visit").click()
+
+            visit("WK04", 28, "600")
+            expect(page.locator("#saved")).to_be_visible()
+            # week 8 two weeks late: refused without a reason, beside the field
+            visit("WK08", 56 + 14, "640")
+            expect(page.locator("#f-deviation_reason-error")).to_contain_text(
+                "The visit date is outside the window"
+            )
+            shot(page, "03-late-visit-needs-a-reason")
+            page.get_by_label("Reason the visit is outside its window").fill(
+                "participant travelling"
+            )
+            page.get_by_role("button", name="Save visit").click()
+            expect(page.locator("#out-of-window")).to_be_visible()
+            shot(page, "04-late-visit-saved-flagged")
+
+            # an unscheduled visit, any labs
+            page.goto(f"{base}/participants/{usubjid}")
+            page.get_by_role("link", name="Record an unscheduled visit").click()
+            page.get_by_label("Visit date").fill((RAND + 40 * DAY).isoformat())
+            page.get_by_label("Reason for the unscheduled visit").fill("fever: CD4 checked")
+            page.get_by_label("CD4+ count (cells/mm3)").fill("450")
+            shot(page, "05-unscheduled-form")
+            page.get_by_role("button", name="Save unscheduled visit").click()
+            shot(page, "05b-unscheduled-saved")
+            expect(page.locator("h1")).to_contain_text("Unscheduled visit 01")
+
+            # week 12 was not done: missed, with the reason
+            page.goto(f"{base}/participants/{usubjid}")
+            expect(page.locator("#visit-WK12")).to_contain_text("missed")
+            page.locator("#visit-WK12").get_by_role("link", name="record as missed").click()
+            page.get_by_label("Why the visit was missed").fill("in hospital")
+            page.get_by_role("button", name="Record as missed").click()
+            expect(page.locator("#visit-WK12")).to_contain_text("missed: in hospital")
+
+            for code, day, cd4 in [
+                ("WK16", 112, "700"),
+                ("WK20", 140, "710"),
+                ("WK24", 168, "720"),
+                ("WK28", 196, "730"),
+                ("WK32", 224, "740"),
+            ]:
+                visit(code, day, cd4)
+                expect(page.locator("#saved")).to_be_visible()
+
+            # a correction with its reason; the audit trail holds the old and the new value
+            page.goto(f"{base}/participants/{usubjid}/visits/WK16")
+            page.get_by_label("CD4+ count (cells/mm3)").fill("770")
+            page.get_by_label("Reason for change").fill("transcription error")
+            page.get_by_role("button", name="Save correction").click()
+            expect(page.locator("#saved")).to_be_visible()
+            page.get_by_role("link", name="Audit trail").click()
+            trail = page.locator("#audit-trail")
+            expect(trail).to_contain_text("transcription error")
+            expect(trail).to_contain_text("700")
+            expect(trail).to_contain_text("770")
+            shot(page, "06-audit-trail")
+
+            page.goto(f"{base}/participants/{usubjid}")
+            shot(page, "07-participant-week-32")
+            page.goto(f"{base}/deviations")
+            expect(page.locator("tbody tr")).to_have_count(2)
+            expect(page.locator("tbody")).to_contain_text("VISIT OUT OF WINDOW")
+            expect(page.locator("tbody")).to_contain_text("MISSED VISIT")
+            shot(page, "08-deviations-log")
+        finally:
+            browser.close()
+
+    # the analysis datasets: the late week-8 value is kept and flagged, not analysed
+    engine = open_engine(db)
+    try:
+        adlb = derive_datasets(packaged.protocol, read_store(engine)).adlb
+    finally:
+        engine.dispose()
+    cd4 = adlb[adlb["PARAMCD"] == "CD4"].set_index("AVISIT")
+    assert cd4.loc["WK08", "ANL01FL"] == "" and cd4.loc["WK08", "ADY"] == 70
+    assert cd4.loc["WK08", "AWHI"] == 63 and cd4.loc["WK32", "ANL01FL"] == "Y"
+    assert "WK12" not in cd4.index and cd4.loc["WK16", "AVAL"] == 770
+    assert len(list(artifacts.glob("*.png"))) == 9
