@@ -24,11 +24,13 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from stalwart.capture.db import snapshot_session
 from stalwart.capture.tables import AUDITED_TABLES, AuditHead, AuditRecord, Base
 
 __all__ = [
     "GENESIS_HASH",
     "PG_APPEND_SQL",
+    "Anchor",
     "AuditEntry",
     "AuditFinding",
     "VerifyReport",
@@ -36,6 +38,7 @@ __all__ = [
     "append_audit_entries",
     "data_sha256",
     "json_value",
+    "record_hash",
     "row_data",
     "take_pending_audit",
     "verify_audit",
@@ -81,6 +84,21 @@ def _record_hash(
         [sequence, recorded_at, actor, action, table, record_id, data, reason, prev_hash]
     )
     return hashlib.sha256(content.encode("ascii")).hexdigest()
+
+
+def record_hash(rec: AuditRecord) -> str:
+    """The hash a stored record must have, computed from its content and ``prev_hash``."""
+    return _record_hash(
+        rec.sequence,
+        rec.recorded_at,
+        rec.actor,
+        rec.action,
+        rec.table_name,
+        rec.record_id,
+        rec.data,
+        rec.reason,
+        rec.prev_hash,
+    )
 
 
 AuditEntry = tuple[str, str, int, dict[str, Any]]
@@ -240,9 +258,11 @@ def _records(session: Session) -> Iterator[AuditRecord]:
 
 
 def _check_chain(
-    session: Session,
+    session: Session, seen: dict[int, str]
 ) -> tuple[int, str, dict[tuple[str, int], tuple[int, str]], AuditFinding | None]:
-    """Walk the chain; returns count, last hash, last (sequence, data) per row, first finding."""
+    """Walk the chain; returns count, last hash, last (sequence, data) per row, first finding.
+
+    Fills ``seen`` (sequence -> hash) for the sequences it holds as keys (the anchors')."""
     latest: dict[tuple[str, int], tuple[int, str]] = {}
     prev = GENESIS_HASH
     count = 0
@@ -274,18 +294,7 @@ def _check_chain(
                     f"{where}: prev_hash does not match the hash of record {count - 1}",
                 ),
             )
-        digest = _record_hash(
-            rec.sequence,
-            rec.recorded_at,
-            rec.actor,
-            rec.action,
-            rec.table_name,
-            rec.record_id,
-            rec.data,
-            rec.reason,
-            rec.prev_hash,
-        )
-        if digest != rec.hash:
+        if record_hash(rec) != rec.hash:
             return (
                 count,
                 prev,
@@ -298,6 +307,8 @@ def _check_chain(
                 ),
             )
         prev = rec.hash
+        if rec.sequence in seen:
+            seen[rec.sequence] = rec.hash
         latest[(rec.table_name, rec.record_id)] = (rec.sequence, rec.data)
     return count, prev, latest, None
 
@@ -349,10 +360,58 @@ def _check_rows(
     return rows, None
 
 
-def verify_audit(engine: Engine) -> VerifyReport:
-    """Check the hash chain, the chain head, and every data row against the chain."""
-    with Session(engine) as session:
-        count, last_hash, latest, finding = _check_chain(session)
+@dataclass(frozen=True)
+class Anchor:
+    """A head the chain is known to have had, from outside the database (a signed checkpoint):
+    record ``sequence`` had hash ``head_hash``; ``label`` names the checkpoint in findings."""
+
+    sequence: int
+    head_hash: str
+    label: str
+
+
+def _check_anchors(
+    anchors: Sequence[Anchor], seen: dict[int, str], count: int
+) -> AuditFinding | None:
+    """The first anchor (by sequence) the chain contradicts: shorter than it, or another hash."""
+    previous = 0
+    for anchor in sorted(anchors, key=lambda a: a.sequence):
+        if anchor.sequence > count:
+            return AuditFinding(
+                count,
+                None,
+                None,
+                f"{anchor.label} is contradicted: the chain ends at record {count}, so records "
+                f"{count + 1} to {anchor.sequence} (at least) were removed since it was signed, "
+                "with the chain head re-pointed",
+            )
+        found = seen.get(anchor.sequence)
+        if found is not None and found != anchor.head_hash:
+            return AuditFinding(
+                anchor.sequence,
+                None,
+                None,
+                f"{anchor.label} is contradicted: record {anchor.sequence} now hashes to "
+                f"{found[:16]}... but was {anchor.head_hash[:16]}... when signed, so a record "
+                f"from {previous + 1} to {anchor.sequence} was altered, inserted or removed and "
+                "the chain rehashed",
+            )
+        previous = anchor.sequence
+    return None
+
+
+def verify_audit(engine: Engine, anchors: Sequence[Anchor] = ()) -> VerifyReport:
+    """Check the hash chain, the chain head, every data row against the chain, and the chain
+    against ``anchors`` (signed checkpoints), all in one snapshot of the database.
+
+    A finding of an anchor comes first when the chain itself verifies (a rewritten, rehashed
+    history verifies on its own); a break in the chain is reported where it is."""
+    with snapshot_session(engine) as session:
+        seen: dict[int, str] = {a.sequence: "" for a in anchors}
+        count, last_hash, latest, finding = _check_chain(session, seen)
+        seen = {k: v for k, v in seen.items() if v}
+        if finding is None:
+            finding = _check_anchors(anchors, seen, count)
         if finding is None:
             head = session.get(AuditHead, 1)
             head_seq, head_hash = (head.sequence, head.hash) if head else (0, GENESIS_HASH)
@@ -376,7 +435,7 @@ def data_sha256(engine: Engine) -> str:
     Audit timestamps are not part of it, so two databases holding the same data hash alike.
     """
     digest = hashlib.sha256()
-    with Session(engine) as session:
+    with snapshot_session(engine) as session:
         for table in AUDITED_TABLES:
             pk = sa.inspect(table).primary_key[0]
             digest.update(table.__tablename__.encode())

@@ -1,9 +1,8 @@
-"""Commands that make, check and serve a trial database: demo, init, validate, audit verify,
-user add, serve."""
+"""Commands that make, check and serve a trial database: demo, init, validate, user add, serve."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +18,7 @@ from stalwart.cli.common import (
 )
 from stalwart.cli.progress import stage_progress
 
-__all__ = ["audit_verify", "demo", "init", "serve", "user_add", "validate_protocol"]
+__all__ = ["demo", "init", "serve", "user_add", "validate_protocol"]
 
 
 def demo(
@@ -131,46 +130,6 @@ def validate_protocol(
     )
 
 
-def audit_verify(
-    database: DatabaseOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
-) -> None:
-    """Check the audit hash chain and every data row against it; exit 1 on the first mismatch.
-
-    Example: stalwart audit verify --database sqlite:///demo-out/stalwart.db
-    """
-    from stalwart.capture.audit import verify_audit
-    from stalwart.capture.service import CaptureService
-
-    with opened_engine(database) as engine:
-        CaptureService.open(engine)
-        report = verify_audit(engine)
-    if as_json:
-        finding = None if report.finding is None else report.finding.__dict__
-        out_console.print_json(
-            json.dumps(
-                {
-                    "ok": report.ok,
-                    "records": report.records,
-                    "rows": report.rows,
-                    "head_hash": report.head_hash,
-                    "finding": finding,
-                }
-            )
-        )
-    elif report.ok:
-        out_console.print(
-            f"audit chain verified: {report.records} records, {report.rows} data "
-            f"rows, head {report.head_hash[:16]}..."
-        )
-    if not report.ok:
-        assert report.finding is not None
-        err_console.print(
-            f"[bold red]audit verification failed:[/] {report.finding.message}", highlight=False
-        )
-        raise typer.Exit(1)
-
-
 def user_add(
     username: Annotated[str, typer.Option("--username", "-u", help="Login name.")],
     role: Annotated[
@@ -241,6 +200,28 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    checkpoint_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Sign audit checkpoints with this Ed25519 key (PEM file or env:NAME; see "
+            "`stalwart audit keygen`), held outside the database.",
+            show_default=False,
+        ),
+    ] = None,
+    checkpoint_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where the checkpoints go: a folder on another disk or a mounted object store.",
+            show_default=False,
+        ),
+    ] = None,
+    checkpoint_records: Annotated[
+        int, typer.Option(help="Write a checkpoint after this many new audit records.")
+    ] = 1000,
+    checkpoint_minutes: Annotated[
+        float,
+        typer.Option(help="...or after this many minutes, when any record was appended."),
+    ] = 5.0,
 ) -> None:
     """Serve the trial database: JSON API (/api, docs at /docs), pages (/), liveness (/healthz),
     readiness (/readyz).
@@ -270,18 +251,63 @@ def serve(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--forwarded-allow-ips") from None
     check_database(url)  # a bad URL or an empty database fails before the server starts
+    if (checkpoint_key is None) != (checkpoint_dir is None):
+        raise typer.BadParameter("give --checkpoint-key and --checkpoint-dir together")
+    stop_checkpoints = None
+    if checkpoint_key is not None and checkpoint_dir is not None:
+        stop_checkpoints = _start_checkpoints(
+            url, checkpoint_key, checkpoint_dir, checkpoint_records, checkpoint_minutes
+        )
     os.environ["STALWART_DATABASE_URL"] = url
     if pool_size is not None:
         os.environ[POOL_SIZE_ENV] = str(pool_size)
     os.environ[SECURE_COOKIES_ENV] = "1" if secure_cookies else ""
-    uvicorn.run(
-        "stalwart.web.server:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-        # without trusted proxies uvicorn reads no proxy header: request.client is the peer
-        proxy_headers=bool(proxies),
-        forwarded_allow_ips=proxies or None,
+    try:
+        uvicorn.run(
+            "stalwart.web.server:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+            # without trusted proxies uvicorn reads no proxy header: request.client is the peer
+            proxy_headers=bool(proxies),
+            forwarded_allow_ips=proxies or None,
+        )
+    finally:
+        if stop_checkpoints is not None:
+            stop_checkpoints()
+
+
+def _start_checkpoints(
+    url: str, key: str, folder: Path, records: int, minutes: float
+) -> Callable[[], None]:
+    """Start the checkpoint writer in a thread of this (the serving) process; returns its stop,
+    which writes a last checkpoint when the chain grew since the previous one."""
+    import threading
+
+    from stalwart.capture.anchor import Checkpointer, load_private_key
+    from stalwart.capture.db import open_engine
+
+    signing = load_private_key(key)
+    if records < 1 or minutes <= 0:
+        raise typer.BadParameter("--checkpoint-records and --checkpoint-minutes must be positive")
+    engine = open_engine(url)
+    writer = Checkpointer(
+        engine,
+        signing,
+        folder,
+        every_records=records,
+        every_seconds=minutes * 60,
+        report=lambda line: err_console.print(line, highlight=False),
     )
+    writer.tick()  # a chain that does not extend the folder's last checkpoint is reported now
+    thread = threading.Thread(target=writer.run, name="audit-checkpoints", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        writer.stop.set()
+        thread.join(timeout=60)
+        engine.dispose()
+
+    return stop
