@@ -25,10 +25,12 @@ from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 from stalwart.capture.service import CaptureService
-from stalwart.capture.tables import AUDITED_TABLES, AuditRecord, LabResult
+from stalwart.capture.tables import CHAINED_TABLES, AuditRecord, LabResult
+from stalwart.capture.users import UserStore
 from stalwart.cli import app
 
 runner = CliRunner()
+PASSWORD = "a long anchored password"
 
 
 @dataclass
@@ -130,19 +132,17 @@ def _typed(table: sa.Table, data: dict[str, Any]) -> dict[str, Any]:
 def _roll_back(engine: Engine, k: int) -> None:
     """Undo the last ``k`` audit records and the writes they record; re-point the head."""
     records = _records(engine)
-    keep, undo = records[:-k], records[-k:]
-    tables = {t.__tablename__: t.__table__ for t in AUDITED_TABLES}
+    keep = records[:-k]
+    tables = {t.__tablename__: t.__table__ for t in CHAINED_TABLES}
     _unlock(engine)
     with engine.begin() as conn:
-        for rec in reversed(undo):
+        for index in range(len(records) - 1, len(keep) - 1, -1):
+            rec = records[index]
             table = tables[rec["table_name"]]
             pk = next(iter(table.primary_key.columns))
             where = pk == rec["record_id"]
-            earlier = [
-                r
-                for r in keep
-                if (r["table_name"], r["record_id"]) == (rec["table_name"], rec["record_id"])
-            ]
+            key = (rec["table_name"], rec["record_id"])
+            earlier = [r for r in records[:index] if (r["table_name"], r["record_id"]) == key]
             if rec["action"] == "INSERT" or not earlier:
                 conn.execute(sa.delete(table).where(where))
             else:
@@ -169,6 +169,9 @@ def anchored(
     trial.record_visit(
         first.usubjid, "WK04", rand + 28 * day, {"CD4": 555, "HIVRNA": 1500}, "nurse"
     )
+    users = UserStore(engine)
+    users.add_user("boss", PASSWORD, "admin", "cli")
+    users.issue_token(users.authenticate("boss", PASSWORD))
     with engine.connect() as conn:
         lab = conn.scalar(
             sa.select(LabResult.id).where(LabResult.visit_id == visit, LabResult.test_code == "CD4")
@@ -275,3 +278,71 @@ def test_checkpoint_files_are_checked_and_a_rewritten_chain_is_not_signed(
     )  # fmt: skip
     assert code == 1 and "records were removed" in out, out
     assert len(list(a.folder.glob("*.json"))) == 1
+
+
+def _refused_at_once(a: Anchored, *says: str) -> None:
+    """Both verifications fail, naming the row: the chain covers who may act."""
+    for anchored in (False, True):
+        code, out = _verify(a, anchored)
+        assert code == 1, out
+        for text in says:
+            assert text in out, (text, out)
+
+
+def test_a_planted_token_is_refused(anchored: Anchored) -> None:
+    a = anchored
+    user = _sql(a.engine, "SELECT id FROM app_user WHERE username = 'boss'")
+    token = _sql(
+        a.engine,
+        "INSERT INTO auth_token (user_id, kind, token_sha256, created_at, expires_at, revoked) "
+        "VALUES (:u, 'api', :h, '2026-01-01T00:00:00+00:00', '2036-01-01T00:00:00+00:00', "
+        "false) RETURNING id",
+        u=user,
+        h=hashlib.sha256(b"mallory").hexdigest(),
+    )
+    _refused_at_once(a, f"auth_token id {token} has no audit record")
+
+
+def test_a_planted_token_with_a_forged_record_in_the_chain_is_refused(anchored: Anchored) -> None:
+    """The token's audit record forged into the middle of the chain, everything rehashed."""
+    a = anchored
+    records = _records(a.engine)
+    issued = next(r for r in records if r["table_name"] == "auth_token")
+    token = _sql(
+        a.engine,
+        "INSERT INTO auth_token (user_id, kind, token_sha256, created_at, expires_at, revoked) "
+        "VALUES (:u, 'api', :h, '2026-01-01T00:00:00+00:00', '2036-01-01T00:00:00+00:00', "
+        "false) RETURNING id",
+        u=json.loads(issued["data"])["user_id"],
+        h=hashlib.sha256(b"mallory").hexdigest(),
+    )
+    with a.engine.connect() as conn:
+        row = dict(
+            conn.execute(sa.text("SELECT * FROM auth_token WHERE id = :i"), {"i": token})
+            .one()
+            ._mapping
+        )
+    row["token_sha256"] = hashlib.sha256(row["token_sha256"].encode()).hexdigest()[:16]
+    row["csrf_token"] = None
+    row["revoked"] = bool(row["revoked"])
+    forged = dict(
+        issued, record_id=token, data=json.dumps(row, sort_keys=True, separators=(",", ":"))
+    )
+    at = records.index(issued)  # before the real token: inside the signed history
+    records.insert(at, forged)
+    _rewrite(a.engine, records, at)
+    _refused(a, "the chain rehashed")
+
+
+def test_a_replaced_credential_is_refused(anchored: Anchored) -> None:
+    a = anchored
+    user = _sql(a.engine, "SELECT id FROM app_user WHERE username = 'boss'")
+    _sql(
+        a.engine,
+        "UPDATE user_credential SET password_hash = :h WHERE user_id = :u",
+        h="$argon2id$v=19$m=65536,t=3,p=4$bWFsbG9yeQ$mallory",
+        u=user,
+    )
+    _refused_at_once(
+        a, f"(user_credential id {user}) does not match the stored row", "password_hash"
+    )

@@ -25,7 +25,16 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from stalwart.capture.db import snapshot_session
-from stalwart.capture.tables import AUDITED_TABLES, AuditHead, AuditRecord, Base
+from stalwart.capture.tables import (
+    ACCESS_TABLES,
+    AUDITED_TABLES,
+    AuditHead,
+    AuditRecord,
+    AuthToken,
+    Base,
+    UserCredential,
+)
+from stalwart.capture.text import check_values
 
 __all__ = [
     "GENESIS_HASH",
@@ -40,6 +49,7 @@ __all__ = [
     "json_value",
     "record_hash",
     "row_data",
+    "secret_digest",
     "take_pending_audit",
     "verify_audit",
 ]
@@ -47,7 +57,17 @@ __all__ = [
 GENESIS_HASH = "0" * 64
 """The ``prev_hash`` of the first record."""
 
-_TABLES_BY_NAME: dict[str, type[Base]] = {t.__tablename__: t for t in AUDITED_TABLES}
+_SECRET_COLUMNS: dict[str, dict[str, str]] = {
+    UserCredential.__tablename__: {"password_hash": "digest"},
+    AuthToken.__tablename__: {"token_sha256": "digest", "csrf_token": "drop"},
+}
+"""Columns of ``ACCESS_TABLES`` the audit record holds only a digest of, or nothing of."""
+
+
+def secret_digest(secret: str) -> str:
+    """A short digest of a stored secret (a salted password hash, a token's SHA-256): tells
+    one credential from another in the audit trail, reveals nothing usable."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()[:16]
 
 
 def json_value(value: Any) -> Any:
@@ -60,9 +80,16 @@ def json_value(value: Any) -> Any:
 
 
 def row_data(row: Base) -> dict[str, Any]:
-    """A row's column values as JSON-able Python values, keyed by column name."""
+    """A row's column values as JSON-able Python values, keyed by column name.
+
+    A secret column (a password hash, a token's hash, a CSRF token) is held as
+    ``secret_digest`` of its value, or as None: the audit trail never holds a secret."""
     mapper = sa.inspect(type(row))
-    return {c.key: json_value(getattr(row, c.key)) for c in mapper.column_attrs}
+    data = {c.key: json_value(getattr(row, c.key)) for c in mapper.column_attrs}
+    for column, how in _SECRET_COLUMNS.get(type(row).__tablename__, {}).items():
+        value = data.get(column)
+        data[column] = None if how == "drop" or value is None else secret_digest(value)
+    return data
 
 
 def _canonical(obj: Any) -> str:
@@ -143,6 +170,7 @@ def append_audit_entries(
     """
     if not entries:
         return
+    check_values((("reason", reason), ("actor", actor)))
     stamp = (now or (lambda: dt.datetime.now(dt.UTC)))().isoformat()
     if session.get_bind().dialect.name == "postgresql":
         session.info.setdefault(_PENDING, []).append(_server_payload(entries, actor, reason, stamp))
@@ -214,6 +242,20 @@ def _append_pending(session: Session) -> None:
     """Any commit writes the session's prepared audit records first (the plain path)."""
     for payload in take_pending_audit(session):
         session.execute(_PG_APPEND, payload)
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_uncarriable_text(session: Session, _context: Any, _instances: Any) -> None:
+    """Every new or changed text value of a row must be text every format can carry."""
+    for obj in session.new:
+        if isinstance(obj, Base):
+            check_values(obj.__dict__.items())
+    for obj in session.dirty:
+        if isinstance(obj, Base):
+            state = sa.inspect(obj)
+            check_values(
+                (attr.key, value) for attr in state.attrs for value in attr.history.added or ()
+            )
 
 
 @event.listens_for(Session, "after_rollback")
@@ -316,14 +358,18 @@ def _check_chain(
 def _check_rows(
     session: Session, latest: dict[tuple[str, int], tuple[int, str]]
 ) -> tuple[int, AuditFinding | None]:
-    """Compare every data row with its last audit record; rows without one are findings."""
+    """Compare every data row with its last audit record; rows without one are findings.
+
+    Rows of ``ACCESS_TABLES`` are compared too (a planted token or a replaced password hash is
+    a finding), but one missing is not: a backup restores only their digests' placeholders,
+    and a removed credential or token only takes access away."""
     rows = 0
     seen: set[tuple[str, int]] = set()
-    for table in AUDITED_TABLES:
+    for table in AUDITED_TABLES + ACCESS_TABLES:
         name = table.__tablename__
         pk = sa.inspect(table).primary_key[0]
         for row in session.execute(sa.select(table).order_by(pk)).scalars():
-            rows += 1
+            rows += table in AUDITED_TABLES  # the count of data rows, as before
             key = (name, int(sa.inspect(row).identity[0]))  # type: ignore[index]
             seen.add(key)
             if key not in latest:
@@ -350,7 +396,10 @@ def _check_rows(
                     f"audit record {seq} ({name} id {key[1]}) does not "
                     f"match the stored row: {detail}",
                 )
-    missing = sorted(set(latest) - seen, key=lambda k: latest[k][0])
+    access = {t.__tablename__ for t in ACCESS_TABLES}
+    missing = sorted(
+        (k for k in set(latest) - seen if k[0] not in access), key=lambda k: latest[k][0]
+    )
     if missing:
         name, rid = missing[0]
         seq = latest[missing[0]][0]

@@ -15,6 +15,7 @@ The service is a facade: the work is done by the workflows it composes, each bui
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 
@@ -38,18 +39,28 @@ from stalwart.errors import ConflictError, DatabaseError
 from stalwart.protocol.calendar import Calendar
 from stalwart.protocol.load import LoadedProtocol, parse_protocol
 from stalwart.protocol.schema import Protocol
-from stalwart.randomization.allocation import allocation_lists, concealed_draws, seed_fingerprint
+from stalwart.randomization.allocation import (
+    SEED_SALT_BYTES,
+    allocation_lists,
+    concealed_draws,
+    seed_fingerprint,
+)
 
 __all__ = ["CaptureService", "initialize_trial"]
 
 
 def initialize_trial(
-    engine: Engine, loaded: LoadedProtocol, seed: int, actor: str = "system"
+    engine: Engine,
+    loaded: LoadedProtocol,
+    seed: int,
+    actor: str = "system",
+    salt: bytes | None = None,
 ) -> None:
     """Record the protocol, its sites and every stratum's allocation list in an empty database.
 
     The allocation lists (or, under minimization, the stream of draws) are generated from
-    ``seed``; only a fingerprint of the seed is stored.
+    ``seed``; only a salted, slow fingerprint of the seed is stored (``salt``: random unless
+    given, as the demo does for its public seed so that its data hash is reproducible).
     """
     protocol = loaded.protocol
     lists = allocation_lists(protocol, seed)
@@ -64,7 +75,9 @@ def initialize_trial(
                 protocol_version=protocol.study.version,
                 protocol_sha256=loaded.sha256,
                 protocol_text=loaded.text,
-                randomization_seed_sha256=seed_fingerprint(seed),
+                randomization_seed_sha256=seed_fingerprint(
+                    seed, secrets.token_bytes(SEED_SALT_BYTES) if salt is None else salt
+                ),
             )
         ]
         rows += [Site(code=s.code, name=s.name, country=s.country) for s in protocol.sites]

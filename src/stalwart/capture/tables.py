@@ -32,7 +32,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "ACCESS_TABLES",
     "AUDITED_TABLES",
+    "CHAINED_TABLES",
     "AdverseEvent",
     "AllocationSlot",
     "AppUser",
@@ -391,3 +393,12 @@ AUDITED_TABLES: tuple[type[Base], ...] = (
     EndpointReview,
 )
 """Every data table; each of their rows must be covered by the audit chain."""
+
+ACCESS_TABLES: tuple[type[Base], ...] = (UserCredential, AuthToken)
+"""Who may act: password hashes and tokens. Covered by the audit chain through digests
+(``audit.row_data``: never the secret), so a planted token or a replaced password hash is a
+finding of audit verify; not part of the data snapshot's hash, and a backup holds only the
+digests (a restored account's password is reset before use)."""
+
+CHAINED_TABLES: tuple[type[Base], ...] = AUDITED_TABLES + ACCESS_TABLES
+"""Every table whose rows the audit chain records."""

@@ -89,29 +89,64 @@ def init(
     database: DatabaseOption = None,
     protocol: ProtocolOption = None,
     seed: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="Seed of the allocation lists (keep it secret; only its fingerprint is stored)."
+            help="Seed of the allocation lists (default: a new 128-bit seed from the operating "
+            "system's generator). Keep it secret: only a salted, slow fingerprint is stored.",
+            show_default=False,
         ),
-    ] = 0,
+    ] = None,
+    seed_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the drawn seed to this new file (owner-only) instead of showing it.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Create a new trial database from a protocol file: schema, sites, allocation lists.
 
-    Example: stalwart init --database sqlite:///trial.db --protocol my-study.toml --seed 8123
+    Without --seed a 128-bit seed is drawn and shown once (or written to --seed-file): it
+    regenerates the allocation lists, so keep it where the trial statistician's sealed
+    documents are, never beside the database.
+
+    Example: stalwart init --database sqlite:///trial.db --protocol my-study.toml
+    --seed-file /secure/trial-seed.txt
     """
+    import os
+    import secrets
+
     from stalwart.capture.db import create_schema
     from stalwart.capture.service import initialize_trial
+    from stalwart.errors import ConfigurationError
     from stalwart.protocol.load import load_protocol
 
+    if seed is not None and seed_file is not None:
+        raise ConfigurationError("give --seed or --seed-file, not both")
+    if seed_file is not None and (seed_file.exists() or not seed_file.parent.is_dir()):
+        raise ConfigurationError(f"--seed-file {seed_file}: give a new file in an existing folder")
     loaded = load_protocol(protocol)
+    drawn = seed is None
+    chosen = secrets.randbits(128) if seed is None else seed
     with opened_engine(database) as engine:
         create_schema(engine)
-        initialize_trial(engine, loaded, seed=seed, actor="cli")
+        initialize_trial(engine, loaded, seed=chosen, actor="cli")
     p = loaded.protocol
     out_console.print(
         f"initialized {p.study.id} {p.study.version}: {len(p.arms)} arms, "
         f"{len(p.sites)} sites (protocol sha256 {loaded.sha256[:12]}...)"
     )
+    if drawn and seed_file is not None:
+        fd = os.open(seed_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{chosen}\n")
+        out_console.print(f"wrote the randomization seed to {seed_file} (owner-only)")
+    elif drawn:
+        out_console.print(
+            f"randomization seed: {chosen}\nIt is shown only now and is not stored: keep it "
+            "sealed (it regenerates the allocation lists), e.g. with the trial statistician.",
+            highlight=False,
+        )
 
 
 def validate_protocol(

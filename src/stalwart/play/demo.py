@@ -17,6 +17,7 @@ HTTP (then the database also holds the play's user accounts, so ``data_sha256`` 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -180,7 +181,13 @@ def run_demo(
         loaded = load_protocol(protocol)
         randomization_seed, play_seed = np.random.SeedSequence(seed).spawn(2)
         initialize_trial(
-            engine, loaded, seed=int(randomization_seed.generate_state(1)[0]), actor="demo"
+            engine,
+            loaded,
+            seed=int(randomization_seed.generate_state(1)[0]),
+            actor="demo",
+            # the demo's seed is public (results.json): a salt derived from it keeps the data
+            # hash reproducible; a real trial's salt is random (stalwart init)
+            salt=hashlib.sha256(f"stalwart-demo-salt:{seed}".encode()).digest()[:16],
         )
         if via_http:
             played = _play_via_http(engine, loaded.protocol, play_seed, progress)
