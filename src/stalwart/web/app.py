@@ -10,13 +10,13 @@ naming what failed). Every response carries the security headers of ``web.header
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from argon2 import PasswordHasher
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
@@ -24,10 +24,12 @@ from starlette.concurrency import run_in_threadpool
 from stalwart import __version__
 from stalwart.capture.health import readiness
 from stalwart.capture.service import CaptureService
+from stalwart.capture.text import check_text
 from stalwart.capture.users import UserStore
+from stalwart.errors import ValidationError
 from stalwart.web import pages
 from stalwart.web.deps import Blocking
-from stalwart.web.errors import RETRY_AFTER_S, install_error_handlers
+from stalwart.web.errors import RETRY_AFTER_S, error_body, install_error_handlers
 from stalwart.web.headers import SecurityHeaders
 from stalwart.web.routes import PUBLIC, accounts, auth, oversight, participants, reports
 
@@ -44,6 +46,20 @@ def _pool_capacity(engine: Engine) -> int:
 
 
 STATIC_DIR = Path(__file__).parent / "static"
+
+
+async def _refuse_uncarriable_urls(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """A path or query value holding a control character or NUL (``capture.text``) is a 422
+    naming it, before any route looks it up (PostgreSQL cannot even compare text with NUL)."""
+    values = [("path", str(request.scope.get("path", ""))), *request.query_params.multi_items()]
+    for field, value in values:
+        try:
+            check_text(field, value)
+        except ValidationError as exc:
+            return JSONResponse(error_body(exc), status_code=422)
+    return await call_next(request)
 
 
 def create_app(
@@ -73,6 +89,7 @@ def create_app(
     app.state.users = UserStore(engine, hasher)
     app.state.secure_cookies = secure_cookies
     install_error_handlers(app)
+    app.middleware("http")(_refuse_uncarriable_urls)
     app.add_middleware(SecurityHeaders, hsts=secure_cookies, retry_after_s=RETRY_AFTER_S)
 
     @app.get("/healthz", tags=["health"], **PUBLIC)
