@@ -31,8 +31,16 @@ from stalwart.capture.followup import FollowUp
 from stalwart.capture.queries import DataQueries
 from stalwart.capture.records import Records
 from stalwart.capture.reviews import EndpointReviews
+from stalwart.capture.sealing import SEALED, AllocationKey
 from stalwart.capture.signatures import Signatures
-from stalwart.capture.tables import AllocationSlot, Base, MinimizationDraw, Site, TrialInfo
+from stalwart.capture.tables import (
+    AllocationSlot,
+    Base,
+    MinimizationDraw,
+    SealedArm,
+    Site,
+    TrialInfo,
+)
 from stalwart.capture.transaction import transaction
 from stalwart.capture.writes import add_rows
 from stalwart.errors import ConflictError, DatabaseError
@@ -55,12 +63,15 @@ def initialize_trial(
     seed: int,
     actor: str = "system",
     salt: bytes | None = None,
+    allocation_key: AllocationKey | None = None,
 ) -> None:
     """Record the protocol, its sites and every stratum's allocation list in an empty database.
 
     The allocation lists (or, under minimization, the stream of draws) are generated from
     ``seed``; only a salted, slow fingerprint of the seed is stored (``salt``: random unless
-    given, as the demo does for its public seed so that its data hash is reproducible).
+    given, as the demo does for its public seed so that its data hash is reproducible). With
+    an ``allocation_key`` the block lists are sealed: each slot shows ``SEALED`` and its arm is
+    stored encrypted (``capture.sealing``).
     """
     protocol = loaded.protocol
     lists = allocation_lists(protocol, seed)
@@ -87,11 +98,21 @@ def initialize_trial(
                 sequence=slot.sequence,
                 block=slot.block,
                 block_size=slot.block_size,
-                arm=slot.arm,
+                arm=slot.arm if allocation_key is None else SEALED,
             )
             for stratum, slots in lists.items()
             for slot in slots
         ]
+        if allocation_key is not None:
+            session.add_all(
+                SealedArm(
+                    stratum=stratum,
+                    sequence=slot.sequence,
+                    sealed=allocation_key.seal(stratum, slot.sequence, slot.arm),
+                )
+                for stratum, slots in lists.items()
+                for slot in slots
+            )
         rows += [MinimizationDraw(sequence=i, draw=u) for i, u in enumerate(draws, start=1)]
         add_rows(session, rows, actor, "trial set-up")
 
@@ -100,9 +121,13 @@ class CaptureService:
     """Data entry for one trial database, under the protocol stored in it."""
 
     def __init__(
-        self, engine: Engine, loaded: LoadedProtocol, today: Callable[[], dt.date] = utc_today
+        self,
+        engine: Engine,
+        loaded: LoadedProtocol,
+        today: Callable[[], dt.date] = utc_today,
+        allocation_key: AllocationKey | None = None,
     ) -> None:
-        self.context = CaptureContext(engine, loaded, today)
+        self.context = CaptureContext(engine, loaded, today, allocation_key)
         self.engine = engine
         self.loaded = loaded
         self.protocol: Protocol = loaded.protocol
@@ -119,8 +144,14 @@ class CaptureService:
         return self.context.calendar(arm, randomization_date)
 
     @classmethod
-    def open(cls, engine: Engine, today: Callable[[], dt.date] = utc_today) -> CaptureService:
-        """The service of an initialized database, under the protocol stored in it."""
+    def open(
+        cls,
+        engine: Engine,
+        today: Callable[[], dt.date] = utc_today,
+        allocation_key: AllocationKey | None = None,
+    ) -> CaptureService:
+        """The service of an initialized database, under the protocol stored in it
+        (``allocation_key``: the key of its sealed allocation lists, if they are sealed)."""
         try:
             with Session(engine) as session:
                 info = session.get(TrialInfo, 1)
@@ -134,7 +165,7 @@ class CaptureService:
         loaded = parse_protocol(info.protocol_text, source="protocol stored in the database")
         if loaded.sha256 != info.protocol_sha256:
             raise DatabaseError("the stored protocol does not match its recorded hash")
-        return cls(engine, loaded, today)
+        return cls(engine, loaded, today, allocation_key)
 
     # -- companions: the same store, seen through the other workflows --------------------------
     @cached_property

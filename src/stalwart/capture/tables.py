@@ -53,6 +53,7 @@ __all__ = [
     "MinimizationDraw",
     "Participant",
     "Screening",
+    "SealedArm",
     "Signature",
     "Site",
     "TrialInfo",
@@ -143,6 +144,17 @@ class AllocationSlot(Base):
     participant_id: Mapped[int | None] = mapped_column(
         ForeignKey("participant.id"), unique=True, nullable=True
     )
+
+
+class SealedArm(Base):
+    """The encrypted arm of a slot of a sealed allocation list (``capture.sealing``); the slot
+    itself shows ``SEALED`` until it is assigned. Not audited: a changed ciphertext does not
+    open, so randomization into that slot fails loudly."""
+
+    __tablename__ = "sealed_arm"
+    stratum: Mapped[str] = mapped_column(String(200), primary_key=True)
+    sequence: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    sealed: Mapped[str] = mapped_column(Text)
 
 
 class MinimizationDraw(Base):

@@ -96,6 +96,15 @@ def init(
             show_default=False,
         ),
     ] = None,
+    allocation_key: Annotated[
+        Path | None,
+        typer.Option(
+            help="Seal the allocation lists: the arms are stored encrypted under this key "
+            "(created, owner-only, when the file does not exist). Keep it off the database "
+            "server's disks and backups; `serve --allocation-key` needs it.",
+            show_default=False,
+        ),
+    ] = None,
     seed_file: Annotated[
         Path | None,
         typer.Option(
@@ -126,11 +135,20 @@ def init(
     if seed_file is not None and (seed_file.exists() or not seed_file.parent.is_dir()):
         raise ConfigurationError(f"--seed-file {seed_file}: give a new file in an existing folder")
     loaded = load_protocol(protocol)
+    key = None
+    if allocation_key is not None:
+        from stalwart.capture.sealing import generate_allocation_key, load_allocation_key
+
+        if allocation_key.exists():
+            key = load_allocation_key(str(allocation_key))
+        else:
+            key = generate_allocation_key(allocation_key)
+            out_console.print(f"wrote a new allocation key to {allocation_key} (owner-only)")
     drawn = seed is None
     chosen = secrets.randbits(128) if seed is None else seed
     with opened_engine(database) as engine:
         create_schema(engine)
-        initialize_trial(engine, loaded, seed=chosen, actor="cli")
+        initialize_trial(engine, loaded, seed=chosen, actor="cli", allocation_key=key)
     p = loaded.protocol
     out_console.print(
         f"initialized {p.study.id} {p.study.version}: {len(p.arms)} arms, "
@@ -235,6 +253,14 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    allocation_key: Annotated[
+        str | None,
+        typer.Option(
+            help="The key of the trial's sealed allocation lists (the file `stalwart init "
+            "--allocation-key` wrote, or env:NAME): randomization opens one slot with it.",
+            show_default=False,
+        ),
+    ] = None,
     checkpoint_key: Annotated[
         str | None,
         typer.Option(
@@ -294,6 +320,12 @@ def serve(
             url, checkpoint_key, checkpoint_dir, checkpoint_records, checkpoint_minutes
         )
     os.environ["STALWART_DATABASE_URL"] = url
+    if allocation_key is not None:
+        from stalwart.capture.sealing import load_allocation_key
+        from stalwart.web.server import ALLOCATION_KEY_ENV
+
+        load_allocation_key(allocation_key)  # a missing or bad key fails before the server starts
+        os.environ[ALLOCATION_KEY_ENV] = allocation_key
     if pool_size is not None:
         os.environ[POOL_SIZE_ENV] = str(pool_size)
     os.environ[SECURE_COOKIES_ENV] = "1" if secure_cookies else ""

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from stalwart import __version__
 from stalwart.capture.health import readiness
+from stalwart.capture.sealing import AllocationKey
 from stalwart.capture.service import CaptureService
 from stalwart.capture.text import check_text
 from stalwart.capture.users import UserStore
@@ -67,13 +68,18 @@ def create_app(
     today: Callable[[], dt.date] | None = None,
     hasher: PasswordHasher | None = None,
     secure_cookies: bool = False,
+    allocation_key: AllocationKey | None = None,
 ) -> FastAPI:
     """The web app over an initialized trial database.
 
     ``today`` fixes the date the edit checks use (tests); ``hasher`` the argon2 parameters;
-    ``secure_cookies`` marks the session cookie Secure (behind HTTPS) and sends HSTS.
+    ``secure_cookies`` marks the session cookie Secure (behind HTTPS) and sends HSTS;
+    ``allocation_key`` opens the slots of sealed allocation lists (``capture.sealing``).
     """
-    service = CaptureService.open(engine) if today is None else CaptureService.open(engine, today)
+    if today is None:
+        service = CaptureService.open(engine, allocation_key=allocation_key)
+    else:
+        service = CaptureService.open(engine, today, allocation_key)
     study = service.protocol.study
     app = FastAPI(
         title=f"stalwart: {study.id} data capture",
