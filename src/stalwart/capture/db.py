@@ -119,14 +119,19 @@ _SNAPSHOT = "stalwart_snapshot"
 
 
 @contextmanager
-def snapshot_session(engine: Engine) -> Iterator[Session]:
-    """A read-only session that sees one snapshot of the database, however long it reads.
+def snapshot_session(engine: Engine | sa.Connection) -> Iterator[Session]:
+    """A read-only session that sees one snapshot of the database, however long it reads
+    (given a connection, the caller's transaction on it is that snapshot).
 
     PostgreSQL: one REPEATABLE READ, READ ONLY transaction (every statement sees the data as of
     the first); SQLite: one deferred read transaction (WAL keeps its snapshot). Audit verify,
     backup and export read through it, so that writes going on meanwhile cannot make the chain
     head, the chain and the rows disagree.
     """
+    if isinstance(engine, sa.Connection):  # a caller's own read transaction: read in it
+        with Session(bind=engine) as joined:
+            yield joined
+        return
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
