@@ -412,10 +412,12 @@ def _pgbench_visit_writes(
         os.unlink(script.name)
 
 
-def _serve(url: str, workers: int, pool_size: int | None) -> tuple[subprocess.Popen[bytes], str]:
+def _serve(
+    url: str, workers: int, pool_size: int | None, extra: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[bytes], str]:
     """``stalwart serve`` on a free port, once it answers /healthz."""
     port = _free_port()
-    command = [sys.executable, "-m", "stalwart", "serve", "--database", url]
+    command = [sys.executable, "-m", "stalwart", "serve", "--database", url, *extra]
     command += ["--port", str(port), "--workers", str(workers)]
     if pool_size is not None:
         command += ["--pool-size", str(pool_size)]
@@ -468,6 +470,32 @@ def _figures(label: str, f: Figures) -> str:
     )
 
 
+def _with_checkpoints(
+    url: str, args: argparse.Namespace, forms: list[tuple[str, str, str]]
+) -> tuple[tuple[Figures, int], list[tuple[str, str, str]]]:
+    """The closed-loop run again, on a server that signs checkpoints as it goes."""
+    from stalwart.capture.anchor import generate_keys
+
+    with tempfile.TemporaryDirectory() as folder:
+        key, cps = Path(folder) / "cp.key", Path(folder) / "cps"
+        generate_keys(key, Path(folder) / "cp.pub")
+        extra = ("--checkpoint-key", str(key), "--checkpoint-dir", str(cps))
+        extra += ("--checkpoint-records", str(args.checkpoint_records))
+        server, base = _serve(url, args.workers, args.pool_size, extra)
+        try:
+            token = httpx.post(
+                f"{base}/api/token", json={"username": "bench.dm", "password": PASSWORD}
+            ).json()["access_token"]
+            warm, forms = forms[: 2 * args.clients], forms[2 * args.clients :]
+            asyncio.run(_load(base, token, warm, args.clients, 30))
+            figures = asyncio.run(_load(base, token, forms, args.clients, args.seconds))
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+        written = len(list(cps.glob("*.json")))
+    return (figures, written), forms[figures.writes + figures.errors :]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -485,6 +513,13 @@ def main() -> None:
     parser.add_argument(
         "--rate", type=float, default=None, help="also an open-loop run at this many forms/s"
     )
+    parser.add_argument(
+        "--checkpoint-records",
+        type=int,
+        default=None,
+        help="also a closed-loop run of a server that signs an audit checkpoint every this "
+        "many records (serve --checkpoint-key): writes/s before and after, same run",
+    )
     parser.add_argument("--participants", type=int, default=1000)
     parser.add_argument("--pgbench-scale", type=int, default=10)
     args = parser.parse_args()
@@ -494,6 +529,7 @@ def main() -> None:
     server = None
     seconds = max(1, round(args.seconds))
     opened: Figures | None = None
+    signed: tuple[Figures, int] | None = None
     try:
         t0 = time.perf_counter()
         forms = _prepare_trial(url, args.participants)
@@ -523,6 +559,8 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=20)
         server = None
+        if args.checkpoint_records is not None:
+            signed, forms = _with_checkpoints(url, args, forms)
         engine = open_engine(url)
         try:
             chain = verify_audit(engine)
@@ -542,6 +580,16 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, {api.seconds:.1f} s; connections per worker: {spread}"
     )
     print(_figures("API visit forms, closed loop", api))
+    if signed is not None:
+        figures, written = signed
+        print(
+            _figures(
+                f"API visit forms, closed loop, checkpoint every {args.checkpoint_records} "
+                f"records ({written} signed)",
+                figures,
+            )
+        )
+        print(f"writes/s with signed checkpoints / without: {figures.rate / api.rate:.1%}")
     if opened is not None:
         print(_figures(f"API visit forms, open loop at {args.rate:.0f}/s", opened))
     print(

@@ -309,7 +309,11 @@ class DatabaseFactory:
         try:
             create_schema(engine)
             if protocol is not None:
-                initialize_trial(engine, protocol, seed=seed, actor="test-setup")
+                # one salt for every template, so that SQLite and PostgreSQL trials hold the
+                # same seed fingerprint (and the same data sha256)
+                initialize_trial(
+                    engine, protocol, seed=seed, actor="test-setup", salt=b"stalwart-tests-1"
+                )
         finally:
             engine.dispose()
         if backend == "sqlite":

@@ -93,6 +93,35 @@ def test_init_then_init_again_is_refused(tmp_path: Path) -> None:
     assert "already holds a trial" in second.output
 
 
+def test_init_draws_a_128_bit_seed_and_shows_it_once_or_writes_it(tmp_path: Path) -> None:
+    import sqlite3
+
+    from stalwart.randomization.allocation import seed_matches
+
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    shown = runner.invoke(app, ["init", "--database", url])
+    assert shown.exit_code == 0, shown.output
+    seed = int(shown.output.split("randomization seed: ")[1].split()[0])
+    assert seed.bit_length() > 64  # drawn from 128 bits: not 0, not a small number
+    with sqlite3.connect(tmp_path / "a.db") as conn:
+        (fingerprint,) = conn.execute("SELECT randomization_seed_sha256 FROM trial").fetchone()
+    assert seed_matches(seed, fingerprint) and not seed_matches(0, fingerprint)
+    assert str(seed) not in (tmp_path / "a.db").read_bytes().decode("latin-1")
+    secret = tmp_path / "seed.txt"
+    written = runner.invoke(
+        app, ["init", "--database", f"sqlite:///{tmp_path / 'b.db'}", "--seed-file", str(secret)]
+    )
+    assert written.exit_code == 0, written.output
+    flat = written.output.replace("\n", "")
+    assert "randomization seed:" not in flat and str(secret) in flat
+    assert int(secret.read_text()) != seed and secret.stat().st_mode & 0o077 == 0
+    again = runner.invoke(
+        app, ["init", "--database", f"sqlite:///{tmp_path / 'c.db'}", "--seed-file", str(secret)]
+    )
+    assert again.exit_code == 1 and "give a new file" in " ".join(again.output.split())
+    assert not (tmp_path / "c.db").exists() or (tmp_path / "c.db").stat().st_size == 0
+
+
 def test_validate_names_the_bad_field(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(

@@ -11,9 +11,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
+from stalwart.capture.audit import append_audit, take_pending_audit, verify_audit
 from stalwart.capture.db import create_schema
-from stalwart.capture.tables import Base
+from stalwart.capture.service import initialize_trial
+from stalwart.capture.tables import AppUser, Base
+from stalwart.protocol.load import load_protocol
 
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
@@ -160,3 +164,50 @@ def test_lab_result_check_constraint(engine: Engine) -> None:
     for code, value, below, limit in bad:
         with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
             conn.exec_driver_sql(insert.format(code=code, value=value, below=below, limit=limit))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_0010_brings_stored_credentials_and_tokens_into_the_audit_chain(
+    make_engine: Callable[..., Engine], backend: str
+) -> None:
+    """A database of revision 0007 holding an account and a token (written then without audit
+    records of their own) verifies after the upgrade, and a token planted after it does not."""
+    engine = make_engine(backend, migrated=False)
+    with engine.begin() as conn:
+        command.upgrade(_alembic(engine, conn), "0007_login_attempts")
+    initialize_trial(engine, load_protocol(None), seed=1, actor="t")
+    with engine.begin() as conn:  # what 0007's code left: rows without audit records
+        conn.exec_driver_sql(
+            "INSERT INTO app_user (id, username, full_name, role, active, password_changed_at) "
+            "VALUES (50, 'old', 'Old', 'admin', true, 't')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO user_credential (user_id, password_hash, must_change) "
+            "VALUES (50, '$argon2id$x', false)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO auth_token (user_id, kind, token_sha256, created_at, expires_at, "
+            "revoked) VALUES (50, 'api', 'ab', 't', 'u', false)"
+        )
+    before = verify_audit(engine)
+    assert before.finding is not None and before.finding.table == "app_user"
+    with engine.begin() as conn:  # the account itself was audited then
+        session = Session(bind=conn)
+        user = session.get(AppUser, 50)
+        assert user is not None
+        append_audit(session, [("INSERT", user)], "t")
+        for payload in take_pending_audit(session):
+            conn.execute(
+                sa.text("SELECT stalwart_audit_append(:stamp, :actor, :reason, :items)"), payload
+            )
+    with engine.begin() as conn:
+        command.upgrade(_alembic(engine, conn), "head")
+    after = verify_audit(engine)
+    assert after.ok, after.finding
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO auth_token (user_id, kind, token_sha256, created_at, expires_at, "
+            "revoked) VALUES (50, 'api', 'cd', 't', '2099', false)"
+        )
+    planted = verify_audit(engine).finding
+    assert planted is not None and planted.table == "auth_token"

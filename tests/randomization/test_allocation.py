@@ -18,6 +18,7 @@ from stalwart.protocol.schema import Protocol
 from stalwart.randomization.allocation import (
     allocation_lists,
     seed_fingerprint,
+    seed_matches,
     stratum_key,
     stratum_levels,
 )
@@ -107,11 +108,28 @@ def test_every_prefix_of_every_list_nearly_balanced(seed: int, prefix: int) -> N
         assert max(n) - min(n) <= bound
 
 
-def test_seed_fingerprint() -> None:
-    fp = seed_fingerprint(20051201)
-    assert fp == hashlib.sha256(b"stalwart-randomization-seed:20051201").hexdigest()
-    assert fp != seed_fingerprint(20051202)
+def test_seed_fingerprint_is_salted_and_slow() -> None:
+    salt = bytes(range(16))
+    fp = seed_fingerprint(20051201, salt)
+    assert len(fp) == 64 and fp.startswith(salt.hex())
+    assert seed_matches(20051201, fp) and not seed_matches(20051202, fp)
+    assert fp != seed_fingerprint(20051201, bytes(16))  # another salt, another fingerprint
     assert "20051201" not in fp
+    assert not seed_matches(1, "not hex") and not seed_matches(1, "ab")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7, 20051201])
+def test_the_old_unsalted_formula_cannot_match_a_stored_fingerprint(seed: int) -> None:
+    """The earlier fingerprint, SHA-256 of a public prefix and the seed, gave seed 0 away in
+    microseconds; recomputing it over the small seeds finds nothing now."""
+    fp = seed_fingerprint(seed, bytes.fromhex("5a" * 16))
+    old = {
+        hashlib.sha256(f"stalwart-randomization-seed:{s}".encode()).hexdigest()
+        for s in range(100_000)
+    }
+    assert fp not in old
+    assert fp[32:] not in {h[:32] for h in old} and fp[32:] not in {h[32:] for h in old}
+    assert seed_matches(seed, fp)
 
 
 # -- strata ----------------------------------------------------------------------------------------

@@ -169,8 +169,14 @@ class Case:
 
 
 def text(path: str, max_length: int, *, required: bool = True, strips: bool = True) -> list[Case]:
-    """Missing, empty, blank (when stripped), too long, not a string."""
+    """Missing, empty, blank (when stripped), too long, not a string, a character no format
+    can carry (NUL first: PostgreSQL's subset runs the first case of each kind)."""
     cases = [
+        Case(path, "control_char", "ok\x00"),
+        Case(path, "control_char", "ok\x07"),
+        Case(path, "control_char", "\x1b[31mred"),
+        Case(path, "control_char", "a\x85b"),
+        Case(path, "control_char", "no\ufffe"),
         Case(path, "empty", ""),
         Case(path, "too_long", "x" * (max_length + 1)),
         Case(path, "wrong_type", 12345),
@@ -614,6 +620,8 @@ BODIES: list[Body] = [
             Case("site", "unknown_code", "ZZ01"),
             Case("full_name", "too_long", "x" * 201),
             Case("full_name", "wrong_type", 12345),
+            Case("full_name", "control_char", "New\x00User"),
+            Case("full_name", "control_char", "New\x1bUser"),
         ],
     ),
     Body(
@@ -893,6 +901,7 @@ def required_kinds(
                     kinds.add("empty")
                 if "maxLength" in v:
                     kinds.add("too_long")
+                    kinds.add("control_char")
             if v.get("type") == "integer" and "minimum" in v:
                 kinds.add("below_minimum")
             if v.get("type") == "array" and v.get("minItems"):

@@ -51,7 +51,8 @@ from rel_fixtures import (
 
 from stalwart.capture.access import Permission, Role, permissions_of
 from stalwart.capture.enrolment import Allocation
-from stalwart.capture.tables import AuthToken
+from stalwart.capture.records import CONCEALED
+from stalwart.capture.tables import AllocationSlot, AuthToken
 from stalwart.protocol.calendar import participant_calendar
 from stalwart.web.routes import ACCESS_KEY
 
@@ -494,3 +495,40 @@ def test_without_credentials_only_the_public_operations_answer(
     # the public POST /api/token issued one token, POST /api/password changed a password: each
     # with its audit record
     assert changed <= {"auth_token", "user_credential", "audit_record", "audit_head"}, changed
+
+
+def test_no_role_reads_the_arm_of_a_slot_nobody_was_given(
+    trial_of: Callable[[], Trial],
+) -> None:
+    """Allocation concealment: every actor asks for the audit trail of the next free slot of
+    every stratum (and of a used one); the arm of a free slot is never in an answer, and the
+    other reads of the API (participants, exports, summaries) never name a free slot's id."""
+    trial = trial_of()
+    w = trial.world
+    with w.engine.connect() as conn:
+        free = conn.execute(
+            sa.select(AllocationSlot.id, AllocationSlot.arm)
+            .where(AllocationSlot.participant_id.is_(None))
+            .order_by(AllocationSlot.stratum, AllocationSlot.sequence)
+        ).all()
+        used = conn.scalar(
+            sa.select(AllocationSlot.id).where(AllocationSlot.participant_id.is_not(None))
+        )
+    firsts = {slot_id: arm for slot_id, arm in free[:: max(1, len(free) // 30)]}
+    assert len(firsts) >= 25 and used is not None
+    wrong: list[str] = []
+    for name in ACTORS:
+        for slot_id, arm in firsts.items():
+            r = w.client.get(f"/api/audit/allocation_slot/{slot_id}", headers=w.headers[name])
+            if r.status_code == 200:
+                arms = {e["data"].get("arm") for e in r.json()}
+                if arms != {CONCEALED}:
+                    wrong.append(f"{name} read slot {slot_id}'s arm: {sorted(map(str, arms))}")
+            elif r.status_code not in (403, 404):
+                wrong.append(f"{name} slot {slot_id}: {r.status_code} {r.text[:200]}")
+            elif arm in r.text:
+                wrong.append(f"{name} slot {slot_id}: a refusal naming the arm")
+        r = w.client.get(f"/api/audit/allocation_slot/{used}", headers=w.headers[name])
+        if r.status_code == 200 and name not in BLINDED:
+            assert CONCEALED not in r.text, "a used slot's arm is shown"
+    assert not wrong, "\n".join(wrong)

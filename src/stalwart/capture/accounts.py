@@ -17,8 +17,7 @@ opens only the change-password step (``UserCredential.must_change``).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -27,9 +26,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from stalwart.capture.access import SITE_ROLES, ActorLike, Permission, Role, require
-from stalwart.capture.audit import append_audit
+from stalwart.capture.audit import append_audit, secret_digest
 from stalwart.capture.passwords import check_password
-from stalwart.capture.tables import AppUser, AuthToken, Site, UserCredential
+from stalwart.capture.tables import AppUser, AuthToken, Base, Site, UserCredential
 from stalwart.capture.transaction import transaction
 from stalwart.errors import ConflictError, NotFoundError, ValidationError
 
@@ -73,8 +72,9 @@ class TokenInfo:
 
 
 def credential_digest(password_hash: str) -> str:
-    """A short digest of a stored (salted) password hash: which credential, not the secret."""
-    return hashlib.sha256(password_hash.encode("utf-8")).hexdigest()[:16]
+    """A short digest of a stored (salted) password hash: which credential, not the secret (the
+    audit record of the credential row holds the same digest)."""
+    return secret_digest(password_hash)
 
 
 def parse_role(role: str) -> Role:
@@ -117,9 +117,17 @@ def find_user(session: Session, username: str) -> AppUser:
     return user
 
 
-def record_account_event(session: Session, user: AppUser, actor: str, event: str) -> None:
-    """Audit an act on ``user``'s credential or tokens (the account row itself is unchanged)."""
-    append_audit(session, [("UPDATE", user)], actor, event)
+def record_account_event(
+    session: Session,
+    user: AppUser,
+    actor: str,
+    event: str,
+    rows: Sequence[tuple[str, Base]] = (),
+) -> None:
+    """Audit an act on ``user``'s credential or tokens: the account, and the credential and
+    token ``rows`` written (``(action, row)``; their secrets as digests, see ``audit.row_data``),
+    so that a credential or token written any other way is a finding of audit verify."""
+    append_audit(session, [("UPDATE", user), *rows], actor, event)
 
 
 def _reason(reason: str) -> str:
@@ -176,13 +184,16 @@ class AccountAdmin:
             if user.username == who.username and not active:
                 raise ConflictError("you cannot deactivate your own account: ask another admin")
             user.active = active
-            revoked = 0
-            if not active:
-                revoked = self._revoke_all(session, user.id)
+            revoked = [] if active else self._revoke_all(session, user.id)
             what = "account reactivated" if active else "account deactivated"
             if revoked:
-                what += f" ({revoked} tokens revoked)"
-            append_audit(session, [("UPDATE", user)], who.label, f"{what}: {why}")
+                what += f" ({len(revoked)} tokens revoked)"
+            append_audit(
+                session,
+                [("UPDATE", user), *(("UPDATE", t) for t in revoked)],
+                who.label,
+                f"{what}: {why}",
+            )
 
     def change_role(
         self, username: str, role: str, site: str | None, reason: str, actor: ActorLike
@@ -220,8 +231,10 @@ class AccountAdmin:
         with transaction(self.engine) as session:
             user = find_user(session, username)
             cred = session.get(UserCredential, user.id)
+            action = "INSERT" if cred is None else "UPDATE"
             if cred is None:
-                session.add(UserCredential(user_id=user.id, password_hash=digest, must_change=True))
+                cred = UserCredential(user_id=user.id, password_hash=digest, must_change=True)
+                session.add(cred)
             else:
                 cred.password_hash = digest
                 cred.must_change = True
@@ -231,7 +244,8 @@ class AccountAdmin:
                 user,
                 who.label,
                 f"password reset by {who.label} (credential {credential_digest(digest)}); "
-                f"to be changed at next login; {revoked} tokens revoked",
+                f"to be changed at next login; {len(revoked)} tokens revoked",
+                [(action, cred), *(("UPDATE", t) for t in revoked)],
             )
 
     def tokens(self, username: str | None, actor: ActorLike) -> list[TokenInfo]:
@@ -265,14 +279,23 @@ class AccountAdmin:
             user = session.get(AppUser, token.user_id)
             assert user is not None
             record_account_event(
-                session, user, who.label, f"{token.kind} token {token.id} revoked by {who.label}"
+                session,
+                user,
+                who.label,
+                f"{token.kind} token {token.id} revoked by {who.label}",
+                [("UPDATE", token)],
             )
 
     @staticmethod
-    def _revoke_all(session: Session, user_id: int) -> int:
-        result = session.execute(
-            sa.update(AuthToken)
-            .where(AuthToken.user_id == user_id, AuthToken.revoked.is_(False))
-            .values(revoked=True)
+    def _revoke_all(session: Session, user_id: int) -> list[AuthToken]:
+        """Revoke every live token of the account; returns them (each is audited)."""
+        tokens = list(
+            session.scalars(
+                sa.select(AuthToken)
+                .where(AuthToken.user_id == user_id, AuthToken.revoked.is_(False))
+                .order_by(AuthToken.id)
+            )
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        for token in tokens:
+            token.revoked = True
+        return tokens

@@ -24,11 +24,22 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from stalwart.capture.tables import AUDITED_TABLES, AuditHead, AuditRecord, Base
+from stalwart.capture.db import snapshot_session
+from stalwart.capture.tables import (
+    ACCESS_TABLES,
+    AUDITED_TABLES,
+    AuditHead,
+    AuditRecord,
+    AuthToken,
+    Base,
+    UserCredential,
+)
+from stalwart.capture.text import check_values
 
 __all__ = [
     "GENESIS_HASH",
     "PG_APPEND_SQL",
+    "Anchor",
     "AuditEntry",
     "AuditFinding",
     "VerifyReport",
@@ -36,7 +47,9 @@ __all__ = [
     "append_audit_entries",
     "data_sha256",
     "json_value",
+    "record_hash",
     "row_data",
+    "secret_digest",
     "take_pending_audit",
     "verify_audit",
 ]
@@ -44,7 +57,17 @@ __all__ = [
 GENESIS_HASH = "0" * 64
 """The ``prev_hash`` of the first record."""
 
-_TABLES_BY_NAME: dict[str, type[Base]] = {t.__tablename__: t for t in AUDITED_TABLES}
+_SECRET_COLUMNS: dict[str, dict[str, str]] = {
+    UserCredential.__tablename__: {"password_hash": "digest"},
+    AuthToken.__tablename__: {"token_sha256": "digest", "csrf_token": "drop"},
+}
+"""Columns of ``ACCESS_TABLES`` the audit record holds only a digest of, or nothing of."""
+
+
+def secret_digest(secret: str) -> str:
+    """A short digest of a stored secret (a salted password hash, a token's SHA-256): tells
+    one credential from another in the audit trail, reveals nothing usable."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()[:16]
 
 
 def json_value(value: Any) -> Any:
@@ -57,9 +80,16 @@ def json_value(value: Any) -> Any:
 
 
 def row_data(row: Base) -> dict[str, Any]:
-    """A row's column values as JSON-able Python values, keyed by column name."""
+    """A row's column values as JSON-able Python values, keyed by column name.
+
+    A secret column (a password hash, a token's hash, a CSRF token) is held as
+    ``secret_digest`` of its value, or as None: the audit trail never holds a secret."""
     mapper = sa.inspect(type(row))
-    return {c.key: json_value(getattr(row, c.key)) for c in mapper.column_attrs}
+    data = {c.key: json_value(getattr(row, c.key)) for c in mapper.column_attrs}
+    for column, how in _SECRET_COLUMNS.get(type(row).__tablename__, {}).items():
+        value = data.get(column)
+        data[column] = None if how == "drop" or value is None else secret_digest(value)
+    return data
 
 
 def _canonical(obj: Any) -> str:
@@ -81,6 +111,21 @@ def _record_hash(
         [sequence, recorded_at, actor, action, table, record_id, data, reason, prev_hash]
     )
     return hashlib.sha256(content.encode("ascii")).hexdigest()
+
+
+def record_hash(rec: AuditRecord) -> str:
+    """The hash a stored record must have, computed from its content and ``prev_hash``."""
+    return _record_hash(
+        rec.sequence,
+        rec.recorded_at,
+        rec.actor,
+        rec.action,
+        rec.table_name,
+        rec.record_id,
+        rec.data,
+        rec.reason,
+        rec.prev_hash,
+    )
 
 
 AuditEntry = tuple[str, str, int, dict[str, Any]]
@@ -125,6 +170,7 @@ def append_audit_entries(
     """
     if not entries:
         return
+    check_values((("reason", reason), ("actor", actor)))
     stamp = (now or (lambda: dt.datetime.now(dt.UTC)))().isoformat()
     if session.get_bind().dialect.name == "postgresql":
         session.info.setdefault(_PENDING, []).append(_server_payload(entries, actor, reason, stamp))
@@ -198,6 +244,20 @@ def _append_pending(session: Session) -> None:
         session.execute(_PG_APPEND, payload)
 
 
+@event.listens_for(Session, "before_flush")
+def _refuse_uncarriable_text(session: Session, _context: Any, _instances: Any) -> None:
+    """Every new or changed text value of a row must be text every format can carry."""
+    for obj in session.new:
+        if isinstance(obj, Base):
+            check_values(obj.__dict__.items())
+    for obj in session.dirty:
+        if isinstance(obj, Base):
+            state = sa.inspect(obj)
+            check_values(
+                (attr.key, value) for attr in state.attrs for value in attr.history.added or ()
+            )
+
+
 @event.listens_for(Session, "after_rollback")
 def _discard_pending(session: Session) -> None:
     session.info.pop(_PENDING, None)
@@ -240,9 +300,11 @@ def _records(session: Session) -> Iterator[AuditRecord]:
 
 
 def _check_chain(
-    session: Session,
+    session: Session, seen: dict[int, str]
 ) -> tuple[int, str, dict[tuple[str, int], tuple[int, str]], AuditFinding | None]:
-    """Walk the chain; returns count, last hash, last (sequence, data) per row, first finding."""
+    """Walk the chain; returns count, last hash, last (sequence, data) per row, first finding.
+
+    Fills ``seen`` (sequence -> hash) for the sequences it holds as keys (the anchors')."""
     latest: dict[tuple[str, int], tuple[int, str]] = {}
     prev = GENESIS_HASH
     count = 0
@@ -274,18 +336,7 @@ def _check_chain(
                     f"{where}: prev_hash does not match the hash of record {count - 1}",
                 ),
             )
-        digest = _record_hash(
-            rec.sequence,
-            rec.recorded_at,
-            rec.actor,
-            rec.action,
-            rec.table_name,
-            rec.record_id,
-            rec.data,
-            rec.reason,
-            rec.prev_hash,
-        )
-        if digest != rec.hash:
+        if record_hash(rec) != rec.hash:
             return (
                 count,
                 prev,
@@ -298,6 +349,8 @@ def _check_chain(
                 ),
             )
         prev = rec.hash
+        if rec.sequence in seen:
+            seen[rec.sequence] = rec.hash
         latest[(rec.table_name, rec.record_id)] = (rec.sequence, rec.data)
     return count, prev, latest, None
 
@@ -305,14 +358,18 @@ def _check_chain(
 def _check_rows(
     session: Session, latest: dict[tuple[str, int], tuple[int, str]]
 ) -> tuple[int, AuditFinding | None]:
-    """Compare every data row with its last audit record; rows without one are findings."""
+    """Compare every data row with its last audit record; rows without one are findings.
+
+    Rows of ``ACCESS_TABLES`` are compared too (a planted token or a replaced password hash is
+    a finding), but one missing is not: a backup restores only their digests' placeholders,
+    and a removed credential or token only takes access away."""
     rows = 0
     seen: set[tuple[str, int]] = set()
-    for table in AUDITED_TABLES:
+    for table in AUDITED_TABLES + ACCESS_TABLES:
         name = table.__tablename__
         pk = sa.inspect(table).primary_key[0]
         for row in session.execute(sa.select(table).order_by(pk)).scalars():
-            rows += 1
+            rows += table in AUDITED_TABLES  # the count of data rows, as before
             key = (name, int(sa.inspect(row).identity[0]))  # type: ignore[index]
             seen.add(key)
             if key not in latest:
@@ -340,7 +397,10 @@ def _check_rows(
                     f"audit record {seq} ({name} id {key[1]}) does not "
                     f"match the stored row: {detail}",
                 )
-    missing = sorted(set(latest) - seen, key=lambda k: latest[k][0])
+    access = {t.__tablename__ for t in ACCESS_TABLES}
+    missing = sorted(
+        (k for k in set(latest) - seen if k[0] not in access), key=lambda k: latest[k][0]
+    )
     if missing:
         name, rid = missing[0]
         seq = latest[missing[0]][0]
@@ -350,10 +410,58 @@ def _check_rows(
     return rows, None
 
 
-def verify_audit(engine: Engine) -> VerifyReport:
-    """Check the hash chain, the chain head, and every data row against the chain."""
-    with Session(engine) as session:
-        count, last_hash, latest, finding = _check_chain(session)
+@dataclass(frozen=True)
+class Anchor:
+    """A head the chain is known to have had, from outside the database (a signed checkpoint):
+    record ``sequence`` had hash ``head_hash``; ``label`` names the checkpoint in findings."""
+
+    sequence: int
+    head_hash: str
+    label: str
+
+
+def _check_anchors(
+    anchors: Sequence[Anchor], seen: dict[int, str], count: int
+) -> AuditFinding | None:
+    """The first anchor (by sequence) the chain contradicts: shorter than it, or another hash."""
+    previous = 0
+    for anchor in sorted(anchors, key=lambda a: a.sequence):
+        if anchor.sequence > count:
+            return AuditFinding(
+                count,
+                None,
+                None,
+                f"{anchor.label} is contradicted: the chain ends at record {count}, so records "
+                f"{count + 1} to {anchor.sequence} (at least) were removed since it was signed, "
+                "with the chain head re-pointed",
+            )
+        found = seen.get(anchor.sequence)
+        if found is not None and found != anchor.head_hash:
+            return AuditFinding(
+                anchor.sequence,
+                None,
+                None,
+                f"{anchor.label} is contradicted: record {anchor.sequence} now hashes to "
+                f"{found[:16]}... but was {anchor.head_hash[:16]}... when signed, so a record "
+                f"from {previous + 1} to {anchor.sequence} was altered, inserted or removed and "
+                "the chain rehashed",
+            )
+        previous = anchor.sequence
+    return None
+
+
+def verify_audit(engine: Engine, anchors: Sequence[Anchor] = ()) -> VerifyReport:
+    """Check the hash chain, the chain head, every data row against the chain, and the chain
+    against ``anchors`` (signed checkpoints), all in one snapshot of the database.
+
+    A finding of an anchor comes first when the chain itself verifies (a rewritten, rehashed
+    history verifies on its own); a break in the chain is reported where it is."""
+    with snapshot_session(engine) as session:
+        seen: dict[int, str] = {a.sequence: "" for a in anchors}
+        count, last_hash, latest, finding = _check_chain(session, seen)
+        seen = {k: v for k, v in seen.items() if v}
+        if finding is None:
+            finding = _check_anchors(anchors, seen, count)
         if finding is None:
             head = session.get(AuditHead, 1)
             head_seq, head_hash = (head.sequence, head.hash) if head else (0, GENESIS_HASH)
@@ -377,7 +485,7 @@ def data_sha256(engine: Engine) -> str:
     Audit timestamps are not part of it, so two databases holding the same data hash alike.
     """
     digest = hashlib.sha256()
-    with Session(engine) as session:
+    with snapshot_session(engine) as session:
         for table in AUDITED_TABLES:
             pk = sa.inspect(table).primary_key[0]
             digest.update(table.__tablename__.encode())

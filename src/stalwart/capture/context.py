@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from stalwart.capture.access import Actor
+from stalwart.capture.sealing import AllocationKey
 from stalwart.capture.tables import AllocationSlot, Participant, Site
 from stalwart.errors import NotFoundError
 from stalwart.protocol.calendar import Calendar, participant_calendar
@@ -33,9 +34,14 @@ class CaptureContext:
     """One trial database under the protocol stored in it, with the clock its checks use."""
 
     def __init__(
-        self, engine: Engine, loaded: LoadedProtocol, today: Callable[[], dt.date] = utc_today
+        self,
+        engine: Engine,
+        loaded: LoadedProtocol,
+        today: Callable[[], dt.date] = utc_today,
+        allocation_key: AllocationKey | None = None,
     ) -> None:
         self.engine = engine
+        self.allocation_key = allocation_key  # opens a sealed list's slots (capture.sealing)
         self.loaded = loaded
         self.protocol: Protocol = loaded.protocol
         self.today = today

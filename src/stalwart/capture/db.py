@@ -8,6 +8,8 @@ service. Schema creation and upgrade go through the Alembic migrations.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from stalwart.errors import ConfigurationError, DatabaseError
 
@@ -27,6 +30,7 @@ __all__ = [
     "default_sqlite_url",
     "open_engine",
     "resolve_database_url",
+    "snapshot_session",
 ]
 
 DATABASE_URL_ENV = "STALWART_DATABASE_URL"
@@ -106,7 +110,38 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # a snapshot read needs no write lock: a deferred BEGIN reads one WAL snapshot
+        snapshot = conn.get_execution_options().get(_SNAPSHOT, False)
+        conn.exec_driver_sql("BEGIN" if snapshot else "BEGIN IMMEDIATE")
+
+
+_SNAPSHOT = "stalwart_snapshot"
+
+
+@contextmanager
+def snapshot_session(engine: Engine | sa.Connection) -> Iterator[Session]:
+    """A read-only session that sees one snapshot of the database, however long it reads
+    (given a connection, the caller's transaction on it is that snapshot).
+
+    PostgreSQL: one REPEATABLE READ, READ ONLY transaction (every statement sees the data as of
+    the first); SQLite: one deferred read transaction (WAL keeps its snapshot). Audit verify,
+    backup and export read through it, so that writes going on meanwhile cannot make the chain
+    head, the chain and the rows disagree.
+    """
+    if isinstance(engine, sa.Connection):  # a caller's own read transaction: read in it
+        with Session(bind=engine) as joined:
+            yield joined
+        return
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        else:
+            conn.execution_options(**{_SNAPSHOT: True})
+        with Session(bind=conn) as session:
+            try:
+                yield session
+            finally:
+                session.rollback()
 
 
 def alembic_config(engine: Engine | None) -> Config:

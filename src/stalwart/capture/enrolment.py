@@ -20,12 +20,14 @@ from stalwart.capture.audit import append_audit
 from stalwart.capture.context import CaptureContext
 from stalwart.capture.deviations import CONSENT, log_deviation
 from stalwart.capture.edit_checks import check_date_not_future, check_dates_in_order
+from stalwart.capture.sealing import SEALED
 from stalwart.capture.tables import (
     AllocationSlot,
     Consent,
     MinimizationDraw,
     Participant,
     Screening,
+    SealedArm,
     Site,
     TrialInfo,
 )
@@ -36,6 +38,7 @@ from stalwart.errors import (
     AccessDeniedError,
     AllocationExhaustedError,
     AlreadyRandomizedError,
+    ConfigurationError,
     ConflictError,
     EligibilityError,
     NotFoundError,
@@ -311,7 +314,25 @@ class Enrolment:
                 f"the allocation list of stratum {stratum} is used up; extend it before "
                 "enrolling more participants"
             )
+        if slot.arm == SEALED:
+            slot.arm = self._open_sealed(session, slot)
         return slot
+
+    def _open_sealed(self, session: Session, slot: AllocationSlot) -> str:
+        """The arm of a sealed slot, opened with the allocation key (in this transaction)."""
+        key = self.context.allocation_key
+        if key is None:
+            raise ConfigurationError(
+                "this trial's allocation lists are sealed: give the allocation key (stalwart "
+                "serve --allocation-key FILE); nothing was randomized"
+            )
+        sealed = session.get(SealedArm, (slot.stratum, slot.sequence))
+        if sealed is None:
+            raise ConfigurationError(
+                f"slot {slot.sequence} of {slot.stratum} is sealed but its sealed arm is "
+                "missing: the list was altered; nothing was randomized"
+            )
+        return key.open_arm(slot.stratum, slot.sequence, sealed.sealed)
 
     def _minimization_slot(
         self, session: Session, site: Site, screening: Screening

@@ -12,7 +12,7 @@ import datetime as dt
 import json
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,6 +45,7 @@ from stalwart.errors import NotFoundError, ValidationError
 from stalwart.protocol.calendar import is_unscheduled, participant_calendar
 
 __all__ = [
+    "CONCEALED",
     "AuditEntry",
     "CalendarEntry",
     "ParticipantDetail",
@@ -174,6 +175,15 @@ def _visit_status(earliest: dt.date, target: dt.date, latest: dt.date, today: dt
     if today <= latest:
         return "overdue"
     return "missed"
+
+
+CONCEALED = "(concealed until assigned)"
+"""What the audit trail of a slot nobody has been given yet shows in place of its arm."""
+
+
+def _conceal_arm(entry: AuditEntry) -> AuditEntry:
+    """Allocation concealment: the arm of a slot is shown only once a participant holds it."""
+    return replace(entry, data={**entry.data, "arm": CONCEALED})
 
 
 class Records:
@@ -410,7 +420,12 @@ class Records:
                 site is not None and not who.sees_site(site)
             ):
                 raise NotFoundError(f"no {table_name} record {record_id}")
-            return self._trail(session, [(table_name, record_id)])
+            trail = self._trail(session, [(table_name, record_id)])
+            if table_name == AllocationSlot.__tablename__ and not session.scalar(
+                sa.select(AllocationSlot.participant_id).where(AllocationSlot.id == record_id)
+            ):
+                trail = [_conceal_arm(e) for e in trail]
+            return trail
 
     def visit_audit_trail(
         self, usubjid: str, visit_code: str, actor: ActorLike

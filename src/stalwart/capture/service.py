@@ -15,6 +15,7 @@ The service is a facade: the work is done by the workflows it composes, each bui
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 
@@ -32,8 +33,16 @@ from stalwart.capture.followup import FollowUp
 from stalwart.capture.queries import DataQueries
 from stalwart.capture.records import Records
 from stalwart.capture.reviews import EndpointReviews
+from stalwart.capture.sealing import SEALED, AllocationKey
 from stalwart.capture.signatures import Signatures
-from stalwart.capture.tables import AllocationSlot, Base, MinimizationDraw, Site, TrialInfo
+from stalwart.capture.tables import (
+    AllocationSlot,
+    Base,
+    MinimizationDraw,
+    SealedArm,
+    Site,
+    TrialInfo,
+)
 from stalwart.capture.transaction import transaction
 from stalwart.capture.upgrade import require_current_schema
 from stalwart.capture.visits import LabEntries, VisitForms
@@ -42,18 +51,31 @@ from stalwart.errors import ConflictError, DatabaseError
 from stalwart.protocol.calendar import Calendar
 from stalwart.protocol.load import LoadedProtocol, parse_protocol
 from stalwart.protocol.schema import Protocol
-from stalwart.randomization.allocation import allocation_lists, concealed_draws, seed_fingerprint
+from stalwart.randomization.allocation import (
+    SEED_SALT_BYTES,
+    allocation_lists,
+    concealed_draws,
+    seed_fingerprint,
+)
 
 __all__ = ["CaptureService", "initialize_trial"]
 
 
 def initialize_trial(
-    engine: Engine, loaded: LoadedProtocol, seed: int, actor: str = "system"
+    engine: Engine,
+    loaded: LoadedProtocol,
+    seed: int,
+    actor: str = "system",
+    salt: bytes | None = None,
+    allocation_key: AllocationKey | None = None,
 ) -> None:
     """Record the protocol, its sites and every stratum's allocation list in an empty database.
 
     The allocation lists (or, under minimization, the stream of draws) are generated from
-    ``seed``; only a fingerprint of the seed is stored.
+    ``seed``; only a salted, slow fingerprint of the seed is stored (``salt``: random unless
+    given, as the demo does for its public seed so that its data hash is reproducible). With
+    an ``allocation_key`` the block lists are sealed: each slot shows ``SEALED`` and its arm is
+    stored encrypted (``capture.sealing``).
     """
     protocol = loaded.protocol
     lists = allocation_lists(protocol, seed)
@@ -68,7 +90,9 @@ def initialize_trial(
                 protocol_version=protocol.study.version,
                 protocol_sha256=loaded.sha256,
                 protocol_text=loaded.text,
-                randomization_seed_sha256=seed_fingerprint(seed),
+                randomization_seed_sha256=seed_fingerprint(
+                    seed, secrets.token_bytes(SEED_SALT_BYTES) if salt is None else salt
+                ),
             )
         ]
         rows += [Site(code=s.code, name=s.name, country=s.country) for s in protocol.sites]
@@ -78,11 +102,21 @@ def initialize_trial(
                 sequence=slot.sequence,
                 block=slot.block,
                 block_size=slot.block_size,
-                arm=slot.arm,
+                arm=slot.arm if allocation_key is None else SEALED,
             )
             for stratum, slots in lists.items()
             for slot in slots
         ]
+        if allocation_key is not None:
+            session.add_all(
+                SealedArm(
+                    stratum=stratum,
+                    sequence=slot.sequence,
+                    sealed=allocation_key.seal(stratum, slot.sequence, slot.arm),
+                )
+                for stratum, slots in lists.items()
+                for slot in slots
+            )
         rows += [MinimizationDraw(sequence=i, draw=u) for i, u in enumerate(draws, start=1)]
         add_rows(session, rows, actor, "trial set-up")
 
@@ -91,9 +125,13 @@ class CaptureService:
     """Data entry for one trial database, under the protocol stored in it."""
 
     def __init__(
-        self, engine: Engine, loaded: LoadedProtocol, today: Callable[[], dt.date] = utc_today
+        self,
+        engine: Engine,
+        loaded: LoadedProtocol,
+        today: Callable[[], dt.date] = utc_today,
+        allocation_key: AllocationKey | None = None,
     ) -> None:
-        self.context = CaptureContext(engine, loaded, today)
+        self.context = CaptureContext(engine, loaded, today, allocation_key)
         self.engine = engine
         self.loaded = loaded
         self.protocol: Protocol = loaded.protocol
@@ -111,8 +149,14 @@ class CaptureService:
         return self.context.calendar(arm, randomization_date)
 
     @classmethod
-    def open(cls, engine: Engine, today: Callable[[], dt.date] = utc_today) -> CaptureService:
-        """The service of an initialized database, under the protocol stored in it.
+    def open(
+        cls,
+        engine: Engine,
+        today: Callable[[], dt.date] = utc_today,
+        allocation_key: AllocationKey | None = None,
+    ) -> CaptureService:
+        """The service of an initialized database, under the protocol stored in it
+        (``allocation_key``: the key of its sealed allocation lists, if they are sealed).
 
         A database of an older or newer schema revision is refused, saying how to upgrade it.
         """
@@ -130,7 +174,7 @@ class CaptureService:
         loaded = parse_protocol(info.protocol_text, source="protocol stored in the database")
         if loaded.sha256 != info.protocol_sha256:
             raise DatabaseError("the stored protocol does not match its recorded hash")
-        return cls(engine, loaded, today)
+        return cls(engine, loaded, today, allocation_key)
 
     # -- companions: the same store, seen through the other workflows --------------------------
     @cached_property

@@ -32,7 +32,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "ACCESS_TABLES",
     "AUDITED_TABLES",
+    "CHAINED_TABLES",
     "AdverseEvent",
     "AllocationSlot",
     "AppUser",
@@ -53,6 +55,7 @@ __all__ = [
     "Participant",
     "ProtocolDeviation",
     "Screening",
+    "SealedArm",
     "Signature",
     "Site",
     "TrialInfo",
@@ -143,6 +146,17 @@ class AllocationSlot(Base):
     participant_id: Mapped[int | None] = mapped_column(
         ForeignKey("participant.id"), unique=True, nullable=True
     )
+
+
+class SealedArm(Base):
+    """The encrypted arm of a slot of a sealed allocation list (``capture.sealing``); the slot
+    itself shows ``SEALED`` until it is assigned. Not audited: a changed ciphertext does not
+    open, so randomization into that slot fails loudly."""
+
+    __tablename__ = "sealed_arm"
+    stratum: Mapped[str] = mapped_column(String(200), primary_key=True)
+    sequence: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    sealed: Mapped[str] = mapped_column(Text)
 
 
 class MinimizationDraw(Base):
@@ -445,3 +459,12 @@ AUDITED_TABLES: tuple[type[Base], ...] = (
     ProtocolDeviation,
 )
 """Every data table; each of their rows must be covered by the audit chain."""
+
+ACCESS_TABLES: tuple[type[Base], ...] = (UserCredential, AuthToken)
+"""Who may act: password hashes and tokens. Covered by the audit chain through digests
+(``audit.row_data``: never the secret), so a planted token or a replaced password hash is a
+finding of audit verify; not part of the data snapshot's hash, and a backup holds only the
+digests (a restored account's password is reset before use)."""
+
+CHAINED_TABLES: tuple[type[Base], ...] = AUDITED_TABLES + ACCESS_TABLES
+"""Every table whose rows the audit chain records."""

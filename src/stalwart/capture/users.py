@@ -175,8 +175,11 @@ class UserStore:
             )
             session.add(user)
             session.flush()
-            session.add(UserCredential(user_id=user.id, password_hash=digest))
-            append_audit(session, [("INSERT", user)], who.label, "user account created")
+            cred = UserCredential(user_id=user.id, password_hash=digest)
+            session.add(cred)
+            append_audit(
+                session, [("INSERT", user), ("INSERT", cred)], who.label, "user account created"
+            )
             return UserAccount(user.id, username, user.full_name, user.role, site, True)
 
     def users(self, actor: ActorLike) -> list[UserAccount]:
@@ -206,7 +209,7 @@ class UserStore:
             user.password_changed_at = self._now().isoformat()
             append_audit(
                 session,
-                [("UPDATE", user)],
+                [("UPDATE", user), ("UPDATE", cred)],
                 user.username,
                 f"password changed by its owner (credential {credential_digest(digest)})",
             )
@@ -308,6 +311,7 @@ class UserStore:
                 user,
                 actor.label,
                 f"{what} (token {row.id}, expires {expires:%Y-%m-%d %H:%M} UTC)",
+                [("INSERT", row)],
             )
         return IssuedToken(token, csrf, expires, actor)
 
@@ -347,7 +351,9 @@ class UserStore:
             user = session.get(AppUser, row.user_id)
             assert user is not None
             what = "page session ended (logout)" if row.kind == "session" else "API token withdrawn"
-            record_account_event(session, user, user.username, f"{what} (token {row.id})")
+            record_account_event(
+                session, user, user.username, f"{what} (token {row.id})", [("UPDATE", row)]
+            )
 
     @staticmethod
     def csrf_matches(expected: str | None, given: str | None) -> bool:

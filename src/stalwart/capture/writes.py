@@ -17,8 +17,12 @@ given, with no unit of work and no flush. A write that reads ORM rows it then ch
 correction, a randomization) stays on the ORM, so a session never mixes the two paths for one
 row.
 
-Rows not covered by the chain (a user's password hash, tokens) are written by ``users`` without
-an audit record of their own, inside an audited transaction all the same.
+Credentials and tokens are covered by the chain through digests (``tables.ACCESS_TABLES``).
+
+**Text every format can carry.** Both paths refuse a text value holding a control character,
+NUL, a lone surrogate or a non-character (``capture.text``) before anything is sent to the
+database: the ORM's in a ``before_flush`` hook of every session (``capture.audit``), Core's
+in ``insert_rows``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from stalwart.capture.audit import append_audit, json_value
 from stalwart.capture.tables import Base
+from stalwart.capture.text import check_values
 
 __all__ = ["add_rows", "insert_rows"]
 
@@ -73,6 +78,8 @@ def insert_rows(
         keys = [(key, isinstance(column.type, sa.Float)) for key, column in attrs]
         cached = _INSERTS[model] = (stmt, keys)
     stmt, keys = cached
+    for row in rows:
+        check_values(row.items())
     params: Any = rows[0] if len(rows) == 1 else list(rows)
     stored = session.connection().execute(stmt, params).all()
     return [

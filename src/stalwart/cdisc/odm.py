@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -31,26 +32,32 @@ import odmlib
 import sqlalchemy as sa
 from lxml import etree
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
 
 from stalwart import __version__
 from stalwart.capture.audit import verify_audit
-from stalwart.capture.tables import AUDITED_TABLES, AuditRecord, Base
+from stalwart.capture.db import snapshot_session
+from stalwart.capture.tables import CHAINED_TABLES, AuditRecord, Base
+from stalwart.capture.text import first_uncarriable
 from stalwart.cdisc.define_xml import ODM_NS, validate_xml
 from stalwart.cdisc.trial_design import visit_schedule
 from stalwart.errors import AuditChainError
 from stalwart.protocol.load import LoadedProtocol
 
 __all__ = [
+    "BACKUP_STATEMENT",
+    "ESCAPED",
     "ODM_XSD",
     "STUDY_LEVEL",
+    "backup_statement",
     "build_odm",
+    "carriable",
     "column_kind",
     "encode_value",
     "export_odm",
     "odm_schema",
     "study_event_of",
     "table_of",
+    "uncarried",
 ]
 
 ODM_XSD = Path(odmlib.__file__).parent / "schemas" / "odm" / "1.3.2" / "ODM1-3-2.xsd"
@@ -59,7 +66,15 @@ ODM_XSD = Path(odmlib.__file__).parent / "schemas" / "odm" / "1.3.2" / "ODM1-3-2
 STUDY_LEVEL = "STUDY-LEVEL"
 """Subject key of rows that belong to no screened person."""
 
-_SETUP = {"trial", "site", "allocation_slot", "minimization_draw", "app_user"}
+_SETUP = {
+    "trial",
+    "site",
+    "allocation_slot",
+    "minimization_draw",
+    "app_user",
+    "user_credential",
+    "auth_token",
+}
 _ENROLMENT = {"screening", "consent", "participant"}
 _ODM_TYPES = {
     "int": "integer",
@@ -109,6 +124,39 @@ def column_kind(column: sa.Column[Any]) -> str:
     return "str"
 
 
+def backup_statement(head_hash: str, records: int) -> str:
+    """What a file says of its own end (in ``ODM/@Description``): the chain head and the record
+    count; a restore refuses a file whose records do not end there (a truncated file)."""
+    return f"; chain head {head_hash}, {records} records"
+
+
+BACKUP_STATEMENT = re.compile(r"; chain head ([0-9a-f]{64}), ([0-9]+) records$")
+"""Reads ``backup_statement`` back."""
+
+ESCAPED = "\ue000"
+"""Marks a text the file holds as a JSON string: text XML cannot carry as it is."""
+
+
+def carriable(text: str) -> str:
+    """``text`` as an XML document can hold it, reversibly (``uncarried``): unchanged, or, when
+    it holds a character XML 1.0 cannot carry (a control character or NUL stored by a version
+    that accepted them, see ``capture.text``) or starts with ``ESCAPED``, ``ESCAPED`` and its
+    ASCII JSON string. A backup thus never fails on what is stored, and restores it exactly."""
+    if first_uncarriable(text) is None and not text.startswith(ESCAPED):
+        return text
+    return ESCAPED + json.dumps(text, ensure_ascii=True)
+
+
+def uncarried(text: str) -> str:
+    """The text ``carriable`` was given."""
+    if not text.startswith(ESCAPED):
+        return text
+    value = json.loads(text[1:])
+    if not isinstance(value, str):
+        raise ValueError(f"not an escaped text: {text!r}")
+    return value
+
+
 def encode_value(kind: str, value: Any) -> str:
     """The ``ItemData/@Value`` of a JSON-able row value (as the audit record holds it)."""
     if kind == "bool":
@@ -117,7 +165,7 @@ def encode_value(kind: str, value: Any) -> str:
         return repr(float(value))
     if kind == "json":
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return str(value)
+    return carriable(str(value))
 
 
 def study_event_of(table: str) -> str:
@@ -139,7 +187,7 @@ def _el(parent: etree._Element, tag: str, **attrs: str) -> etree._Element:
 
 def _text(parent: etree._Element, tag: str, text: str) -> etree._Element:
     el = _el(parent, tag)
-    el.text = text
+    el.text = carriable(text)
     return el
 
 
@@ -180,7 +228,7 @@ def _metadata(root: etree._Element, loaded: LoadedProtocol, mdv_oid: str) -> Non
     }
     for i, oid in enumerate(events, start=1):
         _el(proto, "StudyEventRef", StudyEventOID=oid, OrderNumber=str(i), Mandatory="Yes")
-    tables = [t.__tablename__ for t in AUDITED_TABLES]
+    tables = [t.__tablename__ for t in CHAINED_TABLES]
     for oid, (name, kind) in events.items():
         se = _el(mdv, "StudyEventDef", OID=oid, Name=name, Repeating="Yes", Type=kind)
         for k, table in enumerate([t for t in tables if study_event_of(t) == oid], start=1):
@@ -188,7 +236,7 @@ def _metadata(root: etree._Element, loaded: LoadedProtocol, mdv_oid: str) -> Non
     for table in tables:
         form = _el(mdv, "FormDef", OID=f"F.{table}", Name=table, Repeating="Yes")
         _el(form, "ItemGroupRef", ItemGroupOID=f"IG.{table}", Mandatory="Yes")
-    for model in AUDITED_TABLES:
+    for model in CHAINED_TABLES:
         table = model.__tablename__
         ig = _el(mdv, "ItemGroupDef", OID=f"IG.{table}", Name=table, Repeating="Yes")
         for k, col in enumerate(table_of(table).columns, start=1):
@@ -199,7 +247,7 @@ def _metadata(root: etree._Element, loaded: LoadedProtocol, mdv_oid: str) -> Non
                 OrderNumber=str(k),
                 Mandatory="Yes" if not col.nullable else "No",
             )
-    for model in AUDITED_TABLES:
+    for model in CHAINED_TABLES:
         table = model.__tablename__
         for col in table_of(table).columns:
             item = _el(
@@ -268,7 +316,8 @@ def build_odm(engine: Engine, loaded: LoadedProtocol) -> etree._ElementTree:
     root = etree.Element(_q("ODM"), nsmap={None: ODM_NS})
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     for key, value in {
-        "Description": f"{p.study.id} trial database: protocol metadata and the audit trail",
+        "Description": f"{p.study.id} trial database: protocol metadata and the audit trail"
+        + backup_statement(report.head_hash, report.records),
         "FileType": "Transactional",
         "Granularity": "All",
         "FileOID": f"ODM.{p.study.id}.{report.head_hash[:16]}",
@@ -288,11 +337,16 @@ def build_odm(engine: Engine, loaded: LoadedProtocol) -> etree._ElementTree:
     locations: set[str] = {"LOC.CENTRAL"}
     kinds = {
         m.__tablename__: {c.key: column_kind(c) for c in table_of(m.__tablename__).columns}
-        for m in AUDITED_TABLES
+        for m in CHAINED_TABLES
     }
     walker = _Walker()
-    with Session(engine) as session:
-        stmt = sa.select(AuditRecord).order_by(AuditRecord.sequence)
+    with snapshot_session(engine) as session:
+        # the records the verification saw: writes going on meanwhile are not in this file
+        stmt = (
+            sa.select(AuditRecord)
+            .where(AuditRecord.sequence <= report.records)
+            .order_by(AuditRecord.sequence)
+        )
         for rec in session.execute(stmt.execution_options(yield_per=2000)).scalars():
             data = json.loads(rec.data)
             subject, location = walker.locate(rec.table_name, rec.record_id, data)

@@ -28,10 +28,17 @@ from sqlalchemy.exc import SQLAlchemyError
 # the chain's own hashing, so that a restored record hashes exactly as the original did
 from stalwart.capture.audit import GENESIS_HASH, _canonical, _record_hash
 from stalwart.capture.db import create_schema
-from stalwart.capture.tables import AUDITED_TABLES, AuditRecord, Base, TrialInfo
+from stalwart.capture.tables import (
+    ACCESS_TABLES,
+    AUDITED_TABLES,
+    CHAINED_TABLES,
+    AuditRecord,
+    Base,
+    TrialInfo,
+)
 from stalwart.capture.transaction import transaction
 from stalwart.cdisc.define_xml import ODM_NS, validate_xml
-from stalwart.cdisc.odm import column_kind, odm_schema, table_of
+from stalwart.cdisc.odm import BACKUP_STATEMENT, column_kind, odm_schema, table_of, uncarried
 from stalwart.errors import ConflictError, ExportError
 
 __all__ = [
@@ -77,16 +84,25 @@ def _decode(kind: str, text: str) -> tuple[Any, Any]:
     if kind == "json":
         value = json.loads(text)
         return value, value
-    return text, text
+    plain = uncarried(text)
+    return plain, plain
 
 
 def _parse(path: Path) -> etree._ElementTree:
     if not path.is_file():
         raise ExportError(f"no ODM file at {path}; give the file `stalwart export odm` wrote")
+    parser = etree.XMLParser(
+        huge_tree=True, resolve_entities=False, load_dtd=False, no_network=True
+    )
     try:
-        doc = etree.parse(str(path), etree.XMLParser(huge_tree=True, resolve_entities=False))
+        doc = etree.parse(str(path), parser)
     except etree.XMLSyntaxError as exc:
         raise ExportError(f"{path} is not well-formed XML: {exc}") from None
+    if doc.docinfo.doctype or doc.docinfo.internalDTD is not None:
+        raise ExportError(
+            f"{path} holds a DOCTYPE declaration (a document type or entities), which a "
+            "backup never has: refused, nothing read from it; restore from an unaltered backup"
+        )
     validate_xml(doc, odm_schema(), f"the ODM file {path}")
     return doc
 
@@ -95,7 +111,10 @@ def _users(doc: etree._ElementTree) -> dict[str, str]:
     users = {}
     for user in doc.getroot().iter(_q("User")):
         login = user.find(_q("LoginName"))
-        users[user.get("OID", "")] = "" if login is None else (login.text or "")
+        try:
+            users[user.get("OID", "")] = "" if login is None else uncarried(login.text or "")
+        except ValueError as exc:
+            raise ExportError(f"user {user.get('OID')}: bad escaped text: {exc}") from None
     return users
 
 
@@ -115,7 +134,7 @@ def _records(doc: etree._ElementTree, path: Path) -> list[_Restored]:
     users = _users(doc)
     kinds = {
         m.__tablename__: {c.key: column_kind(c) for c in table_of(m.__tablename__).columns}
-        for m in AUDITED_TABLES
+        for m in CHAINED_TABLES
     }
     prev = GENESIS_HASH
     out: list[_Restored] = []
@@ -140,8 +159,11 @@ def _records(doc: etree._ElementTree, path: Path) -> list[_Restored]:
             except ValueError as exc:
                 raise ExportError(f"{where}: bad value of {col}: {exc}") from None
         reason_el = ar.find(_q("ReasonForChange"))
-        reason = None if reason_el is None else (reason_el.text or "")
-        recorded_at = ar.findtext(_q("DateTimeStamp")) or ""
+        try:
+            reason = None if reason_el is None else uncarried(reason_el.text or "")
+            recorded_at = uncarried(ar.findtext(_q("DateTimeStamp")) or "")
+        except ValueError as exc:
+            raise ExportError(f"{where}: bad escaped text: {exc}") from None
         actor = users.get(user.get("UserOID", ""), "")
         action = "INSERT" if ig.get("TransactionType") == "Insert" else "UPDATE"
         try:
@@ -174,7 +196,32 @@ def _records(doc: etree._ElementTree, path: Path) -> list[_Restored]:
         out.append(_Restored(audit, table, record_id, action, values))
     if not out:
         raise ExportError(f"{path} holds no clinical data to restore")
+    _check_end(doc, path, out)
     return out
+
+
+def _check_end(doc: etree._ElementTree, path: Path, out: list[_Restored]) -> None:
+    """Refuse a file whose records do not end where the file says: a truncated file.
+
+    The file names its chain head and record count (``backup_statement``), and older files
+    the head's first 16 hex digits (``FileOID``)."""
+    root = doc.getroot()
+    last, count = out[-1].audit["hash"], len(out)
+    stated = BACKUP_STATEMENT.search(root.get("Description") or "")
+    oid = (root.get("FileOID") or "").rsplit(".", 1)[-1]
+    if stated is not None:
+        head, records = stated.group(1), int(stated.group(2))
+    elif len(oid) == 16:
+        head, records = oid, count
+    else:
+        raise ExportError(f"{path} does not name its chain head: not a stalwart backup")
+    if records != count or not last.startswith(head):
+        raise ExportError(
+            f"{path} says its audit chain ends at record {records} with head {head[:16]}..., "
+            f"but its records end at record {count} with head {last[:16]}...: records are "
+            "missing from its end or were added (a truncated or altered file); restore from "
+            "an unaltered backup"
+        )
 
 
 def _require_empty(engine: Engine) -> None:
@@ -192,6 +239,9 @@ def _require_empty(engine: Engine) -> None:
             f"the database is not empty (rows in {', '.join(held)}): restore into a new, "
             "empty database"
         )
+
+
+_ACCESS = {t.__tablename__ for t in ACCESS_TABLES}
 
 
 def _flush(conn: sa.Connection, table: str, batch: list[dict[str, Any]]) -> None:
@@ -255,6 +305,8 @@ def restore_odm(backup: OdmBackup, engine: Engine) -> RestoreSummary:
             batch: list[dict[str, Any]] = []
             batch_table = ""
             for rec in records:
+                if rec.table in _ACCESS:
+                    continue  # the file holds digests only: accounts get new passwords
                 if rec.action == "INSERT":
                     if rec.table != batch_table:
                         _flush(conn, batch_table, batch)

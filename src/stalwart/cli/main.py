@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from stalwart import __version__
-from stalwart.cli import accounts, data, database, design, trial
+from stalwart.cli import accounts, audit, data, database, design, trial
 from stalwart.cli.common import friendly, out_console
 
 __all__ = ["app", "main"]
@@ -27,7 +27,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 audit_app = typer.Typer(
-    help="The audit trail: verify its hash chain and the data it covers.", no_args_is_help=True
+    help="The audit trail: verify its hash chain and the data it covers; sign checkpoints.",
+    no_args_is_help=True,
 )
 randomization_app = typer.Typer(
     help="The randomization design: simulate it before go-live.", no_args_is_help=True
@@ -44,7 +45,9 @@ app.add_typer(db_app, name="db")
 app.command("demo")(friendly(trial.demo))
 app.command("init")(friendly(trial.init))
 app.command("validate")(friendly(trial.validate_protocol))
-audit_app.command("verify")(friendly(trial.audit_verify))
+audit_app.command("verify")(friendly(audit.audit_verify))
+audit_app.command("checkpoint")(friendly(audit.audit_checkpoint))
+audit_app.command("keygen")(friendly(audit.audit_keygen))
 user_app.command("add")(friendly(trial.user_add))
 user_app.command("list")(friendly(accounts.user_list))
 user_app.command("reset-password")(friendly(accounts.user_reset_password))

@@ -1,9 +1,8 @@
-"""Commands that make, check and serve a trial database: demo, init, validate, audit verify,
-user add, serve."""
+"""Commands that make, check and serve a trial database: demo, init, validate, user add, serve."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +18,7 @@ from stalwart.cli.common import (
 )
 from stalwart.cli.progress import stage_progress
 
-__all__ = ["audit_verify", "demo", "init", "serve", "user_add", "validate_protocol"]
+__all__ = ["demo", "init", "serve", "user_add", "validate_protocol"]
 
 
 def demo(
@@ -93,29 +92,82 @@ def init(
     database: DatabaseOption = None,
     protocol: ProtocolOption = None,
     seed: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="Seed of the allocation lists (keep it secret; only its fingerprint is stored)."
+            help="Seed of the allocation lists (default: a new 128-bit seed from the operating "
+            "system's generator). Keep it secret: only a salted, slow fingerprint is stored.",
+            show_default=False,
         ),
-    ] = 0,
+    ] = None,
+    allocation_key: Annotated[
+        Path | None,
+        typer.Option(
+            help="Seal the allocation lists: the arms are stored encrypted under this key "
+            "(created, owner-only, when the file does not exist). Keep it off the database "
+            "server's disks and backups; `serve --allocation-key` needs it.",
+            show_default=False,
+        ),
+    ] = None,
+    seed_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the drawn seed to this new file (owner-only) instead of showing it.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Create a new trial database from a protocol file: schema, sites, allocation lists.
 
-    Example: stalwart init --database sqlite:///trial.db --protocol my-study.toml --seed 8123
+    Without --seed a 128-bit seed is drawn and shown once (or written to --seed-file): it
+    regenerates the allocation lists, so keep it where the trial statistician's sealed
+    documents are, never beside the database.
+
+    Example: stalwart init --database sqlite:///trial.db --protocol my-study.toml
+    --seed-file /secure/trial-seed.txt
     """
+    import os
+    import secrets
+
     from stalwart.capture.db import create_schema
     from stalwart.capture.service import initialize_trial
+    from stalwart.errors import ConfigurationError
     from stalwart.protocol.load import load_protocol
 
+    if seed is not None and seed_file is not None:
+        raise ConfigurationError("give --seed or --seed-file, not both")
+    if seed_file is not None and (seed_file.exists() or not seed_file.parent.is_dir()):
+        raise ConfigurationError(f"--seed-file {seed_file}: give a new file in an existing folder")
     loaded = load_protocol(protocol)
+    key = None
+    if allocation_key is not None:
+        from stalwart.capture.sealing import generate_allocation_key, load_allocation_key
+
+        if allocation_key.exists():
+            key = load_allocation_key(str(allocation_key))
+        else:
+            key = generate_allocation_key(allocation_key)
+            out_console.print(f"wrote a new allocation key to {allocation_key} (owner-only)")
+    drawn = seed is None
+    chosen = secrets.randbits(128) if seed is None else seed
     with opened_engine(database) as engine:
         create_schema(engine)
-        initialize_trial(engine, loaded, seed=seed, actor="cli")
+        initialize_trial(engine, loaded, seed=chosen, actor="cli", allocation_key=key)
     p = loaded.protocol
     out_console.print(
         f"initialized {p.study.id} {p.study.version}: {len(p.arms)} arms, "
         f"{len(p.sites)} sites (protocol sha256 {loaded.sha256[:12]}...)"
     )
+    if drawn and seed_file is not None:
+        fd = os.open(seed_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{chosen}\n")
+        out_console.print(f"wrote the randomization seed to {seed_file} (owner-only)")
+    elif drawn:
+        out_console.print(
+            f"randomization seed: {chosen}\nIt is shown only now and is not stored: keep it "
+            "sealed (it regenerates the allocation lists), e.g. with the trial statistician.",
+            highlight=False,
+        )
 
 
 def validate_protocol(
@@ -132,46 +184,6 @@ def validate_protocol(
         f"{protocol}: valid ({loaded.protocol.study.id} "
         f"{loaded.protocol.study.version}, sha256 {loaded.sha256[:12]}...)"
     )
-
-
-def audit_verify(
-    database: DatabaseOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
-) -> None:
-    """Check the audit hash chain and every data row against it; exit 1 on the first mismatch.
-
-    Example: stalwart audit verify --database sqlite:///demo-out/stalwart.db
-    """
-    from stalwart.capture.audit import verify_audit
-    from stalwart.capture.service import CaptureService
-
-    with opened_engine(database) as engine:
-        CaptureService.open(engine)
-        report = verify_audit(engine)
-    if as_json:
-        finding = None if report.finding is None else report.finding.__dict__
-        out_console.print_json(
-            json.dumps(
-                {
-                    "ok": report.ok,
-                    "records": report.records,
-                    "rows": report.rows,
-                    "head_hash": report.head_hash,
-                    "finding": finding,
-                }
-            )
-        )
-    elif report.ok:
-        out_console.print(
-            f"audit chain verified: {report.records} records, {report.rows} data "
-            f"rows, head {report.head_hash[:16]}..."
-        )
-    if not report.ok:
-        assert report.finding is not None
-        err_console.print(
-            f"[bold red]audit verification failed:[/] {report.finding.message}", highlight=False
-        )
-        raise typer.Exit(1)
 
 
 def user_add(
@@ -244,6 +256,36 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    allocation_key: Annotated[
+        str | None,
+        typer.Option(
+            help="The key of the trial's sealed allocation lists (the file `stalwart init "
+            "--allocation-key` wrote, or env:NAME): randomization opens one slot with it.",
+            show_default=False,
+        ),
+    ] = None,
+    checkpoint_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Sign audit checkpoints with this Ed25519 key (PEM file or env:NAME; see "
+            "`stalwart audit keygen`), held outside the database.",
+            show_default=False,
+        ),
+    ] = None,
+    checkpoint_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where the checkpoints go: a folder on another disk or a mounted object store.",
+            show_default=False,
+        ),
+    ] = None,
+    checkpoint_records: Annotated[
+        int, typer.Option(help="Write a checkpoint after this many new audit records.")
+    ] = 1000,
+    checkpoint_minutes: Annotated[
+        float,
+        typer.Option(help="...or after this many minutes, when any record was appended."),
+    ] = 5.0,
 ) -> None:
     """Serve the trial database: JSON API (/api, docs at /docs), pages (/), liveness (/healthz),
     readiness (/readyz).
@@ -273,18 +315,69 @@ def serve(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--forwarded-allow-ips") from None
     check_database(url)  # a bad URL or an empty database fails before the server starts
+    if (checkpoint_key is None) != (checkpoint_dir is None):
+        raise typer.BadParameter("give --checkpoint-key and --checkpoint-dir together")
+    stop_checkpoints = None
+    if checkpoint_key is not None and checkpoint_dir is not None:
+        stop_checkpoints = _start_checkpoints(
+            url, checkpoint_key, checkpoint_dir, checkpoint_records, checkpoint_minutes
+        )
     os.environ["STALWART_DATABASE_URL"] = url
+    if allocation_key is not None:
+        from stalwart.capture.sealing import load_allocation_key
+        from stalwart.web.server import ALLOCATION_KEY_ENV
+
+        load_allocation_key(allocation_key)  # a missing or bad key fails before the server starts
+        os.environ[ALLOCATION_KEY_ENV] = allocation_key
     if pool_size is not None:
         os.environ[POOL_SIZE_ENV] = str(pool_size)
     os.environ[SECURE_COOKIES_ENV] = "1" if secure_cookies else ""
-    uvicorn.run(
-        "stalwart.web.server:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-        # without trusted proxies uvicorn reads no proxy header: request.client is the peer
-        proxy_headers=bool(proxies),
-        forwarded_allow_ips=proxies or None,
+    try:
+        uvicorn.run(
+            "stalwart.web.server:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+            # without trusted proxies uvicorn reads no proxy header: request.client is the peer
+            proxy_headers=bool(proxies),
+            forwarded_allow_ips=proxies or None,
+        )
+    finally:
+        if stop_checkpoints is not None:
+            stop_checkpoints()
+
+
+def _start_checkpoints(
+    url: str, key: str, folder: Path, records: int, minutes: float
+) -> Callable[[], None]:
+    """Start the checkpoint writer in a thread of this (the serving) process; returns its stop,
+    which writes a last checkpoint when the chain grew since the previous one."""
+    import threading
+
+    from stalwart.capture.anchor import Checkpointer, load_private_key
+    from stalwart.capture.db import open_engine
+
+    signing = load_private_key(key)
+    if records < 1 or minutes <= 0:
+        raise typer.BadParameter("--checkpoint-records and --checkpoint-minutes must be positive")
+    engine = open_engine(url)
+    writer = Checkpointer(
+        engine,
+        signing,
+        folder,
+        every_records=records,
+        every_seconds=minutes * 60,
+        report=lambda line: err_console.print(line, highlight=False),
     )
+    writer.tick()  # a chain that does not extend the folder's last checkpoint is reported now
+    thread = threading.Thread(target=writer.run, name="audit-checkpoints", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        writer.stop.set()
+        thread.join(timeout=60)
+        engine.dispose()
+
+    return stop

@@ -17,6 +17,7 @@ HTTP (then the database also holds the play's user accounts, so ``data_sha256`` 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from stalwart.analysis.recompute import (
 )
 from stalwart.capture.audit import data_sha256
 from stalwart.capture.db import create_schema, open_engine, resolve_database_url
+from stalwart.capture.sealing import AllocationKey, generate_allocation_key
 from stalwart.capture.service import CaptureService, initialize_trial
 from stalwart.errors import ConfigurationError
 from stalwart.play.sites import PlayedTrial, Progress, play_trial
@@ -105,7 +107,18 @@ def analyze_database(engine: Engine, seed: int | None = None) -> AnalysisOutcome
 DEMO_MARKER = ".stalwart-demo"
 """File marking a folder as a demo run's output (so a later demo run may replace it)."""
 
-DEMO_OUTPUTS = ("stalwart.db", "stalwart.db-wal", "stalwart.db-shm", "results.json", "report.html")
+ALLOCATION_KEY_FILE = "allocation.key"
+"""The demo's allocation key (its lists are sealed, ``capture.sealing``), in its folder: a real
+trial keeps its key away from the database."""
+
+DEMO_OUTPUTS = (
+    "stalwart.db",
+    "stalwart.db-wal",
+    "stalwart.db-shm",
+    "results.json",
+    "report.html",
+    ALLOCATION_KEY_FILE,
+)
 """The files a demo run writes into its folder."""
 
 
@@ -140,13 +153,20 @@ def _require_empty(engine: Engine) -> None:
 
 
 def _play_via_http(
-    engine: Engine, protocol: Protocol, seed: np.random.SeedSequence, progress: Progress | None
+    engine: Engine,
+    protocol: Protocol,
+    seed: np.random.SeedSequence,
+    progress: Progress | None,
+    key: AllocationKey,
 ) -> PlayedTrial:
     """Create the play's users, start a local server and play the sites through its API."""
     from stalwart.play.http_port import HttpPort, LocalServer, create_play_users
 
     credentials = create_play_users(engine, protocol)
-    with LocalServer(engine) as server, HttpPort.login(server.url, protocol, credentials) as port:
+    with (
+        LocalServer(engine, allocation_key=key) as server,
+        HttpPort.login(server.url, protocol, credentials) as port,
+    ):
         return play_trial(port, load_parameters(), seed, progress)
 
 
@@ -179,13 +199,23 @@ def run_demo(
         create_schema(engine)
         loaded = load_protocol(protocol)
         randomization_seed, play_seed = np.random.SeedSequence(seed).spawn(2)
+        # the demo seals its allocation lists like a real trial, its key kept in its folder
+        (out / ALLOCATION_KEY_FILE).unlink(missing_ok=True)
+        key = generate_allocation_key(out / ALLOCATION_KEY_FILE)
         initialize_trial(
-            engine, loaded, seed=int(randomization_seed.generate_state(1)[0]), actor="demo"
+            engine,
+            loaded,
+            seed=int(randomization_seed.generate_state(1)[0]),
+            actor="demo",
+            # the demo's seed is public (results.json): a salt derived from it keeps the data
+            # hash reproducible; a real trial's salt is random (stalwart init)
+            salt=hashlib.sha256(f"stalwart-demo-salt:{seed}".encode()).digest()[:16],
+            allocation_key=key,
         )
         if via_http:
-            played = _play_via_http(engine, loaded.protocol, play_seed, progress)
+            played = _play_via_http(engine, loaded.protocol, play_seed, progress, key)
         else:
-            service = CaptureService.open(engine)
+            service = CaptureService.open(engine, allocation_key=key)
             played = play_trial(service, load_parameters(), play_seed, progress)
         report("analysis plan", 0, 1)
         analysis = analyze_database(engine, seed)

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 
 from stalwart.capture.ae_form import AeDetails
 from stalwart.capture.edit_checks import LabValue
+from stalwart.capture.sealing import AllocationKey
 from stalwart.capture.users import UserStore
 from stalwart.errors import (
     AccessDeniedError,
@@ -78,14 +79,24 @@ class LocalServer:
     of the file queue rather than fail.
     """
 
-    def __init__(self, engine: Engine, host: str = "127.0.0.1", start_timeout: float = 30.0):
+    def __init__(
+        self,
+        engine: Engine,
+        host: str = "127.0.0.1",
+        start_timeout: float = 30.0,
+        allocation_key: AllocationKey | None = None,
+    ):
         from stalwart.web.app import create_app
 
         self.host = host
         self.port = _free_port(host)
         self.url = f"http://{host}:{self.port}"
         config = uvicorn.Config(
-            create_app(engine), host=host, port=self.port, log_level="warning", lifespan="on"
+            create_app(engine, allocation_key=allocation_key),
+            host=host,
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="stalwart-serve", daemon=True)

@@ -14,6 +14,7 @@ The protocol's ``randomization.method`` picks the list:
 from __future__ import annotations
 
 import hashlib
+import hmac
 import itertools
 from collections.abc import Mapping
 from numbers import Integral
@@ -26,9 +27,11 @@ from stalwart.randomization.blocks import Slot, permuted_blocks
 from stalwart.randomization.minimization import minimization_draws
 
 __all__ = [
+    "SEED_SALT_BYTES",
     "allocation_lists",
     "concealed_draws",
     "seed_fingerprint",
+    "seed_matches",
     "stratum_key",
     "stratum_keys",
     "stratum_levels",
@@ -100,6 +103,31 @@ def stratum_keys(protocol: Protocol) -> list[str]:
     return ["|".join(combo) for combo in combos]
 
 
-def seed_fingerprint(seed: int) -> str:
-    """SHA-256 of the seed, stored instead of the seed so readers cannot regenerate the list."""
-    return hashlib.sha256(f"stalwart-randomization-seed:{seed}".encode()).hexdigest()
+SEED_SALT_BYTES = 16
+"""Length of the random salt of a seed fingerprint."""
+
+_SCRYPT = {"n": 2**15, "r": 8, "p": 1, "maxmem": 64 * 2**20, "dklen": 16}
+"""scrypt's cost (RFC 7914's interactive setting: 32 MiB and tens of ms per guess)."""
+
+
+def seed_fingerprint(seed: int, salt: bytes) -> str:
+    """The seed's stored fingerprint: the salt and the seed's salted scrypt digest, in hex (64
+    characters). Stored instead of the seed so that whoever can read the database cannot
+    regenerate the lists; salted and slow so that a small seed cannot be found by computing
+    the fingerprints of every candidate (the unsalted SHA-256 of earlier versions could: seed 0
+    in microseconds). Whoever holds the seed checks it with ``seed_matches``."""
+    if len(salt) != SEED_SALT_BYTES:
+        raise ValueError(f"the fingerprint's salt must be {SEED_SALT_BYTES} bytes")
+    digest = hashlib.scrypt(f"stalwart-randomization-seed:{seed}".encode(), salt=salt, **_SCRYPT)
+    return salt.hex() + digest.hex()
+
+
+def seed_matches(seed: int, fingerprint: str) -> bool:
+    """Whether ``seed`` is the seed whose fingerprint (``seed_fingerprint``) is stored."""
+    try:
+        salt = bytes.fromhex(fingerprint[: 2 * SEED_SALT_BYTES])
+    except ValueError:
+        return False
+    if len(salt) != SEED_SALT_BYTES:
+        return False
+    return hmac.compare_digest(seed_fingerprint(seed, salt), fingerprint)

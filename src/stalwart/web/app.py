@@ -10,24 +10,27 @@ naming what failed). Every response carries the security headers of ``web.header
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from argon2 import PasswordHasher
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
 from stalwart import __version__
 from stalwart.capture.health import readiness
+from stalwart.capture.sealing import AllocationKey
 from stalwart.capture.service import CaptureService
+from stalwart.capture.text import check_text
 from stalwart.capture.users import UserStore
+from stalwart.errors import ValidationError
 from stalwart.web import pages
 from stalwart.web.deps import Blocking
-from stalwart.web.errors import RETRY_AFTER_S, install_error_handlers
+from stalwart.web.errors import RETRY_AFTER_S, error_body, install_error_handlers
 from stalwart.web.headers import SecurityHeaders
 from stalwart.web.routes import (
     PUBLIC,
@@ -54,18 +57,37 @@ def _pool_capacity(engine: Engine) -> int:
 STATIC_DIR = Path(__file__).parent / "static"
 
 
+async def _refuse_uncarriable_urls(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """A path or query value holding a control character or NUL (``capture.text``) is a 422
+    naming it, before any route looks it up (PostgreSQL cannot even compare text with NUL)."""
+    values = [("path", str(request.scope.get("path", ""))), *request.query_params.multi_items()]
+    for field, value in values:
+        try:
+            check_text(field, value)
+        except ValidationError as exc:
+            return JSONResponse(error_body(exc), status_code=422)
+    return await call_next(request)
+
+
 def create_app(
     engine: Engine,
     today: Callable[[], dt.date] | None = None,
     hasher: PasswordHasher | None = None,
     secure_cookies: bool = False,
+    allocation_key: AllocationKey | None = None,
 ) -> FastAPI:
     """The web app over an initialized trial database.
 
     ``today`` fixes the date the edit checks use (tests); ``hasher`` the argon2 parameters;
-    ``secure_cookies`` marks the session cookie Secure (behind HTTPS) and sends HSTS.
+    ``secure_cookies`` marks the session cookie Secure (behind HTTPS) and sends HSTS;
+    ``allocation_key`` opens the slots of sealed allocation lists (``capture.sealing``).
     """
-    service = CaptureService.open(engine) if today is None else CaptureService.open(engine, today)
+    if today is None:
+        service = CaptureService.open(engine, allocation_key=allocation_key)
+    else:
+        service = CaptureService.open(engine, today, allocation_key)
     study = service.protocol.study
     app = FastAPI(
         title=f"stalwart: {study.id} data capture",
@@ -81,6 +103,7 @@ def create_app(
     app.state.users = UserStore(engine, hasher)
     app.state.secure_cookies = secure_cookies
     install_error_handlers(app)
+    app.middleware("http")(_refuse_uncarriable_urls)
     app.add_middleware(SecurityHeaders, hsts=secure_cookies, retry_after_s=RETRY_AFTER_S)
 
     @app.get("/healthz", tags=["health"], **PUBLIC)

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from stalwart.capture.ae_form import AeDetails
+from stalwart.capture.text import first_uncarriable
 from stalwart.protocol.schema import ScreeningItem
 
 __all__ = [
@@ -85,8 +86,36 @@ RecordId = Annotated[int, Path(ge=1, le=MAX_ID)]
 """A record id in a URL: 1 to ``MAX_ID`` (a larger one is refused before it reaches the store)."""
 
 
+def _carriable(value: Any) -> None:
+    """Refuse text (at any depth of a field's value) that a stored record could not carry."""
+    if isinstance(value, str):
+        found = first_uncarriable(value)
+        if found is not None:
+            raise ValueError(
+                f"contains U+{ord(found[1]):04X} at character {found[0] + 1}, a control "
+                "character, NUL, lone surrogate or non-character: remove it (text may hold "
+                "letters, digits, punctuation, spaces, tabs and new lines)"
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _carriable(key)
+            _carriable(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _carriable(item)
+
+
 class _In(BaseModel):
+    """Every request body: no unknown fields, no text a record cannot carry (``capture.text``:
+    the store refuses it too, this names the field of the request)."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _text_every_format_can_carry(cls, value: Any) -> Any:
+        _carriable(value)
+        return value
 
 
 class TokenCreate(_In):

@@ -12,10 +12,12 @@ import os
 from fastapi import FastAPI
 
 from stalwart.capture.db import DATABASE_URL_ENV, open_engine
+from stalwart.capture.sealing import load_allocation_key
 from stalwart.capture.service import CaptureService
 from stalwart.errors import ConfigurationError
 
 __all__ = [
+    "ALLOCATION_KEY_ENV",
     "POOL_SIZE",
     "POOL_SIZE_ENV",
     "SECURE_COOKIES_ENV",
@@ -34,6 +36,10 @@ lengthen that queue: the lock holder waits for a core while the others wait for 
 With 4 per worker a request beyond them waits in the worker for a free connection, which costs
 nothing; ``benchmarks/api_load.py --pool-size`` measures other choices.
 """
+
+ALLOCATION_KEY_ENV = "STALWART_ALLOCATION_KEY"
+"""Environment variable through which ``stalwart serve --allocation-key`` names the key (its
+file, or env:NAME) to each worker."""
 
 POOL_SIZE_ENV = "STALWART_POOL_SIZE"
 """Environment variable through which ``stalwart serve --pool-size`` reaches each worker."""
@@ -100,4 +106,9 @@ def app_from_environment() -> FastAPI:
         engine = sa.create_engine(
             engine.url, pool_size=pool_size(), max_overflow=0, pool_timeout=60, pool_pre_ping=True
         )
-    return create_app(engine, secure_cookies=os.environ.get(SECURE_COOKIES_ENV, "") == "1")
+    spec = os.environ.get(ALLOCATION_KEY_ENV, "")
+    return create_app(
+        engine,
+        secure_cookies=os.environ.get(SECURE_COOKIES_ENV, "") == "1",
+        allocation_key=load_allocation_key(spec) if spec else None,
+    )
