@@ -26,7 +26,8 @@ LABS = {"CD4": 512, "CD4PCT": 28.5, "HIVRNA": "<50"}
 def test_any_text_hashes_alike(trial: CaptureService, engine: Engine, enrol: Enrol) -> None:
     who = enrol(trial).usubjid
     trial.record_visit(who, "WK04", dt.date(2006, 2, 2), LABS, 'coordinator "ü" \\ ☕')
-    reason = 'Übertragungsfehler: "520" → 512 \\ café\n☕ \u0001'
+    # any text a person can type (control characters are refused before this: capture.text)
+    reason = 'Übertragungsfehler: "520" → 512 \\ café\n☕ \tend'
     version = trial.records.visit(who, "WK04", "dm").version
     trial.correct_visit(
         who, "WK04", dt.date(2006, 2, 2), LABS | {"CD4": 520}, reason, "dm", version=version

@@ -170,13 +170,14 @@ def test_lab_result_check_constraint(engine: Engine) -> None:
 def test_0010_brings_stored_credentials_and_tokens_into_the_audit_chain(
     make_engine: Callable[..., Engine], backend: str
 ) -> None:
-    """A database of revision 0007 holding an account and a token (written then without audit
-    records of their own) verifies after the upgrade, and a token planted after it does not."""
+    """A database of revision 0009 (the one before 0010) holding an account and a token, written
+    then without audit records of their own, verifies after the upgrade, and a token planted
+    after it does not."""
     engine = make_engine(backend, migrated=False)
     with engine.begin() as conn:
-        command.upgrade(_alembic(engine, conn), "0007_login_attempts")
+        command.upgrade(_alembic(engine, conn), "0009_visits_deviations")
     initialize_trial(engine, load_protocol(None), seed=1, actor="t")
-    with engine.begin() as conn:  # what 0007's code left: rows without audit records
+    with engine.begin() as conn:  # what the code before 0010 left: rows without audit records
         conn.exec_driver_sql(
             "INSERT INTO app_user (id, username, full_name, role, active, password_changed_at) "
             "VALUES (50, 'old', 'Old', 'admin', true, 't')"

@@ -178,7 +178,7 @@ def test_throttle_rows_are_not_audit_data(trial: CaptureService, engine: Engine)
     users.authenticate("mon.one", PASSWORD, "10.0.0.8")
     with engine.connect() as conn:
         after = conn.scalar(sa.select(sa.func.count()).select_from(AuditRecord))
-    assert after == (before or 0) + 1  # the account's creation only
+    assert after == (before or 0) + 2  # the account's creation and its credential's digest only
 
 
 def test_long_usernames_and_addresses_are_cut_to_their_columns(

@@ -219,7 +219,9 @@ def count(path: str, *, required: bool = True, names: str | None = None) -> list
 
 def _screening_item_cases(item: ScreeningItem) -> list[Case]:
     path = f"answers.{item.name}"
-    cases = [Case(path, "missing", MISSING), Case(path, "wrong_type", [1])]
+    cases = [Case(path, "wrong_type", [1])]
+    if item.required:  # an optional item (race, ethnicity) may be left out
+        cases.append(Case(path, "missing", MISSING))
     if item.type in ("integer", "number"):
         top = item.max if item.max is not None else 1e9
         cases += [
@@ -482,6 +484,15 @@ def _adverse_event_cases(protocol: Protocol) -> list[Case]:
         Case("serious", "wrong_type", "maybe"),
         Case("serious", "wrong_type", [True]),
         Case("serious", "wrong_type", 2),
+        *text("verbatim", 200),
+        *text("outcome", 40),
+        Case("outcome", "unknown_code", "BETTER"),
+        Case("outcome", "fatal_without_death", "FATAL"),
+        *text("action", 40),
+        Case("action", "unknown_code", "DOUBLED"),
+        Case("seriousness", "wrong_type", "AESHOSP"),
+        Case("seriousness", "unknown_code", ["AESXYZ"]),
+        Case("seriousness", "not_serious", ["AESHOSP"]),
     ]
 
 
@@ -922,7 +933,7 @@ def required_kinds(
 
 def _item_kinds(item: FormItem | ScreeningItem) -> set[str]:
     kinds = {"wrong_type"}
-    if isinstance(item, ScreeningItem):
+    if isinstance(item, ScreeningItem) and item.required:
         kinds.add("missing")
     if item.type in ("integer", "number"):
         kinds |= {"out_of_range", "empty"}
@@ -1005,6 +1016,9 @@ def _dose_form(w: World) -> dict[str, str]:
     return {f"day.{w.day(7 + k)}": "2" for k in range(5)}
 
 
+SERIOUSNESS_BOXES = ("AESDTH", "AESLIFE", "AESHOSP", "AESDISAB", "AESCONG", "AESMIE")
+"""The AE form's seriousness criteria (ICH E2A), one checkbox each."""
+
 LAB_CASES = {
     "LAB.CD4": ("", "50000", "-1", "abc", "<50", "nan", "1e400"),
     "LAB.CD4PCT": ("101", "-1", "abc"),
@@ -1033,6 +1047,8 @@ PAGE_FORMS: list[PageForm] = [
             "haart_access": BOOLEAN,
             "prior_aids": BOOLEAN,
             "immunomodulator_8_weeks": BOOLEAN,
+            "race": ("X",),  # optional: left empty is an answer, an unknown choice is not
+            "ethnicity": ("X",),
         },
         ok=200,
     ),
@@ -1112,7 +1128,13 @@ PAGE_FORMS: list[PageForm] = [
             "end_date": ("2006-02-30", "soon", "2010-01-04", "2006-01-12"),
             "related": ("", "MAYBE"),
             "serious": BOOLEAN,
+            "verbatim": ("", "   ", "x" * 201),
+            "outcome": ("", "BETTER", "FATAL"),
+            "action": ("", "DOUBLED"),
         },
+        # the seriousness criteria boxes are refused as a group (beside the fieldset): the API
+        # cases cover them (a criterion of a non-serious event, an unknown one)
+        hidden=tuple(f"seriousness_{c}" for c in SERIOUSNESS_BOXES),
     ),
     PageForm(
         "disposition",

@@ -45,7 +45,7 @@ KILL_AFTER = 250
 """Acknowledged writes before the kill."""
 WORKERS = 2
 SCREENED = dt.date(2024, 2, 1)
-CONSENTED = dt.date(2024, 2, 2)
+CONSENTED = SCREENED  # consent first, then the screening procedures (GCP): no deviation
 RANDOMIZED = dt.date(2024, 2, 5)
 
 BACKENDS = [

@@ -37,7 +37,7 @@ DUPLICATED = 60
 SITES = ("US01", "GB01", "DE01", "TH01")
 """Four strata of 125 people: the site lock and the slot rows are fought over."""
 SCREENED = dt.date(2024, 1, 2)
-CONSENTED = dt.date(2024, 1, 3)
+CONSENTED = SCREENED  # consent first, then the screening procedures (GCP): no deviation
 RANDOMIZED = dt.date(2024, 1, 5)
 SEED = 20051201  # the seed of tests/conftest.py's trial template
 

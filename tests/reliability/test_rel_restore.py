@@ -20,6 +20,7 @@ from lxml import etree
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
+from stalwart.capture.ae_form import AeDetails
 from stalwart.capture.audit import append_audit_entries, data_sha256, row_data
 from stalwart.capture.db import open_engine
 from stalwart.capture.service import CaptureService
@@ -133,7 +134,7 @@ def test_a_control_character_stored_by_an_older_version_is_backed_up_and_restore
     a = enrol(trial, "US01")
     ae = trial.report_adverse_event(
         a.usubjid, "Fever", 2, a.randomization_date + dt.timedelta(days=1), None, "POSSIBLE",
-        False, "doctor",
+        False, "doctor", AeDetails("fever", "RECOVERED/RESOLVED", "DOSE NOT CHANGED"),
     )  # fmt: skip
     bad = "Fever\x07 \x1b[31m\x85"
     with transaction(engine) as session:  # as a version without the text rule wrote it
