@@ -1,0 +1,82 @@
+"""``/docs`` without the internet: Swagger UI's files served by the app, and the bearer scheme.
+
+FastAPI's own ``/docs`` loads Swagger UI from a CDN, so a site's air-gapped server showed a blank
+page. The files come from the ``swagger-ui-bundle`` package (Apache-2.0, Swagger UI unchanged)
+mounted at ``/docs-assets``; ``/redoc`` (CDN only) is not served. The OpenAPI document declares
+the ``bearer`` security scheme (``POST /api/token`` issues the token) on every operation that is
+not public, so Swagger UI shows its Authorize button and sends the header.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
+
+from stalwart.web.routes import ACCESS_KEY
+
+__all__ = ["ASSETS", "BEARER", "install_docs"]
+
+ASSETS = "/docs-assets"
+"""Where Swagger UI's JavaScript, CSS and icons are served."""
+
+BEARER = "bearer"
+"""The security scheme's name in the OpenAPI document."""
+
+_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "A token from POST /api/token (username and password as JSON).",
+}
+_METHODS = ("get", "put", "post", "delete", "patch")
+
+
+def _with_bearer(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` declaring the bearer scheme, required by each operation that is not public."""
+    spec.setdefault("components", {}).setdefault("securitySchemes", {})[BEARER] = _SCHEME
+    for operations in spec.get("paths", {}).values():
+        for method in _METHODS:
+            operation = operations.get(method)
+            if operation is not None and operation.get(ACCESS_KEY) != "public":
+                operation["security"] = [{BEARER: []}]
+    return spec
+
+
+def install_docs(app: FastAPI) -> None:
+    """Serve ``/docs`` from the app's own files and declare the bearer scheme in its OpenAPI.
+
+    The app must be built with ``docs_url=None, redoc_url=None``.
+    """
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _with_bearer(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    description=app.description,
+                    routes=app.routes,
+                )
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        """Swagger UI over /openapi.json, every file from this site."""
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title}: API",
+            swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{ASSETS}/favicon-32x32.png",
+            oauth2_redirect_url=None,
+        )
+
+    app.mount(ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
