@@ -1,14 +1,16 @@
 """``/docs`` without the internet: Swagger UI's files served by the app, and the bearer scheme.
 
 FastAPI's own ``/docs`` loads Swagger UI from a CDN, so a site's air-gapped server showed a blank
-page. The files come from the ``swagger-ui-bundle`` package (Apache-2.0, Swagger UI unchanged)
-mounted at ``/docs-assets``; ``/redoc`` (CDN only) is not served. The OpenAPI document declares
-the ``bearer`` security scheme (``POST /api/token`` issues the token) on every operation that is
-not public, so Swagger UI shows its Authorize button and sends the header.
+page. Swagger UI 5 (it renders the OpenAPI 3.1 FastAPI writes; the ``swagger-ui-bundle`` package
+on PyPI ships 4.15, which refuses 3.1) is vendored unchanged in ``static/swagger-ui`` (Apache-2.0,
+see ``static/VENDORED.md``) and served at ``/docs-assets``; ``/redoc`` (CDN only) is not served.
+The OpenAPI document declares the ``bearer`` security scheme (``POST /api/token`` issues the
+token) on every operation that is not public, so Swagger UI shows its Authorize button.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -16,14 +18,16 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
 
 from stalwart.web.routes import ACCESS_KEY
 
-__all__ = ["ASSETS", "BEARER", "install_docs"]
+__all__ = ["ASSETS", "BEARER", "SWAGGER_UI", "install_docs"]
 
 ASSETS = "/docs-assets"
 """Where Swagger UI's JavaScript, CSS and icons are served."""
+
+SWAGGER_UI = Path(__file__).parent / "static" / "swagger-ui"
+"""Swagger UI's vendored files."""
 
 BEARER = "bearer"
 """The security scheme's name in the OpenAPI document."""
@@ -79,4 +83,4 @@ def install_docs(app: FastAPI) -> None:
             oauth2_redirect_url=None,
         )
 
-    app.mount(ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+    app.mount(ASSETS, StaticFiles(directory=SWAGGER_UI), name="docs-assets")
