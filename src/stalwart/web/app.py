@@ -95,9 +95,9 @@ def create_app(
         title=f"stalwart: {study.id} data capture",
         version=__version__,
         description=(
-            f"{study.title}. Authenticate with POST /api/token and send "
-            "'Authorization: Bearer <token>'. Every write goes through capture.service: edit "
-            "checks, site scope and the audit trail."
+            f"{study.title}. Authenticate with `POST /api/token` and send "
+            "`Authorization: Bearer <token>` (or press Authorize). Every write goes through "
+            "capture.service: edit checks, site scope and the audit trail."
         ),
         docs_url=None,
         redoc_url=None,
