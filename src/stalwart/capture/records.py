@@ -54,6 +54,7 @@ __all__ = [
     "ScreeningView",
     "VisitRecord",
     "WorklistItem",
+    "visit_status",
 ]
 
 _WORKLIST_AHEAD_DAYS = 7
@@ -167,7 +168,8 @@ def _lab_text(lab: LabResult) -> str:
     return f"{lab.value:g}"
 
 
-def _visit_status(earliest: dt.date, target: dt.date, latest: dt.date, today: dt.date) -> str:
+def visit_status(earliest: dt.date, target: dt.date, latest: dt.date, today: dt.date) -> str:
+    """A visit not recorded, by today's date against its window: upcoming, due, overdue, missed."""
     if today < earliest:
         return "upcoming"
     if today <= target:
@@ -275,7 +277,7 @@ class Records:
                 if v.code in recorded
                 else "missed"
                 if v.code in missed
-                else _visit_status(v.earliest, v.target, v.latest, today),
+                else visit_status(v.earliest, v.target, v.latest, today),
                 recorded.get(v.code),
                 v.code in recorded and not v.in_window(recorded[v.code]),
                 missed.get(v.code),
@@ -393,7 +395,7 @@ class Records:
             for v in calendar.visits:
                 if v.code in recorded[participant.id] or v.earliest > horizon:
                     continue
-                status = _visit_status(v.earliest, v.target, v.latest, today)
+                status = visit_status(v.earliest, v.target, v.latest, today)
                 items.append(
                     WorklistItem(
                         participant.usubjid,

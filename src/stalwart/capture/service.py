@@ -30,6 +30,7 @@ from stalwart.capture.deviations import Deviations
 from stalwart.capture.edit_checks import LabValue
 from stalwart.capture.enrolment import Allocation, Enrolment, ScreeningOutcome
 from stalwart.capture.followup import FollowUp
+from stalwart.capture.listing import Listing
 from stalwart.capture.queries import DataQueries
 from stalwart.capture.records import Records
 from stalwart.capture.reviews import EndpointReviews
@@ -181,6 +182,11 @@ class CaptureService:
     def records(self) -> Records:
         """Site-scoped reads: participants, visits, worklist, audit trail, exports, summaries."""
         return Records(self.context)
+
+    @cached_property
+    def lists(self) -> Listing:
+        """The participant list and status grid: paged, searched, filtered, sorted."""
+        return Listing(self.context)
 
     @cached_property
     def deviations(self) -> Deviations:

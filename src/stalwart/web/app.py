@@ -1,7 +1,8 @@
 """``create_app``: the FastAPI application of one trial database (no engine built at import).
 
 ``stalwart serve`` runs it under uvicorn. The API lives under ``/api`` (OpenAPI at
-``/openapi.json``, docs at ``/docs``), the pages at ``/``, static files at ``/static``.
+``/openapi.json``, docs at ``/docs``, served offline by ``web.docs``), the pages at ``/``, static
+files at ``/static``.
 ``/healthz`` is liveness (the process answers; no database), ``/readyz`` readiness (the database
 answers, its schema is at this release's revision and the audit head is readable: 200, else 503
 naming what failed). Every response carries the security headers of ``web.headers``.
@@ -30,6 +31,7 @@ from stalwart.capture.users import UserStore
 from stalwart.errors import ValidationError
 from stalwart.web import pages
 from stalwart.web.deps import Blocking
+from stalwart.web.docs import install_docs
 from stalwart.web.errors import RETRY_AFTER_S, error_body, install_error_handlers
 from stalwart.web.headers import SecurityHeaders
 from stalwart.web.routes import (
@@ -93,10 +95,12 @@ def create_app(
         title=f"stalwart: {study.id} data capture",
         version=__version__,
         description=(
-            f"{study.title}. Authenticate with POST /api/token and send "
-            "'Authorization: Bearer <token>'. Every write goes through capture.service: edit "
-            "checks, site scope and the audit trail."
+            f"{study.title}. Authenticate with `POST /api/token` and send "
+            "`Authorization: Bearer <token>` (or press Authorize). Every write goes through "
+            "capture.service: edit checks, site scope and the audit trail."
         ),
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = service
     app.state.blocking = Blocking(_pool_capacity(engine))
@@ -138,5 +142,6 @@ def create_app(
     app.include_router(deviations.router)
     app.include_router(reports.router)
     app.include_router(pages.router)
+    install_docs(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -6,8 +6,8 @@
 * ``Referrer-Policy: no-referrer``: participant ids in URLs never leave in a Referer;
 * ``Content-Security-Policy``: the pages load scripts and styles from ``/static`` only (htmx is
   vendored there; no inline script or style), the API's responses (JSON, CSV, the HTML reports
-  with their inline styles and images) run no script at all; the interactive docs (``/docs``,
-  ``/redoc``, which load Swagger UI from its CDN) are only kept out of frames;
+  with their inline styles and images) run no script at all; the interactive docs (``/docs``
+  and its ``/docs-assets``: Swagger UI's inline start-up script) are only kept out of frames;
 * ``Strict-Transport-Security`` when the session cookie is Secure (``--secure-cookies``: the
   site is served over HTTPS, so browsers should never try plain HTTP).
 
@@ -36,7 +36,7 @@ API_CSP = (
 """The API's: no script; the self-contained HTML reports keep their inline styles and images."""
 
 _DOCS_CSP = "frame-ancestors 'none'"
-_DOCS = ("/docs", "/redoc")
+_DOCS = ("/docs",)  # /docs-assets too
 _HSTS = "max-age=31536000"
 
 
