@@ -1,8 +1,10 @@
 """Data clarification queries: a monitor or data manager asks, the site answers, then it closes.
 
-A query names a participant, optionally one of their records (table and id) and the field in
-doubt. Its life is OPEN -> ANSWERED -> CLOSED (or OPEN -> CLOSED when withdrawn); every step is
-an audited update of the query row.
+A query names a participant, optionally one of their records and the field in doubt: by visit
+and field as users see them (``raise_on_field``, resolved by ``capture.query_targets``), or by
+table and id (kept for compatibility). Its life is OPEN -> ANSWERED -> CLOSED (or OPEN -> CLOSED
+when withdrawn), and an answered or closed query may be re-opened by those who raise queries;
+every step is an audited update of the query row (who, when, and the note as its reason).
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from stalwart.capture.access import Actor, ActorLike, Permission, require
 from stalwart.capture.audit import append_audit
 from stalwart.capture.context import CaptureContext, find_participant
+from stalwart.capture.query_targets import field_label, resolve_target
 from stalwart.capture.tables import (
     AdverseEvent,
     Base,
@@ -57,6 +60,8 @@ class QueryView:
     answered_by: str | None
     close_note: str | None
     closed_by: str | None
+    visit_code: str | None = None
+    label: str = ""
 
 
 def _text(field: str, value: str) -> str:
@@ -110,6 +115,38 @@ class DataQueries:
             add_rows(session, [query], who.label, "query raised")
             return query.id
 
+    def raise_on_field(
+        self, usubjid: str, visit_code: str | None, field: str, text: str, actor: ActorLike
+    ) -> int:
+        """Open a query on ``field`` (``LAB.CD4``, ``visit_date``...) of a recorded visit."""
+        who = require(actor, Permission.RAISE_QUERY, "raise queries")
+        text = _text("text", text)
+        with transaction(self.context.engine) as session:
+            participant, _ = find_participant(session, usubjid, who)
+            target = resolve_target(session, self.context.protocol, participant, visit_code, field)
+            query = DataQuery(
+                participant_id=participant.id,
+                table_name=target.table_name,
+                record_id=target.record_id,
+                field=target.field,
+                text=text,
+                status="OPEN",
+                raised_by=who.username,
+            )
+            add_rows(session, [query], who.label, "query raised")
+            return query.id
+
+    def reopen(self, query_id: int, note: str, actor: ActorLike) -> None:
+        """Re-open an answered or closed query (the raiser, a monitor or data manager)."""
+        who = require(actor, Permission.RAISE_QUERY, "re-open queries")
+        note = _text("note", note)
+        with transaction(self.context.engine) as session:
+            query = self._query(session, query_id, who)
+            if query.status == "OPEN":
+                raise ConflictError(f"query {query_id} is already open")
+            query.status, query.close_note, query.closed_by = "OPEN", None, None
+            append_audit(session, [("UPDATE", query)], who.label, f"query re-opened: {note}")
+
     def answer(self, query_id: int, answer: str, actor: ActorLike) -> None:
         """The site's answer to an open query."""
         who = require(actor, Permission.ANSWER_QUERY, "answer queries")
@@ -133,16 +170,31 @@ class DataQueries:
             append_audit(session, [("UPDATE", query)], who.label, "query closed")
 
     def list(
-        self, actor: ActorLike, status: str | None = None, usubjid: str | None = None
+        self,
+        actor: ActorLike,
+        status: str | None = None,
+        usubjid: str | None = None,
+        visit_code: str | None = None,
     ) -> list[QueryView]:
-        """Queries of the sites in the actor's scope, oldest first."""
+        """Queries of the sites in the actor's scope, oldest first (of one visit if asked)."""
         who = require(actor, Permission.READ_RECORDS, "read queries")
         if status is not None and status not in ("OPEN", "ANSWERED", "CLOSED"):
             raise ValidationError("status", f"{status!r} is not OPEN, ANSWERED or CLOSED")
+        lab, visit = aliased(LabResult), aliased(Visit)
         stmt = (
-            sa.select(DataQuery, Participant.usubjid, Site.code)
+            sa.select(DataQuery, Participant.usubjid, Site.code, visit.visit_code)
             .join(Participant, Participant.id == DataQuery.participant_id)
             .join(Site, Site.id == Participant.site_id)
+            .outerjoin(
+                lab, sa.and_(DataQuery.table_name == "lab_result", lab.id == DataQuery.record_id)
+            )
+            .outerjoin(
+                visit,
+                sa.or_(
+                    visit.id == lab.visit_id,
+                    sa.and_(DataQuery.table_name == "visit", visit.id == DataQuery.record_id),
+                ),
+            )
             .order_by(DataQuery.id)
         )
         if who.site is not None:
@@ -151,6 +203,8 @@ class DataQueries:
             stmt = stmt.where(DataQuery.status == status)
         if usubjid is not None:
             stmt = stmt.where(Participant.usubjid == usubjid)
+        if visit_code is not None:
+            stmt = stmt.where(visit.visit_code == visit_code)
         with Session(self.context.engine) as session:
             rows = session.execute(stmt).all()
         return [
@@ -168,8 +222,10 @@ class DataQueries:
                 q.answered_by,
                 q.close_note,
                 q.closed_by,
+                v,
+                field_label(self.context.protocol, q.field),
             )
-            for q, u, code in rows
+            for q, u, code, v in rows
         ]
 
     @staticmethod
