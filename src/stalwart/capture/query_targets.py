@@ -16,7 +16,14 @@ from stalwart.capture.tables import LabResult, Participant, Visit
 from stalwart.errors import ValidationError
 from stalwart.protocol.schema import Protocol
 
-__all__ = ["PARTICIPANT_FIELDS", "QueryTarget", "field_label", "lab_fields", "resolve_target"]
+__all__ = [
+    "LAB_PREFIX",
+    "PARTICIPANT_FIELDS",
+    "QueryTarget",
+    "field_label",
+    "lab_fields",
+    "resolve_target",
+]
 
 LAB_PREFIX = "LAB."
 
