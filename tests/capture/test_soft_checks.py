@@ -89,17 +89,24 @@ def test_cd4_percent_inconsistent_with_the_count_is_queried(
     assert "CD4+ percent 2" in q.text
 
 
-def test_a_visit_date_before_the_study_start_is_queried(
-    trial: CaptureService, enrol: Enrol
+def test_dates_before_the_study_start_are_queried_once(
+    trial: CaptureService, eligible_answers: Callable[..., dict[str, object]]
 ) -> None:
-    early = enrol(trial, "GB01", screened=D(1999, 1, 2), randomized=D(1999, 1, 5))
+    assert trial.screen("GB01", "GB01-9", D(1999, 1, 2), eligible_answers(), "nurse").eligible
+    entry = {"CD4": 400, "CD4PCT": 20, "HIVRNA": "<50"}
+    early = trial.randomize("GB01-9", D(1999, 1, 2), D(1999, 1, 5), "nurse", entry_labs=entry)
     trial.record_unscheduled_visit(early.usubjid, D(1999, 1, 20), {"CD4": 400}, "x", "nurse")
-    [q] = _system(trial, early.usubjid)
-    assert (q.label, q.visit_code, q.raised_by) == (
-        "Visit date",
-        "UNS01",
-        "system: soft check DATE_BEFORE_START",
-    )
+    trial.record_unscheduled_visit(early.usubjid, D(1999, 1, 21), {"CD4": 410}, "y", "nurse")
+    found = {(q.label, q.visit_code) for q in _system(trial, early.usubjid)}
+    assert found == {
+        ("Consent date", None),  # once, though every save runs the check
+        ("Visit date", "ENTRY"),  # the entry visit saved with randomization is checked too
+        ("Visit date", "UNS01"),
+        ("Visit date", "UNS02"),
+    }
+    assert {q.raised_by for q in _system(trial, early.usubjid)} == {
+        "system: soft check DATE_BEFORE_START"
+    }
 
 
 def test_a_protocol_without_soft_checks_raises_none(

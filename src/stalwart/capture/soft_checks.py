@@ -61,7 +61,7 @@ def apply_soft_checks(
         elif check.kind == "lab_ratio":
             found = _lab_ratio(protocol, check, results, visit_id)
         else:
-            found = _date_after_start(protocol, check, visits, visit_id)
+            found = _date_after_start(protocol, check, participant, visits, visit_id)
         for table, record_id, field, text in found:
             raised += _raise_once(
                 session, participant, raiser_of(check), table, record_id, field, text
@@ -120,11 +120,17 @@ def _lab_ratio(
 def _date_after_start(
     protocol: Protocol,
     check: SoftCheck,
+    participant: Participant,
     visits: Sequence[Any],
     visit_id: int,
 ) -> list[_Finding]:
+    """The visit's date, and the participant's consent date, before the accrual start."""
     start = protocol.study.accrual_start
-    return [
+    consent: list[_Finding] = []
+    if participant.consent_date < start:
+        text = f"{check.message} (consent {participant.consent_date} is before {start})"
+        consent.append(("participant", participant.id, "consent_date", text))
+    return consent + [
         ("visit", v.id, "visit_date", f"{check.message} ({v.visit_date} is before {start})")
         for v in visits
         if v.id == visit_id and v.visit_date < start

@@ -10,7 +10,8 @@ it (``capture.soft_checks`` raises it). Kinds:
 * ``lab_ratio``: ``item`` / (``percent_item`` / 100) (for CD4 count and CD4 percent: the total
   lymphocyte count implied) outside ``[min_ratio, max_ratio]``: the two results of one sample
   disagree.
-* ``date_after_start``: a visit date before the study's ``accrual_start``.
+* ``date_after_start``: a visit date (or the participant's consent date) before the study's
+  ``accrual_start``.
 
 Each check has a ``name`` (the query's raiser is ``system: soft check <name>``) and a ``message``
 the site reads.
