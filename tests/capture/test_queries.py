@@ -132,4 +132,16 @@ def test_lifecycle_open_answered_closed_reopened_with_who_and_when(
         ("dm", "query re-opened: 540 not in the source either"),
     ]
     assert all(s.recorded_at for s in steps)
+    history = trial.queries.history(qid, US)
+    assert [(h.status, h.actor) for h in history] == [
+        ("OPEN", "mon"),
+        ("ANSWERED", "c.us"),
+        ("OPEN", "mon"),
+        ("ANSWERED", "c.us"),
+        ("CLOSED", "dm"),
+        ("OPEN", "dm"),
+    ]
+    assert [h.at for h in history] == [s.recorded_at for s in steps]
+    with pytest.raises(NotFoundError):
+        trial.queries.history(qid, GB)
     assert verify_audit(engine).ok

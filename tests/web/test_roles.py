@@ -340,3 +340,8 @@ def test_queries_by_visit_and_field_over_the_api_with_re_opening(
     assert client.post(reopen, json={"note": "x"}, headers=us["headers"]).status_code == 403
     r = client.post(reopen, json={"note": "source says 540"}, headers=h)
     assert r.status_code == 200 and r.json()["status"] == "OPEN"
+    steps = client.get(f"/api/queries/{qid}/history", headers=us["headers"]).json()
+    assert [s["status"] for s in steps] == ["OPEN", "ANSWERED", "OPEN"]
+    assert steps[2]["note"] == "query re-opened: source says 540" and steps[2]["at"]
+    gb = study["GB01"]["headers"]
+    assert client.get(f"/api/queries/{qid}/history", headers=gb).status_code == 404

@@ -9,6 +9,7 @@ every step is an audited update of the query row (who, when, and the note as its
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -20,6 +21,7 @@ from stalwart.capture.context import CaptureContext, find_participant
 from stalwart.capture.query_targets import field_label, resolve_target
 from stalwart.capture.tables import (
     AdverseEvent,
+    AuditRecord,
     Base,
     ClinicalEvent,
     DataQuery,
@@ -34,7 +36,7 @@ from stalwart.capture.transaction import transaction
 from stalwart.capture.writes import add_rows
 from stalwart.errors import ConflictError, NotFoundError, ValidationError
 
-__all__ = ["QUERYABLE_TABLES", "DataQueries", "QueryView"]
+__all__ = ["QUERYABLE_TABLES", "DataQueries", "QueryStep", "QueryView"]
 
 QUERYABLE_TABLES: dict[str, type[Base]] = {
     t.__tablename__: t
@@ -62,6 +64,16 @@ class QueryView:
     closed_by: str | None
     visit_code: str | None = None
     label: str = ""
+
+
+@dataclass(frozen=True)
+class QueryStep:
+    """One step of a query's life from its audit trail: the state it left, who, when, why."""
+
+    status: str
+    actor: str
+    at: str
+    note: str | None
 
 
 def _text(field: str, value: str) -> str:
@@ -228,15 +240,30 @@ class DataQueries:
             for q, u, code, v in rows
         ]
 
+    def history(self, query_id: int, actor: ActorLike) -> tuple[QueryStep, ...]:
+        """Each step of the query (raised, answered, closed, re-opened), from the audit trail."""
+        who = require(actor, Permission.READ_RECORDS, "read queries")
+        with Session(self.context.engine) as session:
+            self._query(session, query_id, who, lock=False)
+            rows = session.execute(
+                sa.select(AuditRecord.data, AuditRecord.actor, AuditRecord.recorded_at)
+                .add_columns(AuditRecord.reason)
+                .where(AuditRecord.table_name == "data_query", AuditRecord.record_id == query_id)
+                .order_by(AuditRecord.sequence)
+            ).all()
+        return tuple(QueryStep(json.loads(d)["status"], a, at, r) for d, a, at, r in rows)
+
     @staticmethod
-    def _query(session: Session, query_id: int, who: Actor) -> DataQuery:
-        row = session.execute(
+    def _query(session: Session, query_id: int, who: Actor, *, lock: bool = True) -> DataQuery:
+        stmt = (
             sa.select(DataQuery, Site.code)
             .join(Participant, Participant.id == DataQuery.participant_id)
             .join(Site, Site.id == Participant.site_id)
             .where(DataQuery.id == query_id)
-            .with_for_update(of=DataQuery)
-        ).one_or_none()
+        )
+        if lock:
+            stmt = stmt.with_for_update(of=DataQuery)
+        row = session.execute(stmt).one_or_none()
         if row is None or not who.sees_site(row[1]):
             raise NotFoundError(f"no query {query_id}")
         query: DataQuery = row[0]

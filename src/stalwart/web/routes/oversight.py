@@ -61,6 +61,14 @@ def list_queries(
     return [asdict(q) for q in service.queries.list(actor, status, usubjid)]
 
 
+@router.get("/queries/{query_id}/history", **needs(P.READ_RECORDS))
+def query_history(
+    query_id: RecordId, service: Service, actor: CurrentActor
+) -> list[dict[str, Any]]:
+    """Each step of a query (raised, answered, closed, re-opened): status, who, when, note."""
+    return [asdict(step) for step in service.queries.history(query_id, actor)]
+
+
 @router.post("/queries/{query_id}/answer", **needs(P.ANSWER_QUERY))
 async def answer_query(
     query_id: RecordId, body: QueryAnswer, service: Service, actor: CurrentActor, run: Run
