@@ -109,3 +109,13 @@ def test_a_soft_check_query_answered_closed_and_reopened_on_the_pages(
     )
     assert r.status_code == 200
     assert trial.queries.list("dm", usubjid=usubjid)[0].status == "OPEN"
+    history = client.get(f"/queries/{q.id}").text
+    steps = re.findall(r"<tr><td>[^<]+</td><td>([^<]+)</td><td>([^<]+)</td>", history)
+    assert steps == [
+        ("system: soft check CD4_CHANGE", "open"),
+        ("site_coordinator.queries", "answered"),
+        ("data_manager.queries", "closed"),
+        ("data_manager.queries", "open"),
+    ]
+    assert "query re-opened: the lab report says 490" in history
+    assert client.get("/queries/999999").status_code == 404

@@ -187,8 +187,10 @@ class DataQueries:
         status: str | None = None,
         usubjid: str | None = None,
         visit_code: str | None = None,
+        query_id: int | None = None,
     ) -> list[QueryView]:
-        """Queries of the sites in the actor's scope, oldest first (of one visit if asked)."""
+        """Queries of the sites in the actor's scope, oldest first (of one visit, or one query,
+        if asked)."""
         who = require(actor, Permission.READ_RECORDS, "read queries")
         if status is not None and status not in ("OPEN", "ANSWERED", "CLOSED"):
             raise ValidationError("status", f"{status!r} is not OPEN, ANSWERED or CLOSED")
@@ -217,6 +219,8 @@ class DataQueries:
             stmt = stmt.where(Participant.usubjid == usubjid)
         if visit_code is not None:
             stmt = stmt.where(visit.visit_code == visit_code)
+        if query_id is not None:
+            stmt = stmt.where(DataQuery.id == query_id)
         with Session(self.context.engine) as session:
             rows = session.execute(stmt).all()
         return [

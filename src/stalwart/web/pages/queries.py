@@ -38,6 +38,18 @@ def queries_page(request: Request, session: PageSession) -> HTMLResponse:
     return render(request, "queries.html.j2", "Queries", session, queries=rows)
 
 
+@router.get("/queries/{query_id}")
+def query_page(query_id: RecordId, request: Request, session: PageSession) -> HTMLResponse:
+    """One query with each step of its life: who raised, answered, closed or re-opened it, when."""
+    service = service_of(request)
+    try:
+        steps = service.queries.history(query_id, session.actor)
+        [query] = service.queries.list(session.actor, query_id=query_id)
+    except StalwartError as exc:
+        return refused(request, session, exc)
+    return render(request, "query.html.j2", f"Query {query_id}", session, query=query, steps=steps)
+
+
 @router.post("/participants/{usubjid}/visits/{code}/queries", **page_needs(P.RAISE_QUERY))
 async def raise_visit_query(
     usubjid: str, code: str, request: Request, session: PageSession, run: Run
