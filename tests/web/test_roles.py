@@ -315,3 +315,33 @@ def test_unblinded_roles_get_results_by_arm(
     assert sum(g["randomized"] for g in body["groups"].values()) == 2
     assert client.get("/api/participants", headers=h).status_code == 403
     assert _visit(client, h, study["US01"]["usubjid"]) == 403
+
+
+def test_queries_by_visit_and_field_over_the_api_with_re_opening(
+    client: TestClient, login: Login, study: dict[str, Any]
+) -> None:
+    h = login("monitor")
+    us = study["US01"]
+    url = f"/api/participants/{us['usubjid']}/queries"
+    body = {"visit": "WK04", "field": "LAB.CD4", "text": "CD4 differs from source"}
+    r = client.post(url, json=body, headers=h)
+    assert r.status_code == 201, r.text
+    qid = r.json()["id"]
+    r = client.post(url, json=body | {"field": "LAB.NOPE"}, headers=h)
+    assert r.status_code == 422 and "LAB.NOPE" in r.text
+    assert client.post(url, json=body, headers=us["headers"]).status_code == 403
+    [q] = client.get(f"/api/queries?usubjid={us['usubjid']}", headers=h).json()
+    assert (q["visit_code"], q["label"], q["table_name"]) == ("WK04", "CD4+ count", "lab_result")
+    reopen = f"/api/queries/{qid}/reopen"
+    assert client.post(reopen, json={"note": "x"}, headers=h).status_code == 409
+    answer = {"answer": "transcription checked"}
+    r = client.post(f"/api/queries/{qid}/answer", json=answer, headers=us["headers"])
+    assert r.status_code == 200
+    assert client.post(reopen, json={"note": "x"}, headers=us["headers"]).status_code == 403
+    r = client.post(reopen, json={"note": "source says 540"}, headers=h)
+    assert r.status_code == 200 and r.json()["status"] == "OPEN"
+    steps = client.get(f"/api/queries/{qid}/history", headers=us["headers"]).json()
+    assert [s["status"] for s in steps] == ["OPEN", "ANSWERED", "OPEN"]
+    assert steps[2]["note"] == "query re-opened: source says 540" and steps[2]["at"]
+    gb = study["GB01"]["headers"]
+    assert client.get(f"/api/queries/{qid}/history", headers=gb).status_code == 404

@@ -21,6 +21,7 @@ from stalwart.capture.context import CaptureContext
 from stalwart.capture.deviations import CONSENT, log_deviation
 from stalwart.capture.edit_checks import check_date_not_future, check_dates_in_order
 from stalwart.capture.sealing import SEALED
+from stalwart.capture.soft_checks import apply_soft_checks
 from stalwart.capture.tables import (
     AllocationSlot,
     Consent,
@@ -282,7 +283,7 @@ class Enrolment:
             session.flush()
             append_audit(session, [("INSERT", participant), (action, slot)], who.label)
             if results is not None:
-                insert_visit(
+                entry_id = insert_visit(
                     session,
                     self.context.protocol,
                     who,
@@ -291,6 +292,7 @@ class Enrolment:
                     randomization_date,
                     results,
                 )
+                apply_soft_checks(session, self.context.protocol, participant, entry_id)
             arm, stratum, sequence = slot.arm, slot.stratum, slot.sequence
         calendar = participant_calendar(self.context.protocol, arm, randomization_date)
         return Allocation(usubjid, arm, stratum, sequence, randomization_date, calendar)

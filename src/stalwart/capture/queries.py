@@ -1,22 +1,27 @@
 """Data clarification queries: a monitor or data manager asks, the site answers, then it closes.
 
-A query names a participant, optionally one of their records (table and id) and the field in
-doubt. Its life is OPEN -> ANSWERED -> CLOSED (or OPEN -> CLOSED when withdrawn); every step is
-an audited update of the query row.
+A query names a participant, optionally one of their records and the field in doubt: by visit
+and field as users see them (``raise_on_field``, resolved by ``capture.query_targets``), or by
+table and id (kept for compatibility). Its life is OPEN -> ANSWERED -> CLOSED (or OPEN -> CLOSED
+when withdrawn), and an answered or closed query may be re-opened by those who raise queries;
+every step is an audited update of the query row (who, when, and the note as its reason).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from stalwart.capture.access import Actor, ActorLike, Permission, require
 from stalwart.capture.audit import append_audit
 from stalwart.capture.context import CaptureContext, find_participant
+from stalwart.capture.query_targets import field_label, resolve_target
 from stalwart.capture.tables import (
     AdverseEvent,
+    AuditRecord,
     Base,
     ClinicalEvent,
     DataQuery,
@@ -31,7 +36,7 @@ from stalwart.capture.transaction import transaction
 from stalwart.capture.writes import add_rows
 from stalwart.errors import ConflictError, NotFoundError, ValidationError
 
-__all__ = ["QUERYABLE_TABLES", "DataQueries", "QueryView"]
+__all__ = ["QUERYABLE_TABLES", "DataQueries", "QueryStep", "QueryView"]
 
 QUERYABLE_TABLES: dict[str, type[Base]] = {
     t.__tablename__: t
@@ -57,6 +62,18 @@ class QueryView:
     answered_by: str | None
     close_note: str | None
     closed_by: str | None
+    visit_code: str | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class QueryStep:
+    """One step of a query's life from its audit trail: the state it left, who, when, why."""
+
+    status: str
+    actor: str
+    at: str
+    note: str | None
 
 
 def _text(field: str, value: str) -> str:
@@ -110,6 +127,38 @@ class DataQueries:
             add_rows(session, [query], who.label, "query raised")
             return query.id
 
+    def raise_on_field(
+        self, usubjid: str, visit_code: str | None, field: str, text: str, actor: ActorLike
+    ) -> int:
+        """Open a query on ``field`` (``LAB.CD4``, ``visit_date``...) of a recorded visit."""
+        who = require(actor, Permission.RAISE_QUERY, "raise queries")
+        text = _text("text", text)
+        with transaction(self.context.engine) as session:
+            participant, _ = find_participant(session, usubjid, who)
+            target = resolve_target(session, self.context.protocol, participant, visit_code, field)
+            query = DataQuery(
+                participant_id=participant.id,
+                table_name=target.table_name,
+                record_id=target.record_id,
+                field=target.field,
+                text=text,
+                status="OPEN",
+                raised_by=who.username,
+            )
+            add_rows(session, [query], who.label, "query raised")
+            return query.id
+
+    def reopen(self, query_id: int, note: str, actor: ActorLike) -> None:
+        """Re-open an answered or closed query (the raiser, a monitor or data manager)."""
+        who = require(actor, Permission.RAISE_QUERY, "re-open queries")
+        note = _text("note", note)
+        with transaction(self.context.engine) as session:
+            query = self._query(session, query_id, who)
+            if query.status == "OPEN":
+                raise ConflictError(f"query {query_id} is already open")
+            query.status, query.close_note, query.closed_by = "OPEN", None, None
+            append_audit(session, [("UPDATE", query)], who.label, f"query re-opened: {note}")
+
     def answer(self, query_id: int, answer: str, actor: ActorLike) -> None:
         """The site's answer to an open query."""
         who = require(actor, Permission.ANSWER_QUERY, "answer queries")
@@ -133,16 +182,33 @@ class DataQueries:
             append_audit(session, [("UPDATE", query)], who.label, "query closed")
 
     def list(
-        self, actor: ActorLike, status: str | None = None, usubjid: str | None = None
+        self,
+        actor: ActorLike,
+        status: str | None = None,
+        usubjid: str | None = None,
+        visit_code: str | None = None,
+        query_id: int | None = None,
     ) -> list[QueryView]:
-        """Queries of the sites in the actor's scope, oldest first."""
+        """Queries of the sites in the actor's scope, oldest first (of one visit, or one query,
+        if asked)."""
         who = require(actor, Permission.READ_RECORDS, "read queries")
         if status is not None and status not in ("OPEN", "ANSWERED", "CLOSED"):
             raise ValidationError("status", f"{status!r} is not OPEN, ANSWERED or CLOSED")
+        lab, visit = aliased(LabResult), aliased(Visit)
         stmt = (
-            sa.select(DataQuery, Participant.usubjid, Site.code)
+            sa.select(DataQuery, Participant.usubjid, Site.code, visit.visit_code)
             .join(Participant, Participant.id == DataQuery.participant_id)
             .join(Site, Site.id == Participant.site_id)
+            .outerjoin(
+                lab, sa.and_(DataQuery.table_name == "lab_result", lab.id == DataQuery.record_id)
+            )
+            .outerjoin(
+                visit,
+                sa.or_(
+                    visit.id == lab.visit_id,
+                    sa.and_(DataQuery.table_name == "visit", visit.id == DataQuery.record_id),
+                ),
+            )
             .order_by(DataQuery.id)
         )
         if who.site is not None:
@@ -151,6 +217,10 @@ class DataQueries:
             stmt = stmt.where(DataQuery.status == status)
         if usubjid is not None:
             stmt = stmt.where(Participant.usubjid == usubjid)
+        if visit_code is not None:
+            stmt = stmt.where(visit.visit_code == visit_code)
+        if query_id is not None:
+            stmt = stmt.where(DataQuery.id == query_id)
         with Session(self.context.engine) as session:
             rows = session.execute(stmt).all()
         return [
@@ -168,19 +238,36 @@ class DataQueries:
                 q.answered_by,
                 q.close_note,
                 q.closed_by,
+                v,
+                field_label(self.context.protocol, q.field),
             )
-            for q, u, code in rows
+            for q, u, code, v in rows
         ]
 
+    def history(self, query_id: int, actor: ActorLike) -> tuple[QueryStep, ...]:
+        """Each step of the query (raised, answered, closed, re-opened), from the audit trail."""
+        who = require(actor, Permission.READ_RECORDS, "read queries")
+        with Session(self.context.engine) as session:
+            self._query(session, query_id, who, lock=False)
+            rows = session.execute(
+                sa.select(AuditRecord.data, AuditRecord.actor, AuditRecord.recorded_at)
+                .add_columns(AuditRecord.reason)
+                .where(AuditRecord.table_name == "data_query", AuditRecord.record_id == query_id)
+                .order_by(AuditRecord.sequence)
+            ).all()
+        return tuple(QueryStep(json.loads(d)["status"], a, at, r) for d, a, at, r in rows)
+
     @staticmethod
-    def _query(session: Session, query_id: int, who: Actor) -> DataQuery:
-        row = session.execute(
+    def _query(session: Session, query_id: int, who: Actor, *, lock: bool = True) -> DataQuery:
+        stmt = (
             sa.select(DataQuery, Site.code)
             .join(Participant, Participant.id == DataQuery.participant_id)
             .join(Site, Site.id == Participant.site_id)
             .where(DataQuery.id == query_id)
-            .with_for_update(of=DataQuery)
-        ).one_or_none()
+        )
+        if lock:
+            stmt = stmt.with_for_update(of=DataQuery)
+        row = session.execute(stmt).one_or_none()
         if row is None or not who.sees_site(row[1]):
             raise NotFoundError(f"no query {query_id}")
         query: DataQuery = row[0]

@@ -31,6 +31,7 @@ from stalwart.capture.edit_checks import (
 )
 from stalwart.capture.followup import check_before_disposition
 from stalwart.capture.signatures import void_signatures
+from stalwart.capture.soft_checks import apply_soft_checks
 from stalwart.capture.tables import (
     Base,
     LabResult,
@@ -207,6 +208,7 @@ class VisitForms:
             visit_id = insert_visit(
                 session, self.context.protocol, who, participant, visit_code, visit_date, results
             )
+            apply_soft_checks(session, self.context.protocol, participant, visit_id)
             if outside is not None:
                 log_deviation(
                     session,
@@ -250,7 +252,7 @@ class VisitForms:
                 )
             )
             code = unscheduled_code(1 + (count or 0))
-            insert_visit(
+            visit_id = insert_visit(
                 session,
                 self.context.protocol,
                 who,
@@ -261,6 +263,7 @@ class VisitForms:
                 unscheduled=True,
                 reason=why,
             )
+            apply_soft_checks(session, self.context.protocol, participant, visit_id)
             return code
 
     def record_missed_visit(
@@ -353,6 +356,7 @@ class VisitForms:
             voided = void_signatures(session, visit.id, f"visit corrected: {reason.strip()}")
             changed += [("UPDATE", row) for row in voided]
             append_audit(session, changed, who.label, reason.strip())
+            apply_soft_checks(session, self.context.protocol, participant, visit.id)
             if outside is not None and not self._window_logged(session, participant, visit_code):
                 log_deviation(
                     session,

@@ -20,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from stalwart.protocol import fields
 from stalwart.protocol.analysis_plan import AnalysisPlan, Endpoint, plan_problems
 from stalwart.protocol.fields import Code, ProtocolModel, check_item_bounds, duplicates
+from stalwart.protocol.soft_checks import SoftCheck, soft_check_problems
 from stalwart.protocol.submission import AdverseEventForm, Submission, submission_problems
 
 __all__ = [
@@ -392,6 +393,7 @@ class Protocol(ProtocolModel):
     endpoints: list[Endpoint] = Field(min_length=1)
     analysis: AnalysisPlan
     submission: Submission | None = None
+    soft_checks: list[SoftCheck] = []
 
     # -- lookups -------------------------------------------------------------------------------
     def arm(self, code: str) -> Arm:
@@ -457,14 +459,13 @@ class Protocol(ProtocolModel):
             self.analysis,
             self.endpoints,
             [v.code for v in self.visits],
-            [i.name for i in self.forms.LAB.items],
+            labs := [i.name for i in self.forms.LAB.items],
             self.arm_codes,
             self.forms.AE.terms,
             (self.forms.AE.min_grade, self.forms.AE.max_grade),
         )
-        problems += submission_problems(
-            self.submission, [i.name for i in self.forms.LAB.items], self.treatments
-        )
+        problems += submission_problems(self.submission, labs, self.treatments)
+        problems += soft_check_problems(self.soft_checks, labs)
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -390,10 +390,12 @@ class SignatureCreate(_In):
 
 
 class QueryCreate(_In):
-    """A query on a participant's record."""
+    """A query on a participant's record: by ``visit`` and ``field`` (``LAB.CD4``), or by
+    ``table_name`` and ``record_id`` (the older form)."""
 
     field: Code
     text: Text
+    visit: Code | None = None
     table_name: Code = "participant"
     record_id: Annotated[Count, Field(ge=1, le=MAX_ID)] | None = None
 
@@ -405,7 +407,7 @@ class QueryAnswer(_In):
 
 
 class QueryClose(_In):
-    """Closing note."""
+    """Closing note (also the note of a re-opening)."""
 
     note: Text
 

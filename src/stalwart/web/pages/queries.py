@@ -20,7 +20,8 @@ from stalwart.web.pages.common import (
     render,
     service_of,
 )
-from stalwart.web.schemas import QueryAnswer, QueryClose, RecordId
+from stalwart.web.pages.visits import render_visit
+from stalwart.web.schemas import QueryAnswer, QueryClose, QueryCreate, RecordId
 
 __all__ = ["router"]
 
@@ -35,6 +36,56 @@ def queries_page(request: Request, session: PageSession) -> HTMLResponse:
     except StalwartError as exc:
         return refused(request, session, exc)
     return render(request, "queries.html.j2", "Queries", session, queries=rows)
+
+
+@router.get("/queries/{query_id}")
+def query_page(query_id: RecordId, request: Request, session: PageSession) -> HTMLResponse:
+    """One query with each step of its life: who raised, answered, closed or re-opened it, when."""
+    service = service_of(request)
+    try:
+        steps = service.queries.history(query_id, session.actor)
+        [query] = service.queries.list(session.actor, query_id=query_id)
+    except StalwartError as exc:
+        return refused(request, session, exc)
+    return render(request, "query.html.j2", f"Query {query_id}", session, query=query, steps=steps)
+
+
+@router.post("/participants/{usubjid}/visits/{code}/queries", **page_needs(P.RAISE_QUERY))
+async def raise_visit_query(
+    usubjid: str, code: str, request: Request, session: PageSession, run: Run
+) -> Response:
+    """Raise a query on a field of a saved visit (the form beside the visit)."""
+    service = service_of(request)
+    values = await form_values(request)
+    body = filled(values, ["field", "text"]) | {"visit": code}
+    query, errors = read_form(QueryCreate, body)
+    status_code = 422
+    if query is not None:
+        try:
+            await run(
+                service.queries.raise_on_field,
+                usubjid,
+                code,
+                query.field,
+                query.text,
+                session.actor,
+            )
+        except StalwartError as exc:
+            key = exc.field if isinstance(exc, ValidationError) and exc.field == "text" else "field"
+            errors, status_code = {key: _message(exc)}, status_of(exc)
+    if not errors:
+        return RedirectResponse(f"/participants/{usubjid}/visits/{code}#queries", status_code=303)
+    return render_visit(
+        request, session, usubjid, code, status_code, query_errors=errors, query_values=values
+    )
+
+
+@router.post("/queries/{query_id}/reopen", **page_needs(P.RAISE_QUERY))
+async def reopen_query(
+    query_id: RecordId, request: Request, session: PageSession, run: Run
+) -> Response:
+    """Re-open an answered or closed query (the monitor or data manager)."""
+    return await _query_action(query_id, "reopen", request, session, run)
 
 
 @router.post("/queries/{query_id}/answer", **page_needs(P.ANSWER_QUERY))
@@ -70,9 +121,10 @@ async def _query_action(
                 errors, status_code = {field: _message(exc)}, status_of(exc)
     else:
         close, errors = read_form(QueryClose, filled(values, [field]))
+        action_of = service.queries.close if action == "close" else service.queries.reopen
         if close is not None:
             try:
-                await run(service.queries.close, query_id, close.note, session.actor)
+                await run(action_of, query_id, close.note, session.actor)
             except StalwartError as exc:
                 errors, status_code = {field: _message(exc)}, status_of(exc)
     if not errors:

@@ -41,7 +41,7 @@ from stalwart.web.pages.common import (
 )
 from stalwart.web.schemas import SignatureCreate, VisitCorrection, VisitCreate
 
-__all__ = ["router"]
+__all__ = ["render_visit", "router"]
 
 router = APIRouter()
 
@@ -81,8 +81,18 @@ def participant(usubjid: str, request: Request, session: PageSession) -> HTMLRes
         cycles=rows,
         arm_name=service.protocol.arm(arm).name if arm else "",
         deviations=service.deviations.list(session.actor, usubjid=usubjid),
+        open_queries=_open_by_visit(service, session.actor, usubjid),
         message=message,
     )
+
+
+def _open_by_visit(service: CaptureService, actor: Actor, usubjid: str) -> dict[str, int]:
+    """Open (not yet closed) queries of the participant per visit code ("" for no visit)."""
+    counts: dict[str, int] = {}
+    for q in service.queries.list(actor, usubjid=usubjid):
+        if q.status != "CLOSED":
+            counts[q.visit_code or ""] = counts.get(q.visit_code or "", 0) + 1
+    return counts
 
 
 def _visit_context(
@@ -112,7 +122,13 @@ def _visit_page(
     status_code: int = 200,
     **context: Any,
 ) -> HTMLResponse:
-    lab = service_of(request).protocol.forms.LAB
+    service = service_of(request)
+    lab = service.protocol.forms.LAB
+    queries = service.queries.list(session.actor, usubjid=usubjid, visit_code=planned.code)
+    open_fields: dict[str, int] = {}
+    for q in queries:
+        if q.status != "CLOSED":
+            open_fields[q.field] = open_fields.get(q.field, 0) + 1
     return render(
         request,
         "visit.html.j2",
@@ -125,8 +141,23 @@ def _visit_page(
         items=lab.items,
         form_name=lab.name,
         unscheduled=planned.code.startswith(UNSCHEDULED_PREFIX),
+        queries=queries,
+        open_fields=open_fields,
+        query_fields=[(f"LAB.{k}", i.label) for k, i in ((i.name, i) for i in lab.items)]
+        + [("visit_date", "Visit date")],
         **context,
     )
+
+
+def render_visit(
+    request: Request, session: WebSession, usubjid: str, code: str, status_code: int, **context: Any
+) -> HTMLResponse:
+    """The visit page again, with ``context`` (a refused form's errors and values)."""
+    try:
+        planned, record = _visit_context(service_of(request), session.actor, usubjid, code)
+    except StalwartError as exc:
+        return refused(request, session, exc)
+    return _visit_page(request, session, usubjid, planned, record, status_code, **context)
 
 
 @router.get("/participants/{usubjid}/visits/{code}")

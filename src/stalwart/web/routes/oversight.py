@@ -31,7 +31,16 @@ router = APIRouter(prefix="/api", tags=["oversight"])
 async def raise_query(
     usubjid: str, body: QueryCreate, service: Service, actor: CurrentActor, run: Run
 ) -> dict[str, Any]:
-    """Open a query on a participant's record (monitors, data managers)."""
+    """Open a query on a participant's record (monitors, data managers).
+
+    With ``visit``, ``field`` names the data as users see it (``LAB.CD4``, ``visit_date``) and
+    the service finds the stored row; without it, ``table_name`` and ``record_id`` do.
+    """
+    if body.visit is not None:
+        query_id = await run(
+            service.queries.raise_on_field, usubjid, body.visit, body.field, body.text, actor
+        )
+        return {"id": query_id, "status": "OPEN"}
     query_id = await run(
         service.queries.raise_query,
         usubjid,
@@ -52,6 +61,14 @@ def list_queries(
     return [asdict(q) for q in service.queries.list(actor, status, usubjid)]
 
 
+@router.get("/queries/{query_id}/history", **needs(P.READ_RECORDS))
+def query_history(
+    query_id: RecordId, service: Service, actor: CurrentActor
+) -> list[dict[str, Any]]:
+    """Each step of a query (raised, answered, closed, re-opened): status, who, when, note."""
+    return [asdict(step) for step in service.queries.history(query_id, actor)]
+
+
 @router.post("/queries/{query_id}/answer", **needs(P.ANSWER_QUERY))
 async def answer_query(
     query_id: RecordId, body: QueryAnswer, service: Service, actor: CurrentActor, run: Run
@@ -68,6 +85,15 @@ async def close_query(
     """Close a query."""
     await run(service.queries.close, query_id, body.note, actor)
     return {"id": query_id, "status": "CLOSED"}
+
+
+@router.post("/queries/{query_id}/reopen", **needs(P.RAISE_QUERY))
+async def reopen_query(
+    query_id: RecordId, body: QueryClose, service: Service, actor: CurrentActor, run: Run
+) -> dict[str, Any]:
+    """Re-open an answered or closed query, with a note (monitors, data managers)."""
+    await run(service.queries.reopen, query_id, body.note, actor)
+    return {"id": query_id, "status": "OPEN"}
 
 
 @router.get("/endpoint-reviews", **needs(P.READ_EVENTS))
