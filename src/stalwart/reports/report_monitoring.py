@@ -17,7 +17,7 @@ import datetime as dt
 
 import pandas as pd
 
-from stalwart.analysis.datasets.source import StoreExtract
+from stalwart.analysis.datasets.source import StoreExtract, unrandomized_deviations
 from stalwart.capture.deviations import DEVIATION_CATEGORIES, MISSED_VISIT
 from stalwart.protocol.schema import Protocol
 from stalwart.reports.report_tables import DASH, Arms, Row, Table, fmt_num, in_words, n_pct
@@ -34,7 +34,6 @@ __all__ = [
     "protocol_deviations",
     "sae_listing",
     "scheduled_visits",
-    "unrandomized_deviations",
 ]
 
 
@@ -255,8 +254,8 @@ def protocol_deviations(
     the cut-off and not received that are not logged as missed (``source`` NOT LOGGED): the log
     holds a missed visit only once the site records why, and a visit both logged and derived
     would count twice.
-    Deviations logged before randomization (no USUBJID) have no arm and are left out; see
-    :func:`unrandomized_deviations`. ``visits`` is :func:`scheduled_visits` when the caller has it.
+    Deviations logged before randomization (no USUBJID) have no arm and are left out (the
+    table's note counts them). ``visits`` is :func:`scheduled_visits` when the caller has it.
     """
     if visits is None:
         visits = scheduled_visits(protocol, extract, cutoff)
@@ -304,11 +303,6 @@ def protocol_deviations(
         return pd.DataFrame(columns=list(_DEVIATION_FRAME))
     both = pd.concat(frames, ignore_index=True)[list(_DEVIATION_FRAME)]
     return both.sort_values(["usubjid", "date", "category"], kind="stable", ignore_index=True)
-
-
-def unrandomized_deviations(extract: StoreExtract) -> int:
-    """Deviations logged for people screened and not (yet) randomized: no participant, no arm."""
-    return int((extract.deviations["USUBJID"].astype(str) == "").sum())
 
 
 def deviation_table(

@@ -29,7 +29,7 @@ from stalwart.capture.tables import (
 )
 from stalwart.protocol.calendar import UNSCHEDULED_PREFIX
 
-__all__ = ["StoreExtract", "read_store"]
+__all__ = ["StoreExtract", "read_store", "unrandomized_deviations"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,12 @@ class StoreExtract:
     deviations: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=list(DEVIATION_COLUMNS))
     )
+
+
+def unrandomized_deviations(extract: StoreExtract) -> int:
+    """Deviations logged for people screened and never randomized: no USUBJID, so no arm (the
+    DSMB report) and no SDTM record (DV)."""
+    return int((extract.deviations["USUBJID"].astype(str) == "").sum())
 
 
 def _frame(session: Session, stmt: sa.Executable) -> pd.DataFrame:
