@@ -281,9 +281,15 @@ def protocol_deviations(
         if c == MISSED_VISIT
     }
     open_ = visits[visits["due"] & ~visits["received"]]
-    open_ = open_[
-        [(u, v) not in missed_logged for u, v in zip(open_["usubjid"], open_["visit"], strict=True)]
-    ]
+    not_logged = pd.Series(
+        [
+            (u, v) not in missed_logged
+            for u, v in zip(open_["usubjid"], open_["visit"], strict=True)
+        ],
+        index=open_.index,
+        dtype=bool,
+    )
+    open_ = open_[not_logged]
     derived = pd.DataFrame(
         {
             "usubjid": open_["usubjid"],
