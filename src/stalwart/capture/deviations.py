@@ -29,6 +29,7 @@ from stalwart.errors import ConflictError, NotFoundError, ValidationError
 __all__ = [
     "CONSENT",
     "DEVIATION_CATEGORIES",
+    "DEVIATION_COLUMNS",
     "MISSED_VISIT",
     "VISIT_WINDOW",
     "DeviationView",
@@ -50,6 +51,19 @@ DEVIATION_CATEGORIES = (
     "OTHER",
 )
 """Deviation categories (DVCAT), after ICH E3's grouping of important protocol deviations."""
+
+DEVIATION_COLUMNS = (
+    "USUBJID",
+    "SCREENING",
+    "SITEID",
+    "DVTERM",
+    "DVCAT",
+    "DVSTDTC",
+    "VISIT",
+    "SOURCE",
+    "REVIEWED",
+)
+"""The keys of each row of :func:`deviation_rows`, in order."""
 
 _MAX_TEXT = 2000
 

@@ -2,10 +2,10 @@
 
 It follows the PHUSE cSDRG outline in brief: the trial design (arms, epochs, visits), the data
 standards (SDTMIG, Define-XML, CT, dictionaries), each dataset (class, structure, keys, rows), the
-trial's deviations from standard practice (what a reviewer would otherwise have to discover:
-no MedDRA without a release, the untreated arm without EX records, how EPOCH and the normal ranges
-are derived, serious events reported late) and the conformance findings CDISC's rules engine
-(CORE) is known to report on these data, each with its cause. The guide is generated from the
+trial's deviations from standard practice (what a reviewer would otherwise have to discover: no
+MedDRA without a release, the untreated arm without EX records, how EPOCH and the normal ranges are
+derived, serious events reported late, what DV holds) and the conformance findings CDISC's rules
+engine (CORE) is known to report on these data, each with its cause. The guide is generated from the
 same protocol and data as the datasets, so it cannot drift from them.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from stalwart import __version__
-from stalwart.analysis.datasets.source import StoreExtract
+from stalwart.analysis.datasets.source import StoreExtract, unrandomized_deviations
 from stalwart.capture.ae_form import sae_reported_late
 from stalwart.cdisc.meddra import MedDRA
 from stalwart.cdisc.sdtmig import IG_VERSION
@@ -114,8 +114,9 @@ def _deviations(
         )
     out.append(
         "Opportunistic events (the efficacy events) are in CE; deaths are DS DSDECOD = DEATH "
-        "with DM DTHFL/DTHDTC. No DV (protocol deviations) dataset is submitted in this version."
+        "with DM DTHFL/DTHDTC."
     )
+    out.append(_dv_sentence(datasets.get("DV"), extract))
     aes = extract.adverse_events
     form = protocol.forms.AE
     late = [
@@ -129,6 +130,33 @@ def _deviations(
         + (f" ({', '.join(sorted(set(late)))})." if late else ".")
     )
     return out
+
+
+def _dv_sentence(dv: Dataset | None, extract: StoreExtract) -> str:
+    """How DV comes from the deviations log, and what it leaves out."""
+    before = unrandomized_deviations(extract)
+    if dv is None:
+        text = "No DV dataset is submitted: no randomized subject has a logged protocol deviation."
+    else:
+        counts = dv.frame["DVCAT"].value_counts().sort_index()
+        text = (
+            f"DV holds the {len(dv.frame)} protocol deviations of randomized subjects from the "
+            "trial's deviations log ("
+            + "; ".join(f"{k}: {v}" for k, v in counts.items())
+            + "). DVCAT is the log's category; DVSCAT says whether the data capture system "
+            "DETECTED it when the data revealing it were saved (visit out of window, missed visit "
+            "recorded, consent after the screening procedures) or a site or monitor REPORTED it. "
+            "DVDECOD is not submitted: CDISC has no controlled terminology for it and the protocol "
+            "defines no coded list. DVTERM is the log's description in ASCII, cut to 200 "
+            "characters where longer. Scheduled visits not done that the site has not yet "
+            "recorded as missed are not in DV (SV shows every visit held)."
+        )
+    return text + (
+        f" {before} deviation(s) logged before randomization for people never randomized are "
+        "not in DV (they have no USUBJID)."
+        if before
+        else " No deviation was logged for a person who was never randomized."
+    )
 
 
 def _date(value: object) -> dt.date | None:

@@ -1,8 +1,9 @@
 """``stalwart export sdtm|adam|odm|define``: a trial database in a CDISC format, all or nothing.
 
-* ``sdtm``: DM, SV, EX, CM, LB, AE, CE, DS and the trial design TA, TE, TV, TI, TS (SDTMIG 3.4),
-  as XPT v5 (and CSV in ``csv/``), with ``define.xml`` (Define-XML 2.1) and the reviewer's guide
-  ``csdrg.html``; ``--meddra`` codes the AE terms with a MedDRA release the sponsor holds;
+* ``sdtm``: DM, SV, EX, CM, LB, AE, CE, DS, DV (when deviations are logged) and the trial design
+  TA, TE, TV, TI, TS (SDTMIG 3.4), as XPT v5 (and CSV in ``csv/``), with ``define.xml``
+  (Define-XML 2.1) and the reviewer's guide ``csdrg.html``; ``--meddra`` codes the AE terms with
+  a MedDRA release the sponsor holds;
 * ``adam``: ADSL, ADLB, ADTTE, ADAE (the tables the analysis plan analyses), XPT, ``csv/`` and
   ``define.xml``; ``stalwart analyze --adam`` reads the folder as it is;
 * ``odm``: ``<study>.odm.xml``, ODM 1.3.2 with the protocol's metadata and the audit trail (the

@@ -3,7 +3,8 @@
 Each function takes the protocol and a ``StoreExtract`` (the same read of the store the analysis
 datasets come from) and returns a ``Dataset`` sorted by the SDTMIG keys, with ``--SEQ`` numbered
 within USUBJID and the variables in SDTMIG 3.4 order (:func:`~.sdtm_common.finish`). EX and CM
-are in :mod:`~.sdtm_interventions`, AE, CE and DS in :mod:`~.sdtm_events`.
+are in :mod:`~.sdtm_interventions`, AE, CE and DS in :mod:`~.sdtm_events`, DV (protocol
+deviations, from capture's deviations log) in :mod:`~.sdtm_deviations`.
 
 Choices, with the reason:
 
@@ -46,6 +47,7 @@ from stalwart.cdisc.sdtm_common import (
     study_day,
     visit_columns,
 )
+from stalwart.cdisc.sdtm_deviations import derive_dv
 from stalwart.cdisc.sdtm_events import derive_ae, derive_ce, derive_ds
 from stalwart.cdisc.sdtm_interventions import derive_cm, derive_ex
 from stalwart.cdisc.xpt import Dataset, Variable
@@ -58,6 +60,7 @@ __all__ = [
     "derive_cm",
     "derive_dm",
     "derive_ds",
+    "derive_dv",
     "derive_ex",
     "derive_lb",
     "derive_sv",
@@ -325,7 +328,8 @@ def sdtm_domains(
     protocol: Protocol, extract: StoreExtract, meddra: MedDRA | None = None
 ) -> list[Dataset]:
     """Every subject-level SDTM domain of the store (trial design apart); AE coded with
-    ``meddra`` when the sponsor loaded a release."""
+    ``meddra`` when the sponsor loaded a release. DV only when a randomized participant has a
+    logged deviation (an empty dataset is not submitted)."""
     derive: tuple[Callable[[Protocol, StoreExtract], Dataset], ...] = (
         derive_dm,
         derive_sv,
@@ -333,9 +337,11 @@ def sdtm_domains(
         derive_cm,
         derive_lb,
     )
+    dv = derive_dv(protocol, extract)
     return [
         *(f(protocol, extract) for f in derive),
         derive_ae(protocol, extract, meddra),
         derive_ce(protocol, extract),
         derive_ds(protocol, extract),
+        *([dv] if len(dv.frame) else []),
     ]

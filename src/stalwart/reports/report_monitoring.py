@@ -6,9 +6,9 @@ its data cut-off and the ``Arms`` to show (one pooled group in the open report: 
 participant is replaced by it before anything is counted). A section the data cannot support yet
 (no visit due, no dose given) says so in its table's note instead of showing empty numbers.
 
-Protocol deviations are derived from what the store already shows (scheduled visits missed or
-held outside their window, by the protocol's visit windows) by :func:`protocol_deviations`; it is
-the one place to read a deviations log from once capture keeps one.
+Protocol deviations come from capture's deviations log, read in the same snapshot (every
+deviation the system detected or a user reported), plus the scheduled visits due and not received
+that no one has logged as missed yet, so nothing is counted twice: :func:`protocol_deviations`.
 """
 
 from __future__ import annotations
@@ -17,15 +17,18 @@ import datetime as dt
 
 import pandas as pd
 
-from stalwart.analysis.datasets.source import StoreExtract
+from stalwart.analysis.datasets.source import StoreExtract, unrandomized_deviations
+from stalwart.capture.deviations import DEVIATION_CATEGORIES, MISSED_VISIT
 from stalwart.protocol.schema import Protocol
 from stalwart.reports.report_tables import DASH, Arms, Row, Table, fmt_num, in_words, n_pct
 
 __all__ = [
+    "NOT_LOGGED",
     "accrual_by_site",
     "accrual_table",
     "data_quality_table",
     "death_listing",
+    "deviation_listing",
     "deviation_table",
     "exposure_table",
     "protocol_deviations",
@@ -117,7 +120,8 @@ def scheduled_visits(protocol: Protocol, extract: StoreExtract, cutoff: dt.date)
     """Every scheduled visit of every participant: due (its window closed by the cut-off, and
     the participant not off study before it opened), received, and held in its window.
 
-    Columns ``usubjid, site, arm, visit, due, received, in_window``.
+    Columns ``usubjid, site, arm, visit, closes, due, received, in_window`` (``closes``: the
+    date the visit's window closes).
     """
     people = extract.participants[["usubjid", "site", "arm", "randomization_date"]]
     schedule = pd.DataFrame(
@@ -151,6 +155,7 @@ def scheduled_visits(protocol: Protocol, extract: StoreExtract, cutoff: dt.date)
             "site": grid["site"],
             "arm": grid["arm"].astype(str),
             "visit": grid["visit"],
+            "closes": closes.dt.date,
             "due": (closes <= pd.Timestamp(cutoff)) & (off.isna() | (off >= opens)),
             "received": received,
             "in_window": received & (date >= opens) & (date <= closes),
@@ -229,26 +234,81 @@ def data_quality_table(
     )
 
 
+NOT_LOGGED = "NOT LOGGED"
+"""``source`` of a scheduled visit due and not received that the log does not hold yet."""
+
+_DEVIATION_FRAME = ("usubjid", "arm", "category", "date", "visit", "description", "source")
+
+
 def protocol_deviations(
     protocol: Protocol,
     extract: StoreExtract,
     cutoff: dt.date,
     visits: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Protocol deviations, one row each: ``usubjid, arm, category``.
+    """Protocol deviations of randomized participants, one row each: ``usubjid, arm, category,
+    date, visit, description, source``.
 
-    Derived from the store as it stands: a scheduled visit missed (due by the cut-off and not
-    held) or held outside its window. When capture keeps a deviations log, this is the function
-    to read it from; the tables built on it stay as they are. ``visits`` is
-    :func:`scheduled_visits` when the caller has it already.
+    The extract's deviations log (read in the snapshot's transaction) holds every deviation
+    detected or reported, whatever its category. To it are added the scheduled visits due by
+    the cut-off and not received that are not logged as missed (``source`` NOT LOGGED): the log
+    holds a missed visit only once the site records why, and a visit both logged and derived
+    would count twice.
+    Deviations logged before randomization (no USUBJID) have no arm and are left out (the
+    table's note counts them). ``visits`` is :func:`scheduled_visits` when the caller has it.
     """
     if visits is None:
         visits = scheduled_visits(protocol, extract, cutoff)
-    missed = visits[visits["due"] & ~visits["received"]].assign(category="Scheduled visit missed")
-    late = visits[visits["received"] & ~visits["in_window"]].assign(
-        category="Visit outside its window"
+    logged = extract.deviations
+    arm_of = dict(
+        zip(extract.participants["usubjid"], extract.participants["arm"].astype(str), strict=True)
     )
-    return pd.concat([missed, late], ignore_index=True)[["usubjid", "arm", "category"]]
+    of_people = logged[logged["USUBJID"].astype(str) != ""]
+    log = pd.DataFrame(
+        {
+            "usubjid": of_people["USUBJID"].astype(str),
+            "arm": of_people["USUBJID"].map(arm_of),
+            "category": of_people["DVCAT"].astype(str),
+            "date": [dt.date.fromisoformat(str(d)) for d in of_people["DVSTDTC"]],
+            "visit": of_people["VISIT"].astype(str),
+            "description": of_people["DVTERM"].astype(str),
+            "source": of_people["SOURCE"].astype(str),
+        }
+    )
+    missed_logged = {
+        (u, v)
+        for u, v, c in zip(log["usubjid"], log["visit"], log["category"], strict=True)
+        if c == MISSED_VISIT
+    }
+    open_ = visits[visits["due"] & ~visits["received"]]
+    not_logged = pd.Series(
+        [
+            (u, v) not in missed_logged
+            for u, v in zip(open_["usubjid"], open_["visit"], strict=True)
+        ],
+        index=open_.index,
+        dtype=bool,
+    )
+    open_ = open_[not_logged]
+    derived = pd.DataFrame(
+        {
+            "usubjid": open_["usubjid"],
+            "arm": open_["arm"].astype(str),
+            "category": MISSED_VISIT,
+            "date": open_["closes"],
+            "visit": open_["visit"],
+            "description": [
+                f"{v} due by {d} and not received"
+                for v, d in zip(open_["visit"], open_["closes"], strict=True)
+            ],
+            "source": NOT_LOGGED,
+        }
+    )
+    frames = [f for f in (log, derived) if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=list(_DEVIATION_FRAME))
+    both = pd.concat(frames, ignore_index=True)[list(_DEVIATION_FRAME)]
+    return both.sort_values(["usubjid", "date", "category"], kind="stable", ignore_index=True)
 
 
 def deviation_table(
@@ -258,29 +318,85 @@ def deviation_table(
     arms: Arms,
     visits: pd.DataFrame | None = None,
 ) -> Table:
-    """Protocol deviations by category and arm: deviations, and participants with one (n (%))."""
+    """Protocol deviations by category and arm (pooled in the open report): deviations, and
+    participants with one (n (%)); missed visits not yet logged in their own indented row."""
     arm_of = _arm_of(extract, arms)
     deviations = protocol_deviations(protocol, extract, cutoff, visits)
     deviations = deviations.assign(arm=deviations["usubjid"].map(arm_of))
     sizes = pd.Series(list(arm_of.values())).value_counts()
     codes = list(arms.codes)
-    rows = []
-    for category in ("Scheduled visit missed", "Visit outside its window"):
-        of = deviations[deviations["category"] == category]
-        cells = []
+
+    def cells(of: pd.DataFrame) -> tuple[str, ...]:
+        out = []
         for code in codes:
             at = of[of["arm"] == code]
-            cells.append(f"{len(at)} / {n_pct(at['usubjid'].nunique(), int(sizes.get(code, 0)))}")
-        rows.append(Row(category, tuple(cells)))
+            out.append(f"{len(at)} / {n_pct(at['usubjid'].nunique(), int(sizes.get(code, 0)))}")
+        return tuple(out)
+
+    extra = sorted(set(deviations["category"]) - set(DEVIATION_CATEGORIES))
+    rows = [Row("All deviations", cells(deviations))]
+    for category in (*DEVIATION_CATEGORIES, *extra):
+        of = deviations[deviations["category"] == category]
+        rows.append(Row(in_words(category), cells(of), 1))
+        if category == MISSED_VISIT:
+            rows.append(Row("of which not yet logged", cells(of[of["source"] == NOT_LOGGED]), 1))
+    note = (
+        "Each cell: deviations / participants with at least one (% of the group). From the "
+        "deviations log (detected by the system or reported by sites and monitors), plus the "
+        "scheduled visits due by the data cut-off and not received that the log does not hold "
+        "as missed yet."
+    )
+    unrandomized = unrandomized_deviations(extract)
+    if unrandomized:
+        note += (
+            f" Not shown: {unrandomized} deviation(s) logged for people screened and not "
+            "randomized (no arm)."
+        )
     return Table(
         id="table-deviations",
         caption=f"Protocol deviations by category, {arms.by}",
         stub="Category",
         columns=tuple(arms.labels),
         rows=tuple(rows),
-        note="Each cell: deviations / participants with at least one (% of the group). Derived "
-        "from the visits recorded against the protocol's visit windows; deviations a site logs "
-        "(eligibility, dosing) join this table once capture keeps a deviations log.",
+        note=note,
+    )
+
+
+def deviation_listing(
+    protocol: Protocol,
+    extract: StoreExtract,
+    cutoff: dt.date,
+    arms: Arms,
+    visits: pd.DataFrame | None = None,
+) -> Table:
+    """Listing of protocol deviations (closed report): participant, arm, date, category,
+    visit, description and whether it is logged (detected, reported) or a missed visit not
+    logged yet."""
+    deviations = protocol_deviations(protocol, extract, cutoff, visits)
+    rows = [
+        Row(
+            str(r.usubjid),
+            (
+                arms.label(str(r.arm)),
+                r.date.isoformat(),
+                in_words(str(r.category)),
+                str(r.visit) or DASH,
+                str(r.description),
+                in_words(str(r.source)),
+            ),
+        )
+        for r in deviations.itertuples(index=False)
+    ]
+    return Table(
+        id="listing-deviations",
+        caption="Listing: protocol deviations",
+        stub="Participant",
+        columns=("Arm", "Date", "Category", "Visit", "Description", "Source"),
+        rows=tuple(rows),
+        note="Source: detected by the system, reported by a site or monitor, or a scheduled "
+        "visit due by the data cut-off and not received that the log does not hold yet."
+        + ("" if rows else " No protocol deviation by the data cut-off."),
+        text_columns=(0, 2, 3, 4, 5),
     )
 
 

@@ -56,6 +56,7 @@ from stalwart.reports.report_monitoring import (
     accrual_table,
     data_quality_table,
     death_listing,
+    deviation_listing,
     deviation_table,
     exposure_table,
     sae_listing,
@@ -222,6 +223,11 @@ def _context(snapshot: Snapshot, closed: bool, generated: dt.datetime) -> dict[s
             protocol, snapshot.extract, snapshot.cutoff, snapshot.queries, snapshot.taken_at, visits
         ),
         "deviations": deviation_table(protocol, snapshot.extract, snapshot.cutoff, arms, visits),
+        "deviation_listing": deviation_listing(
+            protocol, snapshot.extract, snapshot.cutoff, arms, visits
+        )
+        if closed
+        else None,
         "exposure": exposure_table(protocol, snapshot.extract, arms) if closed else None,
         "sae_listing": sae_listing(snapshot.extract, arms if closed else None),
         "death_listing": death_listing(snapshot.extract, arms if closed else None),

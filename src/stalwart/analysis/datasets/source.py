@@ -6,13 +6,14 @@ can be tested on small inline tables, and so that another source (a CDISC import
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from stalwart.capture.deviations import DEVIATION_COLUMNS, deviation_rows
 from stalwart.capture.tables import (
     AdverseEvent,
     AllocationSlot,
@@ -28,7 +29,7 @@ from stalwart.capture.tables import (
 )
 from stalwart.protocol.calendar import UNSCHEDULED_PREFIX
 
-__all__ = ["StoreExtract", "read_store"]
+__all__ = ["StoreExtract", "read_store", "unrandomized_deviations"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,10 @@ class StoreExtract:
     """The captured data as DataFrames keyed by USUBJID (screening keyed by its number).
 
     ``clinical_events`` carries each event's endpoint review verdict in ``review``
-    (``CONFIRMED``, ``REJECTED``, or None while it awaits review).
+    (``CONFIRMED``, ``REJECTED``, or None while it awaits review). ``deviations`` is the
+    protocol deviations log, one row per deviation with the columns of
+    :func:`stalwart.capture.deviations.deviation_rows` (``USUBJID`` empty for one logged before
+    randomization); a source without a log (a CDISC import) leaves it empty.
     """
 
     screening: pd.DataFrame
@@ -46,6 +50,15 @@ class StoreExtract:
     clinical_events: pd.DataFrame
     adverse_events: pd.DataFrame
     dispositions: pd.DataFrame
+    deviations: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=list(DEVIATION_COLUMNS))
+    )
+
+
+def unrandomized_deviations(extract: StoreExtract) -> int:
+    """Deviations logged for people screened and never randomized: no USUBJID, so no arm (the
+    DSMB report) and no SDTM record (DV)."""
+    return int((extract.deviations["USUBJID"].astype(str) == "").sum())
 
 
 def _frame(session: Session, stmt: sa.Executable) -> pd.DataFrame:
@@ -161,6 +174,16 @@ def read_store(engine: Engine) -> StoreExtract:
             .join(Participant, Participant.id == Disposition.participant_id)
             .order_by(Participant.usubjid),
         )
+    # deviation_rows opens its own Session on ``engine``: given a Connection in a transaction
+    # (a report's snapshot), it reads in that same transaction
+    deviations = pd.DataFrame.from_records(deviation_rows(engine), columns=list(DEVIATION_COLUMNS))
     return StoreExtract(
-        screening, participants, labs, doses, clinical_events, adverse_events, dispositions
+        screening,
+        participants,
+        labs,
+        doses,
+        clinical_events,
+        adverse_events,
+        dispositions,
+        deviations,
     )
