@@ -289,6 +289,20 @@ def _calls(trial: Trial) -> list[Call]:
             ),
             Call(
                 "POST",
+                "/api/queries/{query_id}/reopen",
+                f"/api/queries/{w.queries[second]}/reopen",
+                site,
+                {"note": "please look again"},
+            ),
+            Call(
+                "GET",
+                "/api/queries/{query_id}/history",
+                f"/api/queries/{w.queries[first]}/history",
+                site,
+                None,
+            ),
+            Call(
+                "POST",
                 "/api/endpoint-reviews/{event_id}",
                 f"/api/endpoint-reviews/{w.events[first]}",
                 site,

@@ -400,6 +400,12 @@ class QueryCreate(_In):
     record_id: Annotated[Count, Field(ge=1, le=MAX_ID)] | None = None
 
 
+class QueryReopen(_In):
+    """Why a query answered or closed is opened again."""
+
+    note: Text
+
+
 class QueryAnswer(_In):
     """The site's answer."""
 

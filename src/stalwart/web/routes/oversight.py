@@ -18,7 +18,14 @@ from fastapi.responses import StreamingResponse
 from stalwart.capture.access import Permission as P
 from stalwart.web.deps import CurrentActor, Run, Service
 from stalwart.web.routes import needs
-from stalwart.web.schemas import QueryAnswer, QueryClose, QueryCreate, RecordId, ReviewCreate
+from stalwart.web.schemas import (
+    QueryAnswer,
+    QueryClose,
+    QueryCreate,
+    QueryReopen,
+    RecordId,
+    ReviewCreate,
+)
 
 __all__ = ["router"]
 
@@ -89,7 +96,7 @@ async def close_query(
 
 @router.post("/queries/{query_id}/reopen", **needs(P.RAISE_QUERY))
 async def reopen_query(
-    query_id: RecordId, body: QueryClose, service: Service, actor: CurrentActor, run: Run
+    query_id: RecordId, body: QueryReopen, service: Service, actor: CurrentActor, run: Run
 ) -> dict[str, Any]:
     """Re-open an answered or closed query, with a note (monitors, data managers)."""
     await run(service.queries.reopen, query_id, body.note, actor)
