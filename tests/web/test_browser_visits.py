@@ -189,9 +189,12 @@ def test_one_participant_from_consent_to_week_32(
             page.goto(f"{base}/participants/{usubjid}/visits/WK16")
             page.get_by_label("CD4+ count (cells/mm3)").fill("770")
             page.get_by_label("Reason for change").fill("transcription error")
-            page.get_by_role("button", name="Save correction").click()
+            # the page before the correction shows "Saved" too: wait for the post's own answer
+            with page.expect_navigation():
+                page.get_by_role("button", name="Save correction").click()
             expect(page.locator("#saved")).to_be_visible()
             page.get_by_role("link", name="Audit trail").click()
+            page.wait_for_url("**/visits/WK16/audit")
             trail = page.locator("#audit-trail")
             expect(trail).to_contain_text("transcription error")
             expect(trail).to_contain_text("700")
