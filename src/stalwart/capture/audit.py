@@ -175,9 +175,7 @@ def append_audit_entries(
     if session.get_bind().dialect.name == "postgresql":
         session.info.setdefault(_PENDING, []).append(_server_payload(entries, actor, reason, stamp))
         return
-    head = session.execute(
-        sa.select(AuditHead.sequence, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
-    ).one_or_none()
+    head = session.execute(_HEAD).one_or_none()
     sequence, prev = (head.sequence, head.hash) if head is not None else (0, GENESIS_HASH)
     records = []
     for action, table, record_id, row in entries:
@@ -199,14 +197,21 @@ def append_audit_entries(
             }
         )
         prev = digest
-    session.execute(sa.insert(AuditRecord), records)
+    session.execute(_INSERT_RECORDS, records)
     if head is None:
         session.execute(sa.insert(AuditHead), [{"id": 1, "sequence": sequence, "hash": prev}])
     else:
-        session.execute(
-            sa.update(AuditHead).where(AuditHead.id == 1).values(sequence=sequence, hash=prev)
-        )
+        session.execute(_MOVE_HEAD, {"new_sequence": sequence, "new_hash": prev})
 
+
+_HEAD = sa.select(AuditHead.sequence, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
+_INSERT_RECORDS = sa.insert(AuditRecord)
+_MOVE_HEAD = (
+    sa.update(AuditHead)
+    .where(AuditHead.id == 1)
+    .values(sequence=sa.bindparam("new_sequence"), hash=sa.bindparam("new_hash"))
+)
+"""The statements of every append (SQLite), built once."""
 
 _PENDING = "stalwart.pending_audit"
 """``session.info`` key of the audit appends prepared for the commit (PostgreSQL)."""

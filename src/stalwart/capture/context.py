@@ -61,16 +61,21 @@ class CaptureContext:
         return cal
 
 
+_FIND_PARTICIPANT = (
+    sa.select(Participant, AllocationSlot.arm, Site.code)
+    .join(AllocationSlot, AllocationSlot.participant_id == Participant.id)
+    .join(Site, Site.id == Participant.site_id)
+    .where(Participant.usubjid == sa.bindparam("usubjid"))
+)
+"""Built once: every form of every participant starts with this read (the statement's
+construction costs several times its execution on SQLite)."""
+
+
 def find_participant(
     session: Session, usubjid: str, who: Actor | None = None
 ) -> tuple[Participant, str]:
     """The participant and arm; another site's participant is "not found" to a site user."""
-    row = session.execute(
-        sa.select(Participant, AllocationSlot.arm, Site.code)
-        .join(AllocationSlot, AllocationSlot.participant_id == Participant.id)
-        .join(Site, Site.id == Participant.site_id)
-        .where(Participant.usubjid == usubjid)
-    ).one_or_none()
+    row = session.execute(_FIND_PARTICIPANT, {"usubjid": usubjid}).one_or_none()
     if row is None or (who is not None and not who.sees_site(row[2])):
         raise NotFoundError(f"no randomized participant {usubjid!r}")
     return row[0], row[1]

@@ -31,6 +31,24 @@ SYSTEM_RAISER = "system: soft check "
 _Finding = tuple[str, int, str, str]  # table, record id, field, text
 
 
+_VISITS = (
+    sa.select(Visit.id, Visit.visit_code, Visit.visit_date)
+    .where(Visit.participant_id == sa.bindparam("participant_id"))
+    .order_by(Visit.visit_date, Visit.id)
+)
+_RESULTS = sa.select(
+    LabResult.visit_id, LabResult.test_code, LabResult.id, LabResult.value, LabResult.below_limit
+).where(LabResult.participant_id == sa.bindparam("participant_id"))
+_RAISED = sa.select(DataQuery.id).where(
+    DataQuery.table_name == sa.bindparam("table_name"),
+    DataQuery.record_id == sa.bindparam("record_id"),
+    DataQuery.field == sa.bindparam("field"),
+    DataQuery.raised_by == sa.bindparam("raised_by"),
+)
+"""The reads of every visit's soft checks, built once; the results as columns, not ORM rows
+(a participant's whole series is read at each visit)."""
+
+
 def raiser_of(check: SoftCheck) -> str:
     """The raiser (and audit actor) of the queries ``check`` raises."""
     return f"{SYSTEM_RAISER}{check.name}"
@@ -42,16 +60,11 @@ def apply_soft_checks(
     """Run every soft check on the visit just saved; the ids of the queries raised."""
     if not protocol.soft_checks:
         return []
-    visits = session.execute(
-        sa.select(Visit.id, Visit.visit_code, Visit.visit_date)
-        .where(Visit.participant_id == participant.id)
-        .order_by(Visit.visit_date, Visit.id)
-    ).all()
+    keys = {"participant_id": participant.id}
+    visits = session.execute(_VISITS, keys).all()
     results: dict[tuple[int, str], tuple[int, float]] = {
         (lab.visit_id, lab.test_code): (lab.id, lab.value)
-        for lab in session.scalars(
-            sa.select(LabResult).where(LabResult.participant_id == participant.id)
-        )
+        for lab in session.execute(_RESULTS, keys)
         if lab.value is not None and not lab.below_limit
     }
     raised: list[int] = []
@@ -148,12 +161,7 @@ def _raise_once(
 ) -> list[int]:
     """A query from ``raiser`` on the field, unless it already raised one there."""
     if session.scalar(
-        sa.select(DataQuery.id).where(
-            DataQuery.table_name == table,
-            DataQuery.record_id == record_id,
-            DataQuery.field == field,
-            DataQuery.raised_by == raiser,
-        )
+        _RAISED, {"table_name": table, "record_id": record_id, "field": field, "raised_by": raiser}
     ):
         return []
     query = DataQuery(

@@ -171,6 +171,17 @@ def check_visit_form(
     return results
 
 
+_VISIT_SAVED = sa.select(Visit.id).where(
+    Visit.participant_id == sa.bindparam("participant_id"),
+    Visit.visit_code == sa.bindparam("visit_code"),
+)
+_VISIT_MISSED = sa.select(MissedVisit.id).where(
+    MissedVisit.participant_id == sa.bindparam("participant_id"),
+    MissedVisit.visit_code == sa.bindparam("visit_code"),
+)
+"""The reads of every visit's save, built once (their construction costs more than their run)."""
+
+
 class VisitForms:
     """The LAB form of scheduled and unscheduled visits, and missed visits."""
 
@@ -389,17 +400,10 @@ class VisitForms:
 
     @staticmethod
     def _check_not_recorded(session: Session, participant: Participant, code: str) -> None:
-        if session.scalar(
-            sa.select(Visit.id).where(
-                Visit.participant_id == participant.id, Visit.visit_code == code
-            )
-        ):
+        keys = {"participant_id": participant.id, "visit_code": code}
+        if session.scalar(_VISIT_SAVED, keys):
             raise ConflictError(f"visit {code} of {participant.usubjid} is already recorded")
-        if session.scalar(
-            sa.select(MissedVisit.id).where(
-                MissedVisit.participant_id == participant.id, MissedVisit.visit_code == code
-            )
-        ):
+        if session.scalar(_VISIT_MISSED, keys):
             raise ConflictError(
                 f"visit {code} of {participant.usubjid} is recorded as missed; a visit done "
                 "after all is entered as an unscheduled visit"
