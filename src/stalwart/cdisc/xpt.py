@@ -77,8 +77,12 @@ class Dataset:
 
 def char_length(values: pd.Series) -> int:
     """The storage length of a character variable: its longest value in bytes, at least 1."""
-    lengths = values.fillna("").astype(str).map(lambda s: len(s.encode("utf-8")))
-    return max(1, int(lengths.max())) if len(lengths) else 1
+    text = values.fillna("").astype(str).tolist()
+    if not text:
+        return 1
+    if "".join(text).isascii():  # one byte a character: no value need be encoded
+        return max(1, *map(len, text))
+    return max(1, *(len(s.encode("utf-8")) for s in text))
 
 
 def check_dataset(ds: Dataset) -> None:
@@ -102,7 +106,7 @@ def check_dataset(ds: Dataset) -> None:
             raise ExportError(f"{where}: label of {v.name} is over 40 characters: {v.label!r}")
         if v.kind == "Char":
             text = ds.frame[v.name].fillna("").astype(str)
-            if not text.map(str.isascii).all():
+            if not "".join(text.tolist()).isascii():
                 raise ExportError(f"{where}: {v.name} holds non-ASCII text; XPORT v5 is ASCII")
             if char_length(text) > 200:
                 raise ExportError(f"{where}: {v.name} has values over 200 characters")
@@ -120,7 +124,9 @@ def _xpt_frame(ds: Dataset) -> tuple[pd.DataFrame, dict[str, str]]:
         elif v.kind == "Num":
             out[v.name] = pd.to_numeric(col).astype(float)
         else:
-            out[v.name] = col.fillna("").astype(str)
+            # Python strings (object), not pandas' string array: pyreadstat reads every value
+            # one by one, and a string array hands each out through a slow __getitem__
+            out[v.name] = col.fillna("").astype(str).astype(object)
     return out.reset_index(drop=True), formats
 
 
