@@ -24,7 +24,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from stalwart.capture.db import snapshot_session
+from stalwart.capture.db import core_connection, snapshot_session
 from stalwart.capture.tables import (
     ACCESS_TABLES,
     AUDITED_TABLES,
@@ -175,7 +175,8 @@ def append_audit_entries(
     if session.get_bind().dialect.name == "postgresql":
         session.info.setdefault(_PENDING, []).append(_server_payload(entries, actor, reason, stamp))
         return
-    head = session.execute(_HEAD).one_or_none()
+    conn = core_connection(session)
+    head = conn.execute(_HEAD).one_or_none()
     sequence, prev = (head.sequence, head.hash) if head is not None else (0, GENESIS_HASH)
     records = []
     for action, table, record_id, row in entries:
@@ -197,21 +198,23 @@ def append_audit_entries(
             }
         )
         prev = digest
-    session.execute(_INSERT_RECORDS, records)
+    conn.execute(_INSERT_RECORDS, records)
     if head is None:
-        session.execute(sa.insert(AuditHead), [{"id": 1, "sequence": sequence, "hash": prev}])
+        conn.execute(_INSERT_HEAD, [{"id": 1, "sequence": sequence, "hash": prev}])
     else:
-        session.execute(_MOVE_HEAD, {"new_sequence": sequence, "new_hash": prev})
+        conn.execute(_MOVE_HEAD, {"new_sequence": sequence, "new_hash": prev})
 
 
 _HEAD = sa.select(AuditHead.sequence, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
-_INSERT_RECORDS = sa.insert(AuditRecord)
+_INSERT_RECORDS = sa.insert(AuditRecord.__table__)
+_INSERT_HEAD = sa.insert(AuditHead.__table__)
 _MOVE_HEAD = (
-    sa.update(AuditHead)
-    .where(AuditHead.id == 1)
+    sa.update(AuditHead.__table__)
+    .where(AuditHead.__table__.c.id == 1)
     .values(sequence=sa.bindparam("new_sequence"), hash=sa.bindparam("new_hash"))
 )
-"""The statements of every append (SQLite), built once."""
+"""The statements of every append (SQLite), built once and run as Core on the session's
+connection: no ORM object stands for the head or a record during a write."""
 
 _PENDING = "stalwart.pending_audit"
 """``session.info`` key of the audit appends prepared for the commit (PostgreSQL)."""

@@ -26,6 +26,7 @@ from stalwart.errors import ConfigurationError, DatabaseError
 __all__ = [
     "DATABASE_URL_ENV",
     "alembic_config",
+    "core_connection",
     "create_schema",
     "default_sqlite_url",
     "open_engine",
@@ -142,6 +143,17 @@ def snapshot_session(engine: Engine | sa.Connection) -> Iterator[Session]:
                 yield session
             finally:
                 session.rollback()
+
+
+def core_connection(session: Session) -> sa.Connection:
+    """The connection of ``session``'s transaction, for Core statements of the busiest forms.
+
+    A Core statement run on it skips the ORM's per-statement work (several times the cost of
+    a small read on SQLite), and, unlike ``session.execute``, would not flush pending ORM
+    changes first: they are flushed here, so what it reads and writes follows them as before.
+    """
+    session.flush()
+    return session.connection()
 
 
 def alembic_config(engine: Engine | None) -> Config:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from stalwart.capture.access import ActorLike, Permission, require
 from stalwart.capture.ae_form import AeDetails, check_ae_details
 from stalwart.capture.context import CaptureContext, find_participant
+from stalwart.capture.db import core_connection
 from stalwart.capture.edit_checks import (
     check_date_not_future,
     check_dates_in_order,
@@ -23,7 +24,6 @@ from stalwart.capture.edit_checks import (
 from stalwart.capture.tables import (
     AdverseEvent,
     AllocationSlot,
-    Base,
     ClinicalEvent,
     Disposition,
     Dose,
@@ -32,7 +32,7 @@ from stalwart.capture.tables import (
     Visit,
 )
 from stalwart.capture.transaction import transaction
-from stalwart.capture.writes import add_rows
+from stalwart.capture.writes import add_rows, insert_audited
 from stalwart.errors import ConflictError, ValidationError
 
 __all__ = ["DISPOSITION_STATUSES", "FollowUp", "check_before_disposition"]
@@ -92,7 +92,7 @@ class FollowUp:
                     "treatment",
                     f"{usubjid} (arm {arm}) has no {treatment} cycle {cycle} in the protocol",
                 )
-            rows: list[Base] = []
+            rows: list[dict[str, object]] = []
             ended = _end_of_follow_up(session, participant)
             for day, taken in days:
                 plan = planned.get(day)
@@ -114,28 +114,26 @@ class FollowUp:
                 check_date_not_future("dose_date", day, self.context.today())
                 _check_before(participant, "dose_date", day, ended)
                 rows.append(
-                    Dose(
-                        participant_id=participant.id,
-                        treatment=treatment,
-                        cycle=cycle,
-                        dose_date=day,
-                        administrations=taken,
-                        dose=plan.dose,
-                        dose_unit=plan.dose_unit,
-                    )
+                    {
+                        "participant_id": participant.id,
+                        "treatment": treatment,
+                        "cycle": cycle,
+                        "dose_date": day,
+                        "administrations": taken,
+                        "dose": plan.dose,
+                        "dose_unit": plan.dose_unit,
+                    }
                 )
             dates = [d for d, _ in days]
             if len(set(dates)) != len(dates):
                 raise ValidationError("dose_date", "a dose day is listed twice")
-            existing = session.scalar(
-                _DOSES_ON,
-                {"participant_id": participant.id, "treatment": treatment, "dates": dates},
-            )
+            keys = {"participant_id": participant.id, "treatment": treatment, "dates": dates}
+            existing = core_connection(session).execute(_DOSES_ON, keys).scalar()
             if existing:
                 raise ConflictError(
                     f"{treatment} doses of {usubjid} on these days are already recorded"
                 )
-            add_rows(session, rows, who.label)
+            insert_audited(session, Dose, rows, who.label)
 
     def report_clinical_event(
         self, usubjid: str, event_code: str, onset_date: dt.date, actor: ActorLike
@@ -214,22 +212,22 @@ class FollowUp:
                 "randomization_date", participant.randomization_date, "start_date", start_date
             )
             check_before_disposition(session, participant, "start_date", start_date)
-            row = AdverseEvent(
-                participant_id=participant.id,
-                term=term,
-                grade=grade,
-                start_date=start_date,
-                end_date=end_date,
-                related=related,
-                serious=bool(serious),
-                verbatim=details.verbatim,
-                outcome=details.outcome,
-                action=details.action,
-                seriousness=",".join(details.seriousness),
-                reported_on=self.context.today(),
-            )
-            add_rows(session, [row], who.label)
-            return row.id
+            row = {
+                "participant_id": participant.id,
+                "term": term,
+                "grade": grade,
+                "start_date": start_date,
+                "end_date": end_date,
+                "related": related,
+                "serious": bool(serious),
+                "verbatim": details.verbatim,
+                "outcome": details.outcome,
+                "action": details.action,
+                "seriousness": ",".join(details.seriousness),
+                "reported_on": self.context.today(),
+            }
+            (stored,) = insert_audited(session, AdverseEvent, [row], who.label)
+            return int(stored["id"])
 
     def record_disposition(
         self, usubjid: str, status: str, disposition_date: dt.date, actor: ActorLike
@@ -316,7 +314,7 @@ _DOSES_ON = sa.select(sa.func.count(Dose.id)).where(
 
 def _end_of_follow_up(session: Session, participant: Participant) -> dt.date | None:
     """The participant's disposition date, None while follow-up goes on."""
-    return session.scalar(_ENDED, {"participant_id": participant.id})
+    return core_connection(session).execute(_ENDED, {"participant_id": participant.id}).scalar()
 
 
 def _check_before(

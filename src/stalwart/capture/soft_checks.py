@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from stalwart.capture.db import core_connection
 from stalwart.capture.query_targets import LAB_PREFIX, field_label
 from stalwart.capture.tables import DataQuery, LabResult, Participant, Visit
 from stalwart.capture.writes import add_rows
@@ -61,10 +62,11 @@ def apply_soft_checks(
     if not protocol.soft_checks:
         return []
     keys = {"participant_id": participant.id}
-    visits = session.execute(_VISITS, keys).all()
+    conn = core_connection(session)
+    visits = conn.execute(_VISITS, keys).all()
     results: dict[tuple[int, str], tuple[int, float]] = {
         (lab.visit_id, lab.test_code): (lab.id, lab.value)
-        for lab in session.execute(_RESULTS, keys)
+        for lab in conn.execute(_RESULTS, keys)
         if lab.value is not None and not lab.below_limit
     }
     raised: list[int] = []
@@ -160,9 +162,8 @@ def _raise_once(
     text: str,
 ) -> list[int]:
     """A query from ``raiser`` on the field, unless it already raised one there."""
-    if session.scalar(
-        _RAISED, {"table_name": table, "record_id": record_id, "field": field, "raised_by": raiser}
-    ):
+    keys = {"table_name": table, "record_id": record_id, "field": field, "raised_by": raiser}
+    if core_connection(session).execute(_RAISED, keys).scalar():
         return []
     query = DataQuery(
         participant_id=participant.id,

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from stalwart.capture.access import Actor, ActorLike, Permission, require
 from stalwart.capture.audit import append_audit, append_audit_entries
 from stalwart.capture.context import CaptureContext, find_participant
+from stalwart.capture.db import core_connection
 from stalwart.capture.deviations import MISSED_VISIT, VISIT_WINDOW, log_deviation
 from stalwart.capture.edit_checks import (
     LabValue,
@@ -401,9 +402,10 @@ class VisitForms:
     @staticmethod
     def _check_not_recorded(session: Session, participant: Participant, code: str) -> None:
         keys = {"participant_id": participant.id, "visit_code": code}
-        if session.scalar(_VISIT_SAVED, keys):
+        conn = core_connection(session)
+        if conn.execute(_VISIT_SAVED, keys).scalar():
             raise ConflictError(f"visit {code} of {participant.usubjid} is already recorded")
-        if session.scalar(_VISIT_MISSED, keys):
+        if conn.execute(_VISIT_MISSED, keys).scalar():
             raise ConflictError(
                 f"visit {code} of {participant.usubjid} is recorded as missed; a visit done "
                 "after all is entered as an unscheduled visit"

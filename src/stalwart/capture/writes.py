@@ -11,7 +11,8 @@ change the loaded row's attributes are set and the row is given to ``audit.appen
 ``UPDATE``. The unit of work orders the statements, fills in the ids and the audit record is
 read back from the row (``audit.row_data``). A write goes through Core ``insert_rows`` when it
 is one of the busiest forms (today: the visit and its laboratory results, written once per
-visit of every participant) and consists of inserts only: one prepared statement per table,
+visit of every participant, and the dose logs and adverse event reports that come nearly as
+often) and consists of inserts only: one prepared statement per table,
 ``RETURNING`` the rows as stored, whose content ``audit.append_audit_entries`` records as
 given, with no unit of work and no flush. A write that reads ORM rows it then changes (a
 correction, a randomization) stays on the ORM, so a session never mixes the two paths for one
@@ -33,11 +34,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from stalwart.capture.audit import append_audit, json_value
+from stalwart.capture.audit import append_audit, append_audit_entries, json_value
 from stalwart.capture.tables import Base
 from stalwart.capture.text import check_values
 
-__all__ = ["add_rows", "insert_rows"]
+__all__ = ["add_rows", "insert_audited", "insert_rows"]
 
 
 def add_rows(session: Session, rows: Sequence[Base], actor: str, reason: str | None = None) -> None:
@@ -47,6 +48,22 @@ def add_rows(session: Session, rows: Sequence[Base], actor: str, reason: str | N
     """
     session.add_all(rows)
     append_audit(session, [("INSERT", row) for row in rows], actor, reason)
+
+
+def insert_audited(
+    session: Session,
+    model: type[Base],
+    rows: Sequence[dict[str, Any]],
+    actor: str,
+    reason: str | None = None,
+) -> list[dict[str, Any]]:
+    """``insert_rows`` and one INSERT audit record per row stored; the rows as stored."""
+    stored = insert_rows(session, model, rows)
+    table = model.__tablename__
+    append_audit_entries(
+        session, [("INSERT", table, row["id"], row) for row in stored], actor, reason
+    )
+    return stored
 
 
 def _column_attrs(model: type[Base]) -> list[tuple[str, Any]]:
