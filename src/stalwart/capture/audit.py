@@ -17,7 +17,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -206,11 +206,13 @@ def append_audit_entries(
 
 
 _HEAD = sa.select(AuditHead.sequence, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
-_INSERT_RECORDS = sa.insert(AuditRecord.__table__)
-_INSERT_HEAD = sa.insert(AuditHead.__table__)
+_RECORDS = cast(sa.Table, AuditRecord.__table__)
+_HEAD_ROW = cast(sa.Table, AuditHead.__table__)
+_INSERT_RECORDS = sa.insert(_RECORDS)
+_INSERT_HEAD = sa.insert(_HEAD_ROW)
 _MOVE_HEAD = (
-    sa.update(AuditHead.__table__)
-    .where(AuditHead.__table__.c.id == 1)
+    sa.update(_HEAD_ROW)
+    .where(_HEAD_ROW.c.id == 1)
     .values(sequence=sa.bindparam("new_sequence"), hash=sa.bindparam("new_hash"))
 )
 """The statements of every append (SQLite), built once and run as Core on the session's
@@ -495,9 +497,24 @@ def data_sha256(engine: Engine) -> str:
     digest = hashlib.sha256()
     with snapshot_session(engine) as session:
         for table in AUDITED_TABLES:
-            pk = sa.inspect(table).primary_key[0]
             digest.update(table.__tablename__.encode())
-            for row in session.execute(sa.select(table).order_by(pk)).scalars():
-                digest.update(_canonical(row_data(row)).encode("ascii"))
+            for data in _table_data(session, table):
+                digest.update(_canonical(data).encode("ascii"))
                 digest.update(b"\n")
     return digest.hexdigest()
+
+
+def _table_data(session: Session, model: type[Base]) -> Iterator[dict[str, Any]]:
+    """Every row of ``model``'s table in key order, as ``row_data`` gives it, read as columns
+    (no ORM object per row: the whole store is read)."""
+    attrs = [(attr.key, attr.columns[0]) for attr in sa.inspect(model).column_attrs]
+    stmt = sa.select(*(column.label(key) for key, column in attrs)).order_by(
+        sa.inspect(model).primary_key[0]
+    )
+    secrets = _SECRET_COLUMNS.get(model.__tablename__, {})
+    for row in session.execute(stmt).mappings():
+        data = {key: json_value(value) for key, value in row.items()}
+        for column, how in secrets.items():
+            value = data.get(column)
+            data[column] = None if how == "drop" or value is None else secret_digest(value)
+        yield data

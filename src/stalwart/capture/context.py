@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import Protocol as Interface
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from stalwart.capture.access import Actor
+from stalwart.capture.db import core_connection
 from stalwart.capture.sealing import AllocationKey
 from stalwart.capture.tables import AllocationSlot, Participant, Site
 from stalwart.errors import NotFoundError
@@ -22,7 +24,13 @@ from stalwart.protocol.calendar import Calendar, participant_calendar
 from stalwart.protocol.load import LoadedProtocol
 from stalwart.protocol.schema import Protocol
 
-__all__ = ["CaptureContext", "find_participant", "utc_today"]
+__all__ = [
+    "CaptureContext",
+    "ParticipantRecord",
+    "find_participant",
+    "read_participant",
+    "utc_today",
+]
 
 
 def utc_today() -> dt.date:
@@ -79,3 +87,38 @@ def find_participant(
     if row is None or (who is not None and not who.sees_site(row[2])):
         raise NotFoundError(f"no randomized participant {usubjid!r}")
     return row[0], row[1]
+
+
+class ParticipantRecord(Interface):
+    """What a form that only reads the participant needs of it: an ORM ``Participant`` or the
+    row ``read_participant`` gives."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def usubjid(self) -> str: ...
+    @property
+    def site_id(self) -> int: ...
+    @property
+    def consent_date(self) -> dt.date: ...
+    @property
+    def randomization_date(self) -> dt.date: ...
+
+
+_READ_PARTICIPANT = (
+    sa.select(Participant.__table__, AllocationSlot.arm, Site.code.label("site_code"))
+    .join(AllocationSlot, AllocationSlot.participant_id == Participant.id)
+    .join(Site, Site.id == Participant.site_id)
+    .where(Participant.usubjid == sa.bindparam("usubjid"))
+)
+
+
+def read_participant(
+    session: Session, usubjid: str, who: Actor | None = None
+) -> tuple[ParticipantRecord, str]:
+    """``find_participant`` for a form that does not change the participant: the participant's
+    row read as columns (no ORM object), and the arm; the same refusal."""
+    row = core_connection(session).execute(_READ_PARTICIPANT, {"usubjid": usubjid}).one_or_none()
+    if row is None or (who is not None and not who.sees_site(row.site_code)):
+        raise NotFoundError(f"no randomized participant {usubjid!r}")
+    return row, row.arm

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from stalwart.capture.access import ActorLike, Permission, require
 from stalwart.capture.ae_form import AeDetails, check_ae_details
-from stalwart.capture.context import CaptureContext, find_participant
+from stalwart.capture.context import CaptureContext, ParticipantRecord, read_participant
 from stalwart.capture.db import core_connection
 from stalwart.capture.edit_checks import (
     check_date_not_future,
@@ -82,7 +82,7 @@ class FollowUp:
         if not days:
             raise ValidationError("doses", "give at least one dose day")
         with transaction(self.context.engine) as session:
-            participant, arm = find_participant(session, usubjid, who)
+            participant, arm = read_participant(session, usubjid, who)
             calendar = self.context.calendar(arm, participant.randomization_date)
             planned = {
                 d.date: d for d in calendar.doses if d.treatment == treatment and d.cycle == cycle
@@ -148,7 +148,7 @@ class FollowUp:
             )
         check_date_not_future("onset_date", onset_date, self.context.today())
         with transaction(self.context.engine) as session:
-            participant, _ = find_participant(session, usubjid, who)
+            participant, _ = read_participant(session, usubjid, who)
             check_dates_in_order(
                 "randomization_date", participant.randomization_date, "onset_date", onset_date
             )
@@ -207,7 +207,7 @@ class FollowUp:
             check_dates_in_order("start_date", start_date, "end_date", end_date)
             check_date_not_future("end_date", end_date, self.context.today())
         with transaction(self.context.engine) as session:
-            participant, _ = find_participant(session, usubjid, who)
+            participant, _ = read_participant(session, usubjid, who)
             check_dates_in_order(
                 "randomization_date", participant.randomization_date, "start_date", start_date
             )
@@ -238,7 +238,7 @@ class FollowUp:
             raise ValidationError("status", f"{status!r} is not one of {DISPOSITION_STATUSES}")
         check_date_not_future("disposition_date", disposition_date, self.context.today())
         with transaction(self.context.engine) as session:
-            participant, _ = find_participant(session, usubjid, who)
+            participant, _ = read_participant(session, usubjid, who)
             if (
                 session.scalar(
                     sa.select(Disposition.id).where(Disposition.participant_id == participant.id)
@@ -269,7 +269,7 @@ class FollowUp:
 
     # -- helpers ------------------------------------------------------------------------------
     @staticmethod
-    def _last_data_date(session: Session, participant: Participant) -> dt.date:
+    def _last_data_date(session: Session, participant: ParticipantRecord) -> dt.date:
         pid = participant.id
         candidates = [
             session.scalar(
@@ -294,7 +294,7 @@ class FollowUp:
 
 
 def check_before_disposition(
-    session: Session, participant: Participant, field: str, day: dt.date
+    session: Session, participant: ParticipantRecord, field: str, day: dt.date
 ) -> None:
     """Nothing may be dated after the participant's end of follow-up."""
     _check_before(participant, field, day, _end_of_follow_up(session, participant))
@@ -312,13 +312,13 @@ _DOSES_ON = sa.select(sa.func.count(Dose.id)).where(
 )
 
 
-def _end_of_follow_up(session: Session, participant: Participant) -> dt.date | None:
+def _end_of_follow_up(session: Session, participant: ParticipantRecord) -> dt.date | None:
     """The participant's disposition date, None while follow-up goes on."""
     return core_connection(session).execute(_ENDED, {"participant_id": participant.id}).scalar()
 
 
 def _check_before(
-    participant: Participant, field: str, day: dt.date, ended: dt.date | None
+    participant: ParticipantRecord, field: str, day: dt.date, ended: dt.date | None
 ) -> None:
     if ended is not None and day > ended:
         raise ValidationError(

@@ -18,13 +18,16 @@ import datetime as dt
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
+from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
 from stalwart.capture.access import ActorLike
 from stalwart.capture.ae_form import AeDetails
+from stalwart.capture.audit import AuditEntry, append_audit_entries
 from stalwart.capture.context import CaptureContext, utc_today
 from stalwart.capture.deviations import Deviations
 from stalwart.capture.edit_checks import LabValue
@@ -47,7 +50,7 @@ from stalwart.capture.tables import (
 from stalwart.capture.transaction import transaction
 from stalwart.capture.upgrade import require_current_schema
 from stalwart.capture.visits import LabEntries, VisitForms
-from stalwart.capture.writes import add_rows
+from stalwart.capture.writes import insert_rows
 from stalwart.errors import ConflictError, DatabaseError
 from stalwart.protocol.calendar import Calendar
 from stalwart.protocol.load import LoadedProtocol, parse_protocol
@@ -84,42 +87,76 @@ def initialize_trial(
     with transaction(engine) as session:
         if session.get(TrialInfo, 1) is not None:
             raise ConflictError("this database already holds a trial; use a new database")
-        rows: list[Base] = [
-            TrialInfo(
-                id=1,
-                protocol_id=protocol.study.id,
-                protocol_version=protocol.study.version,
-                protocol_sha256=loaded.sha256,
-                protocol_text=loaded.text,
-                randomization_seed_sha256=seed_fingerprint(
-                    seed, secrets.token_bytes(SEED_SALT_BYTES) if salt is None else salt
-                ),
-            )
+        # a few thousand rows (the lists): written as Core inserts, audited in one append
+        groups: list[tuple[type[Base], list[dict[str, Any]]]] = [
+            (
+                TrialInfo,
+                [
+                    {
+                        "id": 1,
+                        "protocol_id": protocol.study.id,
+                        "protocol_version": protocol.study.version,
+                        "protocol_sha256": loaded.sha256,
+                        "protocol_text": loaded.text,
+                        "randomization_seed_sha256": seed_fingerprint(
+                            seed, secrets.token_bytes(SEED_SALT_BYTES) if salt is None else salt
+                        ),
+                    }
+                ],
+            ),
+            (
+                Site,
+                [{"code": s.code, "name": s.name, "country": s.country} for s in protocol.sites],
+            ),
+            (
+                AllocationSlot,
+                [
+                    {
+                        "stratum": stratum,
+                        "sequence": slot.sequence,
+                        "block": slot.block,
+                        "block_size": slot.block_size,
+                        "arm": slot.arm if allocation_key is None else SEALED,
+                    }
+                    for stratum, slots in lists.items()
+                    for slot in slots
+                ],
+            ),
         ]
-        rows += [Site(code=s.code, name=s.name, country=s.country) for s in protocol.sites]
-        rows += [
-            AllocationSlot(
-                stratum=stratum,
-                sequence=slot.sequence,
-                block=slot.block,
-                block_size=slot.block_size,
-                arm=slot.arm if allocation_key is None else SEALED,
+        entries: list[AuditEntry] = []
+        for model, values in groups:
+            entries += _insert_entries(session, model, values)
+        if allocation_key is not None:  # not audited: the audit trail must not hold the arms
+            insert_rows(
+                session,
+                SealedArm,
+                [
+                    {
+                        "stratum": stratum,
+                        "sequence": slot.sequence,
+                        "sealed": allocation_key.seal(stratum, slot.sequence, slot.arm),
+                    }
+                    for stratum, slots in lists.items()
+                    for slot in slots
+                ],
             )
-            for stratum, slots in lists.items()
-            for slot in slots
-        ]
-        if allocation_key is not None:
-            session.add_all(
-                SealedArm(
-                    stratum=stratum,
-                    sequence=slot.sequence,
-                    sealed=allocation_key.seal(stratum, slot.sequence, slot.arm),
-                )
-                for stratum, slots in lists.items()
-                for slot in slots
-            )
-        rows += [MinimizationDraw(sequence=i, draw=u) for i, u in enumerate(draws, start=1)]
-        add_rows(session, rows, actor, "trial set-up")
+        entries += _insert_entries(
+            session,
+            MinimizationDraw,
+            [{"sequence": i, "draw": u} for i, u in enumerate(draws, start=1)],
+        )
+        append_audit_entries(session, entries, actor, "trial set-up")
+
+
+def _insert_entries(
+    session: Session, model: type[Base], values: list[dict[str, Any]]
+) -> list[AuditEntry]:
+    """Insert rows of ``model``; their audit entries (the record id is the primary key's)."""
+    key = sa.inspect(model).primary_key[0].name
+    return [
+        ("INSERT", model.__tablename__, int(row[key]), row)
+        for row in insert_rows(session, model, values)
+    ]
 
 
 class CaptureService:

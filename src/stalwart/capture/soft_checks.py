@@ -17,9 +17,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from stalwart.capture.context import ParticipantRecord
 from stalwart.capture.db import core_connection
 from stalwart.capture.query_targets import LAB_PREFIX, field_label
-from stalwart.capture.tables import DataQuery, LabResult, Participant, Visit
+from stalwart.capture.tables import DataQuery, LabResult, Visit
 from stalwart.capture.writes import add_rows
 from stalwart.protocol.schema import Protocol
 from stalwart.protocol.soft_checks import SoftCheck
@@ -56,7 +57,7 @@ def raiser_of(check: SoftCheck) -> str:
 
 
 def apply_soft_checks(
-    session: Session, protocol: Protocol, participant: Participant, visit_id: int
+    session: Session, protocol: Protocol, participant: ParticipantRecord, visit_id: int
 ) -> list[int]:
     """Run every soft check on the visit just saved; the ids of the queries raised."""
     if not protocol.soft_checks:
@@ -135,7 +136,7 @@ def _lab_ratio(
 def _date_after_start(
     protocol: Protocol,
     check: SoftCheck,
-    participant: Participant,
+    participant: ParticipantRecord,
     visits: Sequence[Any],
     visit_id: int,
 ) -> list[_Finding]:
@@ -154,7 +155,7 @@ def _date_after_start(
 
 def _raise_once(
     session: Session,
-    participant: Participant,
+    participant: ParticipantRecord,
     raiser: str,
     table: str,
     record_id: int,

@@ -19,7 +19,12 @@ from sqlalchemy.orm import Session
 
 from stalwart.capture.access import Actor, ActorLike, Permission, require
 from stalwart.capture.audit import append_audit, append_audit_entries
-from stalwart.capture.context import CaptureContext, find_participant
+from stalwart.capture.context import (
+    CaptureContext,
+    ParticipantRecord,
+    find_participant,
+    read_participant,
+)
 from stalwart.capture.db import core_connection
 from stalwart.capture.deviations import MISSED_VISIT, VISIT_WINDOW, log_deviation
 from stalwart.capture.edit_checks import (
@@ -37,7 +42,6 @@ from stalwart.capture.tables import (
     Base,
     LabResult,
     MissedVisit,
-    Participant,
     ProtocolDeviation,
     Visit,
 )
@@ -81,7 +85,7 @@ def insert_visit(
     session: Session,
     protocol: Protocol,
     who: Actor,
-    participant: Participant,
+    participant: ParticipantRecord,
     code: str,
     visit_date: dt.date,
     results: dict[str, tuple[float | None, bool, float | None]],
@@ -386,8 +390,8 @@ class VisitForms:
     # -- helpers ------------------------------------------------------------------------------
     def _planned(
         self, session: Session, who: Actor, usubjid: str, visit_code: str
-    ) -> tuple[Participant, ScheduledVisit]:
-        participant, arm = find_participant(session, usubjid, who)
+    ) -> tuple[ParticipantRecord, ScheduledVisit]:
+        participant, arm = read_participant(session, usubjid, who)
         calendar = self.context.calendar(arm, participant.randomization_date)
         try:
             return participant, calendar.visit(visit_code)
@@ -400,7 +404,7 @@ class VisitForms:
             ) from None
 
     @staticmethod
-    def _check_not_recorded(session: Session, participant: Participant, code: str) -> None:
+    def _check_not_recorded(session: Session, participant: ParticipantRecord, code: str) -> None:
         keys = {"participant_id": participant.id, "visit_code": code}
         conn = core_connection(session)
         if conn.execute(_VISIT_SAVED, keys).scalar():
@@ -412,7 +416,7 @@ class VisitForms:
             )
 
     @staticmethod
-    def _window_logged(session: Session, participant: Participant, code: str) -> bool:
+    def _window_logged(session: Session, participant: ParticipantRecord, code: str) -> bool:
         return (
             session.scalar(
                 sa.select(ProtocolDeviation.id).where(
@@ -428,7 +432,7 @@ class VisitForms:
         self,
         session: Session,
         visit: Visit,
-        participant: Participant,
+        participant: ParticipantRecord,
         visit_date: dt.date,
         results: dict[str, tuple[float | None, bool, float | None]],
     ) -> list[tuple[str, Base]]:
