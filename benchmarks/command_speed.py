@@ -55,8 +55,10 @@ def _arguments(command: str, folder: Path) -> list[str]:
     database = f"sqlite:///{folder / 'demo' / 'stalwart.db'}"
     return {
         "demo": ["demo", "--seed", "1", "--out", str(folder / "demo")],
-        "report": ["report", "--database", database, "--out", str(folder / "dsmb"), "--closed"]
-        + ["--format", "both"],
+        "report": [
+            *("report", "--database", database, "--out", str(folder / "dsmb")),
+            *("--closed", "--format", "both"),
+        ],
         "export sdtm": ["export", "sdtm", "--database", database, "--out", str(folder / "sdtm")],
         "export adam": ["export", "adam", "--database", database, "--out", str(folder / "adam")],
     }[command]
