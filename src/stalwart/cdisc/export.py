@@ -78,7 +78,7 @@ def _sdtm(loaded: LoadedProtocol, extract: StoreExtract, meddra: MedDRA | None) 
 
 
 def _adam(loaded: LoadedProtocol, extract: StoreExtract) -> list[Dataset]:
-    return adam_datasets(loaded.protocol, derive_datasets(loaded.protocol, extract))
+    return adam_datasets(loaded.protocol, derive_datasets(loaded.protocol, extract), extract)
 
 
 def _write(
