@@ -26,7 +26,13 @@ def test_the_untreated_arm_is_explained_and_not_confused_with_nottrt(
     assert "Arm NOTHER (No therapy) is a planned arm without study treatment" in text
     assert "not CDISC&#x27;s reserved NOTTRT" in text
     assert "one letter from" not in text  # NOTHER is two letters from NOTTRT
-    assert "never received a dose" in text
+    dm, _ = read_xpt(cdisc_trial.sdtm / "dm.xpt")
+    never = int((dm["ARMNRS"] == "ASSIGNED, NOT TREATED").sum())
+    armed = int((dm["ARMCD"] != "NOTHER").sum())
+    if never:
+        assert f"Of the {armed} subjects randomized to an arm with study treatment, {never}" in text
+    else:
+        assert f"All {armed} subjects randomized to an arm with study treatment received" in text
 
 
 def test_the_rows_it_announces_for_885_and_886_are_those_of_the_data(

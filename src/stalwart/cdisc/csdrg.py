@@ -163,12 +163,15 @@ def _arm_sentences(protocol: Protocol, dm: Dataset | None, extract: StoreExtract
             )
         )
     if dm is not None:
-        never = dm.frame[dm.frame["ARMNRS"] == "ASSIGNED, NOT TREATED"]
+        never = int((dm.frame["ARMNRS"] == "ASSIGNED, NOT TREATED").sum())
         armed = int(extract.participants["arm"].isin(treated).sum())
         out.append(
-            f"Of the {armed} subjects randomized to an arm with study treatment, {len(never)} "
-            "never received a dose: ACTARMCD/ACTARM are empty and ARMNRS = 'ASSIGNED, NOT "
+            f"Of the {armed} subjects randomized to an arm with study treatment, {never} never "
+            "received a dose: they have ACTARMCD/ACTARM empty and ARMNRS = 'ASSIGNED, NOT "
             "TREATED', as SDTMIG 3.4 asks (not the SDTMIG 3.2 code NOTTRT)."
+            if never
+            else f"All {armed} subjects randomized to an arm with study treatment received at "
+            "least one dose (ACTARMCD = ARMCD; no ARMNRS)."
         )
     return out
 
