@@ -18,7 +18,9 @@ from numpy.typing import NDArray
 
 from stalwart.simulate._vectorized_hazard import (
     FAR,
+    Hazard,
     hazard_shape,
+    may_reach,
     merged_windows,
     next_event_in_windows,
 )
@@ -134,32 +136,55 @@ class Cohort:
                 self.window_hi[:, k] = np.where(intends[:, k], last, -np.inf)
         h = hazard_shape(p, x["cd4"], x["decline"])
         ratio = p.il2_event_hazard_ratio.value
-        lo, hi = merged_windows(self.window_lo, self.window_hi)
-        ones = np.ones(self.n)
-        e = rng.standard_exponential(self.n)
-        day = next_event_in_windows(h, scale, ones, e, lo, hi, ratio)
-        who = np.flatnonzero(day <= self.horizon)
-        day = day[who]
-        self.last_event[who] = day
-        dies = rng.random(len(who)) < p.first_event_death_probability.value
-        self.death[who[dies]] = day[dies]
-        who, day = who[~dies], day[~dies]
-        self.first_oi[who] = day
-        self._maybe_stop(who, day)
-        later = p.later_event_hazard_ratio.value
+        who = np.arange(self.n)
+        day = np.zeros(self.n)
+        later = 1.0
+        first = True
         while len(who):
-            lo, hi = merged_windows(self.window_lo[who], self.window_hi[who])
             e = rng.standard_exponential(len(who))
-            day = next_event_in_windows(
-                h.take(who), scale[who] * later, day + 1.0, e, lo, hi, ratio
-            )
+            day = self._next_event(h, scale, who, day + 1.0, e, ratio, later)
             hit = day <= self.horizon[who]
             who, day = who[hit], day[hit]
             self.last_event[who] = day
-            dies = rng.random(len(who)) < p.later_event_death_probability.value
+            death = (
+                p.first_event_death_probability.value
+                if first
+                else p.later_event_death_probability.value
+            )
+            dies = rng.random(len(who)) < death
             self.death[who[dies]] = day[dies]
             who, day = who[~dies], day[~dies]
+            if first:
+                self.first_oi[who] = day
             self._maybe_stop(who, day)
+            later, first = p.later_event_hazard_ratio.value, False
+
+    def _next_event(
+        self,
+        h: Hazard,
+        scale: FloatArray,
+        who: IntArray,
+        start: FloatArray,
+        e: FloatArray,
+        ratio: float,
+        later: float,
+    ) -> FloatArray:
+        """Next event day of participants ``who`` from ``start`` (inf: none by the horizon).
+
+        Only the rows that may reach their horizon (:func:`may_reach`) are solved: the others'
+        days would be after it, and nothing reads a day after the horizon.
+        """
+        whole = who.size == self.n
+        sub = h if whole else h.take(who)
+        rate = scale * later if whole else scale[who] * later
+        near = np.flatnonzero(may_reach(sub, rate, start, e, self.horizon[who], ratio))
+        day = np.full(len(who), np.inf)
+        rows = who[near]
+        lo, hi = merged_windows(self.window_lo[rows], self.window_hi[rows])
+        day[near] = next_event_in_windows(
+            sub.take(near), rate[near], start[near], e[near], lo, hi, ratio
+        )
+        return day
 
     def _maybe_stop(self, who: IntArray, day: FloatArray) -> None:
         """After an opportunistic event, treatment stops (once) with its probability."""

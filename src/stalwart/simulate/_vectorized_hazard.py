@@ -20,7 +20,15 @@ from stalwart.simulate._vectorized_plan import BoolArray, IntArray
 from stalwart.simulate.equations import DAYS_PER_YEAR, FloatArray, event_hazard_slope
 from stalwart.simulate.parameters import ModelParameters
 
-__all__ = ["FAR", "Hazard", "hazard_shape", "merged_windows", "next_event", "next_event_in_windows"]
+__all__ = [
+    "FAR",
+    "Hazard",
+    "hazard_shape",
+    "may_reach",
+    "merged_windows",
+    "next_event",
+    "next_event_in_windows",
+]
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,33 @@ def next_event(
     day = np.where(in_first, np.minimum(day, switch - 1.0), day)
     day = np.where(split & ~in_first, np.maximum(day, switch), day)
     out: FloatArray = np.maximum(day, start)
+    return out
+
+
+def may_reach(
+    h: Hazard,
+    scale: FloatArray,
+    start: FloatArray,
+    exponential: FloatArray,
+    horizon: FloatArray,
+    ratio: float,
+) -> BoolArray:
+    """Rows whose next event (:func:`next_event_in_windows`) may fall on or before ``horizon``.
+
+    A bound, not the answer: the whole hazard mass from ``start`` to ``horizon``, every day
+    multiplied by the larger of 1 and ``ratio``, with a margin far above rounding. A row left
+    out cannot have its event by ``horizon``; a row kept is then solved exactly, so solving only
+    the rows kept gives the same days (most participants have no event in follow-up, and the
+    exact solution costs one inversion per window).
+    """
+    factor = max(ratio, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        remaining = exponential / scale
+        top = _cumulative(h, np.maximum(horizon, start - 1.0))
+        from_first_day = bool(np.all(start == 1.0))  # S(0) = 0: nothing to subtract
+        mass = factor * (top if from_first_day else top - _cumulative(h, start - 1.0))
+        bound = mass * (1.0 + 1e-6) + 1e-9 * factor * top
+        out: BoolArray = ~(remaining > bound)  # NaN (an overflowed sum) keeps the row
     return out
 
 
