@@ -18,7 +18,6 @@ from numpy.typing import NDArray
 
 from stalwart.simulate._vectorized_hazard import (
     FAR,
-    Hazard,
     hazard_shape,
     may_reach,
     merged_windows,
@@ -134,15 +133,18 @@ class Cohort:
                 first, last = il2_excess_window(p, cycle.il2_days.tolist())
                 self.window_lo[:, k] = np.where(intends[:, k], first, np.inf)
                 self.window_hi[:, k] = np.where(intends[:, k], last, -np.inf)
-        h = hazard_shape(p, x["cd4"], x["decline"])
         ratio = p.il2_event_hazard_ratio.value
+        # the largest multiplier of a participant's daily hazard: the IL-2 hazard ratio on the
+        # days of an exposure window (a later stop only removes windows), else 1
+        exposed = np.isfinite(self.window_lo).any(axis=1)
+        self.factor = np.where(exposed, max(ratio, 1.0), 1.0)
         who = np.arange(self.n)
         day = np.zeros(self.n)
         later = 1.0
         first = True
         while len(who):
             e = rng.standard_exponential(len(who))
-            day = self._next_event(h, scale, who, day + 1.0, e, ratio, later)
+            day = self._next_event(scale, who, day + 1.0, e, ratio, later)
             hit = day <= self.horizon[who]
             who, day = who[hit], day[hit]
             self.last_event[who] = day
@@ -161,7 +163,6 @@ class Cohort:
 
     def _next_event(
         self,
-        h: Hazard,
         scale: FloatArray,
         who: IntArray,
         start: FloatArray,
@@ -171,19 +172,30 @@ class Cohort:
     ) -> FloatArray:
         """Next event day of participants ``who`` from ``start`` (inf: none by the horizon).
 
-        Only the rows that may reach their horizon (:func:`may_reach`) are solved: the others'
-        days would be after it, and nothing reads a day after the horizon.
+        Only the rows that may reach their horizon (:func:`may_reach`) are solved, their hazard
+        shape computed for them alone: the others' days would be after it, and nothing reads a
+        day after the horizon.
         """
+        x = self.x
         whole = who.size == self.n
-        sub = h if whole else h.take(who)
         rate = scale * later if whole else scale[who] * later
-        near = np.flatnonzero(may_reach(sub, rate, start, e, self.horizon[who], ratio))
+        near = np.flatnonzero(
+            may_reach(
+                self.p,
+                x["cd4"] if whole else x["cd4"][who],
+                x["decline"] if whole else x["decline"][who],
+                rate,
+                start,
+                e,
+                self.horizon[who],
+                self.factor[who],
+            )
+        )
         day = np.full(len(who), np.inf)
         rows = who[near]
+        h = hazard_shape(self.p, x["cd4"][rows], x["decline"][rows])
         lo, hi = merged_windows(self.window_lo[rows], self.window_hi[rows])
-        day[near] = next_event_in_windows(
-            sub.take(near), rate[near], start[near], e[near], lo, hi, ratio
-        )
+        day[near] = next_event_in_windows(h, rate[near], start[near], e[near], lo, hi, ratio)
         return day
 
     def _maybe_stop(self, who: IntArray, day: FloatArray) -> None:

@@ -159,29 +159,34 @@ def next_event(
 
 
 def may_reach(
-    h: Hazard,
+    params: ModelParameters,
+    cd4: FloatArray,
+    decline: FloatArray,
     scale: FloatArray,
     start: FloatArray,
     exponential: FloatArray,
     horizon: FloatArray,
-    ratio: float,
+    factor: FloatArray,
 ) -> BoolArray:
     """Rows whose next event (:func:`next_event_in_windows`) may fall on or before ``horizon``.
 
-    A bound, not the answer: the whole hazard mass from ``start`` to ``horizon``, every day
-    multiplied by the larger of 1 and ``ratio``, with a margin far above rounding. A row left
-    out cannot have its event by ``horizon``; a row kept is then solved exactly, so solving only
-    the rows kept gives the same days (most participants have no event in follow-up, and the
-    exact solution costs one inversion per window).
+    A bound, not the answer, from the latent CD4 and decline alone: the daily hazard
+    ``exp(-k * C_nat(j))`` is monotone in ``j`` (the natural path is linear, then flat at the
+    floor), so the mass from ``start`` to ``horizon`` is at most the number of days times the
+    larger end value, times ``factor`` (the largest multiplier on any of those days: the IL-2
+    hazard ratio where the row has an exposure window, else 1), with a margin far above
+    rounding. A row left out cannot have its event by ``horizon``; a row kept is then solved
+    exactly, so solving only the rows kept gives the same days (most participants have no event
+    in follow-up, and the exact solution costs one inversion per window).
     """
-    factor = max(ratio, 1.0)
+    kappa = event_hazard_slope(params)
+    floor = params.cd4_floor.value
+    delta = decline / DAYS_PER_YEAR
+    lowest = np.maximum(np.minimum(cd4 - delta * start, cd4 - delta * horizon), floor)
+    days = np.maximum(horizon - start + 1.0, 0.0)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        remaining = exponential / scale
-        top = _cumulative(h, np.maximum(horizon, start - 1.0))
-        from_first_day = bool(np.all(start == 1.0))  # S(0) = 0: nothing to subtract
-        mass = factor * (top if from_first_day else top - _cumulative(h, start - 1.0))
-        bound = mass * (1.0 + 1e-6) + 1e-9 * factor * top
-        out: BoolArray = ~(remaining > bound)  # NaN (an overflowed sum) keeps the row
+        bound = factor * days * np.exp(-kappa * lowest) * 1.001
+        out: BoolArray = ~(exponential / scale > bound)  # NaN keeps the row
     return out
 
 
