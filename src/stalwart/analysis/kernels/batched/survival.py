@@ -284,7 +284,7 @@ def batched_cox(
             if not trial.any():
                 break
             candidate = np.where(trial, beta + step, beta)
-            ll, u, i = terms(candidate)
+            ll, u, i = terms(candidate, trial)  # only the trial replicates' values are read
             close = np.abs(ll - loglik) <= tol * np.abs(loglik)
             good = trial & np.isfinite(ll) & ((ll >= loglik) | close)
             new_beta = np.where(good, candidate, new_beta)
@@ -364,12 +364,29 @@ class _EfronTerms:
             self.levels.append((every, np.zeros(every.size), self.d))
         self.d1_total = np.bincount(self.replicate, weights=self.d1, minlength=self.r)
 
-    def __call__(self, beta: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    def _levels(
+        self, only: BoolArray | None
+    ) -> list[tuple[npt.NDArray[np.intp], FloatArray, FloatArray]]:
+        """The tie levels restricted to the rows of the replicates ``only`` (all: None)."""
+        if only is None or only.all():
+            return self.levels
+        out = []
+        for where, frac, count in self.levels:
+            keep = only[self.replicate[where]]
+            out.append((where[keep], frac[keep], count[keep]))
+        return out
+
+    def __call__(
+        self, beta: FloatArray, only: BoolArray | None = None
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Log partial likelihood, score and information at ``beta``; with ``only`` (a mask of
+        replicates) the others' entries are not computed (zeros: meaningless). A replicate's
+        values do not depend on the others: the same sums, in the same order, either way."""
         w = np.exp(beta)[self.replicate]
         ll_rows = np.zeros(self.d.size)
         u_rows = np.zeros(self.d.size)
         i_rows = np.zeros(self.d.size)
-        for where, frac, count in self.levels:
+        for where, frac, count in self._levels(only):
             wl = w[where]
             s = self.n0[where] + self.n1[where] * wl - frac * (self.d0[where] + self.d1[where] * wl)
             a = wl * (self.n1[where] - frac * self.d1[where])
@@ -384,11 +401,12 @@ class _EfronTerms:
         ]
         return self.d1_total * beta + sums[0], self.d1_total + sums[1], sums[2]
 
-    def information_slope(self, beta: FloatArray) -> FloatArray:
-        """``dI/dbeta`` per replicate: ``sum_l p_l (1 - p_l) (1 - 2 p_l)``, ``p_l = A_l / S_l``."""
+    def information_slope(self, beta: FloatArray, only: BoolArray | None = None) -> FloatArray:
+        """``dI/dbeta`` per replicate: ``sum_l p_l (1 - p_l) (1 - 2 p_l)``, ``p_l = A_l / S_l``
+        (``only``: as for the call)."""
         w = np.exp(beta)[self.replicate]
         rows = np.zeros(self.d.size)
-        for where, frac, count in self.levels:
+        for where, frac, count in self._levels(only):
             wl = w[where]
             s = self.n0[where] + self.n1[where] * wl - frac * (self.d0[where] + self.d1[where] * wl)
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -429,12 +447,12 @@ def batched_firth_hazard_ratio(
         for _ in range(max_iter):
             if not active.any():
                 break
-            modified = score + 0.5 * terms.information_slope(beta) / info
+            modified = score + 0.5 * terms.information_slope(beta, active) / info
             step = np.clip(np.where(active, modified / np.where(info > 0, info, 1.0), 0.0), -1, 1)
             trial = active.copy()
             for _ in range(MAX_HALVINGS):
                 candidate = np.where(trial, beta + step, beta)
-                ll, u, i = terms(candidate)
+                ll, u, i = terms(candidate, trial)  # only the trial replicates' values are read
                 new_value = ll + 0.5 * np.log(i)
                 good = trial & np.isfinite(new_value) & (new_value >= value - 1e-12 * np.abs(value))
                 beta = np.where(good, candidate, beta)
