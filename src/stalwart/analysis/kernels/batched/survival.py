@@ -363,18 +363,40 @@ class _EfronTerms:
             every = np.arange(self.d.size)
             self.levels.append((every, np.zeros(every.size), self.d))
         self.d1_total = np.bincount(self.replicate, weights=self.d1, minlength=self.r)
+        self._restricted: list[
+            tuple[BoolArray, int, list[tuple[npt.NDArray[np.intp], FloatArray, FloatArray]]]
+        ] = []
 
     def _levels(
         self, only: BoolArray | None
     ) -> list[tuple[npt.NDArray[np.intp], FloatArray, FloatArray]]:
-        """The tie levels restricted to the rows of the replicates ``only`` (all: None)."""
+        """The tie levels restricted to the rows of the replicates ``only`` (all: None).
+
+        The Newton loops ask for shrinking sets of replicates, so the last few restrictions are
+        kept and a new one is cut from the smallest kept set that holds it, not from all rows.
+        """
         if only is None or only.all():
             return self.levels
+        source, size = self.levels, self.r + 1
+        for mask, count, levels in self._restricted:  # the smallest kept set holding ``only``
+            if count < size and not np.any(only & ~mask):
+                source, size = levels, count
         out = []
-        for where, frac, count in self.levels:
+        for where, frac, count in source:
             keep = only[self.replicate[where]]
             out.append((where[keep], frac[keep], count[keep]))
+        self._restricted = [*self._restricted[-7:], (only.copy(), int(only.sum()), out)]
         return out
+
+    def _sum(self, rows: FloatArray, every: npt.NDArray[np.intp] | None) -> FloatArray:
+        """Per replicate sum of per-row values, over the rows ``every`` (ascending: all the rows
+        of the replicates computed; None: all rows). Each replicate's rows are added in the same
+        order either way, so its sum is the same float."""
+        if every is None:
+            out: FloatArray = np.bincount(self.replicate, weights=rows, minlength=self.r)
+        else:
+            out = np.bincount(self.replicate[every], weights=rows[every], minlength=self.r)
+        return out.astype(np.float64)
 
     def __call__(
         self, beta: FloatArray, only: BoolArray | None = None
@@ -382,12 +404,13 @@ class _EfronTerms:
         """Log partial likelihood, score and information at ``beta``; with ``only`` (a mask of
         replicates) the others' entries are not computed (zeros: meaningless). A replicate's
         values do not depend on the others: the same sums, in the same order, either way."""
-        w = np.exp(beta)[self.replicate]
+        w = np.exp(beta)
         ll_rows = np.zeros(self.d.size)
         u_rows = np.zeros(self.d.size)
         i_rows = np.zeros(self.d.size)
-        for where, frac, count in self._levels(only):
-            wl = w[where]
+        levels = self._levels(only)
+        for where, frac, count in levels:
+            wl = w[self.replicate[where]]
             s = self.n0[where] + self.n1[where] * wl - frac * (self.d0[where] + self.d1[where] * wl)
             a = wl * (self.n1[where] - frac * self.d1[where])
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -395,24 +418,23 @@ class _EfronTerms:
                 ll_rows[where] -= count * np.log(s)
             u_rows[where] -= count * share
             i_rows[where] += count * share * (1.0 - share)
-        sums: list[FloatArray] = [
-            np.bincount(self.replicate, weights=rows, minlength=self.r).astype(np.float64)
-            for rows in (ll_rows, u_rows, i_rows)
-        ]
+        every = None if levels is self.levels else levels[0][0]  # level 0: every row
+        sums = [self._sum(rows, every) for rows in (ll_rows, u_rows, i_rows)]
         return self.d1_total * beta + sums[0], self.d1_total + sums[1], sums[2]
 
     def information_slope(self, beta: FloatArray, only: BoolArray | None = None) -> FloatArray:
         """``dI/dbeta`` per replicate: ``sum_l p_l (1 - p_l) (1 - 2 p_l)``, ``p_l = A_l / S_l``
         (``only``: as for the call)."""
-        w = np.exp(beta)[self.replicate]
+        w = np.exp(beta)
         rows = np.zeros(self.d.size)
-        for where, frac, count in self._levels(only):
-            wl = w[where]
+        levels = self._levels(only)
+        for where, frac, count in levels:
+            wl = w[self.replicate[where]]
             s = self.n0[where] + self.n1[where] * wl - frac * (self.d0[where] + self.d1[where] * wl)
             with np.errstate(divide="ignore", invalid="ignore"):
                 share = wl * (self.n1[where] - frac * self.d1[where]) / s
             rows[where] += count * share * (1.0 - share) * (1.0 - 2.0 * share)
-        return np.bincount(self.replicate, weights=rows, minlength=self.r).astype(np.float64)
+        return self._sum(rows, None if levels is self.levels else levels[0][0])
 
 
 def batched_firth_hazard_ratio(
