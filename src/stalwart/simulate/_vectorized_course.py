@@ -305,12 +305,12 @@ class Cohort:
         take = p.administration_taken_probability.value
         if len(cycle.il2_days):
             # IL-2 days allowed: on or before the last day and the withholding, before the stop
-            days = np.sort(cycle.il2_days).astype(np.float64)
-            allowed = np.minimum(
-                np.searchsorted(days, np.minimum(self.last_day[who], withhold), side="right"),
-                np.searchsorted(days, self.stop[who], side="left"),
+            il2_days = np.sort(cycle.il2_days).astype(np.float64)
+            n_allowed = np.minimum(
+                np.searchsorted(il2_days, np.minimum(self.last_day[who], withhold), side="right"),
+                np.searchsorted(il2_days, self.stop[who], side="left"),
             )
-            given = rng.binomial(cycle.il2_per_day * allowed, take)
+            given = rng.binomial(cycle.il2_per_day * n_allowed, take)
             self.fraction[who, k] = given / (cycle.il2_per_day * len(cycle.il2_days))
         position = np.searchsorted(cycle.dose_days, self.last_day[who], side="right") - 1
         recorded = position >= 0

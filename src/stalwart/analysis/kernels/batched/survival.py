@@ -378,9 +378,9 @@ class _EfronTerms:
         if only is None or only.all():
             return self.levels
         source, size = self.levels, self.r + 1
-        for mask, count, levels in self._restricted:  # the smallest kept set holding ``only``
-            if count < size and not np.any(only & ~mask):
-                source, size = levels, count
+        for mask, kept, levels in self._restricted:  # the smallest kept set holding ``only``
+            if kept < size and not np.any(only & ~mask):
+                source, size = levels, kept
         out = []
         for where, frac, count in source:
             keep = only[self.replicate[where]]
@@ -393,10 +393,11 @@ class _EfronTerms:
         of the replicates computed; None: all rows). Each replicate's rows are added in the same
         order either way, so its sum is the same float."""
         if every is None:
-            out: FloatArray = np.bincount(self.replicate, weights=rows, minlength=self.r)
+            sums = np.bincount(self.replicate, weights=rows, minlength=self.r)
         else:
-            out = np.bincount(self.replicate[every], weights=rows[every], minlength=self.r)
-        return out.astype(np.float64)
+            sums = np.bincount(self.replicate[every], weights=rows[every], minlength=self.r)
+        out: FloatArray = sums.astype(np.float64)
+        return out
 
     def __call__(
         self, beta: FloatArray, only: BoolArray | None = None
