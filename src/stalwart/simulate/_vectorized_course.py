@@ -198,7 +198,10 @@ class Cohort:
         rows = who[near]
         h = hazard_shape(self.p, x["cd4"][rows], x["decline"][rows])
         lo, hi = merged_windows(self.window_lo[rows], self.window_hi[rows])
-        day[near] = next_event_in_windows(h, rate[near], start[near], e[near], lo, hi, ratio)
+        used = (lo <= hi).any(axis=0)  # a window empty in every row adds nothing: left out
+        day[near] = next_event_in_windows(
+            h, rate[near], start[near], e[near], lo[:, used], hi[:, used], ratio
+        )
         return day
 
     def _maybe_stop(self, who: IntArray, day: FloatArray) -> None:
