@@ -93,6 +93,8 @@ class Cohort:
         self.ae_grade = np.zeros((n, len(plan.ae_terms)), dtype=np.int8)
 
     def run(self) -> dict[str, np.ndarray]:
+        """The cohort's outputs by :func:`empty_outputs` key; in the outcomes mode those not
+        drawn (HIV RNA, AE grades) are left out: the empty outputs hold their values."""
         p, n, rng = self.p, self.n, self.rng
         if self.arm.dropout_rate > 0:
             scale = DAYS_PER_YEAR / self.arm.dropout_rate
@@ -113,14 +115,16 @@ class Cohort:
         labs = self._labs()
         self._background_aes()
         status, end = self._disposition(labs["visit_day"])
-        return {
+        out = {
             **labs,
             "first_oi_day": self.first_oi,
             "death_day": self.death,
             "status": status,
             "end_day": end,
-            "ae_max_grade": self.ae_grade,
         }
+        if not self.outcomes:  # grades are not drawn in the outcomes mode (empty_outputs' 0)
+            out["ae_max_grade"] = self.ae_grade
+        return out
 
     # -- opportunistic events and death ------------------------------------------------------------
     def _clinical_events(self, intends: BoolArray) -> None:
@@ -366,13 +370,8 @@ class Cohort:
         other = np.broadcast_to(x["other"][:, None], t.shape)
         cd4, _ = measured_cd4(p, cd4_true, other, rng.standard_normal((2, *t.shape)))
         recorded = np.where(seen, np.rint(np.minimum(cd4, plan.cd4_max)), np.nan)
-        if self.outcomes:  # HIV RNA is not drawn in the outcomes mode
-            return {
-                "cd4": recorded,
-                "visit_day": np.where(seen, t, -1).astype(np.int16),
-                "log10_hiv_rna": np.full(t.shape, np.nan),
-                "hiv_rna_below_limit": np.zeros(t.shape, dtype=bool),
-            }
+        if self.outcomes:  # HIV RNA is not drawn: its outputs keep empty_outputs' NaN/False
+            return {"cd4": recorded, "visit_day": np.where(seen, t, -1).astype(np.int16)}
         suppression = self._art_suppression(t)
         log_rna = measured_log10_hiv_rna(
             p,
