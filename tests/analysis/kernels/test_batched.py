@@ -166,6 +166,12 @@ def test_bad_shapes_and_options_are_clear_errors() -> None:
         )
     with pytest.raises(AnalysisError, match="non-negative"):
         event_times([[-1.0, 2.0]], [[True, True]], [[True, False]], [[True, True]])
+    for bad in (np.nan, np.inf):
+        with pytest.raises(AnalysisError, match="finite"):
+            event_times([[bad, 2.0]], [[True, True]], [[True, False]], [[True, True]])
+    # a participant not analysed may hold anything
+    times = event_times([[np.nan, 2.0, 3.0]], [[True] * 3], [[True, False, True]], [[0, 1, 1]])
+    assert times.total_events.tolist() == [2.0]
     with pytest.raises(AnalysisError, match="differ"):
         batched_ancova(
             np.ones((1, 4)), np.zeros((1, 4), int), np.ones((1, 4)), np.ones((1, 4)), 0, 0

@@ -92,8 +92,9 @@ def event_times(
     g = bool_matrix(treated, "treated")
     inc = bool_matrix(include, "include")
     check_same_shape(t.shape, event=e, treated=g, include=inc)
-    kept_t = t[inc]
-    if not np.all(np.isfinite(kept_t)) or np.any(kept_t < 0):
+    with np.errstate(invalid="ignore"):
+        valid = t >= 0.0  # false for NaN
+    if np.any(inc & ~(valid & np.isfinite(t))):  # no copy of the included times
         raise AnalysisError("time must be finite and non-negative for included participants")
     r, n = t.shape
     ev = e & inc
