@@ -46,8 +46,10 @@ def arm_aliases(frame: pd.DataFrame, arm_column: str) -> dict[str, dict[str, str
     for variable in ALIAS_VARIABLES:
         if variable not in frame.columns:
             continue
+        distinct = frame[[variable, arm_column]].drop_duplicates()
         pairs = {
-            (_text(v), str(a)) for v, a in zip(frame[variable], frame[arm_column], strict=True)
+            (_text(v), str(a))
+            for v, a in zip(distinct[variable], distinct[arm_column], strict=True)
         }
         values = [v for v, _ in pairs]
         labels = [a for _, a in pairs]

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyreadstat
+from pandas.api.types import infer_dtype
 
 from stalwart.cdisc.adam_arms import arm_aliases, choose_control
 from stalwart.errors import DatasetError
@@ -180,6 +181,19 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _distinct(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Codes (-1: missing) and distinct values in order of first appearance: derive once."""
+    codes, uniques = pd.factorize(values.to_numpy(object))
+    return codes, np.asarray(uniques, dtype=object)
+
+
+def _objects(items: Sequence[object]) -> np.ndarray:
+    """A one-dimensional object array of ``items`` (numpy would turn dates into datetime64)."""
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
+
+
 def _read_xpt(path: Path, name: str) -> tuple[pd.DataFrame, dict[str, str], str]:
     try:
         frame, meta = pyreadstat.read_xport(str(path))
@@ -193,8 +207,11 @@ def _read_xpt(path: Path, name: str) -> tuple[pd.DataFrame, dict[str, str], str]
     for column in frame.columns:
         if frame[column].dtype == object:
             values = frame[column]
-            if values.map(lambda v: isinstance(v, dt.date)).any():
-                frame[column] = values.map(lambda v: v if isinstance(v, dt.date) else None)
+            codes, uniques = _distinct(values)
+            if any(isinstance(v, dt.date) for v in uniques):
+                # the last entry, None, is what code -1 (missing) takes
+                dates = _objects([*(v if isinstance(v, dt.date) else None for v in uniques), None])
+                frame[column] = pd.Series(dates[codes], index=values.index, dtype=object)
             else:
                 frame[column] = values.fillna("").astype(str)
     return frame, labels, meta.file_label or ""
@@ -217,9 +234,46 @@ def _csv_date(value: str, name: str, variable: str) -> dt.date | None:
     )
 
 
+def _csv_column(raw: pd.Series, name: str, column: str) -> pd.Series:
+    """One CSV column as read: text stripped, a date, or numbers when every value is one.
+
+    Each distinct value is stripped and parsed once. A column with a value that is not text
+    (a short row read as missing), or no rows, takes the element-wise path: same result, slower.
+    """
+    strings = raw.to_numpy(object)
+    if not len(strings) or infer_dtype(strings, skipna=False) != "string":
+        return _csv_column_elementwise(raw, name, column)
+    if _TEXT.match(column):
+        return pd.Series(_objects([v.strip() for v in strings]), index=raw.index, dtype="str")
+    codes, uniques = pd.factorize(strings)
+    stripped = _objects([v.strip() for v in uniques])
+    if _CSV_DATE.match(column):
+        dates = _objects([_csv_date(v, name, column) for v in stripped])
+        return pd.Series(dates[codes], index=raw.index, dtype=object)
+    blank = stripped == ""
+    numbers = pd.to_numeric(np.where(blank, None, stripped), errors="coerce")
+    if not bool((~np.isnan(numbers) | blank).all()):
+        return pd.Series(stripped[codes], index=raw.index, dtype="str")
+    if bool((np.abs(numbers) >= 2.0**53).any()):
+        # integers past 2**53 may round differently parsed alone than among decimals
+        return _csv_column_elementwise(raw, name, column)
+    return pd.Series(np.asarray(numbers, dtype=float)[codes], index=raw.index, dtype=float)
+
+
+def _csv_column_elementwise(raw: pd.Series, name: str, column: str) -> pd.Series:
+    values = raw.astype("str").str.strip()
+    if _TEXT.match(column):
+        return values
+    if _CSV_DATE.match(column):
+        return values.map(lambda v: _csv_date(v, name, column))
+    numbers = pd.to_numeric(values.replace("", None), errors="coerce")
+    parsed = numbers.notna() | (values == "")
+    return numbers.astype(float) if parsed.all() else values
+
+
 def _read_csv(path: Path, name: str) -> pd.DataFrame:
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        raw = pd.read_csv(path, dtype=object, keep_default_na=False, encoding="utf-8")
     except (UnicodeError, pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as exc:
         raise DatasetError(
             f"{name}: {path} is not a readable CSV file ({exc}); write it as UTF-8 CSV with one "
@@ -229,15 +283,7 @@ def _read_csv(path: Path, name: str) -> pd.DataFrame:
     raw.columns = [str(c).strip().upper() for c in raw.columns]
     frame = pd.DataFrame(index=raw.index)
     for column in raw.columns:
-        values = raw[column].str.strip()
-        if _TEXT.match(column):
-            frame[column] = values
-        elif _CSV_DATE.match(column):
-            frame[column] = values.map(lambda v, c=column: _csv_date(v, name, c))
-        else:
-            numbers = pd.to_numeric(values.replace("", None), errors="coerce")
-            parsed = numbers.notna() | (values == "")
-            frame[column] = numbers.astype(float) if parsed.all() else values
+        frame[column] = _csv_column(raw[column], name, column)
     return frame
 
 
@@ -299,11 +345,20 @@ def _arm_variable(adsl: AdamDataset, arm_var: str | None) -> str:
     )
 
 
+def _stripped_text(values: pd.Series) -> pd.Series:
+    """``values.astype(str).str.strip()``, at the speed of a loop over the strings."""
+    text = values.astype(str)
+    strings = text.to_numpy(object)
+    if not len(strings) or infer_dtype(strings, skipna=False) != "string":
+        return text.str.strip()
+    return pd.Series(_objects([v.strip() for v in strings]), index=text.index, dtype=text.dtype)
+
+
 def _arm_labels(values: pd.Series) -> pd.Series:
     """Arm values as text (a numeric arm coding 1.0 reads "1")."""
     if values.dtype.kind == "f":
         return values.map(lambda v: "" if pd.isna(v) else f"{v:g}")
-    return values.astype(str).str.strip()
+    return _stripped_text(values)
 
 
 def _population(adsl: pd.DataFrame, population: str | None) -> tuple[pd.DataFrame, str | None]:
@@ -317,7 +372,10 @@ def _population(adsl: pd.DataFrame, population: str | None) -> tuple[pd.DataFram
             dataset="ADSL",
             variable=flag,
         )
-    kept = adsl[adsl[flag].astype(str).str.strip().str.upper() == "Y"]
+    codes, uniques = pd.factorize(adsl[flag].astype(str).to_numpy(object))
+    # per distinct value; the last entry is what a missing value (code -1) takes
+    yes = np.array([*(str(v).strip().upper() == "Y" for v in uniques), False])[codes]
+    kept = adsl[yes]
     return kept, f"population {flag} = 'Y': {len(kept)} of {len(adsl)} ADSL subjects"
 
 
@@ -327,7 +385,7 @@ def _subjects(
     require_variables(adsl, ("USUBJID",), "every analysis joins the arm from ADSL by USUBJID")
     variable = _arm_variable(adsl, arm_var)
     frame = adsl.frame.copy()
-    frame["USUBJID"] = frame["USUBJID"].astype(str).str.strip()
+    frame["USUBJID"] = _stripped_text(frame["USUBJID"])
     duplicated = frame["USUBJID"][frame["USUBJID"].duplicated()]
     if len(duplicated):
         raise DatasetError(
@@ -349,11 +407,16 @@ def _subjects(
     return kept, variable, notes
 
 
-def _join_arm(dataset: AdamDataset, adsl: pd.DataFrame, all_subjects: set[str]) -> AdamDataset:
-    """Replace whatever arm ``dataset`` carries by ADSL's, keeping ADSL's subjects only."""
-    frame = dataset.frame.copy()
-    frame["USUBJID"] = frame["USUBJID"].astype(str).str.strip()
-    strangers = sorted(set(frame["USUBJID"]) - all_subjects)
+def _join_arm(dataset: AdamDataset, adsl: pd.DataFrame, all_subjects: pd.Index) -> AdamDataset:
+    """Replace whatever arm ``dataset`` carries by ADSL's, keeping ADSL's subjects only.
+
+    The join is by integer position: each record's row in ADSL (-1: none), looked up once;
+    records keep their order, as an inner merge on USUBJID keeps the left's.
+    """
+    frame = dataset.frame.drop(columns=[ARM], errors="ignore")
+    subjects = _stripped_text(frame["USUBJID"])
+    unknown = all_subjects.get_indexer(subjects) < 0
+    strangers = sorted(set(subjects[unknown])) if unknown.any() else []
     if strangers:
         raise DatasetError(
             f"{dataset.name} has {len(strangers)} USUBJID absent from ADSL (first "
@@ -361,9 +424,10 @@ def _join_arm(dataset: AdamDataset, adsl: pd.DataFrame, all_subjects: set[str]) 
             dataset=dataset.name,
             variable="USUBJID",
         )
-    frame = frame.drop(columns=[ARM], errors="ignore").merge(
-        adsl[["USUBJID", ARM]], on="USUBJID", how="inner", validate="many_to_one"
-    )
+    row = pd.Index(adsl["USUBJID"]).get_indexer(subjects)
+    kept = row >= 0
+    frame = frame.assign(USUBJID=subjects)[kept].reset_index(drop=True)
+    frame[ARM] = adsl[ARM].take(row[kept]).reset_index(drop=True)
     return AdamDataset(
         dataset.name, dataset.path, frame, dataset.labels, dataset.label, dataset.sha256
     )
@@ -508,7 +572,7 @@ def load_adam(
     chosen_control, note = choose_control(arms, control, aliases, studyid)
     if note:
         notes.append(note)
-    all_subjects = set(read["ADSL"].frame["USUBJID"].astype(str).str.strip())
+    all_subjects = pd.Index(_stripped_text(read["ADSL"].frame["USUBJID"]).unique())
     adtte = None
     if "ADTTE" in found:
         raw_tte = read.setdefault("ADTTE", read_dataset(found["ADTTE"], "ADTTE"))
