@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from stalwart.errors import DatasetError, StalwartError
-from stalwart.protocol.load import load_protocol
 
 __all__ = ["ALIAS_VARIABLES", "arm_aliases", "choose_control"]
 
@@ -81,6 +80,8 @@ def _planned(studyid: str, aliases: Mapping[str, Mapping[str, str]]) -> tuple[st
     """The packaged protocol's control arm, when ADSL is that study's and has ARMCD."""
     if not studyid or "ARMCD" not in aliases:
         return None
+    from stalwart.protocol.load import load_protocol  # pydantic models: only when needed
+
     try:
         protocol = load_protocol().protocol
     except StalwartError:

@@ -41,7 +41,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyreadstat
 from pandas.api.types import infer_dtype
 
 from stalwart.cdisc.adam_arms import arm_aliases, choose_control
@@ -195,6 +194,8 @@ def _objects(items: Sequence[object]) -> np.ndarray:
 
 
 def _read_xpt(path: Path, name: str) -> tuple[pd.DataFrame, dict[str, str], str]:
+    import pyreadstat  # only for XPT input: a CSV-only analysis does not load it
+
     try:
         frame, meta = pyreadstat.read_xport(str(path))
     except (pyreadstat.ReadstatError, pyreadstat.PyreadstatError, UnicodeError, OSError) as exc:
@@ -251,7 +252,9 @@ def _csv_column(raw: pd.Series, name: str, column: str) -> pd.Series:
         dates = _objects([_csv_date(v, name, column) for v in stripped])
         return pd.Series(dates[codes], index=raw.index, dtype=object)
     blank = stripped == ""
-    numbers = pd.to_numeric(np.where(blank, None, stripped), errors="coerce")
+    candidates = stripped.copy()
+    candidates[blank] = None
+    numbers = pd.to_numeric(candidates, errors="coerce")
     if not bool((~np.isnan(numbers) | blank).all()):
         return pd.Series(stripped[codes], index=raw.index, dtype="str")
     if bool((np.abs(numbers) >= 2.0**53).any()):

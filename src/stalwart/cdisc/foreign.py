@@ -35,7 +35,6 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from stalwart import __version__
 from stalwart.analysis.kernels.ancova import ancova
 from stalwart.analysis.kernels.cox import cox_ph
 from stalwart.analysis.kernels.km import kaplan_meier
@@ -442,6 +441,8 @@ def _bds_analyses(
 
 
 def _provenance(inputs: AdamInputs, options: Mapping[str, Any]) -> dict[str, Any]:
+    from stalwart import __version__
+
     files = [
         {
             "dataset": d.name,
