@@ -54,7 +54,7 @@ def arm_aliases(frame: pd.DataFrame, arm_column: str) -> dict[str, dict[str, str
         labels = [a for _, a in pairs]
         if "" in values or len(set(values)) != len(pairs) or len(set(labels)) != len(pairs):
             continue
-        aliases[variable] = dict(pairs)
+        aliases[variable] = dict(sorted(pairs))  # a set's order varies by process
     return aliases
 
 

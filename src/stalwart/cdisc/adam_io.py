@@ -364,9 +364,10 @@ def _arm_labels(values: pd.Series) -> pd.Series:
     return _stripped_text(values)
 
 
-def _population(adsl: pd.DataFrame, population: str | None) -> tuple[pd.DataFrame, str | None]:
+def _population(adsl: pd.DataFrame, population: str | None) -> tuple[np.ndarray, str | None]:
+    """Which ADSL records the population flag keeps (all without one), and a note."""
     if population is None:
-        return adsl, None
+        return np.ones(len(adsl), dtype=bool), None
     flag = population.upper()
     if flag not in adsl.columns:
         flags = [c for c in adsl.columns if c.endswith("FL")]
@@ -377,20 +378,29 @@ def _population(adsl: pd.DataFrame, population: str | None) -> tuple[pd.DataFram
         )
     codes, uniques = pd.factorize(adsl[flag].astype(str).to_numpy(object))
     # per distinct value; the last entry is what a missing value (code -1) takes
-    yes = np.array([*(str(v).strip().upper() == "Y" for v in uniques), False])[codes]
-    kept = adsl[yes]
-    return kept, f"population {flag} = 'Y': {len(kept)} of {len(adsl)} ADSL subjects"
+    kept = np.array([*(str(v).strip().upper() == "Y" for v in uniques), False])[codes]
+    return kept, f"population {flag} = 'Y': {int(kept.sum())} of {len(adsl)} ADSL subjects"
+
+
+@dataclass(frozen=True)
+class _Subjects:
+    """ADSL's subjects for the join: every USUBJID (stripped, unique) and, by its position,
+    the row of the analysed ADSL that holds it (-1: left out by the population or arm)."""
+
+    ids: pd.Index
+    row: np.ndarray
 
 
 def _subjects(
     adsl: AdamDataset, arm_var: str | None, population: str | None
-) -> tuple[AdamDataset, str, list[str]]:
+) -> tuple[AdamDataset, str, list[str], _Subjects]:
     require_variables(adsl, ("USUBJID",), "every analysis joins the arm from ADSL by USUBJID")
     variable = _arm_variable(adsl, arm_var)
     frame = adsl.frame.copy()
     frame["USUBJID"] = _stripped_text(frame["USUBJID"])
-    duplicated = frame["USUBJID"][frame["USUBJID"].duplicated()]
-    if len(duplicated):
+    ids = pd.Index(frame["USUBJID"])
+    if not ids.is_unique:
+        duplicated = frame["USUBJID"][frame["USUBJID"].duplicated()]
         raise DatasetError(
             f"ADSL has {len(duplicated)} repeated USUBJID (first {duplicated.iloc[0]!r}): ADSL "
             "holds one record per subject",
@@ -398,38 +408,42 @@ def _subjects(
             variable="USUBJID",
         )
     notes: list[str] = []
-    frame, note = _population(frame, population)
+    kept, note = _population(frame, population)
     if note:
         notes.append(note)
     frame[ARM] = _arm_labels(frame[variable])
-    blank = int((frame[ARM] == "").sum())
-    if blank:
-        notes.append(f"{blank} ADSL subjects with a blank {variable} left out")
-        frame = frame[frame[ARM] != ""]
-    kept = AdamDataset(adsl.name, adsl.path, frame, adsl.labels, adsl.label, adsl.sha256)
-    return kept, variable, notes
+    blank = kept & (frame[ARM] == "").to_numpy(bool)
+    if blank.any():
+        notes.append(f"{int(blank.sum())} ADSL subjects with a blank {variable} left out")
+        kept &= ~blank
+    frame = frame[kept]
+    row = np.full(len(kept), -1, dtype=np.intp)
+    row[kept] = np.arange(int(kept.sum()))
+    dataset = AdamDataset(adsl.name, adsl.path, frame, adsl.labels, adsl.label, adsl.sha256)
+    return dataset, variable, notes, _Subjects(ids, row)
 
 
-def _join_arm(dataset: AdamDataset, adsl: pd.DataFrame, all_subjects: pd.Index) -> AdamDataset:
-    """Replace whatever arm ``dataset`` carries by ADSL's, keeping ADSL's subjects only.
+def _join_arm(dataset: AdamDataset, adsl: pd.DataFrame, subjects: _Subjects) -> AdamDataset:
+    """Replace whatever arm ``dataset`` carries by ADSL's, keeping the analysed subjects only.
 
-    The join is by integer position: each record's row in ADSL (-1: none), looked up once;
-    records keep their order, as an inner merge on USUBJID keeps the left's.
+    The join is by integer position: each record's USUBJID is looked up once in ADSL's; records
+    keep their order, as an inner merge on USUBJID keeps the left's.
     """
     frame = dataset.frame.drop(columns=[ARM], errors="ignore")
-    subjects = _stripped_text(frame["USUBJID"])
-    unknown = all_subjects.get_indexer(subjects) < 0
-    strangers = sorted(set(subjects[unknown])) if unknown.any() else []
-    if strangers:
+    usubjid = _stripped_text(frame["USUBJID"])
+    position = subjects.ids.get_indexer(usubjid)
+    unknown = position < 0
+    if unknown.any():
+        strangers = sorted(set(usubjid[unknown]))
         raise DatasetError(
             f"{dataset.name} has {len(strangers)} USUBJID absent from ADSL (first "
             f"{strangers[0]!r}): ADSL must hold every subject; check both come from one study",
             dataset=dataset.name,
             variable="USUBJID",
         )
-    row = pd.Index(adsl["USUBJID"]).get_indexer(subjects)
+    row = subjects.row[position]
     kept = row >= 0
-    frame = frame.assign(USUBJID=subjects)[kept].reset_index(drop=True)
+    frame = frame.assign(USUBJID=usubjid)[kept].reset_index(drop=True)
     frame[ARM] = adsl[ARM].take(row[kept]).reset_index(drop=True)
     return AdamDataset(
         dataset.name, dataset.path, frame, dataset.labels, dataset.label, dataset.sha256
@@ -566,7 +580,7 @@ def load_adam(
             dataset="ADSL",
         )
     read: dict[str, AdamDataset] = {"ADSL": read_dataset(found["ADSL"], "ADSL")}
-    adsl, variable, notes = _subjects(read["ADSL"], arm_var, population)
+    adsl, variable, notes, subjects = _subjects(read["ADSL"], arm_var, population)
     arms = sorted(set(adsl.frame[ARM]))
     aliases = arm_aliases(adsl.frame, ARM)
     studyid = ""
@@ -575,12 +589,11 @@ def load_adam(
     chosen_control, note = choose_control(arms, control, aliases, studyid)
     if note:
         notes.append(note)
-    all_subjects = pd.Index(_stripped_text(read["ADSL"].frame["USUBJID"]).unique())
     adtte = None
     if "ADTTE" in found:
         raw_tte = read.setdefault("ADTTE", read_dataset(found["ADTTE"], "ADTTE"))
         _check_tte(raw_tte)
-        adtte = _join_arm(raw_tte, adsl.frame, all_subjects)
+        adtte = _join_arm(raw_tte, adsl.frame, subjects)
         _require_complete(adtte)
     bds_sets = []
     for dataset in _pick_bds(found, read, bds):
@@ -591,7 +604,7 @@ def load_adam(
                 dataset=dataset.name,
                 variable="AVAL",
             )
-        bds_sets.append(_join_arm(dataset, adsl.frame, all_subjects))
+        bds_sets.append(_join_arm(dataset, adsl.frame, subjects))
     if adtte is None and not bds_sets:
         raise DatasetError(
             f"{folder} has ADSL but no ADTTE and no BDS dataset (PARAMCD, AVAL, AVISIT): add "
