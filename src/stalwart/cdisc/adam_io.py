@@ -245,22 +245,26 @@ def _csv_column(raw: pd.Series, name: str, column: str) -> pd.Series:
     if not len(strings) or infer_dtype(strings, skipna=False) != "string":
         return _csv_column_elementwise(raw, name, column)
     if _TEXT.match(column):
-        return pd.Series(_objects([v.strip() for v in strings]), index=raw.index, dtype="str")
+        return pd.Series(
+            _objects([v.strip() for v in strings]), index=raw.index, name=raw.name, dtype="str"
+        )
     codes, uniques = pd.factorize(strings)
     stripped = _objects([v.strip() for v in uniques])
     if _CSV_DATE.match(column):
         dates = _objects([_csv_date(v, name, column) for v in stripped])
-        return pd.Series(dates[codes], index=raw.index, dtype=object)
+        return pd.Series(dates[codes], index=raw.index, name=raw.name, dtype=object)
     blank = stripped == ""
     candidates = stripped.copy()
     candidates[blank] = None
     numbers = pd.to_numeric(candidates, errors="coerce")
     if not bool((~np.isnan(numbers) | blank).all()):
-        return pd.Series(stripped[codes], index=raw.index, dtype="str")
+        return pd.Series(stripped[codes], index=raw.index, name=raw.name, dtype="str")
     if bool((np.abs(numbers) >= 2.0**53).any()):
         # integers past 2**53 may round differently parsed alone than among decimals
         return _csv_column_elementwise(raw, name, column)
-    return pd.Series(np.asarray(numbers, dtype=float)[codes], index=raw.index, dtype=float)
+    return pd.Series(
+        np.asarray(numbers, dtype=float)[codes], index=raw.index, name=raw.name, dtype=float
+    )
 
 
 def _csv_column_elementwise(raw: pd.Series, name: str, column: str) -> pd.Series:
