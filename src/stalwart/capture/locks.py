@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 from stalwart.capture.access import ActorLike, Permission, require
 from stalwart.capture.audit import append_audit
 from stalwart.capture.context import CaptureContext, find_participant
-from stalwart.capture.tables import DataLock, Participant, Site
+from stalwart.capture.tables import DataLock, Participant, Site, TrialInfo
 from stalwart.capture.transaction import transaction
 from stalwart.capture.writes import add_rows
 from stalwart.errors import ConflictError, DataLockedError, NotFoundError, ValidationError
@@ -263,6 +263,9 @@ class DataLocks:
                 "cannot be locked",
             )
         with transaction(self.context.engine) as session:
+            # locks are made one at a time (the trial row is their mutex), so two data managers
+            # locking the same data at once get one lock and one refusal, never two locks
+            session.execute(sa.select(TrialInfo.id).where(TrialInfo.id == 1).with_for_update())
             participant_id = site_id = None
             if kind is LockScope.PARTICIPANT:
                 assert usubjid is not None
@@ -280,7 +283,7 @@ class DataLocks:
                     if participant_id is None
                     else DataLock.participant_id == participant_id,
                     DataLock.site_id.is_(None) if site_id is None else DataLock.site_id == site_id,
-                ).with_for_update()
+                )
             ).first()
             if same is not None:
                 raise ConflictError(
