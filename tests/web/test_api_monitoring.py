@@ -79,8 +79,9 @@ def test_participant_trail_covers_randomization_to_queries_and_is_site_scoped(
     forms = [e["form"] for e in r.json()["entries"]]
     assert forms[:2] == ["Screening", "Randomization"]
     assert "Week 4 (WK04)" in forms and "Query on CD4+ count" in forms
-    arm = [e for e in r.json()["entries"] if e["action"] == "randomized"]
-    assert arm and arm[0]["changes"][0]["field"] == "Arm"
+    (randomized,) = [e for e in r.json()["entries"] if e["form"] == "Randomization"]
+    fields = [c["field"] for c in randomized["changes"]]
+    assert fields == ["Participant ID", "Consent date", "Randomization date", "Arm"]
     other = client.get(
         f"/api/participants/{u}/audit-trail", headers=login("site_coordinator", "GB01")
     )

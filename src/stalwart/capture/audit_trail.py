@@ -273,9 +273,7 @@ class _Reader:
         if table == "data_query":
             status = str(data.get("status", "")).lower()
             return "query raised" if record.action == "INSERT" else f"query {status}"
-        if table == "allocation_slot":
-            return "randomized"
-        if record.action == "INSERT" and not before:
+        if not before:  # a new row (or a list's slot first held by this participant)
             return "entered"
         return "changed"
 
@@ -289,6 +287,14 @@ class _Reader:
         form = self.form(record.table_name, data)
         new = self.values(record.table_name, data)
         old = self.values(record.table_name, before) if before else {}
+        if not before:
+            # a new row: its empty fields, and a signature's or verification's own validity
+            # (the action says it), are noise
+            new = {
+                k: v
+                for k, v in new.items()
+                if v != "(blank)" and k not in ("Signature valid", "Verification valid")
+            }
         changes = tuple(
             FieldChange(label, old.get(label) if before else None, value)
             for label, value in new.items()

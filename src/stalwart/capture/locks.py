@@ -116,7 +116,8 @@ def lock_label(view: LockView | None) -> str:
     """The lock a report ran on, in words (``NO_LOCK`` for None)."""
     if view is None:
         return NO_LOCK
-    return f"lock {view.id}: {_what(view)}, by {view.locked_by} at {view.locked_at}"
+    when = view.locked_at.replace("T", " ").replace("+00:00", " UTC")
+    return f"lock {view.id}: {_what(view)}, by {view.locked_by} at {when}"
 
 
 def _reason(field: str, reason: str | None, what: str) -> str:

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from stalwart.capture.access import Actor
 from stalwart.capture.access import Permission as P
+from stalwart.capture.audit_trail import unit_text
 from stalwart.capture.records import CalendarEntry, VisitRecord
 from stalwart.capture.service import CaptureService
 from stalwart.errors import (
@@ -163,7 +164,7 @@ def _monitoring(
     day = record.visit_date if record else None
     lock = service.locks.of_participant(usubjid, actor, day)
     if record is None:
-        return {"lock": lock, "saved": None, "verification": None}
+        return {"lock": lock, "saved": None, "verification": None, "unit_text": unit_text}
     verification = next(
         (
             v
@@ -173,7 +174,7 @@ def _monitoring(
         None,
     )
     saved = service.trails.saved(usubjid, planned.code, actor)
-    return {"lock": lock, "saved": saved, "verification": verification}
+    return {"lock": lock, "saved": saved, "verification": verification, "unit_text": unit_text}
 
 
 def render_visit(
