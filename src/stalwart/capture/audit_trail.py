@@ -256,10 +256,12 @@ class _Reader:
         if table == "screening" and isinstance(data.get("answers"), dict):
             labels = {i.name: i for i in self.protocol.screening_items}
             for name, answer in data["answers"].items():
-                item = labels.get(name)
-                unit = f" {unit_text(item.unit)}" if item is not None and item.unit else ""
-                shown = value_text(answer)
-                out[item.label if item else name] = shown + (unit if answer is not None else "")
+                screening_item = labels.get(name)
+                unit = ""
+                if screening_item is not None and screening_item.unit and answer is not None:
+                    unit = f" {unit_text(screening_item.unit)}"
+                label = screening_item.label if screening_item is not None else name
+                out[label] = value_text(answer) + unit
         return out
 
     def action(self, record: AuditRecord, data: dict[str, Any], before: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
@@ -33,7 +33,9 @@ __all__ = ["lock_public", "router"]
 
 router = APIRouter(prefix="/api", tags=["monitoring"])
 
-_LOCKED = {423: {"description": "the data is locked: the lock is named in error.lock"}}
+_LOCKED: dict[int | str, dict[str, Any]] = {
+    423: {"description": "the data is locked: the lock is named in error.lock"}
+}
 
 
 def _entries(entries: list[TrailEntry]) -> list[TrailEntryPublic]:
