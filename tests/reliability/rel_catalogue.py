@@ -123,8 +123,9 @@ def build_world(
                 rand,
             )
             world.deviation = deviation
+            # a lock in force up to a day no case's date reaches: it refuses none of them
             world.lock = service.locks.lock(
-                "participant", "harmless", "setup", usubjid=p.usubjid, cutoff=rand - 10 * d
+                "participant", "harmless", "setup", usubjid=p.usubjid, cutoff=dt.date(1900, 1, 2)
             )
             for username, (role, bound) in ACTORS.items():
                 app.state.users.add_user(
@@ -853,7 +854,7 @@ BODIES: list[Body] = [
         "/api/locks",
         "manager",
         # a site lock up to a day before anyone's data: the bodies after it are not refused
-        lambda w: {"scope": "site", "site": w.site, "cutoff": w.day(-10), "reason": "interim"},
+        lambda w: {"scope": "site", "site": w.site, "cutoff": "1900-01-02", "reason": "interim"},
         lambda p: [
             Case("scope", "unknown_code", "country"),
             Case("scope", "wrong_type", 3),
