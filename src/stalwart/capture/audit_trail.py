@@ -295,7 +295,8 @@ class _Reader:
             new = {
                 k: v
                 for k, v in new.items()
-                if v != "(blank)" and k not in ("Signature valid", "Verification valid")
+                if v not in ("(blank)", "(none)")
+                and k not in ("Signature valid", "Verification valid")
             }
         changes = tuple(
             FieldChange(label, old.get(label) if before else None, value)
