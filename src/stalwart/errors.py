@@ -16,8 +16,9 @@ an HTTP status. Each class subclasses the built-in it resembles so callers that 
     │   └── VisitWindowError                a visit date lies outside its protocol window
     ├── ConflictError (ValueError)          the write contradicts stored data (duplicate, twice)
     │   ├── AlreadyRandomizedError          the participant already has an allocation
-    │   └── StaleVersionError               a correction made from an older version; .changes
-    │       └── PreconditionFailedError     the same, named by an HTTP If-Match header
+    │   ├── StaleVersionError               a correction made from an older version; .changes
+    │   │   └── PreconditionFailedError     the same, named by an HTTP If-Match header
+    │   └── DataLockedError                 the data is locked by the data manager; .lock_id
     ├── NotFoundError (LookupError)         a site, participant or visit that does not exist
     ├── AuthenticationError (PermissionError)  no valid credentials: log in or send a token
     │   ├── LoginThrottledError             too many failed logins: wait, then retry
@@ -45,6 +46,7 @@ __all__ = [
     "AuthenticationError",
     "ConfigurationError",
     "ConflictError",
+    "DataLockedError",
     "DatabaseError",
     "DatasetError",
     "EligibilityError",
@@ -165,6 +167,19 @@ class StaleVersionError(ConflictError):
 
 class PreconditionFailedError(StaleVersionError):
     """A stale version named by an HTTP ``If-Match`` header (the API answers 412)."""
+
+
+class DataLockedError(ConflictError):
+    """The write would change data a data manager has locked (the API answers 423 Locked).
+
+    ``lock_id`` names the lock in force; ``scope`` says what it covers (participant, site,
+    trial) and ``cutoff`` the date up to which it does (None: all of it)."""
+
+    def __init__(self, message: str, lock_id: int, scope: str, cutoff: str | None) -> None:
+        self.lock_id = lock_id
+        self.scope = scope
+        self.cutoff = cutoff
+        super().__init__(message)
 
 
 class NotFoundError(StalwartError, LookupError):

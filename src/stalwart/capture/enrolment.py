@@ -20,6 +20,7 @@ from stalwart.capture.audit import append_audit
 from stalwart.capture.context import CaptureContext
 from stalwart.capture.deviations import CONSENT, log_deviation
 from stalwart.capture.edit_checks import check_date_not_future, check_dates_in_order
+from stalwart.capture.locks import check_site_unlocked
 from stalwart.capture.sealing import SEALED
 from stalwart.capture.soft_checks import apply_soft_checks
 from stalwart.capture.tables import (
@@ -235,6 +236,9 @@ class Enrolment:
                 sa.select(Site).where(Site.id == screening.site_id).with_for_update()
             )
             assert site_row is not None
+            check_site_unlocked(
+                session, site_row.id, f"randomization at site {site_row.code}", randomization_date
+            )
             consented = session.scalar(
                 sa.select(Consent.consent_date).where(Consent.screening_id == screening.id)
             )

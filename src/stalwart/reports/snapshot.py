@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from stalwart.analysis.datasets.source import StoreExtract, read_store
 from stalwart.capture.audit import GENESIS_HASH, data_sha256
+from stalwart.capture.locks import lock_label, trial_lock
 from stalwart.capture.tables import (
     AuditHead,
     AuditRecord,
@@ -57,6 +58,9 @@ class Snapshot:
     events: pd.DataFrame
     taken_at: dt.datetime
     queries: pd.DataFrame
+    lock: str = ""
+    """The trial lock the snapshot was taken under, in words (``capture.locks.lock_label``:
+    its id, scope, cut-off, who and when), or ``no lock: live data``."""
 
     @property
     def name(self) -> str:
@@ -178,6 +182,7 @@ def _read(conn: Connection, expected: LoadedProtocol | None) -> Snapshot:
         sequence, head_hash = (head.sequence, head.hash) if head else (0, GENESIS_HASH)
         events = _events(session)
         queries = _queries(session)
+        lock = lock_label(trial_lock(session))
     # data_sha256 and read_store open a Session on what they are given; a Session bound to a
     # Connection that is already in a transaction joins it, so both read this same snapshot
     bound = cast(Engine, conn)
@@ -192,6 +197,7 @@ def _read(conn: Connection, expected: LoadedProtocol | None) -> Snapshot:
         events=events,
         taken_at=dt.datetime.now(dt.UTC),
         queries=queries,
+        lock=lock,
     )
 
 

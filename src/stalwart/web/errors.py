@@ -31,6 +31,7 @@ from stalwart.errors import (
     AuthenticationError,
     ConflictError,
     DatabaseError,
+    DataLockedError,
     EligibilityError,
     FieldErrors,
     LoginThrottledError,
@@ -93,6 +94,7 @@ _STATUS: list[tuple[type[StalwartError], int]] = [
     (AccessDeniedError, 403),
     (NotFoundError, 404),
     (PreconditionFailedError, 412),
+    (DataLockedError, 423),
     (ConflictError, 409),
     (AllocationExhaustedError, 409),
     (ValidationError, 422),
@@ -119,6 +121,8 @@ def error_body(exc: StalwartError) -> dict[str, Any]:
         body["reasons"] = list(exc.reasons)
     if isinstance(exc, StaleVersionError):
         body |= {"version": exc.version, "current_version": exc.current, "changes": exc.changes}
+    if isinstance(exc, DataLockedError):
+        body["lock"] = {"id": exc.lock_id, "scope": exc.scope, "cutoff": exc.cutoff}
     return {"error": body}
 
 
