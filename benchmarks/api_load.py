@@ -45,6 +45,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -512,12 +513,13 @@ async def _randomize_load(
     host = f"{url.host}:{url.port}"
     sites = sorted(tokens)
     latencies: list[float] = []
-    errors = 0
+    refusals: Counter[str] = Counter()
+    tag = uuid.uuid4().hex[:4].upper()  # screening numbers new in every call
     screenings = 0
     deadline = time.perf_counter() + seconds
 
     async def client(k: int) -> None:
-        nonlocal errors, screenings
+        nonlocal screenings
         await asyncio.sleep(k * RAMP_SECONDS / clients)
         site = sites[k % len(sites)]
         auth = f"Host: {host}\r\nAuthorization: Bearer {tokens[site]}\r\n"
@@ -527,7 +529,7 @@ async def _randomize_load(
         try:
             while time.perf_counter() < deadline:
                 n += 1
-                number = f"{site}-R{k:02d}-{n:05d}"
+                number = f"{site}-{tag}{k:02d}-{n:05d}"
                 screening = {
                     "site": site,
                     "screening_number": number,
@@ -535,8 +537,9 @@ async def _randomize_load(
                     "answers": ANSWERS,
                 }
                 head = f"POST /api/screenings HTTP/1.1\r\n{auth}".encode()
-                if await _post(reader, writer, head, json.dumps(screening).encode()) != 201:
-                    errors += 1
+                status = await _post(reader, writer, head, json.dumps(screening).encode())
+                if status != 201:
+                    refusals[f"screening {status}"] += 1
                     continue
                 screenings += 1
                 body = {
@@ -550,13 +553,16 @@ async def _randomize_load(
                 status = await _post(reader, writer, head, json.dumps(body).encode())
                 latencies.append((time.perf_counter() - t0) * 1000)
                 if status != 201:
-                    errors += 1
+                    refusals[f"randomization {status}"] += 1
         finally:
             writer.close()
 
     start = time.perf_counter()
     await asyncio.gather(*(client(k) for k in range(clients)))
     elapsed = time.perf_counter() - start
+    if refusals:
+        print(f"refused: {dict(refusals)}", flush=True)
+    errors = sum(n for what, n in refusals.items() if what.startswith("randomization"))
     return Figures(len(latencies) - errors, elapsed, latencies, errors), screenings
 
 
@@ -603,6 +609,19 @@ def _randomizations(pg_url: str, args: argparse.Namespace, sealed: bool) -> tupl
         _drop_db(pg_url, name)
 
 
+def _pooled(runs: list[tuple[Figures, int]]) -> tuple[Figures, int]:
+    """Several runs' figures as one: writes, time and latencies added up."""
+    return (
+        Figures(
+            sum(f.writes for f, _ in runs),
+            sum(f.seconds for f, _ in runs),
+            [x for f, _ in runs for x in f.latencies_ms],
+            sum(f.errors for f, _ in runs),
+        ),
+        sum(n for _, n in runs),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -631,7 +650,8 @@ def main() -> None:
         "--randomizations",
         action="store_true",
         help="also randomizations/s through the API on a plain and on a sealed allocation list "
-        "(each randomization decrypts its slot): before and after, same run",
+        "(each randomization decrypts its slot), two runs of each in ABBA order: before and "
+        "after, same run",
     )
     parser.add_argument("--participants", type=int, default=1000)
     parser.add_argument("--pgbench-scale", type=int, default=10)
@@ -681,9 +701,11 @@ def main() -> None:
             chain = verify_audit(engine)
         finally:
             engine.dispose()
-        if args.randomizations:
-            plain = _randomizations(args.pg_url, args, sealed=False)
-            sealed = _randomizations(args.pg_url, args, sealed=True)
+        if args.randomizations:  # in ABBA order, so that drift of the host cancels
+            runs: dict[bool, list[tuple[Figures, int]]] = {False: [], True: []}
+            for is_sealed in (False, True, True, False):
+                runs[is_sealed].append(_randomizations(args.pg_url, args, sealed=is_sealed))
+            plain, sealed = _pooled(runs[False]), _pooled(runs[True])
         tpcb = _pgbench(args.pg_url, args.clients, seconds, args.pgbench_scale)
         replay = _pgbench_visit_writes(args.pg_url, name, args.participants, args.clients, seconds)
     finally:
