@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,6 +46,7 @@ def _benchmark() -> ModuleType:
     spec = importlib.util.spec_from_file_location("live_consistency", BENCHMARK)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
