@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import os
 import re
@@ -135,9 +136,7 @@ def _prepare_trial(url: str, participants: int) -> list[tuple[str, str, str]]:
     return forms
 
 
-def _d(text: str) -> object:
-    import datetime as dt
-
+def _d(text: str) -> dt.date:
     return dt.date.fromisoformat(text)
 
 

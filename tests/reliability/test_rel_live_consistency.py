@@ -38,7 +38,7 @@ from stalwart.cli import app
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 SITES = ("US01", "GB01", "AR01")
-LAB = {"CD4": 400, "HIVRNA": "<50"}
+LAB: dict[str, float | str] = {"CD4": 400, "HIVRNA": "<50"}
 BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "live_consistency.py"
 
 
