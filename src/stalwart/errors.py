@@ -9,6 +9,8 @@ an HTTP status. Each class subclasses the built-in it resembles so callers that 
     StalwartError
     ├── ProtocolError (ValueError)          the protocol file is missing, unparsable or invalid
     ├── ConfigurationError (ValueError)     a bad option: database URL, seed, output folder
+    │   └── AllocationKeyError              no allocation key, or one that does not open the
+    │                                       sealed list: nobody can be randomized (HTTP 503)
     ├── DatabaseError (RuntimeError)        the store cannot be reached or is not a stalwart store
     ├── ValidationError (ValueError)        a submitted value fails an edit check
     │   ├── FieldErrors                     several fields of one form, each with its message
@@ -40,6 +42,7 @@ from typing import ClassVar
 __all__ = [
     "AccessDeniedError",
     "AllocationExhaustedError",
+    "AllocationKeyError",
     "AlreadyRandomizedError",
     "AnalysisError",
     "AuditChainError",
@@ -85,6 +88,12 @@ class ProtocolError(StalwartError, ValueError):
 
 class ConfigurationError(StalwartError, ValueError):
     """A command-line option, environment variable or setting is unusable."""
+
+
+class AllocationKeyError(ConfigurationError):
+    """The allocation list is sealed and the running server holds no key that opens it: a fault
+    of the server's set-up, not of the request, so nobody can be randomized until an operator
+    gives the right key (``capture.sealing``); nothing is written."""
 
 
 class DatabaseError(StalwartError, RuntimeError):

@@ -165,7 +165,7 @@ def _view(row: Any) -> DeviationView:
     )
 
 
-def deviation_rows(engine: Engine) -> list[dict[str, Any]]:
+def deviation_rows(engine: Engine | sa.Connection) -> list[dict[str, Any]]:
     """Every deviation of the trial, oldest first, as plain dicts (DSMB report, SDTM DV).
 
     Keys follow DV: ``USUBJID``, ``SITEID``, ``DVTERM`` (the description), ``DVCAT``,

@@ -28,6 +28,7 @@ from starlette.responses import Response
 from stalwart.errors import (
     AccessDeniedError,
     AllocationExhaustedError,
+    AllocationKeyError,
     AuthenticationError,
     ConflictError,
     DatabaseError,
@@ -99,6 +100,7 @@ _STATUS: list[tuple[type[StalwartError], int]] = [
     (AllocationExhaustedError, 409),
     (ValidationError, 422),
     (DatabaseError, 503),
+    (AllocationKeyError, 503),
 ]
 
 
