@@ -20,6 +20,12 @@ coordinated omission), which says how fast a write is answered at a given load.
     python benchmarks/api_load.py --clients 50 --seconds 10
     python benchmarks/api_load.py --clients 50 --seconds 10 --rate 600 --pool-size 4
     python benchmarks/api_load.py --pg-url postgresql+psycopg://root@127.0.0.1:5432/test
+    python benchmarks/api_load.py --clients 50 --checkpoint-records 100 --randomizations
+
+``--checkpoint-records N`` adds the closed-loop run again on a server that signs an audit
+checkpoint every N records, and ``--randomizations`` randomizations/s on a plain and on a sealed
+allocation list: the cost of the signed checkpoints and of the encrypted slots, before and
+after, in the same run.
 
 Needs a PostgreSQL server whose user may create databases, and ``pgbench`` on PATH. The
 benchmark's databases are dropped at the end.
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import os
 import re
@@ -39,6 +46,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,9 +136,7 @@ def _prepare_trial(url: str, participants: int) -> list[tuple[str, str, str]]:
     return forms
 
 
-def _d(text: str) -> object:
-    import datetime as dt
-
+def _d(text: str) -> dt.date:
     return dt.date.fromisoformat(text)
 
 
@@ -479,7 +485,7 @@ def _with_checkpoints(
     with tempfile.TemporaryDirectory() as folder:
         key, cps = Path(folder) / "cp.key", Path(folder) / "cps"
         generate_keys(key, Path(folder) / "cp.pub")
-        extra = ("--checkpoint-key", str(key), "--checkpoint-dir", str(cps))
+        extra: tuple[str, ...] = ("--checkpoint-key", str(key), "--checkpoint-dir", str(cps))
         extra += ("--checkpoint-records", str(args.checkpoint_records))
         server, base = _serve(url, args.workers, args.pool_size, extra)
         try:
@@ -494,6 +500,125 @@ def _with_checkpoints(
             server.wait(timeout=20)
         written = len(list(cps.glob("*.json")))
     return (figures, written), forms[figures.writes + figures.errors :]
+
+
+async def _randomize_load(
+    base: str, tokens: dict[str, str], clients: int, seconds: float
+) -> tuple[Figures, int]:
+    """``clients`` site coordinators, each screening and randomizing people at its site in a
+    closed loop for ``seconds``; the randomizations (latency of the randomization POST only)
+    and the screenings written."""
+    url = httpx.URL(base)
+    host = f"{url.host}:{url.port}"
+    sites = sorted(tokens)
+    latencies: list[float] = []
+    refusals: Counter[str] = Counter()
+    tag = uuid.uuid4().hex[:4].upper()  # screening numbers new in every call
+    screenings = 0
+    deadline = time.perf_counter() + seconds
+
+    async def client(k: int) -> None:
+        nonlocal screenings
+        await asyncio.sleep(k * RAMP_SECONDS / clients)
+        site = sites[k % len(sites)]
+        auth = f"Host: {host}\r\nAuthorization: Bearer {tokens[site]}\r\n"
+        auth += "Content-Type: application/json\r\n"
+        reader, writer = await asyncio.open_connection(url.host, url.port)
+        n = 0
+        try:
+            while time.perf_counter() < deadline:
+                n += 1
+                number = f"{site}-{tag}{k:02d}-{n:05d}"
+                screening = {
+                    "site": site,
+                    "screening_number": number,
+                    "screening_date": "2006-01-02",
+                    "answers": ANSWERS,
+                }
+                head = f"POST /api/screenings HTTP/1.1\r\n{auth}".encode()
+                status = await _post(reader, writer, head, json.dumps(screening).encode())
+                if status != 201:
+                    refusals[f"screening {status}"] += 1
+                    continue
+                screenings += 1
+                body = {
+                    "screening_number": number,
+                    "consent_date": "2006-01-02",
+                    "randomization_date": "2006-01-05",
+                    "site": site,
+                }
+                head = f"POST /api/randomizations HTTP/1.1\r\n{auth}".encode()
+                t0 = time.perf_counter()
+                status = await _post(reader, writer, head, json.dumps(body).encode())
+                latencies.append((time.perf_counter() - t0) * 1000)
+                if status != 201:
+                    refusals[f"randomization {status}"] += 1
+        finally:
+            writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    elapsed = time.perf_counter() - start
+    if refusals:
+        print(f"refused: {dict(refusals)}", flush=True)
+    errors = sum(n for what, n in refusals.items() if what.startswith("randomization"))
+    return Figures(len(latencies) - errors, elapsed, latencies, errors), screenings
+
+
+def _randomizations(pg_url: str, args: argparse.Namespace, sealed: bool) -> tuple[Figures, int]:
+    """Randomizations through the API of a fresh trial, its allocation list sealed under an
+    allocation key (each randomization decrypts its slot, AES-GCM) or plain."""
+    from argon2 import PasswordHasher
+
+    from stalwart.capture.sealing import generate_allocation_key
+
+    name = f"stalwart_bench_{uuid.uuid4().hex[:8]}"
+    url = _create_db(pg_url, name)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            engine = open_engine(url)
+            try:
+                create_schema(engine)
+                loaded = load_protocol()
+                key_file = Path(folder) / "allocation.key"
+                key = generate_allocation_key(key_file) if sealed else None
+                initialize_trial(engine, loaded, seed=7, actor="benchmark", allocation_key=key)
+                store = UserStore(engine, PasswordHasher(time_cost=1, memory_cost=1024))
+                sites = [s.code for s in loaded.protocol.sites]
+                for site in sites:
+                    store.add_user(f"coord.{site.lower()}", PASSWORD, "site_coordinator", "b", site)
+            finally:
+                engine.dispose()
+            extra = ("--allocation-key", str(key_file)) if sealed else ()
+            server, base = _serve(url, args.workers, args.pool_size, extra)
+            try:
+                tokens = {
+                    site: httpx.post(
+                        f"{base}/api/token",
+                        json={"username": f"coord.{site.lower()}", "password": PASSWORD},
+                    ).json()["access_token"]
+                    for site in sites
+                }
+                asyncio.run(_randomize_load(base, tokens, args.clients, 2))  # warm-up
+                return asyncio.run(_randomize_load(base, tokens, args.clients, args.seconds))
+            finally:
+                server.terminate()
+                server.wait(timeout=20)
+    finally:
+        _drop_db(pg_url, name)
+
+
+def _pooled(runs: list[tuple[Figures, int]]) -> tuple[Figures, int]:
+    """Several runs' figures as one: writes, time and latencies added up."""
+    return (
+        Figures(
+            sum(f.writes for f, _ in runs),
+            sum(f.seconds for f, _ in runs),
+            [x for f, _ in runs for x in f.latencies_ms],
+            sum(f.errors for f, _ in runs),
+        ),
+        sum(n for _, n in runs),
+    )
 
 
 def main() -> None:
@@ -520,6 +645,13 @@ def main() -> None:
         help="also a closed-loop run of a server that signs an audit checkpoint every this "
         "many records (serve --checkpoint-key): writes/s before and after, same run",
     )
+    parser.add_argument(
+        "--randomizations",
+        action="store_true",
+        help="also randomizations/s through the API on a plain and on a sealed allocation list "
+        "(each randomization decrypts its slot), two runs of each in ABBA order: before and "
+        "after, same run",
+    )
     parser.add_argument("--participants", type=int, default=1000)
     parser.add_argument("--pgbench-scale", type=int, default=10)
     args = parser.parse_args()
@@ -530,6 +662,8 @@ def main() -> None:
     seconds = max(1, round(args.seconds))
     opened: Figures | None = None
     signed: tuple[Figures, int] | None = None
+    plain: tuple[Figures, int] | None = None
+    sealed: tuple[Figures, int] | None = None
     try:
         t0 = time.perf_counter()
         forms = _prepare_trial(url, args.participants)
@@ -566,6 +700,11 @@ def main() -> None:
             chain = verify_audit(engine)
         finally:
             engine.dispose()
+        if args.randomizations:  # in ABBA order, so that drift of the host cancels
+            runs: dict[bool, list[tuple[Figures, int]]] = {False: [], True: []}
+            for is_sealed in (False, True, True, False):
+                runs[is_sealed].append(_randomizations(args.pg_url, args, sealed=is_sealed))
+            plain, sealed = _pooled(runs[False]), _pooled(runs[True])
         tpcb = _pgbench(args.pg_url, args.clients, seconds, args.pgbench_scale)
         replay = _pgbench_visit_writes(args.pg_url, name, args.participants, args.clients, seconds)
     finally:
@@ -590,6 +729,13 @@ def main() -> None:
             )
         )
         print(f"writes/s with signed checkpoints / without: {figures.rate / api.rate:.1%}")
+    if plain is not None and sealed is not None:
+        for label, (figures, screened) in (("plain", plain), ("sealed", sealed)):
+            print(
+                _figures(f"API randomizations, {label} allocation list", figures)
+                + f" (+ {screened / figures.seconds:.0f} screenings/s)"
+            )
+        print(f"randomizations/s sealed / plain: {sealed[0].rate / plain[0].rate:.1%}")
     if opened is not None:
         print(_figures(f"API visit forms, open loop at {args.rate:.0f}/s", opened))
     print(

@@ -7,13 +7,18 @@ rule (rows reported, datasets) and the totals; for comparison, CDISC's own SDTM-
 shows 23 rules (660 rows) under the same setup.
 
 Usage: STALWART_CORE_WORK=/path/core-work python benchmarks/cdisc_core.py [--sdtm FOLDER] [--seed 1]
+
+Measured on the demo (seed 1, 267 subjects; CORE from the shared/tools/cdisc-core setup, SDTMIG
+3.4, CT 2015-12-18): 4 rules, 2938 rows: CORE-000741 1 (TS; the rule asks for TSPARMCD PCLASS,
+CDISC CT's code is PCLAS), CORE-000767 2759 (AE, CE, DS; engine noise, one per coded record),
+CORE-000885 and CORE-000886 89 each (DM; the no-therapy arm, no EX by design). Each is explained
+in the export's csdrg.html. CDISC's SDTM-MSG v2.0 sample: 23 rules, 660 rows (767: 18 rows).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -31,7 +36,8 @@ def main() -> None:
     args = parser.parse_args()
     setup = core_setup(TOOLS)
     if not isinstance(setup, CoreSetup):
-        sys.exit(setup)
+        print(f"CDISC CORE comparison skipped: {setup}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.sdtm
         if folder is None:

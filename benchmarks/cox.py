@@ -22,6 +22,7 @@ Usage: python benchmarks/cox.py [--sizes 1e4,1e5,1e6] [--covariates 2,10]
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import shutil
 import subprocess
@@ -139,6 +140,10 @@ def main() -> None:
     sizes = [int(float(s)) for s in args.sizes.split(",") if s]
     counts = [int(c) for c in args.covariates.split(",") if c]
     skip = {s.strip().lower() for s in args.skip.split(",") if s.strip()}
+    for package in ("lifelines", "statsmodels"):
+        if package not in skip and importlib.util.find_spec(package) is None:
+            print(f"{package} not installed: skipping its comparison")
+            skip.add(package)
     if "r" not in skip and shutil.which("Rscript") is None:
         print("Rscript not found: skipping R")
         skip.add("r")

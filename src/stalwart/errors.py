@@ -9,6 +9,8 @@ an HTTP status. Each class subclasses the built-in it resembles so callers that 
     StalwartError
     ├── ProtocolError (ValueError)          the protocol file is missing, unparsable or invalid
     ├── ConfigurationError (ValueError)     a bad option: database URL, seed, output folder
+    │   └── AllocationKeyError              no allocation key, or one that does not open the
+    │                                       sealed list: nobody can be randomized (HTTP 503)
     ├── DatabaseError (RuntimeError)        the store cannot be reached or is not a stalwart store
     ├── ValidationError (ValueError)        a submitted value fails an edit check
     │   ├── FieldErrors                     several fields of one form, each with its message
@@ -16,8 +18,9 @@ an HTTP status. Each class subclasses the built-in it resembles so callers that 
     │   └── VisitWindowError                a visit date lies outside its protocol window
     ├── ConflictError (ValueError)          the write contradicts stored data (duplicate, twice)
     │   ├── AlreadyRandomizedError          the participant already has an allocation
-    │   └── StaleVersionError               a correction made from an older version; .changes
-    │       └── PreconditionFailedError     the same, named by an HTTP If-Match header
+    │   ├── StaleVersionError               a correction made from an older version; .changes
+    │   │   └── PreconditionFailedError     the same, named by an HTTP If-Match header
+    │   └── DataLockedError                 the data is locked by the data manager; .lock_id
     ├── NotFoundError (LookupError)         a site, participant or visit that does not exist
     ├── AuthenticationError (PermissionError)  no valid credentials: log in or send a token
     │   ├── LoginThrottledError             too many failed logins: wait, then retry
@@ -39,12 +42,14 @@ from typing import ClassVar
 __all__ = [
     "AccessDeniedError",
     "AllocationExhaustedError",
+    "AllocationKeyError",
     "AlreadyRandomizedError",
     "AnalysisError",
     "AuditChainError",
     "AuthenticationError",
     "ConfigurationError",
     "ConflictError",
+    "DataLockedError",
     "DatabaseError",
     "DatasetError",
     "EligibilityError",
@@ -83,6 +88,12 @@ class ProtocolError(StalwartError, ValueError):
 
 class ConfigurationError(StalwartError, ValueError):
     """A command-line option, environment variable or setting is unusable."""
+
+
+class AllocationKeyError(ConfigurationError):
+    """The allocation list is sealed and the running server holds no key that opens it: a fault
+    of the server's set-up, not of the request, so nobody can be randomized until an operator
+    gives the right key (``capture.sealing``); nothing is written."""
 
 
 class DatabaseError(StalwartError, RuntimeError):
@@ -165,6 +176,19 @@ class StaleVersionError(ConflictError):
 
 class PreconditionFailedError(StaleVersionError):
     """A stale version named by an HTTP ``If-Match`` header (the API answers 412)."""
+
+
+class DataLockedError(ConflictError):
+    """The write would change data a data manager has locked (the API answers 423 Locked).
+
+    ``lock_id`` names the lock in force; ``scope`` says what it covers (participant, site,
+    trial) and ``cutoff`` the date up to which it does (None: all of it)."""
+
+    def __init__(self, message: str, lock_id: int, scope: str, cutoff: str | None) -> None:
+        self.lock_id = lock_id
+        self.scope = scope
+        self.cutoff = cutoff
+        super().__init__(message)
 
 
 class NotFoundError(StalwartError, LookupError):

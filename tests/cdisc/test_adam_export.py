@@ -25,6 +25,12 @@ from stalwart.cdisc.xpt import read_xpt
 from stalwart.play.demo import analyze_database
 
 NAMES = ("adsl", "adlb", "adtte", "adae")
+DAYS = ("ADY", "AWTARGET", "AWLO", "AWHI")
+
+
+def _iso(day: Any) -> str:
+    """A date read back from XPT as SDTM writes it (``""`` when missing)."""
+    return "" if pd.isna(day) else pd.Timestamp(day).strftime("%Y-%m-%d")
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -50,6 +56,12 @@ def test_the_analysed_columns_read_back_exactly(cdisc_trial: CdiscTrial, name: s
     assert len(frame) == len(derived)
     for column in derived.columns:
         ours, source = frame[column], derived[column].reset_index(drop=True)
+        if column in DAYS:  # protocol days (day 0) exported as ADaM relative days (no day 0)
+            source = source.where(source < 0, source + 1)
+        if name == "adae" and column == "AETOXGR":  # character as in SDTM; ATOXGRN is numeric
+            assert list(ours) == [str(g) for g in source], column
+            assert np.array_equal(frame["ATOXGRN"].to_numpy(float), source.to_numpy(float))
+            continue
         if pd.api.types.is_datetime64_any_dtype(source):
             assert pd.to_datetime(ours).equals(source), column
         elif pd.api.types.is_numeric_dtype(source):
@@ -116,10 +128,28 @@ def test_the_adam_follows_the_pharmaverse_conventions(cdisc_trial: CdiscTrial) -
     the visits in time order, and one baseline record (ABLFL) per subject and parameter."""
     adsl, _ = read_xpt(cdisc_trial.adam / "adsl.xpt")
     assert adsl["USUBJID"].is_unique
-    for flag in ("ITTFL", "RANDFL"):
+    for flag in ("ITTFL", "RANDFL", "SAFFL"):  # subject-level population flags: Y/N, never blank
         assert set(adsl[flag]) <= {"Y", "N"}, flag
-    assert set(adsl["DTHFL"]) <= {"Y", ""}
+    assert set(adsl["DTHFL"]) <= {"Y", ""}  # a flag of an event: Y/blank
     assert (adsl["TRT01P"] != "").all() and adsl["TRT01PN"].notna().all()
+    # ADaMIG's Required ADSL variables
+    for column in ("SUBJID", "SITEID", "AGE", "AGEU", "SEX", "RACE", "ARM", "ACTARM", "TRT01P"):
+        assert column in adsl.columns, column
+    # TRTxxP/TRTxxPN and TRTxxA/TRTxxAN one-to-one; actual = planned when treated
+    for label, number in (("TRT01P", "TRT01PN"), ("TRT01A", "TRT01AN")):
+        pairs = adsl[adsl[label] != ""].groupby(label)[number].nunique()
+        assert pairs.eq(1).all(), label
+        assert adsl.groupby(number)[label].nunique().eq(1).all(), number
+    treated = adsl[adsl["TRT01A"] != ""]
+    assert (treated["TRT01A"] == treated["TRT01P"]).all()
+    assert (treated["TRT01AN"] == treated["TRT01PN"]).all()
+    assert adsl.loc[adsl["TRT01A"] == "", "TRT01AN"].isna().all()
+    assert ((adsl["SAFFL"] == "Y") == (adsl["TRT01A"] != "")).all()
+    # no day 0 in the relative days (ADaMIG ADY, as SDTM --DY)
+    adlb_days, _ = read_xpt(cdisc_trial.adam / "adlb.xpt")
+    adae_days, _ = read_xpt(cdisc_trial.adam / "adae.xpt")
+    assert not (adlb_days["ADY"] == 0).any() and not (adae_days["ASTDY"] == 0).any()
+    assert ((adlb_days["ADY"] >= adlb_days["AWLO"]) | (adlb_days["ANL01FL"] != "Y")).all()
     adlb, _ = read_xpt(cdisc_trial.adam / "adlb.xpt")
     params = adlb.groupby("PARAMCD")["PARAM"].unique()
     for code, names in params.items():
@@ -132,3 +162,33 @@ def test_the_adam_follows_the_pharmaverse_conventions(cdisc_trial: CdiscTrial) -
     assert not base.duplicated(["USUBJID", "PARAMCD"]).any()
     adtte, _ = read_xpt(cdisc_trial.adam / "adtte.xpt")
     assert set(adtte["CNSR"]) <= {0.0, 1.0}
+
+
+def test_the_adam_agrees_with_the_sdtm_it_is_traced_to(cdisc_trial: CdiscTrial) -> None:
+    """ADSL and DM, ADLB and LB, ADAE and AE say the same of each subject (ADaMIG traceability):
+    SUBJID, RACE, ETHNIC, actual arm, first and last dose, study days, verbatim AE terms."""
+    adsl, _ = read_xpt(cdisc_trial.adam / "adsl.xpt")
+    dm, _ = read_xpt(cdisc_trial.sdtm / "dm.xpt")
+    ex, _ = read_xpt(cdisc_trial.sdtm / "ex.xpt")
+    both = adsl.merge(dm, on="USUBJID", suffixes=("", "_DM"), validate="one_to_one")
+    assert len(both) == len(adsl) == len(dm)
+    for column in ("SUBJID", "SITEID", "SEX", "RACE", "ETHNIC", "ARMCD", "ACTARMCD", "ACTARM"):
+        assert (both[column] == both[f"{column}_DM"]).all(), column
+    assert (both["AGE"] == both["AGE_DM"]).all()
+    first, last = both["TRTSDT"].map(_iso), both["TRTEDT"].map(_iso)
+    assert (first == both["RFXSTDTC"]).all() and (last == both["RFXENDTC"]).all()
+    dosed = set(ex["USUBJID"])
+    safety = set(adsl.loc[adsl["SAFFL"] == "Y", "USUBJID"])
+    untreated_arm = set(adsl.loc[adsl["ARMCD"] == "NOTHER", "USUBJID"])
+    assert safety == dosed | untreated_arm and untreated_arm and not untreated_arm & dosed
+    adlb, _ = read_xpt(cdisc_trial.adam / "adlb.xpt")
+    lb, _ = read_xpt(cdisc_trial.sdtm / "lb.xpt")
+    lb_days = lb.assign(ADT=lb["LBDTC"]).drop_duplicates(["USUBJID", "ADT"])
+    adt = adlb.assign(ADT=adlb["ADT"].map(_iso))
+    days = adt.merge(lb_days[["USUBJID", "ADT", "LBDY"]], on=["USUBJID", "ADT"], how="left")
+    assert days["LBDY"].notna().all() and (days["ADY"] == days["LBDY"]).all()
+    adae, _ = read_xpt(cdisc_trial.adam / "adae.xpt")
+    ae, _ = read_xpt(cdisc_trial.sdtm / "ae.xpt")
+    assert sorted(zip(adae["USUBJID"], adae["AETERM"], adae["AETOXGR"], strict=True)) == sorted(
+        zip(ae["USUBJID"], ae["AETERM"], ae["AETOXGR"], strict=True)
+    )

@@ -4,6 +4,9 @@ statsmodels and scipy), and ``stalwart analyze`` end to end on the CDISC pilot a
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -247,6 +250,24 @@ def test_results_json_is_written_and_nothing_on_error(trial, tmp_path) -> None:
     (tmp_path / "afile").write_text("x")
     with pytest.raises(ConfigurationError, match="is a file"):
         run_adam_analysis(folder, tmp_path / "afile")
+
+
+def test_results_json_is_the_same_bytes_whatever_the_hash_seed(trial, tmp_path) -> None:
+    """Two processes with different string hashing write the same results.json (creation time
+    aside): nothing in it may follow a set's order."""
+    adsl = trial[0].assign(ARMCD=trial[0]["TRT01P"].str.upper().str[:3])
+    folder = _folder(tmp_path / "adam", adsl, *trial[1:])
+    bodies = []
+    for seed in ("1", "2", "3"):
+        out = tmp_path / f"out{seed}"
+        command = [sys.executable, "-m", "stalwart", "analyze", "--adam", str(folder), "--out"]
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run([*command, str(out)], env=env, check=True, capture_output=True)
+        text = (out / "results.json").read_text(encoding="utf-8")
+        created = json.loads(text)["provenance"]["created"]
+        bodies.append(text.replace(created, "").replace(str(out), ""))
+    assert json.loads(bodies[0])["arm_codes"] == {"Control": "CON", "High": "HIG", "Low": "LOW"}
+    assert bodies[0] == bodies[1] == bodies[2]
 
 
 def test_public_names() -> None:

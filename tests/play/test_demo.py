@@ -45,6 +45,7 @@ def test_results_json_follows_the_contract(small_run) -> None:
         "created",
     }
     assert prov["protocol"] == "STALWART" and prov["seed"] == 3 and len(prov["data_sha256"]) == 64
+    assert prov["data_lock"] == "no lock: live data"  # the final analysis names its lock
     assert results["randomized"]["total"] == 45
     assert sum(results["randomized"]["by_arm"].values()) == 45
     assert set(results["randomized"]["by_arm"]) == set(ARMS)

@@ -48,6 +48,7 @@ ACTORS: dict[str, tuple[str, bool]] = {
     "investigator": ("investigator", True),
     "monitor": ("monitor", False),
     "reviewer": ("endpoint_reviewer", False),
+    "manager": ("data_manager", False),
 }
 """username -> (role, bound to the world's site)."""
 
@@ -71,6 +72,7 @@ class World:
     rand: dt.date
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
     deviation: int = 0  # a reported protocol deviation, awaiting review
+    lock: int = 0  # a lock in force that covers none of the data (cut-off before it)
 
     def day(self, offset: int) -> str:
         """The ISO date ``offset`` days after the participant's randomization."""
@@ -121,6 +123,10 @@ def build_world(
                 rand,
             )
             world.deviation = deviation
+            # a lock in force up to a day no case's date reaches: it refuses none of them
+            world.lock = service.locks.lock(
+                "participant", "harmless", "setup", usubjid=p.usubjid, cutoff=dt.date(1900, 1, 2)
+            )
             for username, (role, bound) in ACTORS.items():
                 app.state.users.add_user(
                     username, PASSWORD, role, "setup", site=site if bound else None
@@ -817,6 +823,49 @@ BODIES: list[Body] = [
         "coordinator",
         _disposition,
         _disposition_cases,
+    ),
+    Body(
+        "SourceVerificationCreate",
+        "POST",
+        VISIT + "/sdv",
+        PARTICIPANT + "/visits/WK04/sdv",
+        "monitor",
+        lambda w: {"note": "checked against the lab report"},
+        lambda p: [
+            c
+            for c in text("note", 2000, required=False)
+            if c.kind != "empty"  # an empty note is no note: verified without one
+        ],
+    ),
+    Body(
+        "LockRelease",
+        "POST",
+        "/api/locks/{lock_id}/unlock",
+        "/api/locks/{lock}/unlock",
+        "manager",
+        lambda w: {"reason": "the cut-off was wrong"},
+        lambda p: text("reason", 2000),
+        ok=200,
+    ),
+    Body(
+        "LockCreate",
+        "POST",
+        "/api/locks",
+        "/api/locks",
+        "manager",
+        # a site lock up to a day before anyone's data: the bodies after it are not refused
+        lambda w: {"scope": "site", "site": w.site, "cutoff": "1900-01-02", "reason": "interim"},
+        lambda p: [
+            Case("scope", "unknown_code", "country"),
+            Case("scope", "wrong_type", 3),
+            Case("scope", "missing", MISSING),
+            *text("usubjid", 40, required=False),
+            *text("site", 40, required=False),
+            Case("site", "unknown_code", "ZZ01", status=404),
+            *date("cutoff", required=False),
+            Case("cutoff", "future", "2099-01-04"),
+            *text("reason", 2000),
+        ],
     ),
     # the account lifecycle, last: the password reset revokes the reviewer's token
     Body(

@@ -120,6 +120,7 @@ def _calls(trial: Trial) -> list[Call]:
         Call("GET", "/api/endpoint-reviews/status", "/api/endpoint-reviews/status", None),
         Call("GET", "/api/worklist", "/api/worklist", None),
         Call("GET", "/api/deviations", "/api/deviations", None),
+        Call("GET", "/api/locks", "/api/locks", None),
         Call("GET", "/api/summary", "/api/summary", None),
         Call("GET", "/api/results-by-arm", "/api/results-by-arm", None),
         Call("GET", "/api/exports/{kind}.csv", "/api/exports/participants.csv", None),
@@ -141,6 +142,10 @@ def _calls(trial: Trial) -> list[Call]:
         ids = w.record_ids(first)
         deviation = w.service.deviations.report(
             second, "OTHER", "matrix deviation", dt.date(2006, 1, 20), "matrix"
+        )
+        # locks up to a day before any data of the matrix: in force, refusing none of its calls
+        lock = w.service.locks.lock(
+            "participant", "matrix", "matrix", usubjid=first, cutoff=dt.date(2005, 12, 1)
         )
         calls += [
             Call(
@@ -225,6 +230,23 @@ def _calls(trial: Trial) -> list[Call]:
                 {"password": PASSWORD, "meaning": "I approve these data"},
             ),
             Call("GET", visit + "/audit", wk04 + "/audit", site),
+            Call("GET", visit + "/audit-trail", wk04 + "/audit-trail", site),
+            Call("GET", p + "/audit-trail", f"/api/participants/{first}/audit-trail", site),
+            Call("POST", visit + "/sdv", wk04 + "/sdv", site, {"note": "matrix"}),
+            Call(
+                "POST",
+                "/api/locks",
+                "/api/locks",
+                site,
+                {"scope": "site", "site": site, "cutoff": "2005-12-01", "reason": "matrix"},
+            ),
+            Call(
+                "POST",
+                "/api/locks/{lock_id}/unlock",
+                f"/api/locks/{lock}/unlock",
+                site,
+                {"reason": "matrix"},
+            ),
             Call(
                 "GET",
                 "/api/audit/{table_name}/{record_id}",

@@ -40,7 +40,7 @@ from schemathesis.core.result import Ok
 from schemathesis.generation import GenerationMode
 
 from stalwart.capture.access import Actor, Role
-from stalwart.capture.tables import AuthToken, ProtocolDeviation
+from stalwart.capture.tables import AuthToken, DataLock, ProtocolDeviation
 
 SQLITE_EXAMPLES = 4
 POSTGRES_EXAMPLES = 1
@@ -95,6 +95,10 @@ def _real_path(world: World, generated: dict[str, Any]) -> dict[str, Any]:
         elif name == "deviation_id":  # a deviation of the world's participants, or none
             with world.engine.connect() as conn:
                 ids = sorted(conn.scalars(sa.select(ProtocolDeviation.id)).all())
+            real[name] = _pick([*ids, 2**31 - 1], value)
+        elif name == "lock_id":  # a lock of the world (the fuzz may have made some), or none
+            with world.engine.connect() as conn:
+                ids = sorted(conn.scalars(sa.select(DataLock.id)).all())
             real[name] = _pick([*ids, 2**31 - 1], value)
         elif name == "kind":
             real[name] = _pick(["participants", "visits", "labs"], value)

@@ -11,25 +11,31 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from argon2 import PasswordHasher
+from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 from stalwart.capture.audit import verify_audit
 from stalwart.capture.db import open_engine
 from stalwart.capture.sealing import (
+    ALLOCATION_KEY_ENV,
     SEALED,
     generate_allocation_key,
     load_allocation_key,
 )
 from stalwart.capture.service import CaptureService, initialize_trial
 from stalwart.capture.tables import AllocationSlot, Base
+from stalwart.capture.users import UserStore
 from stalwart.cli import app
 from stalwart.errors import ConfigurationError
 from stalwart.protocol.load import LoadedProtocol
 from stalwart.randomization.allocation import allocation_lists
+from stalwart.web.app import create_app
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 SEED = 424242
+PASSWORD = "a long test password"
 ARMS = re.compile(r'"arm":"(?!SEALED)')
 
 
@@ -123,3 +129,91 @@ def test_init_seals_with_a_key_file_it_creates(tmp_path: Path) -> None:
             assert set(conn.scalars(sa.select(AllocationSlot.arm))) == {SEALED}
     finally:
         engine.dispose()
+
+
+def _csrf(client: TestClient, page: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', client.get(page).text)
+    assert match is not None
+    return match.group(1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_randomizing_without_the_right_key_is_503_naming_the_fix_and_writes_nothing(
+    backend: str,
+    make_engine: Any,
+    packaged: LoadedProtocol,
+    tmp_path: Path,
+    row_counts: Any,
+    eligible_answers: Any,
+) -> None:
+    engine = make_engine(backend)
+    key = generate_allocation_key(tmp_path / "allocation.key")
+    initialize_trial(engine, packaged, SEED, actor="t", allocation_key=key)
+    hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    UserStore(engine, hasher).add_user("coord", PASSWORD, "site_coordinator", "t", site="US01")
+    wrong = generate_allocation_key(tmp_path / "wrong.key")
+    for k, (given, says) in enumerate(
+        [(None, "started without the allocation key"), (wrong, "does not open slot")]
+    ):
+        with TestClient(create_app(engine, hasher=hasher, allocation_key=given)) as client:
+            login = client.post("/api/token", json={"username": "coord", "password": PASSWORD})
+            headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+            number = f"US01-K{k}"
+            screened = client.post(
+                "/api/screenings",
+                headers=headers,
+                json={
+                    "site": "US01",
+                    "screening_number": number,
+                    "screening_date": "2006-01-02",
+                    "answers": eligible_answers(),
+                },
+            )
+            assert screened.status_code == 201, screened.text
+            # a page session, and the consent the page needs before it randomizes
+            form = {
+                "username": "coord",
+                "password": PASSWORD,
+                "csrf_token": _csrf(client, "/login"),
+            }
+            assert client.post("/login", data=form, follow_redirects=False).status_code == 303
+            form = {"randomization_date": "2006-01-05", "csrf_token": _csrf(client, "/worklist")}
+            consent = {"consent_date": "2006-01-02", "csrf_token": form["csrf_token"]}
+            client.post(f"/randomize/{number}/consent", data=consent)
+            before = row_counts(engine)
+            head = verify_audit(engine)
+            refused = client.post(
+                "/api/randomizations",
+                headers=headers,
+                json={
+                    "screening_number": number,
+                    "consent_date": "2006-01-02",
+                    "randomization_date": "2006-01-05",
+                },
+            )
+            assert refused.status_code == 503, refused.text
+            error = refused.json()["error"]
+            assert error["type"] == "AllocationKeyError"
+            message = error["message"]
+            assert says in message and "nothing was randomized" in message
+            assert "--allocation-key FILE" in message and ALLOCATION_KEY_ENV in message
+            # the page says the same, with the same status
+            page = client.post(f"/randomize/{number}", data=form)
+            assert page.status_code == 503 and says in page.text, page.text[-2000:]
+            assert row_counts(engine) == before  # no participant, no slot taken, no audit
+            assert verify_audit(engine).records == head.records
+
+    # with the key, the same person is randomized
+    with TestClient(create_app(engine, hasher=hasher, allocation_key=key)) as client:
+        login = client.post("/api/token", json={"username": "coord", "password": PASSWORD})
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        done = client.post(
+            "/api/randomizations",
+            headers=headers,
+            json={
+                "screening_number": "US01-K0",
+                "consent_date": "2006-01-02",
+                "randomization_date": "2006-01-05",
+            },
+        )
+        assert done.status_code == 201, done.text

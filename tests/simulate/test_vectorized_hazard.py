@@ -9,6 +9,7 @@ import pytest
 
 from stalwart.simulate._vectorized_hazard import (
     hazard_shape,
+    may_reach,
     merged_windows,
     next_event,
     next_event_in_windows,
@@ -71,6 +72,34 @@ def test_next_event_in_windows_equals_the_cumulative_daily_hazard(ratio: float) 
     fast = np.where(fast >= HORIZON, np.inf, fast)
     np.testing.assert_array_equal(fast, slow)
     assert np.isfinite(slow).sum() > n // 3
+
+
+@pytest.mark.parametrize("ratio", [6.9, 1.0, 0.3])
+def test_rows_left_out_by_may_reach_have_no_event_by_the_horizon(ratio: float) -> None:
+    """The filter that spares most participants the exact solution never drops an event: every
+    row it leaves out has its exact day after the horizon, and it leaves most of those out
+    (CD4 falling, rising, starting below the floor; late starts; empty follow-up)."""
+    params = load_parameters()
+    rng = np.random.default_rng(5)
+    n = 20000
+    cd4 = rng.lognormal(np.log(560), 0.6, n)
+    decline = rng.normal(60, 200, n)
+    h = hazard_shape(params, cd4, decline)
+    scale = rng.lognormal(np.log(0.0005), 1.0, n)
+    e = rng.standard_exponential(n)
+    start = np.where(rng.random(n) < 0.5, 1.0, rng.integers(1, 600, n).astype(np.float64))
+    horizon = start - 1.0 + rng.integers(-5, 1500, n)
+    intended = rng.random((n, 3)) >= 0.3
+    first = np.array([7.0, 63.0, 119.0])
+    lo = np.where(intended, first, np.inf)
+    hi = np.where(intended, first + 4.0 + rng.choice([0.0, 28.0, 36525.0], n)[:, None], -np.inf)
+    factor = np.where(intended.any(axis=1), max(ratio, 1.0), 1.0)
+    exact = next_event_in_windows(h, scale, start, e, *merged_windows(lo, hi), ratio)
+    kept = may_reach(params, cd4, decline, scale, start, e, horizon, factor)
+    assert np.all(exact[~kept] > horizon[~kept])
+    within = exact <= horizon
+    assert within.sum() > 100
+    assert kept.sum() < 2.0 * within.sum()  # a tight bound: few rows solved for nothing
 
 
 def test_a_persistent_window_is_the_old_switch() -> None:

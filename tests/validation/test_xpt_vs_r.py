@@ -1,7 +1,9 @@
-"""Others can open our XPT files: R's ``foreign::read.xport`` reads every SDTM and ADaM export.
+"""Others can open our XPT files: R's ``foreign::read.xport`` and ``haven::read_xpt`` read every
+SDTM and ADaM export.
 
 R reads each file and writes it back as text (numbers with 17 significant digits); the names,
-row counts, character values and numbers (SAS dates as day numbers) must equal what we wrote.
+row counts, character values and numbers (SAS dates as day numbers since 1960-01-01: haven gives
+them as R dates, converted back here) must equal what we wrote.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from cdisc_export import CdiscTrial, cdisc_trial
 from stalwart.cdisc.xpt import SAS_EPOCH, read_xpt
@@ -18,11 +21,11 @@ from validation.rscript import require_r_package, run_r
 __all__ = ["cdisc_trial"]
 
 R_CODE = """
-library(foreign)
 files <- strsplit(Sys.getenv("XPT_FILES"), ";")[[1]]
 for (f in files) {
-  d <- read.xport(f)
+  d <- as.data.frame(READ(f))
   for (v in names(d)) {
+    if (inherits(d[[v]], "Date")) d[[v]] <- as.numeric(d[[v]] - as.Date("1960-01-01"))
     if (is.numeric(d[[v]])) d[[v]] <- ifelse(is.na(d[[v]]), "NA", sprintf("%.17g", d[[v]]))
   }
   write.csv(d, paste0(f, ".R.csv"), row.names = FALSE, na = "NA")
@@ -35,15 +38,22 @@ def _xpt_files(trial: CdiscTrial) -> list[Path]:
     return sorted(trial.sdtm.glob("*.xpt")) + sorted(trial.adam.glob("*.xpt"))
 
 
-def test_r_reads_every_exported_xpt_file(cdisc_trial: CdiscTrial, tmp_path: Path) -> None:
-    require_r_package("foreign")
+READERS = {"foreign": "foreign::read.xport", "haven": "haven::read_xpt"}
+
+
+@pytest.mark.parametrize("package", sorted(READERS))
+def test_r_reads_every_exported_xpt_file(
+    cdisc_trial: CdiscTrial, tmp_path: Path, package: str
+) -> None:
+    require_r_package(package)
     files = []
     for path in _xpt_files(cdisc_trial):  # copies: R writes its reading beside each file
         copy = tmp_path / f"{path.parent.name}_{path.name}"
         copy.write_bytes(path.read_bytes())
         files.append(copy)
     assert len(files) == 13 + 4
-    code = f'Sys.setenv(XPT_FILES = "{";".join(p.as_posix() for p in files)}")\n' + R_CODE
+    code = f'Sys.setenv(XPT_FILES = "{";".join(p.as_posix() for p in files)}")\n'
+    code += R_CODE.replace("READ", READERS[package])
     out = run_r(code)
     assert out["files"][0] == len(files)
     for path in files:

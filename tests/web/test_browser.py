@@ -175,16 +175,19 @@ def test_coordinator_screens_randomizes_and_enters_week_4(
             # corrected, saved
             page.get_by_label("CD4+ count (cells/mm3)").fill("500")
             page.get_by_role("button", name="Save visit").click()
-            expect(page.locator("#saved")).to_contain_text("Saved on 2006-02-01")
+            expect(page.locator("#saved")).to_contain_text("by coord.gb")
+            expect(page.locator("#saved")).to_contain_text("Visit date 2006-02-01")
             assert _count(db, Visit) == 1 and _count(db, LabResult) == 2
             page.screenshot(path=str(artifacts / "06-saved.png"), full_page=True)
 
             # audit trail
             page.get_by_role("link", name="Audit trail").click()
+            # one entry (the visit saved), a row per field: date and both results, by label
             trail = page.locator("#audit-trail tbody tr")
             expect(trail).to_have_count(3)
             expect(page.locator("#audit-trail")).to_contain_text("coord.gb")
-            expect(page.locator("#audit-trail")).to_contain_text("lab_result")
+            expect(page.locator("#audit-trail")).to_contain_text("CD4+ count")
+            expect(page.locator("#audit-trail")).not_to_contain_text("lab_result")
             page.screenshot(path=str(artifacts / "07-audit-trail.png"), full_page=True)
         finally:
             browser.close()

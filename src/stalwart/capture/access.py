@@ -13,10 +13,12 @@ role                              sites      may
 ================================  =========  ===================================================
 admin                             all        manage users; read all data
 data_manager                      all        enter and correct data, raise and close queries;
-                                             pooled summaries (the open DSMB report)
+                                             lock and unlock data; pooled summaries (the open
+                                             DSMB report)
 site_coordinator                  own        screen, consent, randomize, enter data, answer
 investigator                      own        as the coordinator, and sign visits
-monitor                           all / own  read, raise and close queries
+monitor                           all / own  read, raise and close queries, mark forms
+                                             source-verified (SDV)
 endpoint_reviewer                 all        read clinical events (no arm), confirm or reject
 statistician_blinded              none       pooled summaries only; never an arm
 statistician_unblinded            none       summaries and results by arm
@@ -78,6 +80,8 @@ class Permission(StrEnum):
     EXPORT = "export"
     POOLED_SUMMARY = "pooled_summary"
     RESULTS_BY_ARM = "results_by_arm"
+    VERIFY_SOURCE = "verify_source"  # source data verification (SDV) of a form
+    LOCK_DATA = "lock_data"  # lock and unlock a participant's, a site's or the trial's data
 
 
 P = Permission
@@ -96,10 +100,13 @@ _PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.DATA_MANAGER: frozenset(
         {P.READ_RECORDS, P.SEE_ARM, P.ENTER_DATA, P.CORRECT_DATA, P.RAISE_QUERY}
         | {P.CLOSE_QUERY, P.ANSWER_QUERY, P.EXPORT, P.READ_EVENTS, P.POOLED_SUMMARY}
+        | {P.LOCK_DATA}
     ),
     Role.SITE_COORDINATOR: frozenset(_SITE_DATA),
     Role.INVESTIGATOR: frozenset(_SITE_DATA | {P.SIGN}),
-    Role.MONITOR: frozenset({P.READ_RECORDS, P.SEE_ARM, P.RAISE_QUERY, P.CLOSE_QUERY}),
+    Role.MONITOR: frozenset(
+        {P.READ_RECORDS, P.SEE_ARM, P.RAISE_QUERY, P.CLOSE_QUERY, P.VERIFY_SOURCE}
+    ),
     Role.ENDPOINT_REVIEWER: frozenset({P.READ_EVENTS, P.REVIEW_ENDPOINT}),
     Role.STATISTICIAN_BLINDED: frozenset({P.POOLED_SUMMARY}),
     Role.STATISTICIAN_UNBLINDED: frozenset({P.POOLED_SUMMARY, P.RESULTS_BY_ARM}),

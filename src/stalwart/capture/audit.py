@@ -460,7 +460,7 @@ def _check_anchors(
     return None
 
 
-def verify_audit(engine: Engine, anchors: Sequence[Anchor] = ()) -> VerifyReport:
+def verify_audit(engine: Engine | sa.Connection, anchors: Sequence[Anchor] = ()) -> VerifyReport:
     """Check the hash chain, the chain head, every data row against the chain, and the chain
     against ``anchors`` (signed checkpoints), all in one snapshot of the database.
 
@@ -489,7 +489,7 @@ def verify_audit(engine: Engine, anchors: Sequence[Anchor] = ()) -> VerifyReport
         return VerifyReport(records=count, rows=rows, head_hash=last_hash, finding=finding)
 
 
-def data_sha256(engine: Engine) -> str:
+def data_sha256(engine: Engine | sa.Connection) -> str:
     """SHA-256 of every data row of every audited table, in key order: the data snapshot's name.
 
     Audit timestamps are not part of it, so two databases holding the same data hash alike.

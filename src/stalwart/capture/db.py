@@ -31,6 +31,7 @@ __all__ = [
     "default_sqlite_url",
     "open_engine",
     "resolve_database_url",
+    "snapshot_connection",
     "snapshot_session",
 ]
 
@@ -120,29 +121,36 @@ _SNAPSHOT = "stalwart_snapshot"
 
 
 @contextmanager
-def snapshot_session(engine: Engine | sa.Connection) -> Iterator[Session]:
-    """A read-only session that sees one snapshot of the database, however long it reads
-    (given a connection, the caller's transaction on it is that snapshot).
+def snapshot_connection(engine: Engine | sa.Connection) -> Iterator[sa.Connection]:
+    """A connection inside one read transaction that sees one snapshot of the database, however
+    long it reads (given a connection, the caller's transaction on it is that snapshot).
 
     PostgreSQL: one REPEATABLE READ, READ ONLY transaction (every statement sees the data as of
-    the first); SQLite: one deferred read transaction (WAL keeps its snapshot). Audit verify,
-    backup and export read through it, so that writes going on meanwhile cannot make the chain
-    head, the chain and the rows disagree.
+    the first); SQLite: one deferred read transaction (WAL keeps its snapshot, and writers go
+    on). Audit verify, backup, the exports, reports and analysis read through it, so that
+    writes going on meanwhile cannot make the chain head, the chain, the rows and the data hash
+    disagree. Sessions bound to the connection join its transaction.
     """
     if isinstance(engine, sa.Connection):  # a caller's own read transaction: read in it
-        with Session(bind=engine) as joined:
-            yield joined
+        yield engine
         return
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         else:
             conn.execution_options(**{_SNAPSHOT: True})
-        with Session(bind=conn) as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+        transaction = conn.begin()
+        try:
+            yield conn
+        finally:
+            transaction.rollback()  # it only read
+
+
+@contextmanager
+def snapshot_session(engine: Engine | sa.Connection) -> Iterator[Session]:
+    """A read-only session in one snapshot of the database (``snapshot_connection``)."""
+    with snapshot_connection(engine) as conn, Session(bind=conn) as session:
+        yield session
 
 
 def core_connection(session: Session) -> sa.Connection:

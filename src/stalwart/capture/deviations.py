@@ -21,6 +21,7 @@ from stalwart.capture.access import ActorLike, Permission, require
 from stalwart.capture.audit import append_audit
 from stalwart.capture.context import CaptureContext, find_participant
 from stalwart.capture.edit_checks import check_date_not_future
+from stalwart.capture.locks import check_unlocked
 from stalwart.capture.tables import Participant, ProtocolDeviation, Screening, Site
 from stalwart.capture.transaction import transaction
 from stalwart.capture.writes import add_rows
@@ -164,7 +165,7 @@ def _view(row: Any) -> DeviationView:
     )
 
 
-def deviation_rows(engine: Engine) -> list[dict[str, Any]]:
+def deviation_rows(engine: Engine | sa.Connection) -> list[dict[str, Any]]:
     """Every deviation of the trial, oldest first, as plain dicts (DSMB report, SDTM DV).
 
     Keys follow DV: ``USUBJID``, ``SITEID``, ``DVTERM`` (the description), ``DVCAT``,
@@ -234,6 +235,7 @@ class Deviations:
         check_date_not_future("deviation_date", deviation_date, self.context.today())
         with transaction(self.context.engine) as session:
             participant, _ = find_participant(session, usubjid, who)
+            check_unlocked(session, participant, f"the data of {usubjid}", deviation_date)
             row = log_deviation(
                 session,
                 site_id=participant.site_id,

@@ -20,7 +20,8 @@ from stalwart.capture.audit import append_audit
 from stalwart.capture.context import CaptureContext
 from stalwart.capture.deviations import CONSENT, log_deviation
 from stalwart.capture.edit_checks import check_date_not_future, check_dates_in_order
-from stalwart.capture.sealing import SEALED
+from stalwart.capture.locks import check_site_unlocked
+from stalwart.capture.sealing import HOW_TO_GIVE, SEALED
 from stalwart.capture.soft_checks import apply_soft_checks
 from stalwart.capture.tables import (
     AllocationSlot,
@@ -38,8 +39,8 @@ from stalwart.capture.writes import add_rows
 from stalwart.errors import (
     AccessDeniedError,
     AllocationExhaustedError,
+    AllocationKeyError,
     AlreadyRandomizedError,
-    ConfigurationError,
     ConflictError,
     EligibilityError,
     NotFoundError,
@@ -235,6 +236,9 @@ class Enrolment:
                 sa.select(Site).where(Site.id == screening.site_id).with_for_update()
             )
             assert site_row is not None
+            check_site_unlocked(
+                session, site_row.id, f"randomization at site {site_row.code}", randomization_date
+            )
             consented = session.scalar(
                 sa.select(Consent.consent_date).where(Consent.screening_id == screening.id)
             )
@@ -324,15 +328,16 @@ class Enrolment:
         """The arm of a sealed slot, opened with the allocation key (in this transaction)."""
         key = self.context.allocation_key
         if key is None:
-            raise ConfigurationError(
-                "this trial's allocation lists are sealed: give the allocation key (stalwart "
-                "serve --allocation-key FILE); nothing was randomized"
+            raise AllocationKeyError(
+                "randomization is unavailable: this trial's allocation list is sealed and the "
+                f"server was started without the allocation key; {HOW_TO_GIVE}; nothing was "
+                "randomized"
             )
         sealed = session.get(SealedArm, (slot.stratum, slot.sequence))
         if sealed is None:
-            raise ConfigurationError(
+            raise AllocationKeyError(
                 f"slot {slot.sequence} of {slot.stratum} is sealed but its sealed arm is "
-                "missing: the list was altered; nothing was randomized"
+                "missing: the list was altered (restore it from a backup); nothing was randomized"
             )
         return key.open_arm(slot.stratum, slot.sequence, sealed.sealed)
 

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from stalwart.capture.context import CaptureContext
+from stalwart.capture.db import snapshot_session
 from stalwart.capture.tables import (
     AdverseEvent,
     AllocationSlot,
@@ -129,7 +130,7 @@ def stream_rows(engine: Engine, stmt: AnySelect) -> Iterator[tuple[Any, ...]]:
 def trial_summary(context: CaptureContext, by_arm: bool) -> dict[str, Any]:
     """Counts and CD4 by visit, pooled, or split by arm when ``by_arm`` (the caller checks that
     the actor may see arms)."""
-    with Session(context.engine) as session:
+    with snapshot_session(context.engine) as session:  # one state for every count
         arms = dict(
             session.execute(
                 sa.select(AllocationSlot.participant_id, AllocationSlot.arm).where(

@@ -21,6 +21,7 @@ from stalwart.capture.edit_checks import (
     check_date_not_future,
     check_dates_in_order,
 )
+from stalwart.capture.locks import check_unlocked
 from stalwart.capture.tables import (
     AdverseEvent,
     AllocationSlot,
@@ -83,6 +84,7 @@ class FollowUp:
             raise ValidationError("doses", "give at least one dose day")
         with transaction(self.context.engine) as session:
             participant, arm = read_participant(session, usubjid, who)
+            check_unlocked(session, participant, f"the doses of {usubjid}", min(d for d, _ in days))
             calendar = self.context.calendar(arm, participant.randomization_date)
             planned = {
                 d.date: d for d in calendar.doses if d.treatment == treatment and d.cycle == cycle
@@ -149,6 +151,7 @@ class FollowUp:
         check_date_not_future("onset_date", onset_date, self.context.today())
         with transaction(self.context.engine) as session:
             participant, _ = read_participant(session, usubjid, who)
+            check_unlocked(session, participant, f"the clinical events of {usubjid}", onset_date)
             check_dates_in_order(
                 "randomization_date", participant.randomization_date, "onset_date", onset_date
             )
@@ -208,6 +211,7 @@ class FollowUp:
             check_date_not_future("end_date", end_date, self.context.today())
         with transaction(self.context.engine) as session:
             participant, _ = read_participant(session, usubjid, who)
+            check_unlocked(session, participant, f"the adverse events of {usubjid}", start_date)
             check_dates_in_order(
                 "randomization_date", participant.randomization_date, "start_date", start_date
             )
@@ -239,6 +243,7 @@ class FollowUp:
         check_date_not_future("disposition_date", disposition_date, self.context.today())
         with transaction(self.context.engine) as session:
             participant, _ = read_participant(session, usubjid, who)
+            check_unlocked(session, participant, f"the disposition of {usubjid}", disposition_date)
             if (
                 session.scalar(
                     sa.select(Disposition.id).where(Disposition.participant_id == participant.id)

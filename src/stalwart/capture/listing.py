@@ -27,6 +27,7 @@ from stalwart.capture.tables import (
     Screening,
     Signature,
     Site,
+    SourceVerification,
     Visit,
 )
 from stalwart.errors import NotFoundError, ValidationError
@@ -99,6 +100,8 @@ class GridCell:
     status: str
     visit_date: dt.date | None = None
     out_of_window: bool = False
+    verified: bool = False
+    """A monitor has source-verified the form (and no correction has voided it since)."""
 
 
 @dataclass(frozen=True)
@@ -142,15 +145,28 @@ class Listing:
         with Session(self.context.engine) as session:
             rows, page, pages, total = self._page(session, who, query)
             ids = [r[0] for r in rows]
-            recorded: dict[int, dict[str, tuple[dt.date, bool]]] = defaultdict(dict)
-            for pid, code, day, signed in session.execute(
-                sa.select(Visit.participant_id, Visit.visit_code, Visit.visit_date, Signature.id)
+            recorded: dict[int, dict[str, tuple[dt.date, bool, bool]]] = defaultdict(dict)
+            for pid, code, day, signed, verified in session.execute(
+                sa.select(
+                    Visit.participant_id,
+                    Visit.visit_code,
+                    Visit.visit_date,
+                    Signature.id,
+                    SourceVerification.id,
+                )
                 .outerjoin(
                     Signature, sa.and_(Signature.visit_id == Visit.id, Signature.valid.is_(True))
                 )
+                .outerjoin(
+                    SourceVerification,
+                    sa.and_(
+                        SourceVerification.visit_id == Visit.id,
+                        SourceVerification.valid.is_(True),
+                    ),
+                )
                 .where(Visit.participant_id.in_(ids))
             ):
-                recorded[pid][code] = (day, signed is not None)
+                recorded[pid][code] = (day, signed is not None, verified is not None)
             missed: dict[int, set[str]] = defaultdict(set)
             for pid, code in session.execute(
                 sa.select(MissedVisit.participant_id, MissedVisit.visit_code).where(
@@ -167,9 +183,10 @@ class Listing:
             for code, _ in visits:
                 v = planned.get(code)
                 if code in recorded[pid]:
-                    day, signed = recorded[pid][code]
+                    day, signed, verified = recorded[pid][code]
                     late = v is not None and not v.in_window(day)
-                    cells[code] = GridCell("signed" if signed else "entered", day, late)
+                    status = "signed" if signed else "entered"
+                    cells[code] = GridCell(status, day, late, verified)
                 elif code in missed[pid]:
                     cells[code] = GridCell("missed")
                 elif summary.disposition is not None or v is None:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, aliased
 from stalwart.capture.access import Actor, ActorLike, Permission, require
 from stalwart.capture.audit import append_audit
 from stalwart.capture.context import CaptureContext, find_participant
+from stalwart.capture.locks import check_unlocked
 from stalwart.capture.query_targets import field_label, resolve_target
 from stalwart.capture.tables import (
     AdverseEvent,
@@ -107,6 +108,7 @@ class DataQueries:
             )
         with transaction(self.context.engine) as session:
             participant, _ = find_participant(session, usubjid, who)
+            check_unlocked(session, participant, f"the data of {usubjid}")
             if record_id is not None:
                 table = QUERYABLE_TABLES[table_name]
                 row = session.get(table, record_id)
@@ -135,6 +137,7 @@ class DataQueries:
         text = _text("text", text)
         with transaction(self.context.engine) as session:
             participant, _ = find_participant(session, usubjid, who)
+            check_unlocked(session, participant, f"the data of {usubjid}")
             target = resolve_target(session, self.context.protocol, participant, visit_code, field)
             query = DataQuery(
                 participant_id=participant.id,
@@ -165,6 +168,8 @@ class DataQueries:
         answer = _text("answer", answer)
         with transaction(self.context.engine) as session:
             query = self._query(session, query_id, who)
+            owner = session.get_one(Participant, query.participant_id)
+            check_unlocked(session, owner, f"the data of {owner.usubjid}")
             if query.status != "OPEN":
                 raise ConflictError(f"query {query_id} is {query.status}; only an open query")
             query.status, query.answer, query.answered_by = "ANSWERED", answer, who.username

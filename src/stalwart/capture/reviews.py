@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from stalwart.capture.access import ActorLike, Permission, as_actor, require
 from stalwart.capture.context import CaptureContext
+from stalwart.capture.locks import check_unlocked
 from stalwart.capture.tables import ClinicalEvent, EndpointReview, Participant, Site
 from stalwart.capture.transaction import transaction
 from stalwart.capture.writes import add_rows
@@ -101,13 +102,14 @@ class EndpointReviews:
             raise ValidationError("reason", "give the reason for the verdict")
         with transaction(self.context.engine) as session:
             row = session.execute(
-                sa.select(ClinicalEvent.id, Site.code)
+                sa.select(ClinicalEvent.id, Site.code, Participant, ClinicalEvent.onset_date)
                 .join(Participant, Participant.id == ClinicalEvent.participant_id)
                 .join(Site, Site.id == Participant.site_id)
                 .where(ClinicalEvent.id == event_id)
             ).one_or_none()
             if row is None or not who.sees_site(row[1]):
                 raise NotFoundError(f"no reported clinical event {event_id}")
+            check_unlocked(session, row[2], f"clinical event {event_id}", row[3])
             done = session.scalar(
                 sa.select(EndpointReview.decision).where(
                     EndpointReview.clinical_event_id == event_id

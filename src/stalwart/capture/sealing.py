@@ -25,9 +25,10 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from stalwart.errors import ConfigurationError
+from stalwart.errors import AllocationKeyError, ConfigurationError
 
 __all__ = [
+    "ALLOCATION_KEY_ENV",
     "SEALED",
     "AllocationKey",
     "generate_allocation_key",
@@ -38,6 +39,17 @@ SEALED = "SEALED"
 """The arm an unassigned slot of a sealed list shows."""
 
 _ENV = "env:"
+
+ALLOCATION_KEY_ENV = "STALWART_ALLOCATION_KEY"
+"""The environment variable through which ``stalwart serve --allocation-key`` hands the key's
+file (or ``env:NAME``) to its worker processes; setting it has the same effect."""
+
+HOW_TO_GIVE = (
+    "restart the server with `stalwart serve --allocation-key FILE` (or set "
+    f"{ALLOCATION_KEY_ENV}=FILE), FILE being the key file `stalwart init --allocation-key` "
+    "wrote (or env:NAME, a variable holding its text)"
+)
+"""How an operator gives the server the allocation key (said by every refusal for want of it)."""
 
 
 class AllocationKey:
@@ -65,10 +77,11 @@ class AllocationKey:
             blob = base64.b64decode(sealed, validate=True)
             plain = self._aead.decrypt(blob[:12], blob[12:], self._aad(stratum, sequence))
         except (InvalidTag, ValueError):
-            raise ConfigurationError(
-                f"the allocation key does not open slot {sequence} of {stratum}: a wrong key "
-                f"(this one is {self.key_id}), or the sealed arm was altered; nothing was "
-                "randomized"
+            raise AllocationKeyError(
+                f"randomization is unavailable: the allocation key does not open slot {sequence} "
+                f"of {stratum}, so the server holds another key (this one is {self.key_id}) than "
+                f"the one the list was sealed with, or the sealed arm was altered; {HOW_TO_GIVE}; "
+                "nothing was randomized"
             ) from None
         return plain.decode()
 

@@ -28,12 +28,14 @@ from sqlalchemy.orm import Session
 from stalwart.capture.access import ActorLike
 from stalwart.capture.ae_form import AeDetails
 from stalwart.capture.audit import AuditEntry, append_audit_entries
+from stalwart.capture.audit_trail import AuditTrails
 from stalwart.capture.context import CaptureContext, utc_today
 from stalwart.capture.deviations import Deviations
 from stalwart.capture.edit_checks import LabValue
 from stalwart.capture.enrolment import Allocation, Enrolment, ScreeningOutcome
 from stalwart.capture.followup import FollowUp
 from stalwart.capture.listing import Listing
+from stalwart.capture.locks import DataLocks
 from stalwart.capture.queries import DataQueries
 from stalwart.capture.records import Records
 from stalwart.capture.reviews import EndpointReviews
@@ -49,6 +51,7 @@ from stalwart.capture.tables import (
 )
 from stalwart.capture.transaction import transaction
 from stalwart.capture.upgrade import require_current_schema
+from stalwart.capture.verification import SourceVerifications
 from stalwart.capture.visits import LabEntries, VisitForms
 from stalwart.capture.writes import insert_rows
 from stalwart.errors import ConflictError, DatabaseError
@@ -221,6 +224,11 @@ class CaptureService:
         return Records(self.context)
 
     @cached_property
+    def trails(self) -> AuditTrails:
+        """Readable audit trails of a participant and of a visit's form."""
+        return AuditTrails(self.context)
+
+    @cached_property
     def lists(self) -> Listing:
         """The participant list and status grid: paged, searched, filtered, sorted."""
         return Listing(self.context)
@@ -239,6 +247,16 @@ class CaptureService:
     def signatures(self) -> Signatures:
         """Investigator e-signatures of visits."""
         return Signatures(self.context)
+
+    @cached_property
+    def verifications(self) -> SourceVerifications:
+        """Monitors' source data verification (SDV) of visits' forms."""
+        return SourceVerifications(self.context)
+
+    @cached_property
+    def locks(self) -> DataLocks:
+        """The data manager's data locks: lock, unlock, list."""
+        return DataLocks(self.context)
 
     @cached_property
     def reviews(self) -> EndpointReviews:

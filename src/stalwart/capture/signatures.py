@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from stalwart.capture.access import Actor, ActorLike, Permission, require
 from stalwart.capture.context import CaptureContext, find_participant
+from stalwart.capture.locks import check_unlocked
 from stalwart.capture.tables import Signature, Visit
 from stalwart.capture.transaction import transaction
 from stalwart.capture.writes import add_rows
@@ -86,6 +87,9 @@ class Signatures:
             )
             if visit is None:
                 raise NotFoundError(f"visit {visit_code} of {usubjid} is not recorded")
+            check_unlocked(
+                session, participant, f"visit {visit_code} of {usubjid}", visit.visit_date
+            )
             signed = session.scalar(
                 sa.select(Signature.signer).where(
                     Signature.visit_id == visit.id, Signature.valid.is_(True)

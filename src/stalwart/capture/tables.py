@@ -44,6 +44,7 @@ __all__ = [
     "Base",
     "ClinicalEvent",
     "Consent",
+    "DataLock",
     "DataQuery",
     "Disposition",
     "Dose",
@@ -58,6 +59,7 @@ __all__ = [
     "SealedArm",
     "Signature",
     "Site",
+    "SourceVerification",
     "TrialInfo",
     "UserCredential",
     "Visit",
@@ -437,6 +439,44 @@ class EndpointReview(Base):
     reviewer: Mapped[str] = mapped_column(String(100))
 
 
+class SourceVerification(Base):
+    """A monitor's source data verification (SDV) of a visit's form: the values were checked
+    against the site's source documents. A correction of the visit voids it (the values it
+    verified are gone), with the correction's reason; the form must then be verified again."""
+
+    __tablename__ = "source_verification"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visit.id"), index=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id"), index=True)
+    verified_by: Mapped[str] = mapped_column(String(100))
+    verified_at: Mapped[str] = mapped_column(String(40))
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    valid: Mapped[bool] = mapped_column(Boolean)
+    void_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class DataLock(Base):
+    """A data manager's lock: a participant's, a site's or the whole trial's data, all of it or
+    (``cutoff``) what is dated on or before a cut-off date, can no longer change while the lock
+    is ``active``. An unlock keeps the row, with who, when and why (``capture.locks``)."""
+
+    __tablename__ = "data_lock"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(20))
+    participant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("participant.id"), nullable=True, index=True
+    )
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"), nullable=True, index=True)
+    cutoff: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    reason: Mapped[str] = mapped_column(Text)
+    locked_by: Mapped[str] = mapped_column(String(100))
+    locked_at: Mapped[str] = mapped_column(String(40))
+    active: Mapped[bool] = mapped_column(Boolean)
+    unlocked_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    unlocked_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    unlock_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
 AUDITED_TABLES: tuple[type[Base], ...] = (
     TrialInfo,
     Site,
@@ -457,6 +497,8 @@ AUDITED_TABLES: tuple[type[Base], ...] = (
     EndpointReview,
     MissedVisit,
     ProtocolDeviation,
+    SourceVerification,
+    DataLock,
 )
 """Every data table; each of their rows must be covered by the audit chain."""
 

@@ -36,6 +36,7 @@ from stalwart.capture.edit_checks import (
     parse_lab_value,
 )
 from stalwart.capture.followup import check_before_disposition
+from stalwart.capture.locks import check_unlocked
 from stalwart.capture.signatures import void_signatures
 from stalwart.capture.soft_checks import apply_soft_checks
 from stalwart.capture.tables import (
@@ -46,6 +47,7 @@ from stalwart.capture.tables import (
     Visit,
 )
 from stalwart.capture.transaction import transaction
+from stalwart.capture.verification import void_verifications
 from stalwart.capture.versions import check_version, visit_keys
 from stalwart.capture.writes import add_rows, insert_rows
 from stalwart.errors import ConflictError, FieldErrors, NotFoundError, ValidationError
@@ -215,6 +217,7 @@ class VisitForms:
         )
         with transaction(self.context.engine) as session:
             participant, planned = self._planned(session, who, usubjid, visit_code)
+            check_unlocked(session, participant, f"visit {visit_code} of {usubjid}", visit_date)
             check_dates_in_order(
                 "randomization_date", participant.randomization_date, "visit_date", visit_date
             )
@@ -257,6 +260,7 @@ class VisitForms:
             raise ValidationError("labs", "enter at least one laboratory result")
         with transaction(self.context.engine) as session:
             participant, _ = find_participant(session, usubjid, who)
+            check_unlocked(session, participant, f"the data of {usubjid}", visit_date)
             check_dates_in_order(
                 "randomization_date", participant.randomization_date, "visit_date", visit_date
             )
@@ -291,6 +295,7 @@ class VisitForms:
         today = self.context.today()
         with transaction(self.context.engine) as session:
             participant, planned = self._planned(session, who, usubjid, visit_code)
+            check_unlocked(session, participant, f"visit {visit_code} of {usubjid}", planned.target)
             if today <= planned.latest:
                 raise ValidationError(
                     "visit_code",
@@ -351,6 +356,12 @@ class VisitForms:
             )
             if visit is None:
                 raise NotFoundError(f"visit {visit_code} of {usubjid} is not recorded; enter it")
+            check_unlocked(
+                session,
+                participant,
+                f"visit {visit_code} of {usubjid}",
+                min(visit.visit_date, visit_date),
+            )
             results = check_labs(
                 self.context.protocol, labs, required=not is_unscheduled(visit_code)
             )
@@ -371,6 +382,8 @@ class VisitForms:
             session.flush()
             voided = void_signatures(session, visit.id, f"visit corrected: {reason.strip()}")
             changed += [("UPDATE", row) for row in voided]
+            unverified = void_verifications(session, visit.id, f"visit corrected: {reason.strip()}")
+            changed += [("UPDATE", row) for row in unverified]
             append_audit(session, changed, who.label, reason.strip())
             apply_soft_checks(session, self.context.protocol, participant, visit.id)
             if outside is not None and not self._window_logged(session, participant, visit_code):

@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from stalwart.errors import DatasetError, StalwartError
-from stalwart.protocol.load import load_protocol
 
 __all__ = ["ALIAS_VARIABLES", "arm_aliases", "choose_control"]
 
@@ -46,14 +45,16 @@ def arm_aliases(frame: pd.DataFrame, arm_column: str) -> dict[str, dict[str, str
     for variable in ALIAS_VARIABLES:
         if variable not in frame.columns:
             continue
+        distinct = frame[[variable, arm_column]].drop_duplicates()
         pairs = {
-            (_text(v), str(a)) for v, a in zip(frame[variable], frame[arm_column], strict=True)
+            (_text(v), str(a))
+            for v, a in zip(distinct[variable], distinct[arm_column], strict=True)
         }
         values = [v for v, _ in pairs]
         labels = [a for _, a in pairs]
         if "" in values or len(set(values)) != len(pairs) or len(set(labels)) != len(pairs):
             continue
-        aliases[variable] = dict(pairs)
+        aliases[variable] = dict(sorted(pairs))  # a set's order varies by process
     return aliases
 
 
@@ -79,6 +80,8 @@ def _planned(studyid: str, aliases: Mapping[str, Mapping[str, str]]) -> tuple[st
     """The packaged protocol's control arm, when ADSL is that study's and has ARMCD."""
     if not studyid or "ARMCD" not in aliases:
         return None
+    from stalwart.protocol.load import load_protocol  # pydantic models: only when needed
+
     try:
         protocol = load_protocol().protocol
     except StalwartError:

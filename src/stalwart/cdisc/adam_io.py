@@ -32,8 +32,6 @@ Choices (documented here because the issue left them open):
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,9 +39,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyreadstat
+from pandas.api.types import infer_dtype
 
 from stalwart.cdisc.adam_arms import arm_aliases, choose_control
+from stalwart.cdisc.adam_files import objects, read_csv_frame, read_xpt_frame, sha256_of
 from stalwart.errors import DatasetError
 
 __all__ = [
@@ -65,12 +64,6 @@ _NOT_BDS = frozenset({"ADSL", "ADTTE", "ADAE"})
 _BDS_VARIABLES = ("USUBJID", "PARAMCD", "AVAL", "AVISIT")
 _TTE_VARIABLES = ("USUBJID", "PARAMCD", "AVAL", "CNSR")
 _EXTENSIONS = (".xpt", ".csv")
-# CSV variables always read as text, whatever their values look like
-_TEXT = re.compile(
-    r"^(USUBJID|SUBJID|STUDYID|SITEID|SITEGR\d*|PARAMCD|PARAM|AVISIT|AVALC|DTYPE|ARM|ARMCD|"
-    r"ACTARM|ACTARMCD|TRT\d\d[PA]|TRTP|TRTA|EVNTDESC|.*FL)$"
-)
-_CSV_DATE = re.compile(r"^.*DT$")
 
 
 @dataclass(frozen=True)
@@ -172,75 +165,6 @@ def find_datasets(folder: Path) -> dict[str, Path]:
     return found
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _read_xpt(path: Path, name: str) -> tuple[pd.DataFrame, dict[str, str], str]:
-    try:
-        frame, meta = pyreadstat.read_xport(str(path))
-    except (pyreadstat.ReadstatError, pyreadstat.PyreadstatError, UnicodeError, OSError) as exc:
-        raise DatasetError(
-            f"{name}: {path} is not a readable SAS transport (XPT) file ({exc}); export it "
-            "again as XPT (version 5 or 8), or give the dataset as CSV",
-            dataset=name,
-        ) from exc
-    labels = {k: v or "" for k, v in (meta.column_names_to_labels or {}).items()}
-    for column in frame.columns:
-        if frame[column].dtype == object:
-            values = frame[column]
-            if values.map(lambda v: isinstance(v, dt.date)).any():
-                frame[column] = values.map(lambda v: v if isinstance(v, dt.date) else None)
-            else:
-                frame[column] = values.fillna("").astype(str)
-    return frame, labels, meta.file_label or ""
-
-
-def _csv_date(value: str, name: str, variable: str) -> dt.date | None:
-    text = value.strip()
-    if not text:
-        return None
-    for fmt in ("%Y-%m-%d", "%d%b%Y"):
-        try:
-            return dt.datetime.strptime(text, fmt).date()
-        except ValueError:
-            continue
-    raise DatasetError(
-        f"{name}.{variable}: {value!r} is not a date; write dates as YYYY-MM-DD (ISO 8601) or "
-        "DDMONYYYY (SAS DATE9)",
-        dataset=name,
-        variable=variable,
-    )
-
-
-def _read_csv(path: Path, name: str) -> pd.DataFrame:
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    except (UnicodeError, pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as exc:
-        raise DatasetError(
-            f"{name}: {path} is not a readable CSV file ({exc}); write it as UTF-8 CSV with one "
-            "header row of CDISC variable names",
-            dataset=name,
-        ) from exc
-    raw.columns = [str(c).strip().upper() for c in raw.columns]
-    frame = pd.DataFrame(index=raw.index)
-    for column in raw.columns:
-        values = raw[column].str.strip()
-        if _TEXT.match(column):
-            frame[column] = values
-        elif _CSV_DATE.match(column):
-            frame[column] = values.map(lambda v, c=column: _csv_date(v, name, c))
-        else:
-            numbers = pd.to_numeric(values.replace("", None), errors="coerce")
-            parsed = numbers.notna() | (values == "")
-            frame[column] = numbers.astype(float) if parsed.all() else values
-    return frame
-
-
 def read_dataset(path: Path, name: str | None = None) -> AdamDataset:
     """Read one ADaM dataset from an XPT or CSV file (by extension).
 
@@ -256,12 +180,12 @@ def read_dataset(path: Path, name: str | None = None) -> AdamDataset:
             dataset=label,
         )
     if suffix == ".xpt":
-        frame, labels, file_label = _read_xpt(path, label)
+        frame, labels, file_label = read_xpt_frame(path, label)
     else:
-        frame, labels, file_label = _read_csv(path, label), {}, ""
+        frame, labels, file_label = read_csv_frame(path, label), {}, ""
     frame.columns = [str(c).upper() for c in frame.columns]
     labels = {k.upper(): v for k, v in labels.items()}
-    return AdamDataset(label, path, frame, labels, file_label, _sha256(path))
+    return AdamDataset(label, path, frame, labels, file_label, sha256_of(path))
 
 
 def require_variables(dataset: AdamDataset, variables: Sequence[str], why: str) -> None:
@@ -299,16 +223,26 @@ def _arm_variable(adsl: AdamDataset, arm_var: str | None) -> str:
     )
 
 
+def _stripped_text(values: pd.Series) -> pd.Series:
+    """``values.astype(str).str.strip()``, at the speed of a loop over the strings."""
+    text = values.astype(str)
+    strings = text.to_numpy(object)
+    if not len(strings) or infer_dtype(strings, skipna=False) != "string":
+        return text.str.strip()
+    return pd.Series(objects([v.strip() for v in strings]), index=text.index, dtype=text.dtype)
+
+
 def _arm_labels(values: pd.Series) -> pd.Series:
     """Arm values as text (a numeric arm coding 1.0 reads "1")."""
     if values.dtype.kind == "f":
         return values.map(lambda v: "" if pd.isna(v) else f"{v:g}")
-    return values.astype(str).str.strip()
+    return _stripped_text(values)
 
 
-def _population(adsl: pd.DataFrame, population: str | None) -> tuple[pd.DataFrame, str | None]:
+def _population(adsl: pd.DataFrame, population: str | None) -> tuple[np.ndarray, str | None]:
+    """Which ADSL records the population flag keeps (all without one), and a note."""
     if population is None:
-        return adsl, None
+        return np.ones(len(adsl), dtype=bool), None
     flag = population.upper()
     if flag not in adsl.columns:
         flags = [c for c in adsl.columns if c.endswith("FL")]
@@ -317,19 +251,31 @@ def _population(adsl: pd.DataFrame, population: str | None) -> tuple[pd.DataFram
             dataset="ADSL",
             variable=flag,
         )
-    kept = adsl[adsl[flag].astype(str).str.strip().str.upper() == "Y"]
-    return kept, f"population {flag} = 'Y': {len(kept)} of {len(adsl)} ADSL subjects"
+    codes, uniques = pd.factorize(adsl[flag].astype(str).to_numpy(object))
+    # per distinct value; the last entry is what a missing value (code -1) takes
+    kept = np.array([*(str(v).strip().upper() == "Y" for v in uniques), False])[codes]
+    return kept, f"population {flag} = 'Y': {int(kept.sum())} of {len(adsl)} ADSL subjects"
+
+
+@dataclass(frozen=True)
+class _Subjects:
+    """ADSL's subjects for the join: every USUBJID (stripped, unique) and, by its position,
+    the row of the analysed ADSL that holds it (-1: left out by the population or arm)."""
+
+    ids: pd.Index
+    row: np.ndarray
 
 
 def _subjects(
     adsl: AdamDataset, arm_var: str | None, population: str | None
-) -> tuple[AdamDataset, str, list[str]]:
+) -> tuple[AdamDataset, str, list[str], _Subjects]:
     require_variables(adsl, ("USUBJID",), "every analysis joins the arm from ADSL by USUBJID")
     variable = _arm_variable(adsl, arm_var)
     frame = adsl.frame.copy()
-    frame["USUBJID"] = frame["USUBJID"].astype(str).str.strip()
-    duplicated = frame["USUBJID"][frame["USUBJID"].duplicated()]
-    if len(duplicated):
+    frame["USUBJID"] = _stripped_text(frame["USUBJID"])
+    ids = pd.Index(frame["USUBJID"])
+    if not ids.is_unique:
+        duplicated = frame["USUBJID"][frame["USUBJID"].duplicated()]
         raise DatasetError(
             f"ADSL has {len(duplicated)} repeated USUBJID (first {duplicated.iloc[0]!r}): ADSL "
             "holds one record per subject",
@@ -337,33 +283,43 @@ def _subjects(
             variable="USUBJID",
         )
     notes: list[str] = []
-    frame, note = _population(frame, population)
+    kept, note = _population(frame, population)
     if note:
         notes.append(note)
     frame[ARM] = _arm_labels(frame[variable])
-    blank = int((frame[ARM] == "").sum())
-    if blank:
-        notes.append(f"{blank} ADSL subjects with a blank {variable} left out")
-        frame = frame[frame[ARM] != ""]
-    kept = AdamDataset(adsl.name, adsl.path, frame, adsl.labels, adsl.label, adsl.sha256)
-    return kept, variable, notes
+    blank = kept & (frame[ARM] == "").to_numpy(bool)
+    if blank.any():
+        notes.append(f"{int(blank.sum())} ADSL subjects with a blank {variable} left out")
+        kept &= ~blank
+    frame = frame[kept]
+    row = np.full(len(kept), -1, dtype=np.intp)
+    row[kept] = np.arange(int(kept.sum()))
+    dataset = AdamDataset(adsl.name, adsl.path, frame, adsl.labels, adsl.label, adsl.sha256)
+    return dataset, variable, notes, _Subjects(ids, row)
 
 
-def _join_arm(dataset: AdamDataset, adsl: pd.DataFrame, all_subjects: set[str]) -> AdamDataset:
-    """Replace whatever arm ``dataset`` carries by ADSL's, keeping ADSL's subjects only."""
-    frame = dataset.frame.copy()
-    frame["USUBJID"] = frame["USUBJID"].astype(str).str.strip()
-    strangers = sorted(set(frame["USUBJID"]) - all_subjects)
-    if strangers:
+def _join_arm(dataset: AdamDataset, adsl: pd.DataFrame, subjects: _Subjects) -> AdamDataset:
+    """Replace whatever arm ``dataset`` carries by ADSL's, keeping the analysed subjects only.
+
+    The join is by integer position: each record's USUBJID is looked up once in ADSL's; records
+    keep their order, as an inner merge on USUBJID keeps the left's.
+    """
+    frame = dataset.frame.drop(columns=[ARM], errors="ignore")
+    usubjid = _stripped_text(frame["USUBJID"])
+    position = subjects.ids.get_indexer(usubjid)
+    unknown = position < 0
+    if unknown.any():
+        strangers = sorted(set(usubjid[unknown]))
         raise DatasetError(
             f"{dataset.name} has {len(strangers)} USUBJID absent from ADSL (first "
             f"{strangers[0]!r}): ADSL must hold every subject; check both come from one study",
             dataset=dataset.name,
             variable="USUBJID",
         )
-    frame = frame.drop(columns=[ARM], errors="ignore").merge(
-        adsl[["USUBJID", ARM]], on="USUBJID", how="inner", validate="many_to_one"
-    )
+    row = subjects.row[position]
+    kept = row >= 0
+    frame = frame.assign(USUBJID=usubjid)[kept].reset_index(drop=True)
+    frame[ARM] = adsl[ARM].take(row[kept]).reset_index(drop=True)
     return AdamDataset(
         dataset.name, dataset.path, frame, dataset.labels, dataset.label, dataset.sha256
     )
@@ -499,7 +455,7 @@ def load_adam(
             dataset="ADSL",
         )
     read: dict[str, AdamDataset] = {"ADSL": read_dataset(found["ADSL"], "ADSL")}
-    adsl, variable, notes = _subjects(read["ADSL"], arm_var, population)
+    adsl, variable, notes, subjects = _subjects(read["ADSL"], arm_var, population)
     arms = sorted(set(adsl.frame[ARM]))
     aliases = arm_aliases(adsl.frame, ARM)
     studyid = ""
@@ -508,12 +464,11 @@ def load_adam(
     chosen_control, note = choose_control(arms, control, aliases, studyid)
     if note:
         notes.append(note)
-    all_subjects = set(read["ADSL"].frame["USUBJID"].astype(str).str.strip())
     adtte = None
     if "ADTTE" in found:
         raw_tte = read.setdefault("ADTTE", read_dataset(found["ADTTE"], "ADTTE"))
         _check_tte(raw_tte)
-        adtte = _join_arm(raw_tte, adsl.frame, all_subjects)
+        adtte = _join_arm(raw_tte, adsl.frame, subjects)
         _require_complete(adtte)
     bds_sets = []
     for dataset in _pick_bds(found, read, bds):
@@ -524,7 +479,7 @@ def load_adam(
                 dataset=dataset.name,
                 variable="AVAL",
             )
-        bds_sets.append(_join_arm(dataset, adsl.frame, all_subjects))
+        bds_sets.append(_join_arm(dataset, adsl.frame, subjects))
     if adtte is None and not bds_sets:
         raise DatasetError(
             f"{folder} has ADSL but no ADTTE and no BDS dataset (PARAMCD, AVAL, AVISIT): add "

@@ -26,7 +26,13 @@ from stalwart.cdisc.trial_design import treatment_epoch_end
 from stalwart.cdisc.xpt import Dataset
 from stalwart.protocol.schema import Protocol
 
-__all__ = ["ENGINE_FINDINGS", "build_sdrg", "write_sdrg"]
+__all__ = [
+    "ENGINE_FINDINGS",
+    "RESERVED_ARMCD",
+    "build_sdrg",
+    "near_reserved_armcd",
+    "write_sdrg",
+]
 
 ENGINE_FINDINGS: dict[str, str] = {
     "CORE-000767": "Engine noise: the rule compares FA.FAOBJ with --DECOD through a parent record "
@@ -37,13 +43,19 @@ ENGINE_FINDINGS: dict[str, str] = {
     "unknown. Not a data defect.",
     "CORE-000929": "Terminology version: a domain code newer than the CT library of the validator "
     "is reported as unknown. Not a data defect.",
-    "CORE-000741": "Rule text: the rule looks for TSPARMCD 'PCLASS', but the CDISC CT parameter "
-    "(and FDA's TCG) is 'PCLAS', which TS has (CDISC's own SDTM-MSG v2.0 sample gets this "
-    "finding too). INTMODEL and INTTYPE are present.",
+    "CORE-000741": "Rule text: the rule (FDA business rule FB1111) looks for TSPARMCD 'PCLASS' "
+    "beside INTMODEL and INTTYPE, but CDISC CT's TSPARMCD codelist (C66738) names the "
+    "pharmacological class PCLAS (C98768) and has no PCLASS. TS has INTMODEL, INTTYPE and PCLAS, "
+    "each with TSVAL. A TS record under the undefined code PCLASS silences the rule (checked) but "
+    "would duplicate PCLAS under a code CDISC does not define, so none is added. CDISC's own "
+    "SDTM-MSG v2.0 sample gets this finding too.",
     "CORE-000885": "By design: the no-therapy arm receives no study treatment, so its subjects "
-    "have no EX records; they were treated as planned (nothing), so ARMNRS is empty and ACTARMCD "
-    "is their arm. The rule's exception for subjects without study treatment is expressed only "
-    "through ARMNRS.",
+    "have no EX records (EX holds the study treatment given; a 'no treatment' record would "
+    "record an exposure that did not happen). They were treated as planned (with nothing), so "
+    "ACTARMCD is their arm and ARMNRS is empty. The rule's exception for subjects who did not "
+    "receive study treatment is expressed only through ARMNRS; ARMNRS = 'ASSIGNED, NOT TREATED' "
+    "beside a populated ARMCD and ACTARMCD would misstate them and trade this finding for "
+    "CORE-000121, CORE-000192 and CORE-000758 (checked).",
     "CORE-000886": "By design, as CORE-000885: subjects of the no-therapy arm have no EX records "
     "and no ARMNRS (they are not 'assigned, not treated': no treatment is their assignment).",
 }
@@ -82,13 +94,7 @@ def _deviations(
                 else "every verbatim term was coded."
             )
         )
-    treated = {a.code for a in protocol.arms if a.treatments}
-    untreated = extract.participants[~extract.participants["arm"].isin(treated)]
-    out.append(
-        f"{len(untreated)} subjects were randomized to an arm without study treatment "
-        f"({', '.join(a.code for a in protocol.arms if not a.treatments)}): they have ARMCD and "
-        "ACTARMCD and, by design, no EX records; RFXSTDTC/RFXENDTC are empty for them."
-    )
+    out += _arm_sentences(protocol, datasets.get("DM"), extract)
     ends = treatment_epoch_end(protocol)
     out.append(
         "EPOCH is derived from the protocol's planned calendar: SCREENING before randomization, "
@@ -130,6 +136,70 @@ def _deviations(
         + (f" ({', '.join(sorted(set(late)))})." if late else ".")
     )
     return out
+
+
+RESERVED_ARMCD = ("NOTTRT", "NOTASSGN", "SCRNFAIL", "UNPLAN")
+"""ARMCD values SDTMIG 3.2 reserved for subjects outside the planned arms (3.3 on: ARMNRS)."""
+
+
+def _arm_sentences(protocol: Protocol, dm: Dataset | None, extract: StoreExtract) -> list[str]:
+    """How the arms without study treatment and the never-dosed subjects are represented."""
+    out = []
+    treated = {a.code for a in protocol.arms if a.treatments}
+    for arm in (a for a in protocol.arms if not a.treatments):
+        n = int((extract.participants["arm"] == arm.code).sum())
+        near = near_reserved_armcd(arm.code)
+        out.append(
+            f"Arm {arm.code} ({arm.name}) is a planned arm without study treatment: its {n} "
+            f"subjects have ARMCD = ACTARMCD = {arm.code}, ARMNRS empty and, by design, no EX "
+            "records (there was no exposure to record); RFXSTDTC/RFXENDTC are empty for them and "
+            "RFSTDTC is their randomization date. CORE-000885/000886 report them (section 5). "
+            f"{arm.code} is the protocol's own code, not CDISC's reserved NOTTRT ('not treated', "
+            "SDTMIG 3.2; from 3.3 on ARMNRS = 'ASSIGNED, NOT TREATED')"
+            + (
+                f": read it with care, it is at most one letter from {', '.join(near)}."
+                if near
+                else "."
+            )
+        )
+    if dm is not None:
+        never = int((dm.frame["ARMNRS"] == "ASSIGNED, NOT TREATED").sum())
+        armed = int(extract.participants["arm"].isin(treated).sum())
+        out.append(
+            f"Of the {armed} subjects randomized to an arm with study treatment, {never} never "
+            "received a dose: they have ACTARMCD/ACTARM empty and ARMNRS = 'ASSIGNED, NOT "
+            "TREATED', as SDTMIG 3.4 asks (not the SDTMIG 3.2 code NOTTRT)."
+            if never
+            else f"All {armed} subjects randomized to an arm with study treatment received at "
+            "least one dose (ACTARMCD = ARMCD; no ARMNRS)."
+        )
+    return out
+
+
+def near_reserved_armcd(code: str) -> list[str]:
+    """CDISC's reserved ARMCD values that ``code`` equals or is one letter from (one character
+    inserted, deleted or replaced): a reviewer could read the one as the other."""
+
+    def near(a: str, b: str) -> bool:
+        if abs(len(a) - len(b)) > 1:
+            return False
+        if len(a) == len(b):
+            return sum(x != y for x, y in zip(a, b, strict=True)) <= 1
+        short, long_ = sorted((a, b), key=len)
+        return any(long_[:i] + long_[i + 1 :] == short for i in range(len(long_)))
+
+    return [r for r in RESERVED_ARMCD if near(code.upper(), r)]
+
+
+def _expected_rows(datasets: dict[str, Dataset]) -> dict[str, int]:
+    """Rows CORE-000885/000886 report: DM subjects without EX records and without ARMNRS."""
+    dm, ex = datasets.get("DM"), datasets.get("EX")
+    if dm is None:
+        return {}
+    exposed = set(ex.frame["USUBJID"]) if ex is not None else set()
+    d = dm.frame
+    n = int(((d["ARMNRS"].fillna("") == "") & ~d["USUBJID"].isin(exposed)).sum())
+    return {"CORE-000885": n, "CORE-000886": n}
 
 
 def _dv_sentence(dv: Dataset | None, extract: StoreExtract) -> str:
@@ -174,6 +244,7 @@ def build_sdrg(
     by_name = {d.name: d for d in datasets}
     ct = protocol.submission.ct_version if protocol.submission else "not stated"
     ta = by_name.get("TA")
+    rows = _expected_rows(by_name)
     parts = [
         f"<h1>Clinical Study Data Reviewer's Guide: {html.escape(s.id)}</h1>",
         f"<p>{html.escape(s.title)}. Protocol version {html.escape(s.version)}; registry "
@@ -222,9 +293,13 @@ def build_sdrg(
         ),
         "<h2>5. Conformance findings</h2>",
         "<p>The datasets were built to pass CDISC's Open Rules Engine (CORE) for SDTMIG "
-        f"{IG_VERSION}. The rules below may still report findings; each is explained. Any other "
-        "finding is a defect to report.</p>",
-        _table(["Rule", "Explanation"], [[k, v] for k, v in ENGINE_FINDINGS.items()]),
+        f"{IG_VERSION}. The rules below may still report findings; each is explained, with the "
+        "rows it reports on these datasets where the data determine them. Any other finding is "
+        "a defect to report.</p>",
+        _table(
+            ["Rule", "Rows", "Explanation"],
+            [[k, rows.get(k, "-"), v] for k, v in ENGINE_FINDINGS.items()],
+        ),
     ]
     style = "body{font-family:sans-serif;max-width:60em}table{border-collapse:collapse}"
     style += "td,th{border:1px solid #999;padding:2px 6px;text-align:left}"

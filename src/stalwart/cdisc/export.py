@@ -23,10 +23,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from stalwart.analysis.datasets.bundle import derive_datasets
 from stalwart.analysis.datasets.source import StoreExtract, read_store
+from stalwart.capture.db import snapshot_connection
 from stalwart.capture.service import CaptureService
 from stalwart.cdisc.adam_export import adam_datasets
 from stalwart.cdisc.csdrg import write_sdrg
@@ -78,11 +79,11 @@ def _sdtm(loaded: LoadedProtocol, extract: StoreExtract, meddra: MedDRA | None) 
 
 
 def _adam(loaded: LoadedProtocol, extract: StoreExtract) -> list[Dataset]:
-    return adam_datasets(loaded.protocol, derive_datasets(loaded.protocol, extract))
+    return adam_datasets(loaded.protocol, derive_datasets(loaded.protocol, extract), extract)
 
 
 def _write(
-    kind: str, engine: Engine, loaded: LoadedProtocol, folder: Path, meddra: MedDRA | None
+    kind: str, engine: Connection, loaded: LoadedProtocol, folder: Path, meddra: MedDRA | None
 ) -> dict[str, int]:
     if kind == "odm":
         export_odm(engine, loaded, folder / f"{loaded.protocol.study.id.lower()}.odm.xml")
@@ -146,7 +147,9 @@ def export_cdisc(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        rows = _write(kind, engine, loaded, staging, dictionary)
+        # one snapshot for every file: writes going on meanwhile are in none or in all of them
+        with snapshot_connection(engine) as conn:
+            rows = _write(kind, conn, loaded, staging, dictionary)
         files = _move_into(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -31,9 +31,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
-from stalwart import __version__
 from stalwart.analysis.kernels.ancova import ancova
 from stalwart.analysis.kernels.cox import cox_ph
 from stalwart.analysis.kernels.km import kaplan_meier
@@ -179,26 +180,58 @@ def _listed(value: Any) -> Any:
 # ---------------------------------------------------------------- time to event
 
 
-def _counts(rows: pd.DataFrame, arms: Sequence[str]) -> tuple[dict[str, int], dict[str, int]]:
-    n = {a: int((rows[ARM] == a).sum()) for a in arms}
-    events = {a: int(((rows[ARM] == a) & (rows["CNSR"] == 0)).sum()) for a in arms}
+@dataclass(frozen=True)
+class _TteRows:
+    """One ADTTE parameter's records as arrays, derived once: time, event, arm as an integer.
+
+    ``arm`` indexes ``arms`` (sorted as the analysis sorts them), so that selecting an arm
+    compares integers, and integer codes passed as the log-rank's groups sort as the labels do.
+    """
+
+    time: npt.NDArray[np.float64]
+    event: npt.NDArray[np.bool_]
+    arm: npt.NDArray[np.intp]
+    arms: tuple[str, ...]
+    """Every record's arm is one of ``arms`` (ADTTE's arm is joined from ADSL's arms)."""
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame, arms: Sequence[str]) -> _TteRows:
+        codes = pd.Categorical(rows[ARM], categories=list(arms)).codes.astype(np.intp)
+        return cls(
+            rows["AVAL"].to_numpy(float), rows["CNSR"].to_numpy(float) == 0, codes, tuple(arms)
+        )
+
+    def code(self, arm: str) -> int:
+        return self.arms.index(arm)
+
+
+def _counts(
+    rows: _TteRows, mask: npt.NDArray[np.bool_] | None, arms: Sequence[str]
+) -> tuple[dict[str, int], dict[str, int]]:
+    arm = rows.arm if mask is None else rows.arm[mask]
+    event = rows.event if mask is None else rows.event[mask]
+    n_all = np.bincount(arm, minlength=len(rows.arms))
+    d_all = np.bincount(arm, weights=event, minlength=len(rows.arms))
+    n = {a: int(n_all[rows.code(a)]) for a in arms}
+    events = {a: int(d_all[rows.code(a)]) for a in arms}
     return n, events
 
 
 def _compare_tte(
-    parameter: str, rows: pd.DataFrame, arm: str, control: str, method: str, alpha: float
+    parameter: str, rows: _TteRows, arm: str, control: str, method: str, alpha: float
 ) -> TteComparison:
-    sub = rows[rows[ARM].isin([arm, control])]
-    n, events = _counts(sub, [arm, control])
+    treated, controls = rows.code(arm), rows.code(control)
+    mask = (rows.arm == treated) | (rows.arm == controls)
+    n, events = _counts(rows, mask, [arm, control])
     base = TteComparison(parameter, arm, control, method, n, events)
     empty = [a for a in (arm, control) if n[a] == 0]
     if empty:
         return _with(base, note=f"{empty[0]} has no records of {parameter}: not estimable")
     if events[arm] + events[control] == 0:
         return _with(base, note=f"no events in {arm} or {control}: not estimable")
-    time = sub["AVAL"].to_numpy(float)
-    event = (sub["CNSR"].to_numpy(float) == 0).astype(float)
-    is_treated = (sub[ARM] == arm).to_numpy(float)
+    time = rows.time[mask]
+    event = rows.event[mask].astype(float)
+    is_treated = (rows.arm[mask] == treated).astype(float)
     if method == "logrank":
         lr = logrank_test(time, event, is_treated)
         return _with(base, p_value=finite_or_none(lr.p_value), chi2=finite_or_none(lr.chi2))
@@ -234,32 +267,28 @@ def _with(record: _R, **changes: Any) -> _R:
     return replace(record, **changes)
 
 
-def _logrank_overall(parameter: str, rows: pd.DataFrame, arms: Sequence[str]) -> LogrankOverall:
-    present = tuple(a for a in arms if (rows[ARM] == a).any())
-    n, events = _counts(rows, present)
+def _logrank_overall(parameter: str, rows: _TteRows, arms: Sequence[str]) -> LogrankOverall:
+    n_by_code = np.bincount(rows.arm, minlength=len(rows.arms))
+    present = tuple(a for a in arms if n_by_code[rows.code(a)] > 0)
+    n, events = _counts(rows, None, present)
     base = LogrankOverall(parameter, present, n, events)
     if len(present) < 2:
         return _with(base, note=f"{len(present)} arm with records of {parameter}: no comparison")
     if sum(events.values()) == 0:
         return _with(base, note="no events: not estimable")
-    lr = logrank_test(
-        rows["AVAL"].to_numpy(float),
-        (rows["CNSR"].to_numpy(float) == 0).astype(float),
-        rows[ARM].to_numpy(str),
-    )
+    # the arm's integer code sorts as its label does: the same groups in the same order
+    lr = logrank_test(rows.time, rows.event.astype(float), rows.arm)
     return _with(
         base, chi2=finite_or_none(lr.chi2), df=int(lr.df), p_value=finite_or_none(lr.p_value)
     )
 
 
-def _km(parameter: str, rows: pd.DataFrame, arm: str, alpha: float) -> KmSummary:
-    mine = rows[rows[ARM] == arm]
-    record = KmSummary(parameter, arm, len(mine), int((mine["CNSR"] == 0).sum()))
-    if not len(mine):
+def _km(parameter: str, rows: _TteRows, arm: str, alpha: float) -> KmSummary:
+    mine = rows.arm == rows.code(arm)
+    record = KmSummary(parameter, arm, int(mine.sum()), int(rows.event[mine].sum()))
+    if not record.n:
         return record
-    res = kaplan_meier(
-        mine["AVAL"].to_numpy(float), (mine["CNSR"].to_numpy(float) == 0).astype(float), alpha
-    )
+    res = kaplan_meier(rows.time[mine], rows.event[mine].astype(float), alpha)
     return _with(
         record,
         median=finite_or_none(res.median),
@@ -275,8 +304,8 @@ def _tte_analyses(
     overall: list[LogrankOverall] = []
     km: list[KmSummary] = []
     frame = adtte.frame
-    for parameter in sorted(set(frame["PARAMCD"].astype(str))):
-        rows = frame[frame["PARAMCD"] == parameter]
+    for parameter in sorted(set(pd.unique(frame["PARAMCD"].astype(str).to_numpy(object)))):
+        rows = _TteRows.of(frame[frame["PARAMCD"] == parameter], arms)
         for arm in arms:
             if arm == control:
                 continue
@@ -412,6 +441,8 @@ def _bds_analyses(
 
 
 def _provenance(inputs: AdamInputs, options: Mapping[str, Any]) -> dict[str, Any]:
+    from stalwart import __version__
+
     files = [
         {
             "dataset": d.name,

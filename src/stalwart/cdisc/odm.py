@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
+import tempfile
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -34,13 +37,14 @@ from lxml import etree
 from sqlalchemy.engine import Engine
 
 from stalwart import __version__
-from stalwart.capture.audit import verify_audit
-from stalwart.capture.db import snapshot_session
+from stalwart.capture.audit import VerifyReport, data_sha256, verify_audit
+from stalwart.capture.db import snapshot_connection, snapshot_session
+from stalwart.capture.service import CaptureService
 from stalwart.capture.tables import CHAINED_TABLES, AuditRecord, Base
 from stalwart.capture.text import first_uncarriable
 from stalwart.cdisc.define_xml import ODM_NS, validate_xml
 from stalwart.cdisc.trial_design import visit_schedule
-from stalwart.errors import AuditChainError
+from stalwart.errors import AuditChainError, ConfigurationError
 from stalwart.protocol.load import LoadedProtocol
 
 __all__ = [
@@ -48,6 +52,7 @@ __all__ = [
     "ESCAPED",
     "ODM_XSD",
     "STUDY_LEVEL",
+    "Backup",
     "backup_statement",
     "build_odm",
     "carriable",
@@ -58,6 +63,7 @@ __all__ = [
     "study_event_of",
     "table_of",
     "uncarried",
+    "write_backup",
 ]
 
 ODM_XSD = Path(odmlib.__file__).parent / "schemas" / "odm" / "1.3.2" / "ODM1-3-2.xsd"
@@ -301,9 +307,27 @@ class _Walker:
         return number, f"LOC.{self.sites.get(site_id, 'CENTRAL')}"
 
 
-def build_odm(engine: Engine, loaded: LoadedProtocol) -> etree._ElementTree:
-    """The ODM document of the database (its audit chain must verify)."""
-    report = verify_audit(engine)
+@dataclass(frozen=True)
+class Backup:
+    """A backup file written by ``write_backup``: the chain it holds and the data sha256 of the
+    snapshot it was read from (what a restore of it reproduces)."""
+
+    path: Path
+    records: int
+    head_hash: str
+    data_sha256: str
+
+
+def build_odm(engine: Engine | sa.Connection, loaded: LoadedProtocol) -> etree._ElementTree:
+    """The ODM document of the database (its audit chain must verify), read in one snapshot."""
+    with snapshot_connection(engine) as conn:
+        return _document(conn, loaded, verify_audit(conn))
+
+
+def _document(
+    conn: sa.Connection, loaded: LoadedProtocol, report: VerifyReport
+) -> etree._ElementTree:
+    """The ODM document of the snapshot ``conn`` reads, whose chain ``report`` checked."""
     if not report.ok:
         assert report.finding is not None
         raise AuditChainError(
@@ -340,7 +364,7 @@ def build_odm(engine: Engine, loaded: LoadedProtocol) -> etree._ElementTree:
         for m in CHAINED_TABLES
     }
     walker = _Walker()
-    with snapshot_session(engine) as session:
+    with snapshot_session(conn) as session:
         # the records the verification saw: writes going on meanwhile are not in this file
         stmt = (
             sa.select(AuditRecord)
@@ -408,9 +432,36 @@ def build_odm(engine: Engine, loaded: LoadedProtocol) -> etree._ElementTree:
     return etree.ElementTree(root)
 
 
-def export_odm(engine: Engine, loaded: LoadedProtocol, path: Path) -> Path:
+def export_odm(engine: Engine | sa.Connection, loaded: LoadedProtocol, path: Path) -> Path:
     """Write the database as a validated ODM 1.3.2 file at ``path``."""
     doc = build_odm(engine, loaded)
     validate_xml(doc, odm_schema(), "the ODM export")
     doc.write(str(path), xml_declaration=True, encoding="UTF-8")
     return path
+
+
+def write_backup(engine: Engine, out: Path) -> Backup:
+    """Back the database up to the ODM file ``out``, written whole or not at all (an older file
+    there is replaced only by a complete one).
+
+    The chain is verified, the records walked and the data sha256 computed in one snapshot, so
+    the sha256 returned is the one a restore of this very file gives, however many writes go on
+    meanwhile."""
+    if out.is_dir():
+        raise ConfigurationError(f"--out {out} is a folder: give the backup file's name")
+    loaded = CaptureService.open(engine).loaded  # a database without a trial is refused here
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+    os.close(fd)
+    staging = Path(name)
+    try:
+        with snapshot_connection(engine) as conn:
+            report = verify_audit(conn)
+            doc = _document(conn, loaded, report)
+            digest = data_sha256(conn)
+        validate_xml(doc, odm_schema(), "the backup")
+        doc.write(str(staging), xml_declaration=True, encoding="UTF-8")
+        staging.replace(out)
+    finally:
+        staging.unlink(missing_ok=True)
+    return Backup(out, report.records, report.head_hash, digest)

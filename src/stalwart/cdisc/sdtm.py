@@ -238,7 +238,7 @@ def derive_lb(protocol: Protocol, extract: StoreExtract) -> Dataset:
     value = labs["value"].astype(float)
     text = value.map(_number_text)
     limit = labs["limit_value"].astype(float)
-    censored = "<" + limit.map(_number_text)
+    censored = limit.map(lambda v: "<" + _number_text(v))  # text even with no rows
     result = text.where(~below, censored)
     ref = labs["usubjid"].map(rfstdtc(extract))
     test = labs["test_code"]

@@ -194,33 +194,21 @@ def backup(
     """Back up a trial database to one ODM file: every row and the audit chain, exactly.
 
     The database's audit chain must verify first. The file is written whole or not at all (an
-    older file at OUT is replaced only by a complete backup). User passwords and login tokens
-    are not in it. `stalwart restore` reads it.
+    older file at OUT is replaced only by a complete backup). It is read from one snapshot, so
+    writes may go on; the data sha256 printed is that snapshot's, which a restore reproduces.
+    User passwords and login tokens are not in it. `stalwart restore` reads it.
 
     Example: stalwart backup --database sqlite:///trial.db --out backups/trial.odm.xml
     """
-    import os
-    import tempfile
+    from stalwart.cdisc.odm import write_backup
 
-    from stalwart.capture.audit import data_sha256
-    from stalwart.capture.service import CaptureService
-    from stalwart.cdisc.odm import export_odm
-    from stalwart.errors import ConfigurationError
-
-    if out.is_dir():
-        raise ConfigurationError(f"--out {out} is a folder: give the backup file's name")
     with opened_engine(database) as engine:
-        loaded = CaptureService.open(engine).loaded
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, staging = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-        os.close(fd)
-        try:
-            export_odm(engine, loaded, Path(staging))
-            Path(staging).replace(out)
-        finally:
-            Path(staging).unlink(missing_ok=True)
-        digest = data_sha256(engine)
-    out_console.print(f"backed up to {out}; data sha256 {digest}", highlight=False)
+        done = write_backup(engine, out)
+    out_console.print(
+        f"backed up to {out}; data sha256 {done.data_sha256}; {done.records} audit records, "
+        f"chain head {done.head_hash[:16]}... (one snapshot: a restore gives this sha256)",
+        highlight=False,
+    )
 
 
 def restore(

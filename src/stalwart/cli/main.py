@@ -13,7 +13,6 @@ from typing import Annotated
 
 import typer
 
-from stalwart import __version__
 from stalwart.cli import accounts, audit, data, database, design, trial
 from stalwart.cli.common import friendly, out_console
 
@@ -71,6 +70,8 @@ def _root(
     version: Annotated[bool, typer.Option("--version", help="Show the version.")] = False,
 ) -> None:
     if version:
+        from stalwart import __version__
+
         out_console.print(f"stalwart {__version__}")
         raise typer.Exit(0)
 

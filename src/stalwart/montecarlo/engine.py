@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stalwart.analysis.comparisons import Comparison, plan_comparisons
-from stalwart.analysis.kernels.batched import event_times
+from stalwart.analysis.kernels.batched import EventTimes, event_times
 from stalwart.analysis.methods import CONTINUOUS_METHODS, TIME_TO_EVENT_METHODS, ReplicateSample
 from stalwart.errors import ConfigurationError
 from stalwart.montecarlo.scenarios import DEFAULT_LOOKS, LookPlan
@@ -140,7 +140,9 @@ def analyse(data: ReplicateData, protocol: Protocol, looks: LookPlan = DEFAULT_L
     for index, code in enumerate(data.arms):
         columns[f"randomized|{code}"] = (arm == index).sum(axis=1)
     look_data: list[LookData] = []
-    safety: tuple[Comparison, npt.NDArray[np.bool_], npt.NDArray[np.bool_]] | None = None
+    safety: tuple[Comparison, npt.NDArray[np.bool_], npt.NDArray[np.bool_], EventTimes] | None = (
+        None
+    )
     tte_cache: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]] = {}
     for comparison in plan_comparisons(protocol):
         treated = np.zeros(arm.shape, dtype=bool)
@@ -154,7 +156,7 @@ def analyse(data: ReplicateData, protocol: Protocol, looks: LookPlan = DEFAULT_L
             group = np.where(treated, -1, arm) + 1
             levels = (0, _arm_index(data, comparison.control) + 1)
             sample = ReplicateSample(y, base, group, levels, complete, treated, control)
-            _primary(columns, comparison, sample, alpha)
+            final = _primary(columns, comparison, sample, alpha)
             endpoint_visit = protocol.visit(protocol.endpoint(comparison.endpoint).visit or "")
             look_data.append(
                 LookData(
@@ -166,6 +168,7 @@ def analyse(data: ReplicateData, protocol: Protocol, looks: LookPlan = DEFAULT_L
                     complete,
                     visit,
                     endpoint_visit.day,
+                    final,
                 )
             )
         else:
@@ -173,14 +176,14 @@ def analyse(data: ReplicateData, protocol: Protocol, looks: LookPlan = DEFAULT_L
                 tte_cache[comparison.endpoint] = _endpoint_times(data, protocol, comparison)
                 _events_by_arm(columns, data, comparison.endpoint, *tte_cache[comparison.endpoint])
             time, event = tte_cache[comparison.endpoint]
-            _time_to_event(columns, comparison, time, event, treated, control, alpha)
+            times = _time_to_event(columns, comparison, time, event, treated, control, alpha)
             if safety is None:
-                safety = (comparison, treated, treated | control)
+                safety = (comparison, treated, treated | control, times)
     if safety is not None and look_data:
-        comparison, treated, include = safety
+        comparison, treated, include, times = safety
         time, event = tte_cache[comparison.endpoint]
         columns.update(
-            analyse_looks(data, look_data, (time, event, treated, include), looks, alpha)
+            analyse_looks(data, look_data, (time, event, treated, include), looks, alpha, times)
         )
     return columns
 
@@ -228,8 +231,11 @@ def _events_by_arm(
 
 def _primary(
     columns: Columns, comparison: Comparison, sample: ReplicateSample, alpha: float
-) -> None:
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
+    """The comparison's columns; returns the ANCOVA's (statistic, p-value) where it is one of
+    the methods (the final look reuses them)."""
     prefix = comparison.key()
+    final = None
     columns[f"{prefix}|n_treated"] = (sample.complete & sample.treated).sum(axis=1)
     columns[f"{prefix}|n_control"] = (sample.complete & sample.control).sum(axis=1)
     for method in comparison.methods:
@@ -240,6 +246,9 @@ def _primary(
         columns[f"{key}|statistic"] = res.statistic
         columns[f"{key}|df"] = res.df
         columns[f"{key}|estimable"] = res.estimable
+        if method == "ancova":
+            final = (res.statistic, res.p_value)
+    return final
 
 
 def _time_to_event(
@@ -250,7 +259,7 @@ def _time_to_event(
     treated: npt.NDArray[np.bool_],
     control: npt.NDArray[np.bool_],
     alpha: float,
-) -> None:
+) -> EventTimes:
     times = event_times(time, event, treated, treated | control)
     prefix = comparison.key()
     columns[f"{prefix}|events_treated"] = times.total_events_treated
@@ -259,3 +268,4 @@ def _time_to_event(
         key = comparison.key(method)
         for metric, values in TIME_TO_EVENT_METHODS[method].batched(times, alpha).items():
             columns[f"{key}|{metric}"] = values
+    return times

@@ -31,7 +31,12 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
-from stalwart.analysis.kernels.batched import batched_ancova, batched_logrank, event_times
+from stalwart.analysis.kernels.batched import (
+    EventTimes,
+    batched_ancova,
+    batched_logrank,
+    event_times,
+)
 from stalwart.analysis.kernels.groupseq import GroupSequentialDesign, group_sequential_bounds
 from stalwart.montecarlo.scenarios import LookPlan
 from stalwart.simulate.vectorized import ReplicateData
@@ -57,6 +62,9 @@ class LookData:
     complete: BoolArray
     visit: int  # index on the data's visit axis
     visit_day: int  # scheduled study day of the endpoint visit
+    final: tuple[FloatArray, FloatArray] | None = None
+    """(statistic, p-value) of this very ANCOVA on every complete case, where the caller has
+    it already (the final analysis): the last look reuses it instead of fitting it again."""
 
 
 @functools.lru_cache(maxsize=64)
@@ -81,8 +89,13 @@ def analyse_looks(
     safety: tuple[FloatArray, BoolArray, BoolArray, BoolArray],
     looks: LookPlan,
     alpha: float,
+    final_times: EventTimes | None = None,
 ) -> dict[str, npt.NDArray[Any]]:
-    """First crossing look per comparison, the harm look, and the trial's stopping look."""
+    """First crossing look per comparison, the harm look, and the trial's stopping look.
+
+    ``final_times``: :func:`event_times` of ``safety`` uncut, where the caller has it already
+    (the final analysis); the last look reuses it.
+    """
     rates = tuple(float(t) for t in looks.information_rates)
     efficacy = boundaries(rates, alpha, 2, looks.spending).critical_values
     harm = boundaries(rates, float(looks.harm_alpha), 1, looks.harm_spending).critical_values
@@ -101,7 +114,9 @@ def analyse_looks(
             include = item.complete
             if k < k_looks - 1:
                 include = include & (seen <= days[:, k, None])
-            z = _ancova_z(item, include, alpha)
+                z = _ancova_z(item, include, alpha)
+            else:
+                z = _final_ancova_z(item, alpha)
             with np.errstate(invalid="ignore"):
                 up = (z >= efficacy[k]) & (eff_look == 0)
                 either = (np.abs(z) >= efficacy[k]) & (reject_look == 0)
@@ -128,7 +143,11 @@ def analyse_looks(
                 np.where(included, np.minimum(time, cut), 0.0), observed, treated, included
             )
         else:
-            times = event_times(time, event, treated, include)
+            times = (
+                final_times
+                if final_times is not None
+                else event_times(time, event, treated, include)
+            )
         z = batched_logrank(times).z
         with np.errstate(invalid="ignore"):
             crossed = (z >= harm[k]) & (harm_look == 0)
@@ -143,8 +162,19 @@ def analyse_looks(
 
 def _ancova_z(item: LookData, include: BoolArray, alpha: float) -> FloatArray:
     res = batched_ancova(item.y, item.group, item.base, include, *item.levels, alpha)
+    return _z(res.statistic, res.p_value)
+
+
+def _final_ancova_z(item: LookData, alpha: float) -> FloatArray:
+    if item.final is None:
+        return _ancova_z(item, item.complete, alpha)
+    return _z(*item.final)
+
+
+def _z(statistic: FloatArray, p_value: FloatArray) -> FloatArray:
+    """The ANCOVA t statistic on the z scale by its p-value."""
     with np.errstate(invalid="ignore"):
-        z: FloatArray = np.sign(res.statistic) * -special.ndtri(res.p_value / 2.0)
+        z: FloatArray = np.sign(statistic) * -special.ndtri(p_value / 2.0)
     return z
 
 

@@ -39,6 +39,7 @@ from stalwart.analysis.recompute import (
 )
 from stalwart.capture.audit import data_sha256
 from stalwart.capture.db import create_schema, open_engine, resolve_database_url
+from stalwart.capture.locks import trial_lock_label
 from stalwart.capture.sealing import AllocationKey, generate_allocation_key
 from stalwart.capture.service import CaptureService, initialize_trial
 from stalwart.errors import ConfigurationError
@@ -89,6 +90,8 @@ def analyze_database(engine: Engine, seed: int | None = None) -> AnalysisOutcome
         "provenance": provenance(protocol, data_sha256(engine), seed, service.loaded.sha256),
         **body,
     }
+    # the final analysis names the lock it ran on (or that it ran on live data)
+    results["provenance"]["data_lock"] = trial_lock_label(engine)
     if datasets.endpoint_review is not None:
         results["endpoint_review"] = datasets.endpoint_review.as_json()
     flow = flow_counts(protocol, extract, datasets)

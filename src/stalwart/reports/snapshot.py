@@ -1,9 +1,9 @@
 """A frozen data snapshot: everything a report needs, read from the store in one transaction.
 
-The store is read once, inside one read transaction (REPEATABLE READ on PostgreSQL; on SQLite
-the engine's ``BEGIN IMMEDIATE`` holds writers back until the read ends), so the data hash, the
-audit chain head, the analysis extract and the event listing all describe the same state even
-while sites keep entering data. The snapshot is named by its data hash: the SHA-256 that
+The store is read once, inside one read transaction (``capture.db.snapshot_connection``:
+REPEATABLE READ on PostgreSQL, a deferred WAL read on SQLite), so the data hash, the audit
+chain head, the analysis extract and the event listing all describe the same state even while
+sites keep entering data. The snapshot is named by its data hash: the SHA-256 that
 :func:`stalwart.capture.audit.data_sha256` computes (and results.json's provenance carries), so a
 report can be matched to the exact data it came from.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import cast
 
 import pandas as pd
 import sqlalchemy as sa
@@ -22,6 +21,8 @@ from sqlalchemy.orm import Session
 
 from stalwart.analysis.datasets.source import StoreExtract, read_store
 from stalwart.capture.audit import GENESIS_HASH, data_sha256
+from stalwart.capture.db import snapshot_connection
+from stalwart.capture.locks import lock_label, trial_lock
 from stalwart.capture.tables import (
     AuditHead,
     AuditRecord,
@@ -57,6 +58,9 @@ class Snapshot:
     events: pd.DataFrame
     taken_at: dt.datetime
     queries: pd.DataFrame
+    lock: str = ""
+    """The trial lock the snapshot was taken under, in words (``capture.locks.lock_label``:
+    its id, scope, cut-off, who and when), or ``no lock: live data``."""
 
     @property
     def name(self) -> str:
@@ -178,11 +182,10 @@ def _read(conn: Connection, expected: LoadedProtocol | None) -> Snapshot:
         sequence, head_hash = (head.sequence, head.hash) if head else (0, GENESIS_HASH)
         events = _events(session)
         queries = _queries(session)
-    # data_sha256 and read_store open a Session on what they are given; a Session bound to a
-    # Connection that is already in a transaction joins it, so both read this same snapshot
-    bound = cast(Engine, conn)
-    digest = data_sha256(bound)
-    extract = read_store(bound)
+        lock = lock_label(trial_lock(session))
+    # given the connection, data_sha256 and read_store read in its transaction: this snapshot
+    digest = data_sha256(conn)
+    extract = read_store(conn)
     return Snapshot(
         loaded=stored,
         data_sha256=digest,
@@ -192,6 +195,7 @@ def _read(conn: Connection, expected: LoadedProtocol | None) -> Snapshot:
         events=events,
         taken_at=dt.datetime.now(dt.UTC),
         queries=queries,
+        lock=lock,
     )
 
 
@@ -213,11 +217,8 @@ def take_snapshot(engine: Engine, expected: LoadedProtocol | None = None) -> Sna
         No participant has been randomized: there is nothing to report.
     """
     try:
-        with engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-            with conn.begin():
-                return _read(conn, expected)
+        with snapshot_connection(engine) as conn:
+            return _read(conn, expected)
     except SQLAlchemyError as exc:
         raise DatabaseError(
             f"cannot read the trial database: {type(exc).__name__}: {exc}; check that it is a "

@@ -142,6 +142,7 @@ def _stamp(snapshot: Snapshot, closed: bool, generated: dt.datetime) -> dict[str
         "software": f"stalwart {__version__}",
         "generated": generated.isoformat(timespec="seconds"),
         "cutoff": snapshot.cutoff.isoformat(),
+        "lock": snapshot.lock,
     }
 
 
@@ -152,6 +153,7 @@ def _provenance(snapshot: Snapshot, closed: bool, generated: dt.datetime) -> lis
         ("Data cut-off (latest date in the data)", snapshot.cutoff.isoformat()),
         ("Data snapshot (SHA-256 of the data)", snapshot.data_sha256),
         ("Audit chain head", f"record {snapshot.audit_sequence}, {snapshot.audit_head}"),
+        ("Data lock", snapshot.lock),
         ("Protocol", f"{study.id} version {study.version}"),
         ("Protocol SHA-256", snapshot.loaded.sha256),
         ("Software version", f"stalwart {__version__}"),

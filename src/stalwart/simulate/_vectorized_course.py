@@ -6,6 +6,9 @@ visits attended, background AEs and the disposition. The first-event day solves
 ``sum_{j<=d} h(j) >= Exp(1)`` in closed form: the daily hazard ``exp(-k * C_nat(j))`` is geometric
 in ``j`` while the natural CD4 path is above its floor and constant below it, so its cumulative
 sum and the inverse are exact expressions instead of model.py's cumulative sum over every day.
+Most participants have no event in follow-up: a bound on their hazard mass up to the horizon
+(:func:`~stalwart.simulate._vectorized_hazard.may_reach`) leaves them out before the exact
+solution, which then runs on the few kept (the same days; nothing reads a day after the horizon).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from numpy.typing import NDArray
 from stalwart.simulate._vectorized_hazard import (
     FAR,
     hazard_shape,
+    may_reach,
     merged_windows,
     next_event_in_windows,
 )
@@ -89,6 +93,8 @@ class Cohort:
         self.ae_grade = np.zeros((n, len(plan.ae_terms)), dtype=np.int8)
 
     def run(self) -> dict[str, np.ndarray]:
+        """The cohort's outputs by :func:`empty_outputs` key; in the outcomes mode those not
+        drawn (HIV RNA, AE grades) are left out: the empty outputs hold their values."""
         p, n, rng = self.p, self.n, self.rng
         if self.arm.dropout_rate > 0:
             scale = DAYS_PER_YEAR / self.arm.dropout_rate
@@ -109,14 +115,16 @@ class Cohort:
         labs = self._labs()
         self._background_aes()
         status, end = self._disposition(labs["visit_day"])
-        return {
+        out = {
             **labs,
             "first_oi_day": self.first_oi,
             "death_day": self.death,
             "status": status,
             "end_day": end,
-            "ae_max_grade": self.ae_grade,
         }
+        if not self.outcomes:  # grades are not drawn in the outcomes mode (empty_outputs' 0)
+            out["ae_max_grade"] = self.ae_grade
+        return out
 
     # -- opportunistic events and death ------------------------------------------------------------
     def _clinical_events(self, intends: BoolArray) -> None:
@@ -132,34 +140,73 @@ class Cohort:
                 first, last = il2_excess_window(p, cycle.il2_days.tolist())
                 self.window_lo[:, k] = np.where(intends[:, k], first, np.inf)
                 self.window_hi[:, k] = np.where(intends[:, k], last, -np.inf)
-        h = hazard_shape(p, x["cd4"], x["decline"])
         ratio = p.il2_event_hazard_ratio.value
-        lo, hi = merged_windows(self.window_lo, self.window_hi)
-        ones = np.ones(self.n)
-        e = rng.standard_exponential(self.n)
-        day = next_event_in_windows(h, scale, ones, e, lo, hi, ratio)
-        who = np.flatnonzero(day <= self.horizon)
-        day = day[who]
-        self.last_event[who] = day
-        dies = rng.random(len(who)) < p.first_event_death_probability.value
-        self.death[who[dies]] = day[dies]
-        who, day = who[~dies], day[~dies]
-        self.first_oi[who] = day
-        self._maybe_stop(who, day)
-        later = p.later_event_hazard_ratio.value
+        # the largest multiplier of a participant's daily hazard: the IL-2 hazard ratio on the
+        # days of an exposure window (a later stop only removes windows), else 1
+        exposed = np.isfinite(self.window_lo).any(axis=1)
+        self.factor = np.where(exposed, max(ratio, 1.0), 1.0)
+        who = np.arange(self.n)
+        day = np.zeros(self.n)
+        later = 1.0
+        first = True
         while len(who):
-            lo, hi = merged_windows(self.window_lo[who], self.window_hi[who])
             e = rng.standard_exponential(len(who))
-            day = next_event_in_windows(
-                h.take(who), scale[who] * later, day + 1.0, e, lo, hi, ratio
-            )
+            day = self._next_event(scale, who, day + 1.0, e, ratio, later)
             hit = day <= self.horizon[who]
             who, day = who[hit], day[hit]
             self.last_event[who] = day
-            dies = rng.random(len(who)) < p.later_event_death_probability.value
+            death = (
+                p.first_event_death_probability.value
+                if first
+                else p.later_event_death_probability.value
+            )
+            dies = rng.random(len(who)) < death
             self.death[who[dies]] = day[dies]
             who, day = who[~dies], day[~dies]
+            if first:
+                self.first_oi[who] = day
             self._maybe_stop(who, day)
+            later, first = p.later_event_hazard_ratio.value, False
+
+    def _next_event(
+        self,
+        scale: FloatArray,
+        who: IntArray,
+        start: FloatArray,
+        e: FloatArray,
+        ratio: float,
+        later: float,
+    ) -> FloatArray:
+        """Next event day of participants ``who`` from ``start`` (inf: none by the horizon).
+
+        Only the rows that may reach their horizon (:func:`may_reach`) are solved, their hazard
+        shape computed for them alone: the others' days would be after it, and nothing reads a
+        day after the horizon.
+        """
+        x = self.x
+        whole = who.size == self.n
+        rate = scale * later if whole else scale[who] * later
+        near = np.flatnonzero(
+            may_reach(
+                self.p,
+                x["cd4"] if whole else x["cd4"][who],
+                x["decline"] if whole else x["decline"][who],
+                rate,
+                start,
+                e,
+                self.horizon[who],
+                self.factor[who],
+            )
+        )
+        day = np.full(len(who), np.inf)
+        rows = who[near]
+        h = hazard_shape(self.p, x["cd4"][rows], x["decline"][rows])
+        lo, hi = merged_windows(self.window_lo[rows], self.window_hi[rows])
+        used = (lo <= hi).any(axis=0)  # a window empty in every row adds nothing: left out
+        day[near] = next_event_in_windows(
+            h, rate[near], start[near], e[near], lo[:, used], hi[:, used], ratio
+        )
+        return day
 
     def _maybe_stop(self, who: IntArray, day: FloatArray) -> None:
         """After an opportunistic event, treatment stops (once) with its probability."""
@@ -267,9 +314,13 @@ class Cohort:
         stop = self.stop[who][:, None]
         take = p.administration_taken_probability.value
         if len(cycle.il2_days):
-            days = cycle.il2_days[None, :]
-            allowed = (days <= last) & (days <= withhold[:, None]) & (days < stop)
-            given = rng.binomial(cycle.il2_per_day * allowed.sum(axis=1), take)
+            # IL-2 days allowed: on or before the last day and the withholding, before the stop
+            il2_days = np.sort(cycle.il2_days).astype(np.float64)
+            n_allowed = np.minimum(
+                np.searchsorted(il2_days, np.minimum(self.last_day[who], withhold), side="right"),
+                np.searchsorted(il2_days, self.stop[who], side="left"),
+            )
+            given = rng.binomial(cycle.il2_per_day * n_allowed, take)
             self.fraction[who, k] = given / (cycle.il2_per_day * len(cycle.il2_days))
         position = np.searchsorted(cycle.dose_days, self.last_day[who], side="right") - 1
         recorded = position >= 0
@@ -319,13 +370,8 @@ class Cohort:
         other = np.broadcast_to(x["other"][:, None], t.shape)
         cd4, _ = measured_cd4(p, cd4_true, other, rng.standard_normal((2, *t.shape)))
         recorded = np.where(seen, np.rint(np.minimum(cd4, plan.cd4_max)), np.nan)
-        if self.outcomes:  # HIV RNA is not drawn in the outcomes mode
-            return {
-                "cd4": recorded,
-                "visit_day": np.where(seen, t, -1).astype(np.int16),
-                "log10_hiv_rna": np.full(t.shape, np.nan),
-                "hiv_rna_below_limit": np.zeros(t.shape, dtype=bool),
-            }
+        if self.outcomes:  # HIV RNA is not drawn: its outputs keep empty_outputs' NaN/False
+            return {"cd4": recorded, "visit_day": np.where(seen, t, -1).astype(np.int16)}
         suppression = self._art_suppression(t)
         log_rna = measured_log10_hiv_rna(
             p,

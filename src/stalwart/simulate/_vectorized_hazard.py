@@ -20,7 +20,15 @@ from stalwart.simulate._vectorized_plan import BoolArray, IntArray
 from stalwart.simulate.equations import DAYS_PER_YEAR, FloatArray, event_hazard_slope
 from stalwart.simulate.parameters import ModelParameters
 
-__all__ = ["FAR", "Hazard", "hazard_shape", "merged_windows", "next_event", "next_event_in_windows"]
+__all__ = [
+    "FAR",
+    "Hazard",
+    "hazard_shape",
+    "may_reach",
+    "merged_windows",
+    "next_event",
+    "next_event_in_windows",
+]
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,38 @@ def next_event(
     day = np.where(in_first, np.minimum(day, switch - 1.0), day)
     day = np.where(split & ~in_first, np.maximum(day, switch), day)
     out: FloatArray = np.maximum(day, start)
+    return out
+
+
+def may_reach(
+    params: ModelParameters,
+    cd4: FloatArray,
+    decline: FloatArray,
+    scale: FloatArray,
+    start: FloatArray,
+    exponential: FloatArray,
+    horizon: FloatArray,
+    factor: FloatArray,
+) -> BoolArray:
+    """Rows whose next event (:func:`next_event_in_windows`) may fall on or before ``horizon``.
+
+    A bound, not the answer, from the latent CD4 and decline alone: the daily hazard
+    ``exp(-k * C_nat(j))`` is monotone in ``j`` (the natural path is linear, then flat at the
+    floor), so the mass from ``start`` to ``horizon`` is at most the number of days times the
+    larger end value, times ``factor`` (the largest multiplier on any of those days: the IL-2
+    hazard ratio where the row has an exposure window, else 1), with a margin far above
+    rounding. A row left out cannot have its event by ``horizon``; a row kept is then solved
+    exactly, so solving only the rows kept gives the same days (most participants have no event
+    in follow-up, and the exact solution costs one inversion per window).
+    """
+    kappa = event_hazard_slope(params)
+    floor = params.cd4_floor.value
+    delta = decline / DAYS_PER_YEAR
+    lowest = np.maximum(np.minimum(cd4 - delta * start, cd4 - delta * horizon), floor)
+    days = np.maximum(horizon - start + 1.0, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        bound = factor * days * np.exp(-kappa * lowest) * 1.001
+        out: BoolArray = ~(exponential / scale > bound)  # NaN keeps the row
     return out
 
 

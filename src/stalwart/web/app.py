@@ -39,6 +39,7 @@ from stalwart.web.routes import (
     accounts,
     auth,
     deviations,
+    monitoring,
     oversight,
     participants,
     reports,
@@ -140,6 +141,7 @@ def create_app(
     app.include_router(participants.router)
     app.include_router(oversight.router)
     app.include_router(deviations.router)
+    app.include_router(monitoring.router)
     app.include_router(reports.router)
     app.include_router(pages.router)
     install_docs(app)

@@ -28,9 +28,11 @@ from starlette.responses import Response
 from stalwart.errors import (
     AccessDeniedError,
     AllocationExhaustedError,
+    AllocationKeyError,
     AuthenticationError,
     ConflictError,
     DatabaseError,
+    DataLockedError,
     EligibilityError,
     FieldErrors,
     LoginThrottledError,
@@ -93,10 +95,12 @@ _STATUS: list[tuple[type[StalwartError], int]] = [
     (AccessDeniedError, 403),
     (NotFoundError, 404),
     (PreconditionFailedError, 412),
+    (DataLockedError, 423),
     (ConflictError, 409),
     (AllocationExhaustedError, 409),
     (ValidationError, 422),
     (DatabaseError, 503),
+    (AllocationKeyError, 503),
 ]
 
 
@@ -119,6 +123,8 @@ def error_body(exc: StalwartError) -> dict[str, Any]:
         body["reasons"] = list(exc.reasons)
     if isinstance(exc, StaleVersionError):
         body |= {"version": exc.version, "current_version": exc.current, "changes": exc.changes}
+    if isinstance(exc, DataLockedError):
+        body["lock"] = {"id": exc.lock_id, "scope": exc.scope, "cutoff": exc.cutoff}
     return {"error": body}
 
 

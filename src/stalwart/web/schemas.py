@@ -41,6 +41,10 @@ __all__ = [
     "DispositionCreate",
     "DoseDayIn",
     "DoseLogCreate",
+    "FieldChangePublic",
+    "LockCreate",
+    "LockPublic",
+    "LockRelease",
     "MissedVisitCreate",
     "PasswordChange",
     "PasswordReset",
@@ -54,8 +58,11 @@ __all__ = [
     "ScreeningCreate",
     "ScreeningPublic",
     "SignatureCreate",
+    "SourceVerificationCreate",
     "TokenCreate",
     "TokenPublic",
+    "TrailEntryPublic",
+    "TrailPublic",
     "UnscheduledVisitCreate",
     "UserCreate",
     "Version",
@@ -436,3 +443,77 @@ class AuditEntryPublic(BaseModel):
     record_id: int
     data: dict[str, object]
     reason: str | None
+
+
+class SourceVerificationCreate(_In):
+    """A monitor's source data verification of a visit's form, with an optional note."""
+
+    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None = None
+
+
+class LockCreate(_In):
+    """A data lock: its scope (``participant`` names ``usubjid``, ``site`` names ``site``,
+    ``trial`` neither), an optional cut-off date (only data dated on or before it is locked),
+    and the reason."""
+
+    scope: Literal["participant", "site", "trial"]
+    usubjid: Code | None = None
+    site: Code | None = None
+    cutoff: dt.date | None = None
+    reason: Text
+
+
+class LockRelease(_In):
+    """Why a lock is lifted (required: what must change, and why)."""
+
+    reason: Text
+
+
+class LockPublic(BaseModel):
+    """A data lock, in force or lifted, with who, when and why."""
+
+    id: int
+    scope: str
+    usubjid: str | None
+    site: str | None
+    cutoff: dt.date | None
+    reason: str
+    locked_by: str
+    locked_at: str
+    active: bool
+    unlocked_by: str | None
+    unlocked_at: str | None
+    unlock_reason: str | None
+    label: str
+
+
+class FieldChangePublic(BaseModel):
+    """One field of a write: its label, the value before (null: none) and after."""
+
+    field: str
+    old: str | None
+    new: str | None
+
+
+class TrailEntryPublic(BaseModel):
+    """One write of a record as people read it."""
+
+    when: str
+    who: str
+    form: str
+    action: str
+    changes: list[FieldChangePublic]
+    reason: str | None
+
+
+class TrailPublic(BaseModel):
+    """The readable audit trail of a participant or of a visit's form (``visit_code`` set),
+    with when the form was first saved and last changed, and by whom."""
+
+    usubjid: str
+    visit_code: str | None = None
+    saved_at: str | None = None
+    saved_by: str | None = None
+    changed_at: str | None = None
+    changed_by: str | None = None
+    entries: list[TrailEntryPublic]

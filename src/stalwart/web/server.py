@@ -12,7 +12,7 @@ import os
 from fastapi import FastAPI
 
 from stalwart.capture.db import DATABASE_URL_ENV, open_engine
-from stalwart.capture.sealing import load_allocation_key
+from stalwart.capture.sealing import ALLOCATION_KEY_ENV, load_allocation_key
 from stalwart.capture.service import CaptureService
 from stalwart.errors import ConfigurationError
 
@@ -36,10 +36,6 @@ lengthen that queue: the lock holder waits for a core while the others wait for 
 With 4 per worker a request beyond them waits in the worker for a free connection, which costs
 nothing; ``benchmarks/api_load.py --pool-size`` measures other choices.
 """
-
-ALLOCATION_KEY_ENV = "STALWART_ALLOCATION_KEY"
-"""Environment variable through which ``stalwart serve --allocation-key`` names the key (its
-file, or env:NAME) to each worker."""
 
 POOL_SIZE_ENV = "STALWART_POOL_SIZE"
 """Environment variable through which ``stalwart serve --pool-size`` reaches each worker."""

@@ -166,6 +166,12 @@ def test_bad_shapes_and_options_are_clear_errors() -> None:
         )
     with pytest.raises(AnalysisError, match="non-negative"):
         event_times([[-1.0, 2.0]], [[True, True]], [[True, False]], [[True, True]])
+    for bad in (np.nan, np.inf):
+        with pytest.raises(AnalysisError, match="finite"):
+            event_times([[bad, 2.0]], [[True, True]], [[True, False]], [[True, True]])
+    # a participant not analysed may hold anything
+    times = event_times([[np.nan, 2.0, 3.0]], [[True] * 3], [[True, False, True]], [[0, 1, 1]])
+    assert times.total_events.tolist() == [2.0]
     with pytest.raises(AnalysisError, match="differ"):
         batched_ancova(
             np.ones((1, 4)), np.zeros((1, 4), int), np.ones((1, 4)), np.ones((1, 4)), 0, 0
@@ -207,3 +213,24 @@ def test_firth_is_finite_where_cox_is_infinite() -> None:
         ref = firth_cox(time[r], event[r].astype(float), treated[r].astype(float), ties="efron")
         assert firth[r] == pytest.approx(ref.hazard_ratio[0], rel=1e-6)
     assert 5 < firth[1] < firth[0] < 100
+
+
+def test_efron_terms_of_some_replicates_are_those_of_all(data: ReplicateData) -> None:
+    """The Newton loops compute the likelihood terms of the replicates still iterating only:
+    their values are the very same floats as when every replicate is computed."""
+    from stalwart.analysis.kernels.batched.survival import _EfronTerms
+
+    time, event = data.time_to_event()
+    arm = data.arm.astype(np.int64)
+    times = event_times(time, event, arm > 0, np.ones(arm.shape, dtype=bool))
+    terms = _EfronTerms(times, np.ones(times.replicate.size, dtype=bool), True)
+    rng = np.random.default_rng(2)
+    beta = rng.normal(0.0, 1.0, data.n_replicates)
+    only = rng.random(data.n_replicates) < 0.3
+    for every, some in zip(terms(beta), terms(beta, only), strict=True):
+        np.testing.assert_array_equal(every[only], some[only])
+    fewer = only & (rng.random(data.n_replicates) < 0.5)  # cut from the kept restriction
+    for every, some in zip(terms(beta), terms(beta, fewer), strict=True):
+        np.testing.assert_array_equal(every[fewer], some[fewer])
+    slope = terms.information_slope(beta, only)
+    np.testing.assert_array_equal(terms.information_slope(beta)[only], slope[only])

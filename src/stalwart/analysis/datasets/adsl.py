@@ -80,7 +80,7 @@ def derive_adsl(protocol: Protocol, extract: StoreExtract) -> pd.DataFrame:
         {
             "STUDYID": protocol.study.id,
             "USUBJID": p["usubjid"],
-            "SUBJID": p["usubjid"].str.rsplit("-", n=1).str[-1],
+            "SUBJID": p["usubjid"].str.removeprefix(f"{protocol.study.id}-"),  # as DM: site-number
             "SITEID": p["site"],
             "COUNTRY": p["country"],
             "SCRNUM": p["screening_number"],

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
+from stalwart.capture.db import snapshot_connection
 from stalwart.capture.deviations import DEVIATION_COLUMNS, deviation_rows
 from stalwart.capture.tables import (
     AdverseEvent,
@@ -66,9 +67,11 @@ def _frame(session: Session, stmt: sa.Executable) -> pd.DataFrame:
     return pd.DataFrame.from_records(list(result), columns=list(result.keys()))
 
 
-def read_store(engine: Engine) -> StoreExtract:
-    """Read every captured fact needed by the analysis, in a stable order."""
-    with Session(engine) as s:
+def read_store(engine: Engine | Connection) -> StoreExtract:
+    """Read every captured fact needed by the analysis, in a stable order, from one snapshot of
+    the store (``snapshot_connection``: writes may go on meanwhile; given a connection, its
+    transaction is the snapshot)."""
+    with snapshot_connection(engine) as conn, Session(bind=conn) as s:
         screening = _frame(
             s,
             sa.select(
@@ -174,9 +177,10 @@ def read_store(engine: Engine) -> StoreExtract:
             .join(Participant, Participant.id == Disposition.participant_id)
             .order_by(Participant.usubjid),
         )
-    # deviation_rows opens its own Session on ``engine``: given a Connection in a transaction
-    # (a report's snapshot), it reads in that same transaction
-    deviations = pd.DataFrame.from_records(deviation_rows(engine), columns=list(DEVIATION_COLUMNS))
+        # deviation_rows opens a Session on the connection: it joins the same snapshot
+        deviations = pd.DataFrame.from_records(
+            deviation_rows(conn), columns=list(DEVIATION_COLUMNS)
+        )
     return StoreExtract(
         screening,
         participants,

@@ -15,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg, optimize, stats
+from scipy import linalg
 
 from stalwart.analysis.kernels._cox_likelihood import FloatArray
+from stalwart.analysis.kernels._distributions import chi2_ppf
 
 __all__ = [
     "MAX_HALVINGS",
@@ -178,6 +179,8 @@ def _profile_limit(
             return direction * math.inf
         inner, step = outer, 2.0 * step
     low, high = min(inner, outer), max(inner, outer)
+    from scipy import optimize  # only for profile limits
+
     root: float = optimize.brentq(excess, low, high, xtol=_PROFILE_XTOL, rtol=1e-14)
     return root
 
@@ -186,7 +189,7 @@ def profile_interval(
     objective: Objective, beta_hat: FloatArray, value_hat: float, se: FloatArray, alpha: float
 ) -> tuple[FloatArray, FloatArray]:
     """Profile limits of every coefficient (standardized scale)."""
-    critical = float(stats.chi2.ppf(1.0 - alpha, 1))
+    critical = float(chi2_ppf(1.0 - alpha, 1))
     low = np.empty(beta_hat.size)
     high = np.empty(beta_hat.size)
     for j in range(beta_hat.size):

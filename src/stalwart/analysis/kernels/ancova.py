@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import linalg, stats
+from scipy import linalg
 
+from stalwart.analysis.kernels._distributions import t_ppf, t_sf
 from stalwart.errors import AnalysisError
 from stalwart.jsonable import jsonable
 
@@ -234,7 +235,7 @@ def ancova(
     difference = float(contrast @ coef)
     se = math.sqrt(float(contrast @ covariance @ contrast))
     statistic = difference / se if se > 0.0 else math.nan
-    quantile = float(stats.t.ppf(1.0 - alpha / 2.0, df))
+    quantile = float(t_ppf(1.0 - alpha / 2.0, df))
     return AncovaResult(
         difference=difference,
         se=se,
@@ -242,7 +243,7 @@ def ancova(
         statistic=statistic,
         ci_low=difference - quantile * se,
         ci_high=difference + quantile * se,
-        p_value=float(2.0 * stats.t.sf(abs(statistic), df)),
+        p_value=float(2.0 * t_sf(abs(statistic), df)),
         levels=tuple(level_list),
         adjusted_means=np.array(coef[:k], dtype=np.float64),
         adjusted_means_se=np.sqrt(np.diag(covariance)[:k]),

@@ -23,7 +23,6 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
 from stalwart.analysis.kernels._cox_likelihood import (
     CoxDesign,
@@ -41,6 +40,7 @@ from stalwart.analysis.kernels._cox_maximize import (
     profile_interval,
     singular_columns,
 )
+from stalwart.analysis.kernels._distributions import chi2_sf, norm_ppf, norm_sf
 from stalwart.errors import AnalysisError
 from stalwart.jsonable import jsonable
 
@@ -191,7 +191,7 @@ def _newton(
 
 
 def _chi2_test(statistic: float, df: int) -> tuple[float, float]:
-    return statistic, float(stats.chi2.sf(statistic, df)) if math.isfinite(statistic) else math.nan
+    return statistic, float(chi2_sf(statistic, df)) if math.isfinite(statistic) else math.nan
 
 
 def _quadratic(matrix: FloatArray, vector: FloatArray) -> float:
@@ -350,7 +350,7 @@ def _result(
     variance = var_z / np.outer(scale, scale)
     se = np.sqrt(np.diag(variance))
     naive_se = np.sqrt(np.diag(naive_z)) / scale
-    zq = float(stats.norm.ppf(1.0 - alpha / 2.0))
+    zq = float(norm_ppf(1.0 - alpha / 2.0))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         z = coef / se
         ci_low = np.exp(coef - zq * se)
@@ -373,7 +373,7 @@ def _result(
         ci_low=ci_low,
         ci_high=ci_high,
         z=z,
-        p_value=2.0 * stats.norm.sf(np.abs(z)),
+        p_value=2.0 * norm_sf(np.abs(z)),
         variance=variance,
         loglik_null=loglik_null,
         loglik=fit.loglik,

@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
+from stalwart.analysis.kernels._distributions import norm_ppf
 from stalwart.errors import AnalysisError
 from stalwart.jsonable import jsonable
 
@@ -175,7 +175,7 @@ def _loglog_limits(
     surv: FloatArray, se_log: FloatArray, alpha: float
 ) -> tuple[FloatArray, FloatArray]:
     """R ``survfit_confint(conf.type = "log-log")``; NaN where ``S`` is 0 or 1."""
-    z = float(stats.norm.ppf(1.0 - alpha / 2.0))
+    z = float(norm_ppf(1.0 - alpha / 2.0))
     ok = (surv > 0.0) & (surv < 1.0)
     xx = np.where(ok, surv, 0.5)
     log_s = np.log(xx)
@@ -192,7 +192,7 @@ def _confidence_limits(
     """R ``survfit_confint(surv, std.err, logse = TRUE, conf.type)`` with the upper cap at 1."""
     if conf_type == "log-log":
         return _loglog_limits(surv, se_log, alpha)
-    z = float(stats.norm.ppf(1.0 - alpha / 2.0))
+    z = float(norm_ppf(1.0 - alpha / 2.0))
     with np.errstate(invalid="ignore", over="ignore"):
         if conf_type == "log":
             positive = surv > 0.0

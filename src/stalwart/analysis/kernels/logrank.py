@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import linalg, stats
+from scipy import linalg
 
+from stalwart.analysis.kernels._distributions import chi2_sf
 from stalwart.errors import AnalysisError
 from stalwart.jsonable import jsonable
 
@@ -187,7 +188,7 @@ def logrank_test(
         variance=variance,
         chi2=chi2,
         df=df,
-        p_value=float(stats.chi2.sf(chi2, df)) if df > 0 else math.nan,
+        p_value=float(chi2_sf(chi2, df)) if df > 0 else math.nan,
         n_strata=n_strata,
     )
 

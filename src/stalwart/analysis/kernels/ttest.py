@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
+from stalwart.analysis.kernels._distributions import t_ppf, t_sf
 from stalwart.errors import AnalysisError
 
 __all__ = ["TwoSampleResult", "pooled_ttest", "welch_df", "welch_ttest"]
@@ -107,8 +107,8 @@ def _finish(
     if not se > 10.0 * np.finfo(np.float64).eps * max(abs(mean_x), abs(mean_y)):
         raise AnalysisError("data are essentially constant; the t statistic is undefined")
     statistic = difference / se
-    quantile = float(stats.t.ppf(1.0 - alpha / 2.0, df))
-    p_value = float(2.0 * stats.t.sf(abs(statistic), df))
+    quantile = float(t_ppf(1.0 - alpha / 2.0, df))
+    p_value = float(2.0 * t_sf(abs(statistic), df))
     return TwoSampleResult(
         difference=difference,
         se=se,

@@ -17,6 +17,7 @@ from stalwart.web.pages import (
     doses,
     events,
     lists,
+    monitoring,
     queries,
     reviews,
     screening,
@@ -26,7 +27,19 @@ from stalwart.web.pages import (
 
 __all__ = ["FAMILIES", "router"]
 
-FAMILIES = (auth, accounts, lists, screening, visits, visit_forms, doses, events, queries, reviews)
+FAMILIES = (
+    auth,
+    accounts,
+    lists,
+    screening,
+    visits,
+    visit_forms,
+    doses,
+    events,
+    queries,
+    reviews,
+    monitoring,
+)
 """The page modules, each with its own ``router`` (the access tests walk their routes)."""
 
 router = APIRouter(include_in_schema=False)

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from stalwart.capture.access import Actor
 from stalwart.capture.access import Permission as P
 from stalwart.capture.service import CaptureService
-from stalwart.errors import StalwartError
+from stalwart.errors import AllocationKeyError, StalwartError
 from stalwart.web.calls import randomize_after_consent, screening_view
 from stalwart.web.deps import Run, WebSession
 from stalwart.web.errors import status_of
@@ -209,6 +209,7 @@ async def randomize(
     if labs:  # the study-entry visit, saved with the randomization
         given["entry_labs"] = labs
     body, errors = read_form(RandomizationCreate, given, _entry_field)
+    unavailable = False
     if body is not None:
         try:
             allocation = await run(randomize_after_consent, body, service, session.actor)
@@ -218,5 +219,9 @@ async def randomize(
         except StalwartError as exc:
             known = ["randomization_date", "consent_date", *(f"LAB.{n}" for n in names)]
             errors = field_errors(exc, known) or {"randomization_date": str(exc)}
+            unavailable = isinstance(exc, AllocationKeyError)
     shown = {k: v for k, v in values.items() if k == "randomization_date" or k.startswith("LAB.")}
-    return await _randomize_form(request, session, run, number, errors, shown, site)
+    page = await _randomize_form(request, session, run, number, errors, shown, site)
+    if unavailable:  # the server cannot randomize (no allocation key): the form says why, 503
+        page.status_code = 503
+    return page

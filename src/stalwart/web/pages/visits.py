@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from stalwart.capture.access import Actor
 from stalwart.capture.access import Permission as P
+from stalwart.capture.audit_trail import unit_text
 from stalwart.capture.records import CalendarEntry, VisitRecord
 from stalwart.capture.service import CaptureService
 from stalwart.errors import (
@@ -82,6 +83,7 @@ def participant(usubjid: str, request: Request, session: PageSession) -> HTMLRes
         arm_name=service.protocol.arm(arm).name if arm else "",
         deviations=service.deviations.list(session.actor, usubjid=usubjid),
         open_queries=_open_by_visit(service, session.actor, usubjid),
+        lock=service.locks.of_participant(usubjid, session.actor),
         message=message,
     )
 
@@ -129,6 +131,7 @@ def _visit_page(
     for q in queries:
         if q.status != "CLOSED":
             open_fields[q.field] = open_fields.get(q.field, 0) + 1
+    context |= _monitoring(service, session.actor, usubjid, planned, record)
     return render(
         request,
         "visit.html.j2",
@@ -147,6 +150,31 @@ def _visit_page(
         + [("visit_date", "Visit date")],
         **context,
     )
+
+
+def _monitoring(
+    service: CaptureService,
+    actor: Actor,
+    usubjid: str,
+    planned: CalendarEntry,
+    record: VisitRecord | None,
+) -> dict[str, Any]:
+    """What the visit's banner says besides its values: when the form was saved and by whom,
+    its standing source verification, and the lock covering it (``capture.locks``)."""
+    day = record.visit_date if record else None
+    lock = service.locks.of_participant(usubjid, actor, day)
+    if record is None:
+        return {"lock": lock, "saved": None, "verification": None, "unit_text": unit_text}
+    verification = next(
+        (
+            v
+            for v in service.verifications.of_participant(usubjid, actor)
+            if v.visit_code == planned.code and v.valid
+        ),
+        None,
+    )
+    saved = service.trails.saved(usubjid, planned.code, actor)
+    return {"lock": lock, "saved": saved, "verification": verification, "unit_text": unit_text}
 
 
 def render_visit(
@@ -319,9 +347,12 @@ async def sign_visit(
 
 @router.get("/participants/{usubjid}/visits/{code}/audit")
 def visit_audit(usubjid: str, code: str, request: Request, session: PageSession) -> HTMLResponse:
-    """The audit trail of the visit, its results and signatures."""
+    """The visit's form's audit trail as people read it: each field's label, its value before
+    and after, who, when and why (``capture.audit_trail``)."""
+    service = service_of(request)
     try:
-        entries = service_of(request).records.visit_audit_trail(usubjid, code, session.actor)
+        entries = service.trails.visit(usubjid, code, session.actor)
+        saved = service.trails.saved(usubjid, code, session.actor)
     except StalwartError as exc:
         return refused(request, session, exc)
     return render(
@@ -330,5 +361,7 @@ def visit_audit(usubjid: str, code: str, request: Request, session: PageSession)
         f"Audit trail: {usubjid} {code}",
         session,
         entries=entries,
+        saved=saved,
         back=f"/participants/{usubjid}/visits/{code}",
+        back_label=f"the visit {code}",
     )

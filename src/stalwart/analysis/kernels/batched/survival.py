@@ -92,8 +92,9 @@ def event_times(
     g = bool_matrix(treated, "treated")
     inc = bool_matrix(include, "include")
     check_same_shape(t.shape, event=e, treated=g, include=inc)
-    kept_t = t[inc]
-    if not np.all(np.isfinite(kept_t)) or np.any(kept_t < 0):
+    with np.errstate(invalid="ignore"):
+        valid = t >= 0.0  # false for NaN
+    if np.any(inc & ~(valid & np.isfinite(t))):  # no copy of the included times
         raise AnalysisError("time must be finite and non-negative for included participants")
     r, n = t.shape
     ev = e & inc
@@ -284,7 +285,7 @@ def batched_cox(
             if not trial.any():
                 break
             candidate = np.where(trial, beta + step, beta)
-            ll, u, i = terms(candidate)
+            ll, u, i = terms(candidate, trial)  # only the trial replicates' values are read
             close = np.abs(ll - loglik) <= tol * np.abs(loglik)
             good = trial & np.isfinite(ll) & ((ll >= loglik) | close)
             new_beta = np.where(good, candidate, new_beta)
@@ -363,14 +364,55 @@ class _EfronTerms:
             every = np.arange(self.d.size)
             self.levels.append((every, np.zeros(every.size), self.d))
         self.d1_total = np.bincount(self.replicate, weights=self.d1, minlength=self.r)
+        self._restricted: list[
+            tuple[BoolArray, int, list[tuple[npt.NDArray[np.intp], FloatArray, FloatArray]]]
+        ] = []
 
-    def __call__(self, beta: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-        w = np.exp(beta)[self.replicate]
+    def _levels(
+        self, only: BoolArray | None
+    ) -> list[tuple[npt.NDArray[np.intp], FloatArray, FloatArray]]:
+        """The tie levels restricted to the rows of the replicates ``only`` (all: None).
+
+        The Newton loops ask for shrinking sets of replicates, so the last few restrictions are
+        kept and a new one is cut from the smallest kept set that holds it, not from all rows.
+        """
+        if only is None or only.all():
+            return self.levels
+        source, size = self.levels, self.r + 1
+        for mask, kept, levels in self._restricted:  # the smallest kept set holding ``only``
+            if kept < size and not np.any(only & ~mask):
+                source, size = levels, kept
+        out = []
+        for where, frac, count in source:
+            keep = only[self.replicate[where]]
+            out.append((where[keep], frac[keep], count[keep]))
+        self._restricted = [*self._restricted[-7:], (only.copy(), int(only.sum()), out)]
+        return out
+
+    def _sum(self, rows: FloatArray, every: npt.NDArray[np.intp] | None) -> FloatArray:
+        """Per replicate sum of per-row values, over the rows ``every`` (ascending: all the rows
+        of the replicates computed; None: all rows). Each replicate's rows are added in the same
+        order either way, so its sum is the same float."""
+        if every is None:
+            sums = np.bincount(self.replicate, weights=rows, minlength=self.r)
+        else:
+            sums = np.bincount(self.replicate[every], weights=rows[every], minlength=self.r)
+        out: FloatArray = sums.astype(np.float64)
+        return out
+
+    def __call__(
+        self, beta: FloatArray, only: BoolArray | None = None
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Log partial likelihood, score and information at ``beta``; with ``only`` (a mask of
+        replicates) the others' entries are not computed (zeros: meaningless). A replicate's
+        values do not depend on the others: the same sums, in the same order, either way."""
+        w = np.exp(beta)
         ll_rows = np.zeros(self.d.size)
         u_rows = np.zeros(self.d.size)
         i_rows = np.zeros(self.d.size)
-        for where, frac, count in self.levels:
-            wl = w[where]
+        levels = self._levels(only)
+        for where, frac, count in levels:
+            wl = w[self.replicate[where]]
             s = self.n0[where] + self.n1[where] * wl - frac * (self.d0[where] + self.d1[where] * wl)
             a = wl * (self.n1[where] - frac * self.d1[where])
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -378,23 +420,23 @@ class _EfronTerms:
                 ll_rows[where] -= count * np.log(s)
             u_rows[where] -= count * share
             i_rows[where] += count * share * (1.0 - share)
-        sums: list[FloatArray] = [
-            np.bincount(self.replicate, weights=rows, minlength=self.r).astype(np.float64)
-            for rows in (ll_rows, u_rows, i_rows)
-        ]
+        every = None if levels is self.levels else levels[0][0]  # level 0: every row
+        sums = [self._sum(rows, every) for rows in (ll_rows, u_rows, i_rows)]
         return self.d1_total * beta + sums[0], self.d1_total + sums[1], sums[2]
 
-    def information_slope(self, beta: FloatArray) -> FloatArray:
-        """``dI/dbeta`` per replicate: ``sum_l p_l (1 - p_l) (1 - 2 p_l)``, ``p_l = A_l / S_l``."""
-        w = np.exp(beta)[self.replicate]
+    def information_slope(self, beta: FloatArray, only: BoolArray | None = None) -> FloatArray:
+        """``dI/dbeta`` per replicate: ``sum_l p_l (1 - p_l) (1 - 2 p_l)``, ``p_l = A_l / S_l``
+        (``only``: as for the call)."""
+        w = np.exp(beta)
         rows = np.zeros(self.d.size)
-        for where, frac, count in self.levels:
-            wl = w[where]
+        levels = self._levels(only)
+        for where, frac, count in levels:
+            wl = w[self.replicate[where]]
             s = self.n0[where] + self.n1[where] * wl - frac * (self.d0[where] + self.d1[where] * wl)
             with np.errstate(divide="ignore", invalid="ignore"):
                 share = wl * (self.n1[where] - frac * self.d1[where]) / s
             rows[where] += count * share * (1.0 - share) * (1.0 - 2.0 * share)
-        return np.bincount(self.replicate, weights=rows, minlength=self.r).astype(np.float64)
+        return self._sum(rows, None if levels is self.levels else levels[0][0])
 
 
 def batched_firth_hazard_ratio(
@@ -429,12 +471,12 @@ def batched_firth_hazard_ratio(
         for _ in range(max_iter):
             if not active.any():
                 break
-            modified = score + 0.5 * terms.information_slope(beta) / info
+            modified = score + 0.5 * terms.information_slope(beta, active) / info
             step = np.clip(np.where(active, modified / np.where(info > 0, info, 1.0), 0.0), -1, 1)
             trial = active.copy()
             for _ in range(MAX_HALVINGS):
                 candidate = np.where(trial, beta + step, beta)
-                ll, u, i = terms(candidate)
+                ll, u, i = terms(candidate, trial)  # only the trial replicates' values are read
                 new_value = ll + 0.5 * np.log(i)
                 good = trial & np.isfinite(new_value) & (new_value >= value - 1e-12 * np.abs(value))
                 beta = np.where(good, candidate, beta)
