@@ -35,6 +35,7 @@ run on (``lock_label``), or say that they ran on live data.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -153,30 +154,43 @@ def _view(lock: DataLock, usubjid: str | None, site: str | None) -> LockView:
     )
 
 
+@functools.cache
+def _covering_statement(of_participant: bool, dated: bool) -> sa.Select[DataLock, str, str]:
+    """The read of ``_covering``, built once per shape (every form of every participant runs
+    it: its construction costs more than its run)."""
+    scope = [
+        DataLock.scope == LockScope.TRIAL.value,
+        sa.and_(
+            DataLock.scope == LockScope.SITE.value, DataLock.site_id == sa.bindparam("site_id")
+        ),
+    ]
+    if of_participant:
+        scope.append(
+            sa.and_(
+                DataLock.scope == LockScope.PARTICIPANT.value,
+                DataLock.participant_id == sa.bindparam("participant_id"),
+            )
+        )
+    cutoff = (
+        sa.or_(DataLock.cutoff.is_(None), DataLock.cutoff >= sa.bindparam("on_date"))
+        if dated
+        else DataLock.cutoff.is_(None)
+    )
+    return _VIEW.where(DataLock.active.is_(True), sa.or_(*scope), cutoff).order_by(DataLock.id)
+
+
 def _covering(
     session: Session, *, participant_id: int | None, site_id: int, on_date: dt.date | None
 ) -> LockView | None:
     """The first active lock covering a write of ``participant_id`` (None: a new participant)
     at site ``site_id`` dated ``on_date`` (None: an undated write)."""
-    scope = [
-        DataLock.scope == LockScope.TRIAL.value,
-        sa.and_(DataLock.scope == LockScope.SITE.value, DataLock.site_id == site_id),
-    ]
+    params: dict[str, object] = {"site_id": site_id}
     if participant_id is not None:
-        scope.append(
-            sa.and_(
-                DataLock.scope == LockScope.PARTICIPANT.value,
-                DataLock.participant_id == participant_id,
-            )
-        )
-    dated = (
-        DataLock.cutoff.is_(None)
-        if on_date is None
-        else sa.or_(DataLock.cutoff.is_(None), DataLock.cutoff >= on_date)
-    )
-    row = session.execute(
-        _VIEW.where(DataLock.active.is_(True), sa.or_(*scope), dated).order_by(DataLock.id)
-    ).first()
+        params["participant_id"] = participant_id
+    if on_date is not None:
+        params["on_date"] = on_date
+    stmt = _covering_statement(participant_id is not None, on_date is not None)
+    row = session.execute(stmt, params).first()
     return None if row is None else _view(*row)
 
 
