@@ -165,7 +165,7 @@ def test_coordinator_screens_randomizes_and_enters_week_4(
             page.get_by_label("HIV RNA (copies/mL)").fill("<50")
             page.get_by_role("button", name="Save visit").click()
             error = page.locator("#f-LAB-CD4-error")
-            expect(error).to_contain_text("50000 cells/mm3 is outside the valid range 0 to 5000")
+            expect(error).to_contain_text("50,000 cells/mm3 is outside the valid range 0 to 5,000")
             expect(page.get_by_label("CD4+ count (cells/mm3)")).to_have_attribute(
                 "aria-invalid", "true"
             )

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from stalwart.capture.access import ActorLike, Permission, require
-from stalwart.capture.ae_form import AeDetails, check_ae_details
+from stalwart.capture.ae_form import AeDetails, check_adverse_event
 from stalwart.capture.context import CaptureContext, find_participant
 from stalwart.capture.edit_checks import (
     check_date_not_future,
@@ -33,9 +33,15 @@ from stalwart.capture.tables import (
 )
 from stalwart.capture.transaction import transaction
 from stalwart.capture.writes import add_rows
-from stalwart.errors import ConflictError, ValidationError
+from stalwart.errors import ConflictError, FieldErrors, ValidationError
+from stalwart.protocol.schema import Protocol
 
-__all__ = ["DISPOSITION_STATUSES", "FollowUp", "check_before_disposition"]
+__all__ = [
+    "DISPOSITION_STATUSES",
+    "FollowUp",
+    "check_before_disposition",
+    "check_clinical_event",
+]
 
 DISPOSITION_STATUSES = ("COMPLETED", "LOST TO FOLLOW-UP", "WITHDREW", "DEATH")
 """How follow-up can end (CDISC DS decoded terms)."""
@@ -61,6 +67,28 @@ _VISIT_CONTEXT = (
     .where(Participant.usubjid == sa.bindparam("usubjid"))
 )
 """A visit's context in one read: the participant, arm and site, end of follow-up, earlier save."""
+
+
+def check_clinical_event(
+    protocol: Protocol, today: dt.date, event_code: str | None, onset_date: dt.date | None
+) -> None:
+    """The event's code and onset date checked together, both errors at once (None: not
+    checked, a form reports it)."""
+    terms = sorted(e.code for e in protocol.forms.CE.events)
+    problems: list[ValidationError] = []
+    if event_code is not None and event_code not in terms:
+        problems.append(
+            ValidationError(
+                "event_code", f"{event_code!r} is not a coded clinical event; use one of {terms}"
+            )
+        )
+    if onset_date is not None:
+        try:
+            check_date_not_future("onset_date", onset_date, today)
+        except ValidationError as exc:
+            problems.append(exc)
+    if error := FieldErrors.collect(problems):
+        raise error
 
 
 class FollowUp:
@@ -145,12 +173,7 @@ class FollowUp:
         """Report an opportunistic event or death from the protocol's coded list."""
         who = require(actor, Permission.ENTER_DATA, "report clinical events")
         terms = {e.code: e for e in self.context.protocol.forms.CE.events}
-        if event_code not in terms:
-            raise ValidationError(
-                "event_code",
-                f"{event_code!r} is not a coded clinical event; use one of {sorted(terms)}",
-            )
-        check_date_not_future("onset_date", onset_date, self.context.today())
+        check_clinical_event(self.context.protocol, self.context.today(), event_code, onset_date)
         with transaction(self.context.engine) as session:
             participant, _ = find_participant(session, usubjid, who)
             check_dates_in_order(
@@ -189,27 +212,19 @@ class FollowUp:
         """Report an adverse event: grade, relatedness, verbatim term, outcome, action, criteria."""
         who = require(actor, Permission.ENTER_DATA, "report adverse events")
         form = self.context.protocol.forms.AE
-        details = check_ae_details(form, bool(serious), details)
-        if term not in form.terms:
-            raise ValidationError(
-                "term", f"{term!r} is not an AE term of this protocol; use one of {form.terms}"
-            )
-        if (
-            isinstance(grade, bool)
-            or not isinstance(grade, int)
-            or not (form.min_grade <= grade <= form.max_grade)
-        ):
-            raise ValidationError(
-                "grade",
-                f"DAIDS grade must be a whole number "
-                f"{form.min_grade} to {form.max_grade}, got {grade!r}",
-            )
-        if related not in form.relatedness:
-            raise ValidationError("related", f"{related!r} is not one of {form.relatedness}")
-        check_date_not_future("start_date", start_date, self.context.today())
-        if end_date is not None:
-            check_dates_in_order("start_date", start_date, "end_date", end_date)
-            check_date_not_future("end_date", end_date, self.context.today())
+        checked = check_adverse_event(
+            form,
+            self.context.today(),
+            term=term,
+            grade=grade,
+            start_date=start_date,
+            end_date=end_date,
+            related=related,
+            serious=bool(serious),
+            details=details,
+        )
+        assert checked is not None
+        details = checked
         with transaction(self.context.engine) as session:
             participant, _ = find_participant(session, usubjid, who)
             check_dates_in_order(

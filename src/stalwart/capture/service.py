@@ -212,13 +212,18 @@ class CaptureService:
     def screen(
         self,
         site: str,
-        screening_number: str,
+        screening_number: str | None,
         screening_date: dt.date,
         answers: Mapping[str, object],
         actor: ActorLike,
+        *,
+        consent_date: dt.date | None = None,
     ) -> ScreeningOutcome:
-        """Record a screening and its eligibility verdict (the reasons when not eligible)."""
-        return self._enrolment.screen(site, screening_number, screening_date, answers, actor)
+        """Record a screening (its number assigned when None) and its eligibility verdict; with
+        ``consent_date`` the informed consent too (``Enrolment.screen``)."""
+        return self._enrolment.screen(
+            site, screening_number, screening_date, answers, actor, consent_date=consent_date
+        )
 
     def record_consent(
         self,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import re
+import string
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -60,6 +61,31 @@ class Study(ProtocolModel):
     accrual_start: dt.date
     accrual_end: dt.date
     follow_up_end: dt.date
+    screening_number_format: str = "{site}-S{seq:04d}"
+    """How a site's screening numbers are written: ``{site}`` is the site code, ``{seq}`` the
+    site's running number (``{seq:04d}``: four digits). The system assigns them, so a screening
+    number never looks like a participant id (``STUDY-SITE-0003``) by chance."""
+
+    @field_validator("screening_number_format")
+    @classmethod
+    def _formats_a_number(cls, value: str) -> str:
+        fields = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        if "seq" not in fields or not fields <= {"site", "seq"}:
+            raise ValueError(
+                f"{value!r} must use {{seq}} (the running number) and may use {{site}}, no "
+                'other field; e.g. "{site}-S{seq:04d}"'
+            )
+        try:
+            example = value.format(site="SITE01", seq=1)
+        except (ValueError, IndexError) as exc:
+            raise ValueError(f"{value!r} is not a valid format: {exc}") from None
+        if not example.strip() or len(value.format(site="SITE01", seq=10**6)) > 40:
+            raise ValueError(f"{value!r} writes numbers longer than 40 characters")
+        return value
+
+    def screening_number(self, site: str, seq: int) -> str:
+        """The ``seq``-th screening number of ``site``."""
+        return self.screening_number_format.format(site=site, seq=seq)
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> Study:

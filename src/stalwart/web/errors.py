@@ -31,6 +31,7 @@ from stalwart.errors import (
     AuthenticationError,
     ConflictError,
     DatabaseError,
+    DuplicateError,
     EligibilityError,
     FieldErrors,
     LoginThrottledError,
@@ -115,6 +116,8 @@ def error_body(exc: StalwartError) -> dict[str, Any]:
         body["field"] = exc.field
     if isinstance(exc, FieldErrors):
         body["errors"] = exc.errors
+    if isinstance(exc, DuplicateError):
+        body["field"] = exc.field
     if isinstance(exc, EligibilityError):
         body["reasons"] = list(exc.reasons)
     if isinstance(exc, StaleVersionError):

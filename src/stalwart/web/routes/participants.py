@@ -84,8 +84,9 @@ async def screen(
     body: ScreeningCreate, service: Service, actor: CurrentActor, run: Run
 ) -> ScreeningPublic:
     """Record a screening; the verdict lists the criteria not met when not eligible."""
+    screen = partial(service.screen, consent_date=body.consent_date)
     outcome = await run(
-        service.screen, body.site, body.screening_number, body.screening_date, body.answers, actor
+        screen, body.site, body.screening_number, body.screening_date, body.answers, actor
     )
     return ScreeningPublic(
         screening_number=outcome.screening_number,
