@@ -14,6 +14,7 @@ import datetime as dt
 import itertools
 import re
 import string
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -37,6 +38,7 @@ __all__ = [
     "Minimization",
     "MinimizationFactor",
     "Protocol",
+    "ProtocolProblems",
     "Randomization",
     "Rule",
     "ScreeningItem",
@@ -402,6 +404,14 @@ class Forms(ProtocolModel):
     CE: ClinicalEventForm
 
 
+class ProtocolProblems(ValueError):
+    """The cross-reference problems of a protocol, each its own line of the error."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
 class Protocol(ProtocolModel):
     """A whole study definition, validated across its parts."""
 
@@ -463,38 +473,68 @@ class Protocol(ProtocolModel):
     # -- cross-field validation ----------------------------------------------------------------
     @model_validator(mode="after")
     def _cross_references(self) -> Protocol:
-        problems: list[str] = []
-        problems += duplicates("arms", [a.code for a in self.arms])
-        problems += duplicates("sites", [s.code for s in self.sites])
-        problems += fields.visit_codes(
-            [v.code for v in self.visits] + [c.code for c in self.cycle_visits]
-        )
-        problems += duplicates("eligibility", [c.id for c in self.eligibility])
-        problems += duplicates("screening_items", [i.name for i in self.screening_items])
-        if sum(a.control for a in self.arms) != 1:
-            problems.append("arms: exactly one arm must have control = true")
-        for arm in self.arms:
-            for t in arm.treatments:
-                if t not in self.treatments:
-                    problems.append(f"arms.{arm.code}.treatments: unknown treatment {t!r}")
-        problems += self._check_randomization()
-        problems += self._check_eligibility()
-        problems += self._check_treatments()
-        problems += self._check_visits()
-        problems += plan_problems(
-            self.analysis,
-            self.endpoints,
-            [v.code for v in self.visits],
-            labs := [i.name for i in self.forms.LAB.items],
-            self.arm_codes,
-            self.forms.AE.terms,
-            (self.forms.AE.min_grade, self.forms.AE.max_grade),
-        )
-        problems += submission_problems(self.submission, labs, self.treatments)
-        problems += soft_check_problems(self.soft_checks, labs)
+        problems = self.cross_reference_problems()
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ProtocolProblems(problems)
         return self
+
+    def cross_reference_problems(self, *, partial: bool = False) -> list[str]:
+        """Every problem across the protocol's parts (a duplicate code, a rule on an unknown
+        item, ...). ``partial``: the protocol was built from the parts that are valid on their
+        own (``load.parse_protocol`` does, so a file's field errors and these show together);
+        a check needing a missing part is skipped."""
+        problems: list[str] = []
+        for check in self._cross_checks():
+            try:
+                problems += check()
+            except (AttributeError, KeyError, TypeError, ValueError, StopIteration):
+                if not partial:
+                    raise
+        return problems
+
+    def _cross_checks(self) -> list[Callable[[], list[str]]]:
+        def arms() -> list[str]:
+            found = duplicates("arms", [a.code for a in self.arms])
+            if sum(a.control for a in self.arms) != 1:
+                found.append("arms: exactly one arm must have control = true")
+            return found
+
+        def arm_treatments() -> list[str]:
+            return [
+                f"arms.{arm.code}.treatments: unknown treatment {t!r}"
+                for arm in self.arms
+                for t in arm.treatments
+                if t not in self.treatments
+            ]
+
+        def labs() -> list[str]:
+            return [i.name for i in self.forms.LAB.items]
+
+        return [
+            arms,
+            lambda: duplicates("sites", [s.code for s in self.sites]),
+            lambda: fields.visit_codes(
+                [v.code for v in self.visits] + [c.code for c in self.cycle_visits]
+            ),
+            lambda: duplicates("eligibility", [c.id for c in self.eligibility]),
+            lambda: duplicates("screening_items", [i.name for i in self.screening_items]),
+            arm_treatments,
+            self._check_randomization,
+            self._check_eligibility,
+            self._check_treatments,
+            self._check_visits,
+            lambda: plan_problems(
+                self.analysis,
+                self.endpoints,
+                [v.code for v in self.visits],
+                labs(),
+                self.arm_codes,
+                self.forms.AE.terms,
+                (self.forms.AE.min_grade, self.forms.AE.max_grade),
+            ),
+            lambda: submission_problems(self.submission, labs(), self.treatments),
+            lambda: soft_check_problems(self.soft_checks, labs()),
+        ]
 
     def _check_randomization(self) -> list[str]:
         total = sum(a.ratio for a in self.arms)
