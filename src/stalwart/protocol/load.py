@@ -86,6 +86,7 @@ def _cross_problems_of_valid_parts(data: object) -> list[str]:
     if not isinstance(data, dict):
         return []
     parts: dict[str, Any] = {}
+    wrong: list[str] = []
     for name, info in Protocol.model_fields.items():
         if name not in data:
             continue
@@ -95,10 +96,12 @@ def _cross_problems_of_valid_parts(data: object) -> list[str]:
         try:
             parts[name] = pydantic.TypeAdapter(annotation).validate_python(data[name])
         except pydantic.ValidationError:
-            continue
+            wrong.append(name)
     if set(data) - set(Protocol.model_fields):
         return []  # an unknown section: reported already, and it may be a misspelt one
     partial = Protocol.model_construct(**parts)
+    for name in wrong:  # left out, not its default: a check needing it is skipped
+        partial.__dict__.pop(name, None)
     return partial.cross_reference_problems(partial=True)
 
 
