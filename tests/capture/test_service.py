@@ -487,9 +487,9 @@ CASES: list[tuple[str, Callable[[World], object], type[Exception], str | None, l
     (
         "dose on a non-dose day",
         lambda w: w.svc.record_doses(w.a.usubjid, "IL2", 2, [(_il2(w, 0, 2) - DAY, 2)], "n"),
-        ValidationError,
-        "dose_date",
-        ["is not a IL2 day of cycle 2"],
+        VisitWindowError,
+        "deviation_reason",
+        ["is not a IL2 day of cycle 2", "Give the reason"],
     ),
     (
         "dose for a treatment the arm does not get",

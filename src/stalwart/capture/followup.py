@@ -8,7 +8,7 @@ visits and their laboratory results are ``capture.visits``.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from stalwart.capture.access import ActorLike, Permission, require
 from stalwart.capture.ae_form import AeDetails, check_adverse_event
 from stalwart.capture.context import CaptureContext, find_participant
+from stalwart.capture.deviations import DOSE_CALENDAR, log_deviation
 from stalwart.capture.edit_checks import (
     check_date_not_future,
     check_dates_in_order,
@@ -33,7 +34,7 @@ from stalwart.capture.tables import (
 )
 from stalwart.capture.transaction import transaction
 from stalwart.capture.writes import add_rows
-from stalwart.errors import ConflictError, FieldErrors, ValidationError
+from stalwart.errors import ConflictError, FieldErrors, ValidationError, VisitWindowError
 from stalwart.protocol.schema import Protocol
 
 __all__ = [
@@ -67,6 +68,31 @@ _VISIT_CONTEXT = (
     .where(Participant.usubjid == sa.bindparam("usubjid"))
 )
 """A visit's context in one read: the participant, arm and site, end of follow-up, earlier save."""
+
+
+def _off_calendar(
+    day: dt.date,
+    nearest: dt.date,
+    treatment: str,
+    cycle: int,
+    planned: Mapping[dt.date, object],
+    reason: str | None,
+) -> str:
+    """The deviation of a dose outside the dosing calendar, or a refusal without a reason."""
+    off = (day - nearest).days
+    description = (
+        f"{treatment} cycle {cycle} dose on {day.isoformat()}, {abs(off)} day(s) "
+        f"{'after' if off > 0 else 'before'} the nearest planned dose day {nearest.isoformat()} "
+        f"(planned {min(planned).isoformat()} to {max(planned).isoformat()})"
+    )
+    if reason is None or not reason.strip():
+        raise VisitWindowError(
+            "deviation_reason",
+            f"{day.isoformat()} is not a {treatment} day of cycle {cycle}: {description}. Give "
+            "the reason the dose was given outside the protocol's dosing calendar; it is saved "
+            "and logged as a protocol deviation.",
+        )
+    return description
 
 
 def check_clinical_event(
@@ -104,8 +130,15 @@ class FollowUp:
         cycle: int,
         days: Sequence[tuple[dt.date, int]],
         actor: ActorLike,
+        *,
+        deviation_reason: str | None = None,
     ) -> None:
-        """Record the doses of one cycle: ``(date, administrations taken)`` per dose day."""
+        """Record the doses of one cycle: ``(date, administrations taken)`` per dose day.
+
+        A dose on a day that is not in the protocol's dosing calendar for the cycle needs
+        ``deviation_reason``: it is then saved (with the nearest planned day's dose) and logged
+        as a STUDY TREATMENT deviation; without it, it is refused saying what to do.
+        """
         who = require(actor, Permission.ENTER_DATA, "enter doses")
         if not days:
             raise ValidationError("doses", "give at least one dose day")
@@ -121,13 +154,16 @@ class FollowUp:
                     f"{usubjid} (arm {arm}) has no {treatment} cycle {cycle} in the protocol",
                 )
             rows: list[Base] = []
+            off_calendar: list[tuple[str, dt.date]] = []
             for day, taken in days:
                 plan = planned.get(day)
                 if plan is None:
-                    raise ValidationError(
-                        "dose_date",
-                        f"{day} is not a {treatment} day of cycle {cycle} "
-                        f"(planned {min(planned)} to {max(planned)})",
+                    nearest = min(planned, key=lambda d: (abs((d - day).days), d))
+                    plan = planned[nearest]
+                    what = _off_calendar(day, nearest, treatment, cycle, planned, deviation_reason)
+                    off_calendar.append((what, day))
+                    check_dates_in_order(
+                        "randomization_date", participant.randomization_date, "dose_date", day
                     )
                 if (
                     isinstance(taken, bool)
@@ -166,6 +202,17 @@ class FollowUp:
                     f"{treatment} doses of {usubjid} on these days are already recorded"
                 )
             add_rows(session, rows, who.label)
+            for description, day in off_calendar:
+                log_deviation(
+                    session,
+                    site_id=participant.site_id,
+                    participant_id=participant.id,
+                    category=DOSE_CALENDAR,
+                    description=description,
+                    deviation_date=day,
+                    reason=(deviation_reason or "").strip(),
+                    actor=who.label,
+                )
 
     def report_clinical_event(
         self, usubjid: str, event_code: str, onset_date: dt.date, actor: ActorLike

@@ -329,9 +329,14 @@ class CaptureService:
         cycle: int,
         days: Sequence[tuple[dt.date, int]],
         actor: ActorLike,
+        *,
+        deviation_reason: str | None = None,
     ) -> None:
-        """Record the doses of one cycle: ``(date, administrations taken)`` per dose day."""
-        self._follow_up.record_doses(usubjid, treatment, cycle, days, actor)
+        """Record the doses of one cycle: ``(date, administrations taken)`` per dose day; a
+        day outside the dosing calendar needs ``deviation_reason`` (logged as a deviation)."""
+        self._follow_up.record_doses(
+            usubjid, treatment, cycle, days, actor, deviation_reason=deviation_reason
+        )
 
     def report_clinical_event(
         self, usubjid: str, event_code: str, onset_date: dt.date, actor: ActorLike

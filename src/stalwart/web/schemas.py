@@ -368,6 +368,8 @@ class DoseLogCreate(_In):
     treatment: Code
     cycle: Count = Field(ge=1)
     days: list[DoseDayIn] = Field(min_length=1)
+    deviation_reason: Text | None = None
+    """Why a dose was given on a day outside the dosing calendar (saved as a deviation)."""
 
 
 class ClinicalEventCreate(_In):

@@ -8,6 +8,7 @@ its refusal names the day in its message, and is shown beside that day.
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -24,6 +25,8 @@ from stalwart.web.pages.common import (
     NOT_SAVED,
     FieldOf,
     PageSession,
+    field_errors,
+    filled,
     form_values,
     page_needs,
     read_form,
@@ -130,16 +133,27 @@ async def save_doses(
     values = await form_values(request)
     keys = [k for k in values if k.startswith("day.")]
     days = [{"date": k.removeprefix("day."), "administrations": values[k]} for k in keys]
+    other = filled(values, ["other_date", "other_administrations"])
+    if other:  # a dose outside the calendar: one more day, its fields its own
+        keys.append("other_date")
+        days.append(
+            {
+                "date": other.get("other_date", ""),
+                "administrations": other.get("other_administrations", ""),
+            }
+        )
     given = {"treatment": treatment, "cycle": cycle, "days": days}
+    given |= filled(values, ["deviation_reason"])
     body, errors = read_form(DoseLogCreate, given, _day_field(keys))
     page_error, status_code = NOT_SAVED, 422
     if body is not None:
         taken: list[tuple[dt.date, int]] = [(d.date, d.administrations) for d in body.days]
+        record = partial(service.record_doses, deviation_reason=body.deviation_reason)
         try:
-            await run(service.record_doses, usubjid, treatment, cycle, taken, session.actor)
+            await run(record, usubjid, treatment, cycle, taken, session.actor)
             return RedirectResponse(f"/participants/{usubjid}", status_code=303)
         except StalwartError as exc:
-            errors = _day_errors(exc, keys)
+            errors = _day_errors(exc, keys) or field_errors(exc, ["deviation_reason"])
             if not errors:
                 page_error, status_code = str(exc), status_of(exc)
     try:

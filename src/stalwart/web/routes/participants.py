@@ -309,7 +309,8 @@ async def record_doses(
 ) -> dict[str, Any]:
     """The dose log of one IL-2 or ART cycle: administrations taken per day."""
     days = [(d.date, d.administrations) for d in body.days]
-    await run(service.record_doses, usubjid, body.treatment, body.cycle, days, actor)
+    record = partial(service.record_doses, deviation_reason=body.deviation_reason)
+    await run(record, usubjid, body.treatment, body.cycle, days, actor)
     return {"usubjid": usubjid, "treatment": body.treatment, "cycle": body.cycle}
 
 
