@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from stalwart.capture.access import Actor, ActorLike, Permission, require
+from stalwart.capture.ae_form import sae_report_note
 from stalwart.capture.context import CaptureContext, find_participant
 from stalwart.capture.exports import EXPORTS, AnySelect, export_select, stream_rows, trial_summary
 from stalwart.capture.tables import (
@@ -321,6 +322,13 @@ class Records:
                     "end_date": a.end_date,
                     "related": a.related,
                     "serious": a.serious,
+                    "verbatim": a.verbatim,
+                    "outcome": a.outcome,
+                    "action": a.action,
+                    "seriousness": a.seriousness,
+                    "sae_note": sae_report_note(
+                        self.context.protocol.forms.AE, a.serious, a.start_date, a.reported_on
+                    ),
                 }
                 for a in aes
             ],
