@@ -264,6 +264,30 @@ def test_one_participant_from_consent_to_week_32(
             expect(page.locator("tbody")).to_contain_text("MISSED VISIT")
             shot(page, "08-deviations-log")
 
+            # a serious adverse event: three wrong fields at once, then saved; entered months
+            # after onset, it is flagged as reported late
+            page.goto(f"{base}/participants/{usubjid}/events")
+            page.get_by_label("Protocol term").select_option("Fever")
+            page.get_by_label("Start date").fill("2009-03-20")
+            page.get_by_label("Relationship to study treatment").select_option("POSSIBLE")
+            page.get_by_label("Outcome").select_option("RECOVERED/RESOLVED")
+            page.get_by_label("Action taken with study treatment").select_option("DRUG INTERRUPTED")
+            page.locator("#f-serious").select_option("true")
+            page.get_by_role("button", name="Report adverse event").click()
+            expect(page.locator("#f-verbatim-error")).to_contain_text("is required")
+            expect(page.locator("#f-grade-error")).to_contain_text("is required")
+            expect(page.locator("#f-start_date-error")).to_contain_text("is in the future")
+            shot(page, "08b-adverse-event-errors")
+            page.get_by_label("Event, in the site's words").fill("high fever after IL-2, admitted")
+            page.get_by_label("DAIDS grade").select_option("3")
+            page.get_by_label("Start date").fill((RAND + 60 * DAY).isoformat())
+            page.get_by_label("Requires or Prolongs Hospitalization").check()
+            page.get_by_role("button", name="Report adverse event").click()
+            events = page.locator("#adverse-events")
+            expect(events).to_contain_text("high fever after IL-2, admitted")
+            expect(events).to_contain_text("SAE reported late")
+            shot(page, "08c-serious-adverse-event")
+
             # the data manager closes the answered query
             with page.expect_navigation():  # the logout's own answer, before logging in again
                 page.get_by_role("button", name="Log out").click()
@@ -298,4 +322,4 @@ def test_one_participant_from_consent_to_week_32(
     assert cd4.loc["WK08", "ANL01FL"] == "" and cd4.loc["WK08", "ADY"] == 70
     assert cd4.loc["WK08", "AWHI"] == 63 and cd4.loc["WK32", "ANL01FL"] == "Y"
     assert "WK12" not in cd4.index and cd4.loc["WK16", "AVAL"] == 770
-    assert len(list(artifacts.glob("*.png"))) == 13
+    assert len(list(artifacts.glob("*.png"))) == 15
