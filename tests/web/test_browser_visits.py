@@ -285,6 +285,7 @@ def test_one_participant_from_consent_to_week_32(
             page.get_by_role("button", name="Report adverse event").click()
             events = page.locator("#adverse-events")
             expect(events).to_contain_text("high fever after IL-2, admitted")
+            expect(events).to_contain_text("serious: requires or prolongs hospitalization")
             expect(events).to_contain_text("SAE reported late")
             shot(page, "08c-serious-adverse-event")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from stalwart.capture.edit_checks import check_date_not_future, check_dates_in_order
 from stalwart.errors import FieldErrors, ValidationError
@@ -20,6 +21,7 @@ from stalwart.protocol.wording import label_of
 
 __all__ = [
     "AeDetails",
+    "ae_summary",
     "check_adverse_event",
     "check_ae_details",
     "sae_report_note",
@@ -192,3 +194,24 @@ def sae_report_note(
         f"SAE: report to the sponsor by {due.isoformat()} "
         f"({form.sae_report_days} day(s) from onset)"
     )
+
+
+def ae_summary(form: AdverseEventForm, row: Any) -> dict[str, Any]:
+    """A stored adverse event as the participant page lists it: the site's words, outcome,
+    action, the seriousness criteria by name, and the SAE reporting note."""
+    criteria = [c for c in (row.seriousness or "").split(",") if c]
+    return {
+        "id": row.id,
+        "term": row.term,
+        "grade": row.grade,
+        "start_date": row.start_date,
+        "end_date": row.end_date,
+        "related": row.related,
+        "serious": row.serious,
+        "verbatim": row.verbatim,
+        "outcome": row.outcome,
+        "action": row.action,
+        "seriousness": row.seriousness,
+        "seriousness_labels": ", ".join(SERIOUSNESS_CRITERIA.get(c, c) for c in criteria),
+        "sae_note": sae_report_note(form, bool(row.serious), row.start_date, row.reported_on),
+    }

@@ -10,10 +10,8 @@ checks (an arm named in the plan exists, a visit named by an endpoint exists...)
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import re
-import string
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -23,6 +21,7 @@ from stalwart.protocol import fields
 from stalwart.protocol.analysis_plan import AnalysisPlan, Endpoint, plan_problems
 from stalwart.protocol.fields import Code, ProtocolModel, check_item_bounds, duplicates
 from stalwart.protocol.soft_checks import SoftCheck, soft_check_problems
+from stalwart.protocol.study import Arm, ProtocolProblems, Site, Study
 from stalwart.protocol.submission import AdverseEventForm, Submission, submission_problems
 
 __all__ = [
@@ -47,74 +46,6 @@ __all__ = [
     "Treatment",
     "Visit",
 ]
-
-
-class Study(ProtocolModel):
-    """Identity, design and calendar bounds of the study."""
-
-    id: Code
-    title: str
-    version: str
-    registry_ids: list[str] = []
-    phase: str
-    design: str
-    blinding: Literal["open-label", "single-blind", "double-blind"]
-    sample_size: int = Field(gt=0)
-    accrual_start: dt.date
-    accrual_end: dt.date
-    follow_up_end: dt.date
-    screening_number_format: str = "{site}-S{seq:04d}"
-    """How a site's screening numbers are written: ``{site}`` is the site code, ``{seq}`` the
-    site's running number (``{seq:04d}``: four digits). The system assigns them, so a screening
-    number never looks like a participant id (``STUDY-SITE-0003``) by chance."""
-
-    @field_validator("screening_number_format")
-    @classmethod
-    def _formats_a_number(cls, value: str) -> str:
-        fields = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
-        if "seq" not in fields or not fields <= {"site", "seq"}:
-            raise ValueError(
-                f"{value!r} must use {{seq}} (the running number) and may use {{site}}, no "
-                'other field; e.g. "{site}-S{seq:04d}"'
-            )
-        try:
-            example = value.format(site="SITE01", seq=1)
-        except (ValueError, IndexError) as exc:
-            raise ValueError(f"{value!r} is not a valid format: {exc}") from None
-        if not example.strip() or len(value.format(site="SITE01", seq=10**6)) > 40:
-            raise ValueError(f"{value!r} writes numbers longer than 40 characters")
-        return value
-
-    def screening_number(self, site: str, seq: int) -> str:
-        """The ``seq``-th screening number of ``site``."""
-        return self.screening_number_format.format(site=site, seq=seq)
-
-    @model_validator(mode="after")
-    def _dates_in_order(self) -> Study:
-        if not self.accrual_start <= self.accrual_end <= self.follow_up_end:
-            raise ValueError(
-                "dates must satisfy accrual_start <= accrual_end <= follow_up_end; "
-                f"got {self.accrual_start}, {self.accrual_end}, {self.follow_up_end}"
-            )
-        return self
-
-
-class Arm(ProtocolModel):
-    """One randomized arm; ``treatments`` names entries of the protocol's ``treatments`` table."""
-
-    code: Code
-    name: str
-    ratio: int = Field(ge=1)
-    control: bool = False
-    treatments: list[Code] = []
-
-
-class Site(ProtocolModel):
-    """A participating site; ``country`` is ISO 3166-1 alpha-3 (CDISC DM.COUNTRY)."""
-
-    code: Code
-    name: str
-    country: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
 
 class MinimizationFactor(ProtocolModel):
@@ -402,14 +333,6 @@ class Forms(ProtocolModel):
     LAB: LabForm
     AE: AdverseEventForm
     CE: ClinicalEventForm
-
-
-class ProtocolProblems(ValueError):
-    """The cross-reference problems of a protocol, each its own line of the error."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = list(problems)
-        super().__init__("; ".join(self.problems))
 
 
 class Protocol(ProtocolModel):
