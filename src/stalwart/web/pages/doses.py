@@ -101,10 +101,36 @@ def _day_field(keys: list[str]) -> FieldOf:
 
     def field_of(loc: tuple[int | str, ...]) -> str:
         if loc[0] == "days" and len(loc) > 1 and isinstance(loc[1], int) and loc[1] < len(keys):
+            if keys[loc[1]] == "other_date" and loc[2:3] == ("administrations",):
+                return "other_administrations"  # the off-calendar day has two fields
             return keys[loc[1]]
         return str(loc[0])
 
     return field_of
+
+
+def _off_calendar_error(
+    errors: dict[str, str],
+    values: dict[str, str],
+    planned: list[DoseDay],
+    treatment: str,
+    cycle: int,
+) -> dict[str, str]:
+    """Beside a dose day off the calendar given without a reason, what it needs (whatever
+    else the form got wrong: every error at once)."""
+    text = values.get("other_date", "").strip()
+    if not text or values.get("deviation_reason", "").strip() or "other_date" in errors:
+        return errors
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        return errors
+    if day in {d.date for d in planned}:
+        return errors
+    return errors | {
+        "other_date": f"{day.isoformat()} is not a {treatment} day of cycle {cycle}: give the "
+        "reason below; the dose is then saved and logged as a protocol deviation"
+    }
 
 
 def _day_errors(exc: StalwartError, keys: list[str]) -> dict[str, str]:
@@ -160,6 +186,7 @@ async def save_doses(
         planned = await run(_dose_days, service, session.actor, usubjid, treatment, cycle)
     except StalwartError as exc:
         return refused(request, session, exc)
+    errors = _off_calendar_error(errors, values, planned, treatment, cycle)
     return _doses_page(
         request,
         session,
