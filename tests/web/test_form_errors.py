@@ -20,8 +20,8 @@ Counts = Callable[[Engine], dict[str, int]]
 INTERNAL = re.compile(r"consent_date|screening_date|LAB\.|e\+0|Input should|Field required")
 
 
-def _page_login(client: TestClient, users: UserStore) -> str:
-    users.add_user("coord.errors", PASSWORD, "site_coordinator", "test-setup", site="US01")
+def _page_login(client: TestClient, users: UserStore, site: str = "US01") -> str:
+    users.add_user("coord.errors", PASSWORD, "site_coordinator", "test-setup", site=site)
     token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
     assert token
     form = {"username": "coord.errors", "password": PASSWORD, "csrf_token": token.group(1)}
@@ -174,3 +174,46 @@ def test_adverse_and_clinical_event_forms_show_every_error(
     assert r.status_code == 422
     assert set(r.json()["error"]["errors"]) == {"grade", "related", "outcome", "start_date"}
     assert row_counts(trial.engine) == before
+
+
+def test_a_dose_off_the_calendar_from_the_page_and_the_api(
+    client: TestClient,
+    trial: CaptureService,
+    enrol: Callable[..., Allocation],
+    users: UserStore,
+    login: Login,
+) -> None:
+    a = enrol(trial, arm="IL2")
+    days = [d.date for d in a.calendar.doses if d.treatment == "IL2" and d.cycle == 1]
+    cycle2 = [d.date for d in a.calendar.doses if d.treatment == "IL2" and d.cycle == 2]
+    site = a.usubjid.split("-")[1]
+    csrf = _page_login(client, users, site)
+    coord = login("site_coordinator", site)
+    url = f"/participants/{a.usubjid}/doses/IL2/1"
+    form = {"csrf_token": csrf} | {f"day.{d.isoformat()}": "2" for d in days}
+    late = (days[-1] + dt.timedelta(days=1)).isoformat()
+    r = client.post(url, data=form | {"other_date": late, "other_administrations": "1"})
+    assert r.status_code == 422
+    errors = _errors(r.text)
+    assert errors["other_date"].startswith(f"{late} is not a IL2 day of cycle 1: give the reason")
+    assert "Give the reason" in errors["deviation_reason"]
+    r = client.post(
+        url,
+        data=form
+        | {"other_date": late, "other_administrations": "1", "deviation_reason": "clinic closed"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    [deviation] = trial.deviations.list("dm")
+    assert deviation.category == "STUDY TREATMENT" and deviation.reason == "clinic closed"
+    body = {
+        "treatment": "IL2",
+        "cycle": 2,
+        "days": [{"date": (cycle2[0] - dt.timedelta(days=1)).isoformat(), "administrations": 1}],
+    }
+    api = f"/api/participants/{a.usubjid}/doses"
+    r = client.post(api, json=body, headers=coord)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "deviation_reason"
+    r = client.post(api, json=body | {"deviation_reason": "moved"}, headers=coord)
+    assert r.status_code == 201, r.text
+    assert len(trial.deviations.list("dm")) == 2
