@@ -6,9 +6,11 @@
 * :func:`held_out_checks`: UK-Vanguard's CD4 AUC difference through 24 weeks (IL-2 without ART,
   5-day cycles every 8 weeks; +116 (51-181), calibration-evidence.md E3/E5), predicted as the
   time-averaged IL-2 CD4 gain over days 0-168 of cycles on the protocol's IL-2 calendar, with
-  Vanguard's own sampling error (its CI's half-width / 1.96) added; and STALWART's extended
-  follow-up after IL-2 stopped (HR 1.45 (0.38-5.45), E5): the model's hazard ratio there is the
-  IL-2 ratio where the excess window reaches past the end of the main study, else 1.
+  Vanguard's own sampling error (its CI's half-width / 1.96) added, and against its 7.5 MIU arm
+  alone (+128.4, p 0.002: the dose STALWART probably used); and STALWART's extended follow-up
+  after IL-2 stopped (HR 1.45 (0.38-5.45), E5): the model's hazard ratio there is the IL-2 ratio
+  where the excess window reaches past the end of the main study, else 1, times the extension's
+  own sampling error (log-HR SE from its CI). Both are predictive intervals over the draws.
 
 ``python -m stalwart.simulate.posterior_checks`` samples the posterior, writes ``posterior.csv``
 beside the parameters (or ``--sample PATH``) and a report folder with ``posterior.json`` and
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import special
 
 from stalwart.errors import ConfigurationError
 from stalwart.protocol.calendar import participant_calendar
@@ -43,13 +46,32 @@ from stalwart.simulate.posterior import (
     write_posterior_sample,
 )
 
-__all__ = ["EXTENSION_HR", "VANGUARD", "held_out_checks", "main", "predictive_intervals"]
+__all__ = [
+    "EXTENSION_HR",
+    "VANGUARD",
+    "VANGUARD_75",
+    "held_out_checks",
+    "main",
+    "predictive_intervals",
+]
 
 VANGUARD = {"estimate": 116.0, "ci_low": 51.0, "ci_high": 181.0, "weeks": 24}
-"""UK-Vanguard (PLoS Clin Trials 2006): CD4 AUC difference through 24 weeks, IL-2 vs control."""
+"""UK-Vanguard (PLoS Clin Trials 2006): CD4 AUC difference through 24 weeks, IL-2 vs control,
+both doses pooled (4.5 and 7.5 MIU twice daily)."""
+
+VANGUARD_75 = {"estimate": 128.4, "p_value": 0.002}
+"""UK-Vanguard's 7.5 MIU twice-daily arm vs control (the dose ESPRIT used and STALWART, "ESPRIT
+002", probably used: unverified); its standard error follows from the p-value."""
 
 EXTENSION_HR = {"estimate": 1.45, "ci_low": 0.38, "ci_high": 5.45}
 """STALWART extended follow-up after IL-2 stopped: opportunistic disease or death, IL-2 vs none."""
+
+
+def _se_from_ci(low: float, high: float, log: bool = False) -> float:
+    """The standard error behind a published 95% interval (on the log scale for a ratio)."""
+    if log:
+        return (math.log(high) - math.log(low)) / (2 * 1.959964)
+    return (high - low) / (2 * 1.959964)
 
 
 def default_report_path() -> Path:
@@ -136,11 +158,27 @@ def _vanguard_gain(posterior: Posterior, values: Mapping[str, float]) -> float:
 def held_out_checks(
     posterior: Posterior, sample: Sequence[Mapping[str, float]], seed: int = 2
 ) -> dict[str, dict[str, Any]]:
-    """The two held-out predictions beside their published intervals (see the module)."""
+    """The two held-out predictions beside their published intervals.
+
+    Each is a posterior predictive interval: the model's expectation at each draw plus the
+    published study's own sampling error (its standard error from its interval, or from its
+    p-value), so "inside" asks whether the published figure is one the model could have
+    produced. Neither figure enters the likelihood.
+
+    * UK-Vanguard: the time-averaged IL-2 CD4 gain over 24 weeks of cycles every 8 weeks
+      (the area under the change curve over 24 weeks, computed on the model's continuous path:
+      Vanguard's visit days are not known); also against its 7.5 MIU arm (dose-matched).
+    * STALWART's extension: the model's hazard ratio for opportunistic disease or death after
+      IL-2 stopped (1 unless a draw's excess window reaches the extension) times the sampling
+      error of the extension's log hazard ratio (its 95% interval: SE 0.68, about 9 events).
+    """
     rng = np.random.default_rng(seed)
-    sampling_se = (VANGUARD["ci_high"] - VANGUARD["ci_low"]) / (2 * 1.96)
+    sampling_se = _se_from_ci(VANGUARD["ci_low"], VANGUARD["ci_high"])
     gains = np.array([_vanguard_gain(posterior, v) for v in sample])
-    predicted = gains + rng.normal(0.0, sampling_se, gains.size)
+    noise = rng.standard_normal(gains.size)
+    predicted = gains + sampling_se * noise
+    se_75 = VANGUARD_75["estimate"] / float(special.ndtri(1.0 - VANGUARD_75["p_value"] / 2.0))
+    predicted_75 = gains + se_75 * noise
     protocol = posterior.protocol
     study = protocol.study
     # the extension began after the main study's follow-up; the last IL-2 dose came at least
@@ -154,16 +192,26 @@ def held_out_checks(
             for v in sample
         ]
     )
+    log_se = _se_from_ci(EXTENSION_HR["ci_low"], EXTENSION_HR["ci_high"], log=True)
+    predicted_hr = ratios * np.exp(log_se * rng.standard_normal(ratios.size))
     low, mid, high = np.quantile(ratios, [0.025, 0.5, 0.975])
     return {
         "uk_vanguard_cd4_auc_difference": {
             **{k: v for k, v in VANGUARD.items()},
+            "sampling_se": sampling_se,
             "model_expected": _interval(gains, VANGUARD["estimate"]),
             "model_predictive": _interval(predicted, VANGUARD["estimate"]),
+            "dose_matched_7_5_miu": {
+                **VANGUARD_75,
+                "sampling_se": se_75,
+                "model_predictive": _interval(predicted_75, VANGUARD_75["estimate"]),
+            },
         },
         "stalwart_extension_hazard_ratio": {
             **EXTENSION_HR,
+            "sampling_se_log_hr": log_se,
             "model_hazard_ratio": {"median": float(mid), "q025": float(low), "q975": float(high)},
+            "model_predictive": _interval(predicted_hr, EXTENSION_HR["estimate"]),
             "inside_published_ci": bool(EXTENSION_HR["ci_low"] <= mid <= EXTENSION_HR["ci_high"]),
             "days_from_last_accrual_to_extension": gap,
         },
