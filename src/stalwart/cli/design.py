@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -166,15 +167,41 @@ def simulate(
             *([f"{row['assurance']:.3f}"] if assured and "assurance" in row else []),
         )
     out_console.print(table)
-    boundary = oc["alternative"].get("group_sequential", {}).get("harm")
-    if boundary is not None and "assurance_crossing" in boundary:
-        out_console.print(
-            f"DSMB harm boundary crossed: {boundary['crossing']:.3f} at the fixed values, "
-            f"{boundary['assurance_crossing']:.3f} over the posterior"
-        )
+    _print_harm_boundary(oc)
     out_console.print(f"{outcome.seconds:.1f} s ({oc['run']['executor']}); oc: {outcome.oc_path}")
     for figure in outcome.figures:
         out_console.print(f"figure: {figure}")
+
+
+def _z(values: list[float | None]) -> str:
+    return " / ".join("never" if v is None or not math.isfinite(v) else f"{v:.2f}" for v in values)
+
+
+def _print_harm_boundary(oc: dict[str, Any]) -> None:
+    """The DSMB harm boundary's z values (calibrated or normal theory), its crossing
+    probability at the fixed values and over the posterior, against its nominal level."""
+    gs = oc["alternative"].get("group_sequential")
+    if gs is None:
+        return
+    design, harm = gs["design"], gs["harm"]
+    kind = design.get("harm_boundary", "normal")
+    text = (
+        f"DSMB harm boundary ({kind}"
+        + (
+            f", normal theory {_z(design['harm_critical_z_normal_theory'])}"
+            if kind == "calibrated"
+            else ""
+        )
+        + f"): z >= {_z(design['harm_critical_z'])}; crossed {harm['harm_cumulative'][-1]:.3f} "
+        f"at the fixed values"
+    )
+    if "assurance_crossing" in harm:
+        boundary = oc["assurance"]["alternative"]["group_sequential"]["design"]
+        text += (
+            f", {harm['assurance_crossing']:.3f} over the posterior "
+            f"(z >= {_z(boundary['harm_critical_z'])})"
+        )
+    out_console.print(text + f"; nominal {design['harm_alpha']:g} under no IL-2 excess")
 
 
 def _interval(dist: dict[str, Any] | None) -> str:
