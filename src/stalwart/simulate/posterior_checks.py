@@ -314,6 +314,10 @@ def _note(report: dict[str, Any]) -> str:
         "",
         f"## Published figures: 95% posterior predictive intervals ({s['checks']} draws)",
         "",
+        "From the likelihood's expectations with binomial and normal noise. The simulator's own",
+        "intervals (whole trials over the posterior, what `stalwart demo` prints) are in",
+        "`predictive.json` (`python -m stalwart.montecarlo.predictive`).",
+        "",
         "| figure | published | model median (95% PI) | inside |",
         "|---|---|---|---|",
     ]
