@@ -55,6 +55,10 @@ CONVENTIONS = {
     "type_I_error": "power of each test under the null scenario (no treatment effect)",
     "mc_se": "Monte Carlo standard error sqrt(p (1 - p) / replicates)",
     "null_scenario": "the scenario with [null] applied: IL-2 CD4 gain 0 and event hazard ratio 1",
+    "harm_boundary": "calibrated: the DSMB boundary's z values set by simulation under no IL-2 "
+    "excess (an independent run of --replicates trials, one per parameter mode) so that its "
+    "crossing probability there is harm_alpha; design.group_sequential.harm_calibration "
+    "(assurance.harm_calibration over the posterior) gives them beside the normal-theory ones",
 }
 
 StageProgress = Callable[[str, int, int], None]
