@@ -59,8 +59,8 @@ def test_demo_then_audit_verify_then_tamper(tmp_path: Path, small_protocol: Path
         app, ["demo", "--seed", "2", "--out", str(out), "--protocol", str(small_protocol)]
     )
     assert result.exit_code == 0, result.output
-    assert "published vs this run" in result.output
-    assert "95% predictive intervals" in result.output and "held out" in result.output
+    assert "published vs the model's 95% predictive intervals" in result.output
+    assert "held out" in result.output and "This demo run: one simulated trial" in result.output
     assert (out / "results.json").exists() and (out / "report.html").exists()
     # not a terminal: each stage is printed as lines as it runs, then the time at the end
     for stage in (
@@ -163,4 +163,8 @@ def test_model_check_table_shows_intervals_and_held_out_checks() -> None:
     text = console.export_text()
     assert "UK-Vanguard CD4 AUC difference" in text and "116 (51 to 181)" in text
     assert "post-IL-2 follow-up HR" in text and "1.45 (0.38 to 5.45)" in text
-    assert text.count("likelihood") == 7 and text.count("held out") == 2
+    assert text.count("likelihood") == 7 and text.count("held out") == 3
+    assert text.count("allocation") == 3 and "design" in text
+    for figure in ("CD4 difference IL2", "events IL-2 pooled", "events NOTHER", "completed IL2"):
+        assert figure in text
+    assert "NO" not in text.split()  # every published figure inside its interval

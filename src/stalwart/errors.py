@@ -52,6 +52,7 @@ __all__ = [
     "DataLockedError",
     "DatabaseError",
     "DatasetError",
+    "DuplicateError",
     "EligibilityError",
     "ExportError",
     "FieldErrors",
@@ -151,6 +152,16 @@ class VisitWindowError(ValidationError):
 
 class ConflictError(StalwartError, ValueError):
     """The write contradicts what is stored (a duplicate visit, a second record of one fact)."""
+
+
+class DuplicateError(ConflictError):
+    """A value one field must hold uniquely is taken (a screening number used at the site):
+    ``field`` names it, so a form shows the refusal beside it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(message)
 
 
 class AlreadyRandomizedError(ConflictError):

@@ -6,8 +6,14 @@ import datetime as dt
 
 import pytest
 
-from stalwart.capture.ae_form import AeDetails, check_ae_details, sae_reported_late
-from stalwart.errors import ValidationError
+from stalwart.capture.ae_form import (
+    AeDetails,
+    check_adverse_event,
+    check_ae_details,
+    sae_report_note,
+    sae_reported_late,
+)
+from stalwart.errors import FieldErrors, ValidationError
 from stalwart.protocol.load import default_protocol_path, load_protocol
 
 FORM = load_protocol(default_protocol_path()).protocol.forms.AE
@@ -62,3 +68,40 @@ def test_a_serious_event_reported_after_the_deadline_is_flagged() -> None:
     assert sae_reported_late(FORM, True, start, start + dt.timedelta(days=days + 1))
     assert not sae_reported_late(FORM, False, start, start + dt.timedelta(days=30))
     assert not sae_reported_late(FORM, True, start, None)  # entered before the date was kept
+
+
+def test_the_site_reads_when_a_serious_event_was_due_and_whether_it_was_late() -> None:
+    start = dt.date(2006, 3, 1)
+    days = FORM.sae_report_days
+    due = start + dt.timedelta(days=days)
+    assert sae_report_note(FORM, False, start, start) is None
+    on_time = sae_report_note(FORM, True, start, due)
+    assert on_time == f"SAE: report to the sponsor by {due.isoformat()} ({days} day(s) from onset)"
+    late = sae_report_note(FORM, True, start, due + dt.timedelta(days=3))
+    assert late is not None and late.startswith("SAE reported late:")
+    assert f"3 day(s) after the {days}-day deadline of {due.isoformat()}" in late
+
+
+def test_every_wrong_ae_field_at_once() -> None:
+    with pytest.raises(FieldErrors) as info:
+        check_adverse_event(
+            FORM,
+            dt.date(2009, 3, 1),
+            term="NOT A TERM",
+            grade=7,
+            start_date=dt.date(2009, 3, 5),
+            end_date=dt.date(2009, 3, 2),
+            related="MAYBE",
+            serious=True,
+            details=AeDetails(" ", "RECOVERED/RESOLVED", "DOSE NOT CHANGED"),
+        )
+    assert set(info.value.errors) == {
+        "verbatim",
+        "seriousness",
+        "term",
+        "grade",
+        "related",
+        "start_date",
+        "end_date",
+    }
+    assert info.value.errors["end_date"].startswith("End date 2009-03-02 is")

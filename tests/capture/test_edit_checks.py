@@ -84,13 +84,13 @@ def test_cd4_out_of_range(value: float) -> None:
     with pytest.raises(ValidationError) as info:
         check_lab_value(CD4, LabValue(float(value)))
     assert info.value.field == "LAB.CD4"
-    assert "outside the valid range 0 to 5000 cells/mm3" in info.value.message
+    assert "outside the valid range 0 to 5,000 cells/mm3" in info.value.message
     assert "check the units" in info.value.message
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, None])
 def test_non_finite_refused(value: float | None) -> None:
-    with pytest.raises(ValidationError, match=r"LAB\.HIVRNA: must be a finite number"):
+    with pytest.raises(ValidationError, match=r"LAB\.HIVRNA: HIV RNA: enter a number in copies/mL"):
         check_lab_value(HIVRNA, LabValue(value))
 
 
@@ -124,13 +124,13 @@ def test_number_below_assay_limit_refused_with_hint(value: float, ok: bool) -> N
     with pytest.raises(ValidationError) as info:
         check_lab_value(HIVRNA, LabValue(float(value)))
     assert info.value.field == "LAB.HIVRNA"
-    assert "below the assay limit 50: record it as '<50'" in info.value.message
+    assert "below the assay limit 50 copies/mL: record it as '<50'" in info.value.message
 
 
 def test_integer_item_needs_whole_numbers() -> None:
     item = FormItem(name="PLT", label="Platelets", type="integer", unit="10^9/L", min=0, max=2000)
     assert check_lab_value(item, LabValue(150.0)) == (150.0, False, None)
-    with pytest.raises(ValidationError, match=r"LAB\.PLT: must be a whole number, got 150\.5"):
+    with pytest.raises(ValidationError, match=r"LAB\.PLT: Platelets is a whole number, got 150\.5"):
         check_lab_value(item, LabValue(150.5))
 
 
@@ -212,4 +212,4 @@ def test_dates_in_order() -> None:
     with pytest.raises(ValidationError) as info:
         check_dates_in_order("start_date", b, "end_date", a)
     assert info.value.field == "end_date"
-    assert info.value.message == "end_date 2006-01-01 is before start_date 2006-01-02"
+    assert info.value.message == "End date 2006-01-01 is before the start date 2006-01-02"

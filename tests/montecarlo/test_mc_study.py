@@ -203,6 +203,7 @@ def test_uncertainty_posterior_writes_assurance_beside_power(tmp_path: Path) -> 
     result = runner.invoke(app, [*args, "--uncertainty", "posterior", "--harm", "none"])
     assert result.exit_code == 0, result.output
     assert "Assurance" in result.output and "over the posterior" in result.output
+    assert "DSMB harm boundary (calibrated" in result.output and "nominal 0.025" in result.output
     oc = json.loads((out / "oc.json").read_text())
     assert oc["provenance"]["uncertainty"]["draws"] >= 2000
     for row in [*oc["alternative"]["primary"], *oc["alternative"]["time_to_event"]]:

@@ -178,3 +178,23 @@ def test_via_http_gives_the_same_results(
         engine.dispose()
     # the forms were posted by the logged-in site users, not by a system actor
     assert "coordinator@us01" in actors and "endpoint.reviewer" in actors
+
+
+def test_the_demo_plays_at_the_posterior_medians_not_the_old_exact_fit() -> None:
+    from stalwart.play.demo import demo_parameters
+    from stalwart.protocol.load import load_protocol
+    from stalwart.simulate.parameters import load_parameters
+    from stalwart.simulate.posterior import posterior_medians
+
+    medians = posterior_medians()
+    params = demo_parameters(load_protocol().protocol)
+    for name, value in medians.items():
+        key, _, code = name.partition(".")
+        entry = getattr(params, key)
+        got = entry[code].value if code else entry.value
+        assert got == pytest.approx(value), name
+    old = load_parameters()
+    # the file's persistent excess (36525 days) and exact 12/176 fit are not what the demo plays
+    assert old.il2_excess_hazard_window_days.value > 10_000
+    assert params.il2_excess_hazard_window_days.value < 365
+    assert params.il2_event_hazard_ratio.value < old.il2_event_hazard_ratio.value

@@ -160,6 +160,41 @@ def test_every_problem_is_listed(tmp_path: Path, packaged_text: str) -> None:
     assert "study.sample_size" in joined and "sites.0.country" in joined
 
 
+def test_field_and_cross_reference_problems_are_listed_in_one_run(packaged_text: str) -> None:
+    """A wrong field does not hide a duplicate code or an unknown reference until the next run."""
+    text = _mutate(packaged_text, "sample_size = 267", "sample_size = -3")
+    text = _mutate(text, 'code = "GB01"', 'code = "US01"')
+    text = _mutate(text, 'rule = { item = "hiv_positive"', 'rule = { item = "nonexistent"')
+    with pytest.raises(ProtocolError) as info:
+        parse_protocol(text)
+    assert info.value.problems == [
+        "study.sample_size: Input should be greater than 0 (got -3)",
+        "sites: duplicate code 'US01'",
+        "eligibility.IN1.rule.item: 'nonexistent' is not a screening item",
+    ]
+
+
+def test_a_section_with_a_wrong_field_is_not_cross_checked(packaged_text: str) -> None:
+    """An invalid screening item leaves the rules on it unchecked: its fix may be the answer,
+    so no reference problem is invented from it."""
+    text = _mutate(packaged_text, 'name = "hiv_positive"', 'name = "HIV positive"')
+    with pytest.raises(ProtocolError) as info:
+        parse_protocol(text)
+    assert len(info.value.problems) == 1
+    assert info.value.problems[0].startswith("screening_items.")
+
+
+def test_cross_reference_problems_one_a_line(packaged_text: str) -> None:
+    text = _mutate(packaged_text, 'code = "GB01"', 'code = "US01"')
+    text = _mutate(text, 'rule = { item = "hiv_positive"', 'rule = { item = "nonexistent"')
+    with pytest.raises(ProtocolError) as info:
+        parse_protocol(text)
+    assert info.value.problems == [
+        "sites: duplicate code 'US01'",
+        "eligibility.IN1.rule.item: 'nonexistent' is not a screening item",
+    ]
+
+
 def test_malformed_toml(tmp_path: Path, packaged_text: str) -> None:
     path = tmp_path / "broken.toml"
     path.write_text(_mutate(packaged_text, "[study]", "[study"), encoding="utf-8")

@@ -335,10 +335,12 @@ def _screening_cases(protocol: Protocol) -> list[Case]:
         # not, is refused as a site they may not use
         Case("site", "unknown_code", "ZZ01", status=403),
         Case("site", "other_site", "{other_site}", status=403),
-        *text("screening_number", 40),
+        *text("screening_number", 40, required=False),  # left out: the next number is given
         Case("screening_number", "duplicate", "{awaiting}", status=409),
         *date("screening_date"),
         Case("screening_date", "future", "2010-01-04"),
+        *date("consent_date", required=False),
+        Case("consent_date", "future", "2010-01-04"),
         Case("answers", "missing", MISSING),
         Case("answers", "wrong_type", ["age", 35]),
         Case("answers.shoe_size", "unknown_item", 42, names="shoe_size"),
@@ -436,7 +438,9 @@ def _doses_cases(protocol: Protocol) -> list[Case]:
         Case("days", "wrong_type", "2006-01-12"),
         Case("days", "duplicate", [{"date": "{day7}", "administrations": 2}] * 2, "dose_date"),
         *date("days.0.date", names="date"),
-        Case("days.0.date", "not_a_dose_day", "2006-01-20", names="dose_date"),
+        # off the dosing calendar without a reason: refused, asking for the reason
+        Case("days.0.date", "not_a_dose_day", "2006-01-20", names="deviation_reason"),
+        *text("deviation_reason", 2000, required=False),
         *count("days.0.administrations"),
         Case("days.0.administrations", "negative", -1),
         Case("days.0.administrations", "out_of_range", 3),
@@ -1052,6 +1056,7 @@ def _screening_form(w: World) -> dict[str, str]:
     return {
         "site": w.site,
         "screening_number": f"{w.site}-PAGE",
+        "consent_date": body["screening_date"],
         "screening_date": body["screening_date"],
         **answers,
     }
@@ -1094,7 +1099,8 @@ PAGE_FORMS: list[PageForm] = [
         _screening_form,
         {
             "site": ("",),
-            "screening_number": ("", "   "),
+            "screening_number": ("x" * 41,),  # blank is not wrong: the next number is given
+            "consent_date": DATES,  # consent first: the form requires it
             "screening_date": DATES,
             "age": ("", "abc", "200", "-1", "35.5"),
             "sex": ("", "X"),
@@ -1157,7 +1163,13 @@ PAGE_FORMS: list[PageForm] = [
         "/participants/{usubjid}/doses/IL2/1",
         "/participants/{usubjid}/doses/IL2/1",
         _dose_form,
-        {f"day.2006-01-{12 + k}": ("", "3", "two", "-1") for k in range(5)},
+        {f"day.2006-01-{12 + k}": ("", "3", "two", "-1") for k in range(5)}
+        | {
+            # a dose off the calendar: a bad date, one without a reason, a count without a date
+            "other_date": ("soon", "2006-01-20", "2010-01-04"),
+            "other_administrations": ("two",),
+            "deviation_reason": ("x" * 2001,),
+        },
     ),
     PageForm(
         "clinical-event",

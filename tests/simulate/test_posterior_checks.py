@@ -48,6 +48,12 @@ def test_held_out_checks_are_shown_with_their_published_intervals(report) -> Non
     assert (extension["estimate"], extension["ci_low"], extension["ci_high"]) == (1.45, 0.38, 5.45)
     assert extension["inside_published_ci"]
     assert VANGUARD["estimate"] == 116.0 and EXTENSION_HR["estimate"] == 1.45
+    # both as predictive intervals of the published estimate, computed from posterior draws
+    assert extension["model_predictive"]["inside"]
+    assert extension["model_predictive"]["q025"] < 1.45 < extension["model_predictive"]["q975"]
+    assert vanguard["dose_matched_7_5_miu"]["model_predictive"]["inside"]
+    # reported as it is: the model's expected Vanguard gain sits well above the published one
+    assert vanguard["model_expected"]["median"] > vanguard["estimate"]
 
 
 def test_the_checks_run_on_the_shipped_sample(report) -> None:
@@ -64,4 +70,15 @@ def test_the_checks_run_on_the_shipped_sample(report) -> None:
     held = held_out_checks(posterior, sample)
     gains = held["uk_vanguard_cd4_auc_difference"]["model_expected"]
     assert 20 < gains["median"] < 400
-    assert held["stalwart_extension_hazard_ratio"]["model_hazard_ratio"]["median"] == 1.0
+    extension = held["stalwart_extension_hazard_ratio"]
+    assert extension["model_hazard_ratio"]["median"] == 1.0
+    # the prediction of the published estimate carries the extension's own sampling error: its
+    # log-HR standard error from the published interval, (ln 5.45 - ln 0.38) / 3.92
+    assert extension["sampling_se_log_hr"] == pytest.approx(0.6796, abs=1e-3)
+    predictive = extension["model_predictive"]
+    assert predictive["q025"] < 0.5 < 2.0 < predictive["q975"]
+    assert predictive["published"] == 1.45
+    vanguard = held["uk_vanguard_cd4_auc_difference"]
+    matched = vanguard["dose_matched_7_5_miu"]
+    assert matched["sampling_se"] == pytest.approx(128.4 / 3.0902, rel=1e-3)  # p 0.002, two-sided
+    assert vanguard["sampling_se"] == pytest.approx(130.0 / 3.92, rel=1e-3)

@@ -128,7 +128,7 @@ def test_participant_from_screening_to_week_32(
     )
     assert r.status_code == 422
     assert r.json()["error"]["field"] == "LAB.CD4"
-    assert "outside the valid range 0 to 5000" in r.json()["error"]["message"]
+    assert "outside the valid range 0 to 5,000" in r.json()["error"]["message"]
     assert row_counts(engine) == before
 
     visits = {v["code"]: v for v in allocation["visits"]}

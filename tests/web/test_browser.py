@@ -122,6 +122,7 @@ def test_coordinator_screens_randomizes_and_enters_week_4(
             # screen
             page.get_by_role("link", name="Screen").click()
             expect(page.get_by_label("Screening number")).to_be_visible()
+            page.get_by_label("Date of informed consent").fill("2006-01-02")  # consent first
             page.get_by_label("Screening number").fill("GB01-S0001")
             page.get_by_label("Screening date").fill("2006-01-02")
             page.get_by_label("Age").fill("34")
@@ -143,11 +144,9 @@ def test_coordinator_screens_randomizes_and_enters_week_4(
             expect(page.locator("#outcome")).to_contain_text("GB01-S0001 is eligible")
             page.screenshot(path=str(artifacts / "03-eligible.png"), full_page=True)
 
-            # consent and randomize
-            page.get_by_role("link", name="Record consent and randomize").click()
-            page.get_by_label("Date of informed consent").fill("2006-01-03")
-            page.get_by_role("button", name="Record consent").click()
-            expect(page.get_by_text("Consent recorded on 2006-01-03")).to_be_visible()
+            # randomize (the consent was recorded with the screening)
+            page.get_by_role("link", name="Randomize GB01-S0001").click()
+            expect(page.get_by_text("Consent recorded on 2006-01-02")).to_be_visible()
             page.get_by_label("Randomization date").fill("2006-01-05")
             page.get_by_role("button", name="Randomize").click()
             expect(page.locator("#arm")).to_be_visible()
@@ -165,7 +164,7 @@ def test_coordinator_screens_randomizes_and_enters_week_4(
             page.get_by_label("HIV RNA (copies/mL)").fill("<50")
             page.get_by_role("button", name="Save visit").click()
             error = page.locator("#f-LAB-CD4-error")
-            expect(error).to_contain_text("50000 cells/mm3 is outside the valid range 0 to 5000")
+            expect(error).to_contain_text("50,000 cells/mm3 is outside the valid range 0 to 5,000")
             expect(page.get_by_label("CD4+ count (cells/mm3)")).to_have_attribute(
                 "aria-invalid", "true"
             )

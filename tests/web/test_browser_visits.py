@@ -34,6 +34,20 @@ from stalwart.capture.users import UserStore
 from stalwart.protocol.load import LoadedProtocol
 from stalwart.web.app import create_app
 
+SCREENING = {
+    "Age (years)": "35",
+    "Sex": "M",
+    "HIV infection documented": "true",
+    "Screening CD4+ count (cells/mm3)": "520",
+    "Screening HIV RNA (copies/mL)": "20000",
+    "Currently on continuous antiretroviral therapy": "false",
+    "Any antiretroviral drug (hydroxyurea included) within 1 year before entry": "false",
+    "Any prior aldesleukin (IL-2)": "false",
+    "Access to a HAART regimen (>= 1 PI plus >= 2 N(t)RTIs)": "true",
+    "History of an AIDS-defining illness": "false",
+    "Corticosteroids, chemotherapy or immunomodulators within 8 weeks": "false",
+}
+TYPED = ("Age (years)", "Screening CD4+ count (cells/mm3)", "Screening HIV RNA (copies/mL)")
 CHROMIUM = os.environ.get("STALWART_CHROMIUM", "/usr/bin/chromium")
 PASSWORD = "coordinator password"
 RAND = dt.date(2008, 6, 2)
@@ -62,9 +76,9 @@ def server(
     url = databases.new("sqlite", packaged, folder=tmp_path)  # type: ignore[attr-defined]
     engine = open_engine(url)
     hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    UserStore(engine, hasher).add_user(
-        "coord.us", PASSWORD, "site_coordinator", "test-setup", site="US01"
-    )
+    users = UserStore(engine, hasher)
+    users.add_user("coord.us", PASSWORD, "site_coordinator", "test-setup", site="US01")
+    users.add_user("dm.all", PASSWORD, "data_manager", "test-setup")
     service = CaptureService.open(engine, today=lambda: today)
     service.screen("US01", "US01-S0001", RAND - 3 * DAY, eligible_answers_of(), "coord.us")
     app = create_app(engine, today=lambda: today, hasher=hasher)
@@ -120,10 +134,36 @@ def test_one_participant_from_consent_to_week_32(
             page.get_by_role("button", name="Log in").click()
             expect(page.get_by_role("heading", name="Worklist")).to_be_visible()
 
-            # consent on the screening day (consent first), then randomization with ENTRY labs
-            page.goto(f"{base}/randomize/US01-S0001")
+            # the screening form: consent first, then the screening procedures; three wrong
+            # fields show three errors at once, in the user's words
+            page.goto(f"{base}/screening")
             page.get_by_label("Date of informed consent").fill((RAND - 3 * DAY).isoformat())
-            page.get_by_role("button", name="Record consent").click()
+            page.get_by_label("Screening date").fill("2009-03-09")
+            for label, value in SCREENING.items():
+                if label in TYPED:
+                    page.get_by_label(label).fill(value)
+                else:
+                    page.get_by_label(label).select_option(value)
+            page.get_by_label("Age (years)").fill("abc")
+            page.get_by_label("Screening CD4+ count (cells/mm3)").fill("-5")
+            page.get_by_role("button", name="Record screening").click()
+            expect(page.locator("#f-age-error")).to_contain_text("enter a whole number")
+            expect(page.locator("#f-cd4-error")).to_contain_text(
+                "-5 cells/mm3 is outside the valid range 0 to 5,000 cells/mm3"
+            )
+            expect(page.locator("#f-screening_date-error")).to_contain_text("is in the future")
+            expect(page.locator(".field.invalid")).to_have_count(3)
+            shot(page, "00-screening-three-errors")
+            page.get_by_label("Age (years)").fill("35")
+            page.get_by_label("Screening CD4+ count (cells/mm3)").fill("520")
+            page.get_by_label("Screening date").fill((RAND - 3 * DAY).isoformat())
+            page.get_by_role("button", name="Record screening").click()
+            expect(page.locator("#outcome")).to_contain_text("US01-S0002 is eligible")
+            shot(page, "00b-screening-eligible")
+            page.get_by_role("link", name="Randomize US01-S0002").click()
+            expect(
+                page.get_by_text(f"Consent recorded on {(RAND - 3 * DAY).isoformat()}")
+            ).to_be_visible()
             page.get_by_label("Randomization date").fill(RAND.isoformat())
             labs(page, "512", "27")
             shot(page, "01-randomize-with-entry-labs")
@@ -177,7 +217,7 @@ def test_one_participant_from_consent_to_week_32(
 
             for code, day, cd4 in [
                 ("WK16", 112, "700"),
-                ("WK20", 140, "710"),
+                ("WK20", 140, "1300"),  # a jump the protocol's soft check queries
                 ("WK24", 168, "720"),
                 ("WK28", 196, "730"),
                 ("WK32", 224, "740"),
@@ -201,6 +241,21 @@ def test_one_participant_from_consent_to_week_32(
             expect(trail).to_contain_text("770")
             shot(page, "06-audit-trail")
 
+            # the soft check raised a query on WK20's CD4 by itself: the site answers it
+            page.goto(f"{base}/participants/{usubjid}/visits/WK20")
+            expect(page.locator("#query-badges")).to_contain_text("1 open query on CD4+ count")
+            shot(page, "06b-soft-check-query")
+            page.goto(f"{base}/queries")
+            row = page.locator("tbody tr", has_text="WK20")
+            expect(row).to_contain_text("changed by more than 400 cells/mm3")
+            row.get_by_label("Answer to query", exact=False).fill(
+                "1300 confirmed against the laboratory report"
+            )
+            row.get_by_role("button", name="Answer").click()
+            expect(page.locator("tbody tr", has_text="WK20")).to_contain_text(
+                "answered by coord.us"
+            )
+
             page.goto(f"{base}/participants/{usubjid}")
             shot(page, "07-participant-week-32")
             page.goto(f"{base}/deviations")
@@ -208,6 +263,53 @@ def test_one_participant_from_consent_to_week_32(
             expect(page.locator("tbody")).to_contain_text("VISIT OUT OF WINDOW")
             expect(page.locator("tbody")).to_contain_text("MISSED VISIT")
             shot(page, "08-deviations-log")
+
+            # a serious adverse event: three wrong fields at once, then saved; entered months
+            # after onset, it is flagged as reported late
+            page.goto(f"{base}/participants/{usubjid}/events")
+            page.get_by_label("Protocol term").select_option("Fever")
+            page.get_by_label("Start date").fill("2009-03-20")
+            page.get_by_label("Relationship to study treatment").select_option("POSSIBLE")
+            page.get_by_label("Outcome").select_option("RECOVERED/RESOLVED")
+            page.get_by_label("Action taken with study treatment").select_option("DRUG INTERRUPTED")
+            page.locator("#f-serious").select_option("true")
+            page.get_by_role("button", name="Report adverse event").click()
+            expect(page.locator("#f-verbatim-error")).to_contain_text("is required")
+            expect(page.locator("#f-grade-error")).to_contain_text("is required")
+            expect(page.locator("#f-start_date-error")).to_contain_text("is in the future")
+            shot(page, "08b-adverse-event-errors")
+            page.get_by_label("Event, in the site's words").fill("high fever after IL-2, admitted")
+            page.get_by_label("DAIDS grade").select_option("3")
+            page.get_by_label("Start date").fill((RAND + 60 * DAY).isoformat())
+            page.get_by_label("Requires or Prolongs Hospitalization").check()
+            page.get_by_role("button", name="Report adverse event").click()
+            events = page.locator("#adverse-events")
+            expect(events).to_contain_text("high fever after IL-2, admitted")
+            expect(events).to_contain_text("serious: requires or prolongs hospitalization")
+            expect(events).to_contain_text("SAE reported late")
+            shot(page, "08c-serious-adverse-event")
+
+            # the data manager closes the answered query
+            with page.expect_navigation():  # the logout's own answer, before logging in again
+                page.get_by_role("button", name="Log out").click()
+            page.goto(f"{base}/login")
+            expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+            page.get_by_label("Username").fill("dm.all")
+            page.get_by_label("Password").fill(PASSWORD)
+            page.get_by_role("button", name="Log in").click()
+            expect(page.get_by_role("button", name="Log out")).to_be_visible()
+            page.goto(f"{base}/queries")
+            row = page.locator("tbody tr", has_text="WK20")
+            row.get_by_label("Closing note for query", exact=False).fill("confirmed by the site")
+            row.get_by_role("button", name="Close").click()
+            row = page.locator("tbody tr", has_text="WK20")
+            expect(row).to_contain_text("closed by dm.all")
+            row.get_by_role("link").first.click()
+            history = page.locator("#query-history")
+            expect(history).to_contain_text("coord.us")
+            expect(history).to_contain_text("dm.all")
+            expect(history).to_contain_text("closed")
+            shot(page, "09-query-closed")
         finally:
             browser.close()
 
@@ -221,4 +323,4 @@ def test_one_participant_from_consent_to_week_32(
     assert cd4.loc["WK08", "ANL01FL"] == "" and cd4.loc["WK08", "ADY"] == 70
     assert cd4.loc["WK08", "AWHI"] == 63 and cd4.loc["WK32", "ANL01FL"] == "Y"
     assert "WK12" not in cd4.index and cd4.loc["WK16", "AVAL"] == 770
-    assert len(list(artifacts.glob("*.png"))) == 9
+    assert len(list(artifacts.glob("*.png"))) == 15

@@ -39,6 +39,7 @@ def _screening_form(csrf: str, number: str, **overrides: str) -> dict[str, str]:
         "csrf_token": csrf,
         "site": "US01",
         "screening_number": number,
+        "consent_date": "2006-01-02",
         "screening_date": "2006-01-02",
         "age": "35",
         "sex": "M",
@@ -113,11 +114,15 @@ def test_screening_form_is_rendered_from_the_protocol(
     before = row_counts(engine)
     r = client.post("/screening", data=_screening_form(csrf, "P-1", cd4="lots", age=""))
     assert r.status_code == 422
-    assert re.search(r'id="f-cd4-error" role="alert">cd4: Input should be a valid number', r.text)
-    assert re.search(r'id="f-age-error" role="alert">age: Field required<', r.text)
+    assert re.search(
+        r'id="f-cd4-error" role="alert">Screening CD4\+ count \(cells/mm3\): enter a number '
+        r"\(you entered &#39;lots&#39;\)<",
+        r.text,
+    )
+    assert re.search(r'id="f-age-error" role="alert">Age \(years\) is required<', r.text)
     assert 'aria-invalid="true"' in r.text and 'value="lots"' in r.text
     r = client.post("/screening", data=_screening_form(csrf, "P-1", cd4="9000"))
-    assert r.status_code == 422 and "outside the valid range 0 to 5000" in r.text
+    assert r.status_code == 422 and "outside the valid range 0 to 5,000 cells/mm3" in r.text
     assert row_counts(engine) == before
 
     r = client.post("/screening", data=_screening_form(csrf, "P-1", cd4="250"))
@@ -142,15 +147,15 @@ def test_randomize_then_visit_form_with_errors_beside_fields(
     client: TestClient, users: UserStore, engine: Engine, row_counts: Counts
 ) -> None:
     csrf = _login(client, users, "investigator", "US01")
+    # consent first: the screening form asks for it, before the screening procedures
+    r = client.post("/screening", data=_screening_form(csrf, "P-1", consent_date=""))
+    assert r.status_code == 422
+    assert re.search(r'id="f-consent_date-error" role="alert">Date of informed consent is', r.text)
+    r = client.post("/screening", data=_screening_form(csrf, "P-1", consent_date="2099-01-01"))
+    assert r.status_code == 422 and "2099-01-01 is in the future" in r.text
     client.post("/screening", data=_screening_form(csrf, "P-1"))
-    r = client.post(
-        "/randomize/P-1/consent", data={"csrf_token": csrf, "consent_date": "2099-01-01"}
-    )
-    assert r.status_code == 422 and "is in the future" in r.text
-    r = client.post(
-        "/randomize/P-1/consent", data={"csrf_token": csrf, "consent_date": "2006-01-03"}
-    )
-    assert r.status_code == 200 and "Consent recorded on 2006-01-03" in r.text
+    r = client.get("/randomize/P-1")
+    assert r.status_code == 200 and "Consent recorded on 2006-01-02" in r.text
     r = client.post("/randomize/P-1", data={"csrf_token": csrf, "randomization_date": "2006-01-05"})
     assert r.status_code == 200 and "Randomized to" in r.text and "WK32 Week 32" in r.text
     usubjid = re.search(r"<h1>(STALWART-US01-\d+)</h1>", r.text)
@@ -164,13 +169,13 @@ def test_randomize_then_visit_form_with_errors_beside_fields(
     form = {"csrf_token": csrf, "visit_date": "2006-02-02", "LAB.CD4": "50000", "LAB.HIVRNA": "<50"}
     r = client.post(f"/participants/{u}/visits/WK04", data=form)
     assert r.status_code == 422
-    assert re.search(r'id="f-LAB-CD4-error" role="alert">50000 cells/mm3 is outside', r.text)
+    assert re.search(r'id="f-LAB-CD4-error" role="alert">50,000 cells/mm3 is outside', r.text)
     assert row_counts(engine) == before
     r = client.post(f"/participants/{u}/visits/WK04", data=form | {"LAB.CD4": "500"})
     assert r.status_code == 200 and "Visit date 2006-02-02" in r.text and "Not signed" in r.text
     r = client.post(f"/participants/{u}/visits/WK04", data=form | {"LAB.CD4": "510"})
     assert r.status_code == 422
-    assert re.search(r'id="f-reason-error" role="alert">reason: Field required<', r.text)
+    assert re.search(r'id="f-reason-error" role="alert">Reason is required<', r.text)
     r = client.post(
         f"/participants/{u}/visits/WK04/sign",
         data={"csrf_token": csrf, "meaning": "I approve", "password": "wrong"},

@@ -52,7 +52,10 @@ def test_raise_by_field_beside_the_visit_and_see_the_badges(
     url = f"/participants/{usubjid}/visits/WK04/queries"
     before = row_counts(engine)
     r = client.post(url, data={"csrf_token": csrf, "field": "LAB.CD4", "text": " "})
-    assert r.status_code == 422 and 'id="f-text-error" role="alert">text:' in r.text
+    assert (
+        r.status_code == 422
+        and 'id="f-text-error" role="alert">Query to the site is required' in r.text
+    )
     r = client.post(url, data={"csrf_token": csrf, "field": "LAB.NOPE", "text": "why?"})
     assert r.status_code == 422 and re.search(r'id="f-field-error" role="alert">[^<]*NOPE', r.text)
     assert row_counts(engine) == before

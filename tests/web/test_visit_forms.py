@@ -164,7 +164,7 @@ def test_pages_late_unscheduled_missed_and_the_log(
         data={"csrf_token": csrf, "visit_date": (RAND + 3 * DAY).isoformat(), "reason": ""},
     )
     assert r.status_code == 422
-    assert 'id="f-reason-error" role="alert">reason:' in r.text
+    assert 'id="f-reason-error" role="alert">Reason for the unscheduled visit is required' in r.text
     r = client.post(
         f"/participants/{usubjid}/unscheduled",
         data={

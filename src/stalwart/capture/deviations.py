@@ -1,7 +1,8 @@
 """The protocol deviations log: detected by the system, reported by users, reviewed.
 
 The system logs a deviation in the same transaction as the write that reveals it (a visit saved
-outside its window, a missed visit, consent given after the screening procedures) with
+outside its window, a missed visit, consent given after the screening procedures, a dose
+outside the dosing calendar) with
 ``log_deviation``; a site or monitor reports the others (``Deviations.report``). The data
 manager (or a monitor) reviews each one. ``deviation_rows`` is the trial-wide listing the DSMB
 report and an SDTM DV export read: one dict per deviation, DV-ready (category, term, date).
@@ -31,6 +32,7 @@ __all__ = [
     "CONSENT",
     "DEVIATION_CATEGORIES",
     "DEVIATION_COLUMNS",
+    "DOSE_CALENDAR",
     "MISSED_VISIT",
     "VISIT_WINDOW",
     "DeviationView",
@@ -42,12 +44,14 @@ __all__ = [
 VISIT_WINDOW = "VISIT OUT OF WINDOW"
 MISSED_VISIT = "MISSED VISIT"
 CONSENT = "INFORMED CONSENT"
+DOSE_CALENDAR = "STUDY TREATMENT"
+"""A dose given on a day outside the protocol's dosing calendar (logged when it is saved)."""
 DEVIATION_CATEGORIES = (
     VISIT_WINDOW,
     MISSED_VISIT,
     CONSENT,
     "ELIGIBILITY",
-    "STUDY TREATMENT",
+    DOSE_CALENDAR,
     "STUDY PROCEDURE",
     "OTHER",
 )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from stalwart.errors import ValidationError, VisitWindowError
 from stalwart.protocol.calendar import ScheduledVisit
 from stalwart.protocol.schema import FormItem
+from stalwart.protocol.wording import amount, label_of, number, value_range
 
 __all__ = [
     "LabValue",
@@ -62,7 +63,10 @@ def parse_lab_value(raw: LabValue | float | int | str | None, field: str) -> Lab
 
 
 def check_lab_value(item: FormItem, entered: LabValue) -> tuple[float | None, bool, float | None]:
-    """Validate one result against its form item; returns ``(value, below_limit, limit)``."""
+    """Validate one result against its form item; returns ``(value, below_limit, limit)``.
+
+    Messages use the numbers and units as people write them (``100,000,000 copies/mL``).
+    """
     field = f"LAB.{item.name}"
     if entered.below_limit:
         if item.lower_limit is None:
@@ -71,30 +75,31 @@ def check_lab_value(item: FormItem, entered: LabValue) -> tuple[float | None, bo
             # "<400" does not say the value is below 50: storing it as "<50" would invent data
             raise ValidationError(
                 field,
-                f"'<{entered.limit:g}' is not below the assay limit {item.lower_limit:g} "
-                f"{item.unit} of this protocol; enter a result measured down to "
-                f"{item.lower_limit:g}",
+                f"'<{number(entered.limit)}' is not below the assay limit "
+                f"{amount(item.lower_limit, item.unit)} of this protocol; enter a result "
+                f"measured down to {number(item.lower_limit)}",
             )
         return None, True, item.lower_limit
     value = entered.value
     if value is None or not math.isfinite(value):
-        raise ValidationError(field, f"must be a finite number in {item.unit}, got {value!r}")
+        raise ValidationError(field, f"{item.label}: enter a number in {item.unit}")
     lo = item.min if item.min is not None else -math.inf
     hi = item.max if item.max is not None else math.inf
     if not lo <= value <= hi:
+        allowed = value_range(item.min, item.max, item.unit)
         raise ValidationError(
             field,
-            f"{value:g} {item.unit} is outside the valid range {lo:g} to {hi:g} {item.unit}; "
+            f"{amount(value, item.unit)} is outside the valid range {allowed}; "
             "check the units and the number",
         )
     if item.lower_limit is not None and value < item.lower_limit:
         raise ValidationError(
             field,
-            f"{value:g} {item.unit} is below the assay limit {item.lower_limit:g}: "
-            f"record it as '<{item.lower_limit:g}'",
+            f"{amount(value, item.unit)} is below the assay limit "
+            f"{amount(item.lower_limit, item.unit)}: record it as '<{number(item.lower_limit)}'",
         )
     if item.type == "integer" and value != int(value):
-        raise ValidationError(field, f"must be a whole number, got {value:g}")
+        raise ValidationError(field, f"{item.label} is a whole number, got {number(value)}")
     return value, False, None
 
 
@@ -131,7 +136,9 @@ def check_visit_window(visit: ScheduledVisit, day: dt.date, reason: str | None) 
 def check_date_not_future(field: str, day: dt.date, today: dt.date) -> None:
     """A date of something that happened cannot be after today."""
     if day > today:
-        raise ValidationError(field, f"{day.isoformat()} is in the future (today {today})")
+        raise ValidationError(
+            field, f"{label_of(field)} {day.isoformat()} is in the future (today is {today})"
+        )
 
 
 def check_dates_in_order(
@@ -141,5 +148,6 @@ def check_dates_in_order(
     if first > second:
         raise ValidationError(
             second_field,
-            f"{second_field} {second.isoformat()} is before {first_field} {first.isoformat()}",
+            f"{label_of(second_field)} {second.isoformat()} is before the "
+            f"{label_of(first_field).lower()} {first.isoformat()}",
         )

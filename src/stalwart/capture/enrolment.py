@@ -42,16 +42,25 @@ from stalwart.errors import (
     AllocationKeyError,
     AlreadyRandomizedError,
     ConflictError,
+    DuplicateError,
     EligibilityError,
+    FieldErrors,
     NotFoundError,
     ValidationError,
 )
 from stalwart.protocol.calendar import Calendar, participant_calendar
-from stalwart.protocol.eligibility import evaluate_eligibility, validate_screening_answers
+from stalwart.protocol.eligibility import Answer, check_screening_answers, evaluate_eligibility
+from stalwart.protocol.schema import Protocol
 from stalwart.randomization.allocation import stratum_key
 from stalwart.randomization.minimization import MINIMIZATION_STREAM, MinimizationDesign
 
-__all__ = ["Allocation", "Enrolment", "ScreeningOutcome", "find_screening"]
+__all__ = [
+    "Allocation",
+    "Enrolment",
+    "ScreeningOutcome",
+    "check_screening",
+    "find_screening",
+]
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,37 @@ def find_screening(
     return rows[0][0], rows[0][1]
 
 
+def check_screening(
+    protocol: Protocol,
+    today: dt.date,
+    screening_date: dt.date | None,
+    answers: Mapping[str, object],
+    *,
+    partial: bool,
+    consent_date: dt.date | None = None,
+) -> dict[str, Answer]:
+    """The screening's dates and answers checked together: every wrong field at once.
+
+    ``partial``: fields missing from ``answers`` (or no date) are not errors: a form whose
+    other fields failed to parse first reports those beside these.
+    """
+    problems: list[ValidationError] = []
+    values: dict[str, Answer] = {}
+    try:
+        values = check_screening_answers(protocol, answers, partial=partial)
+    except ValidationError as exc:
+        problems.append(exc)
+    for field, day in (("consent_date", consent_date), ("screening_date", screening_date)):
+        if day is not None:
+            try:
+                check_date_not_future(field, day, today)
+            except ValidationError as exc:
+                problems.append(exc)
+    if error := FieldErrors.collect(problems):
+        raise error
+    return values
+
+
 def _log_late_consent(
     session: Session, screening: Screening, consent_date: dt.date, actor: str
 ) -> None:
@@ -137,40 +177,76 @@ class Enrolment:
     def screen(
         self,
         site: str,
-        screening_number: str,
+        screening_number: str | None,
         screening_date: dt.date,
         answers: Mapping[str, object],
         actor: ActorLike,
+        *,
+        consent_date: dt.date | None = None,
     ) -> ScreeningOutcome:
-        """Record a screening and its eligibility verdict (the reasons when not eligible)."""
+        """Record a screening and its eligibility verdict (the reasons when not eligible).
+
+        ``consent_date``: the informed consent, recorded with the screening (GCP: consent comes
+        first, then the screening procedures); one dated after the screening is saved and
+        logged as a late-consent deviation.
+
+        ``screening_number`` None (or blank) assigns the site's next number in the protocol's
+        ``study.screening_number_format``; the site row is locked while it is chosen, so two
+        screenings at once never get the same one. Every wrong field is reported at once.
+        """
         who = require(actor, Permission.SCREEN, "screen participants")
         self._require_site(who, site)
-        values = validate_screening_answers(self.context.protocol, answers)
-        check_date_not_future("screening_date", screening_date, self.context.today())
-        if not screening_number.strip():
-            raise ValidationError("screening_number", "must not be empty")
+        values = check_screening(
+            self.context.protocol,
+            self.context.today(),
+            screening_date,
+            answers,
+            partial=False,
+            consent_date=consent_date,
+        )
         reasons = evaluate_eligibility(self.context.protocol, values)
+        given = screening_number.strip() if screening_number else ""
         with transaction(self.context.engine) as session:
-            site_row = self._site(session, site)
+            site_row = self._site(session, site, lock=True)
+            number = given or self._next_screening_number(session, site_row)
             exists = session.scalar(
                 sa.select(Screening.id).where(
-                    Screening.site_id == site_row.id, Screening.screening_number == screening_number
+                    Screening.site_id == site_row.id, Screening.screening_number == number
                 )
             )
             if exists is not None:
-                raise ConflictError(
-                    f"screening number {screening_number} is already recorded at {site}"
+                raise DuplicateError(
+                    "screening_number",
+                    f"screening number {number} is already recorded at {site}: leave it blank "
+                    "to be given the next free number",
                 )
             row = Screening(
                 site_id=site_row.id,
-                screening_number=screening_number,
+                screening_number=number,
                 screening_date=screening_date,
                 answers=dict(values),
                 eligible=not reasons,
                 reasons=reasons,
             )
             add_rows(session, [row], who.label)
-        return ScreeningOutcome(screening_number, not reasons, tuple(reasons))
+            if consent_date is not None:
+                consent = Consent(screening_id=row.id, consent_date=consent_date)
+                add_rows(session, [consent], who.label)
+                _log_late_consent(session, row, consent_date, who.label)
+        return ScreeningOutcome(number, not reasons, tuple(reasons))
+
+    def _next_screening_number(self, session: Session, site: Site) -> str:
+        """The site's next free number in the protocol's format (the site row is locked)."""
+        study = self.context.protocol.study
+        used = set(
+            session.scalars(
+                sa.select(Screening.screening_number).where(Screening.site_id == site.id)
+            )
+        )
+        seq = len(used) + 1
+        while study.screening_number(site.code, seq) in used:
+            seq += 1
+        return study.screening_number(site.code, seq)
 
     def record_consent(
         self,
@@ -381,8 +457,9 @@ class Enrolment:
         )
 
     @staticmethod
-    def _site(session: Session, code: str) -> Site:
-        site = session.scalar(sa.select(Site).where(Site.code == code))
+    def _site(session: Session, code: str, *, lock: bool = False) -> Site:
+        stmt = sa.select(Site).where(Site.code == code)
+        site = session.scalar(stmt.with_for_update() if lock else stmt)
         if site is None:
             known = ", ".join(session.scalars(sa.select(Site.code).order_by(Site.code)))
             raise NotFoundError(f"no site {code!r}; sites are {known}")

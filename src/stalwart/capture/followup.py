@@ -8,15 +8,16 @@ visits and their laboratory results are ``capture.visits``.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from stalwart.capture.access import ActorLike, Permission, require
-from stalwart.capture.ae_form import AeDetails, check_ae_details
+from stalwart.capture.ae_form import AeDetails, check_adverse_event
 from stalwart.capture.context import CaptureContext, ParticipantRecord, read_participant
 from stalwart.capture.db import core_connection
+from stalwart.capture.deviations import DOSE_CALENDAR, log_deviation
 from stalwart.capture.edit_checks import (
     check_date_not_future,
     check_dates_in_order,
@@ -34,9 +35,15 @@ from stalwart.capture.tables import (
 )
 from stalwart.capture.transaction import transaction
 from stalwart.capture.writes import add_rows, insert_audited
-from stalwart.errors import ConflictError, ValidationError
+from stalwart.errors import ConflictError, FieldErrors, ValidationError, VisitWindowError
+from stalwart.protocol.schema import Protocol
 
-__all__ = ["DISPOSITION_STATUSES", "FollowUp", "check_before_disposition"]
+__all__ = [
+    "DISPOSITION_STATUSES",
+    "FollowUp",
+    "check_before_disposition",
+    "check_clinical_event",
+]
 
 DISPOSITION_STATUSES = ("COMPLETED", "LOST TO FOLLOW-UP", "WITHDREW", "DEATH")
 """How follow-up can end (CDISC DS decoded terms)."""
@@ -64,6 +71,53 @@ _VISIT_CONTEXT = (
 """A visit's context in one read: the participant, arm and site, end of follow-up, earlier save."""
 
 
+def _off_calendar(
+    day: dt.date,
+    nearest: dt.date,
+    treatment: str,
+    cycle: int,
+    planned: Mapping[dt.date, object],
+    reason: str | None,
+) -> str:
+    """The deviation of a dose outside the dosing calendar, or a refusal without a reason."""
+    off = (day - nearest).days
+    description = (
+        f"{treatment} cycle {cycle} dose on {day.isoformat()}, {abs(off)} day(s) "
+        f"{'after' if off > 0 else 'before'} the nearest planned dose day {nearest.isoformat()} "
+        f"(planned {min(planned).isoformat()} to {max(planned).isoformat()})"
+    )
+    if reason is None or not reason.strip():
+        raise VisitWindowError(
+            "deviation_reason",
+            f"{day.isoformat()} is not a {treatment} day of cycle {cycle}: {description}. Give "
+            "the reason the dose was given outside the protocol's dosing calendar; it is saved "
+            "and logged as a protocol deviation.",
+        )
+    return description
+
+
+def check_clinical_event(
+    protocol: Protocol, today: dt.date, event_code: str | None, onset_date: dt.date | None
+) -> None:
+    """The event's code and onset date checked together, both errors at once (None: not
+    checked, a form reports it)."""
+    terms = sorted(e.code for e in protocol.forms.CE.events)
+    problems: list[ValidationError] = []
+    if event_code is not None and event_code not in terms:
+        problems.append(
+            ValidationError(
+                "event_code", f"{event_code!r} is not a coded clinical event; use one of {terms}"
+            )
+        )
+    if onset_date is not None:
+        try:
+            check_date_not_future("onset_date", onset_date, today)
+        except ValidationError as exc:
+            problems.append(exc)
+    if error := FieldErrors.collect(problems):
+        raise error
+
+
 class FollowUp:
     """A participant's follow-up: visits and their laboratory results, doses, events, the end."""
 
@@ -77,8 +131,15 @@ class FollowUp:
         cycle: int,
         days: Sequence[tuple[dt.date, int]],
         actor: ActorLike,
+        *,
+        deviation_reason: str | None = None,
     ) -> None:
-        """Record the doses of one cycle: ``(date, administrations taken)`` per dose day."""
+        """Record the doses of one cycle: ``(date, administrations taken)`` per dose day.
+
+        A dose on a day that is not in the protocol's dosing calendar for the cycle needs
+        ``deviation_reason``: it is then saved (with the nearest planned day's dose) and logged
+        as a STUDY TREATMENT deviation; without it, it is refused saying what to do.
+        """
         who = require(actor, Permission.ENTER_DATA, "enter doses")
         if not days:
             raise ValidationError("doses", "give at least one dose day")
@@ -96,13 +157,16 @@ class FollowUp:
                 )
             rows: list[dict[str, object]] = []
             ended = _end_of_follow_up(session, participant)
+            off_calendar: list[tuple[str, dt.date]] = []
             for day, taken in days:
                 plan = planned.get(day)
                 if plan is None:
-                    raise ValidationError(
-                        "dose_date",
-                        f"{day} is not a {treatment} day of cycle {cycle} "
-                        f"(planned {min(planned)} to {max(planned)})",
+                    nearest = min(planned, key=lambda d: (abs((d - day).days), d))
+                    plan = planned[nearest]
+                    what = _off_calendar(day, nearest, treatment, cycle, planned, deviation_reason)
+                    off_calendar.append((what, day))
+                    check_dates_in_order(
+                        "randomization_date", participant.randomization_date, "dose_date", day
                     )
                 if (
                     isinstance(taken, bool)
@@ -136,6 +200,17 @@ class FollowUp:
                     f"{treatment} doses of {usubjid} on these days are already recorded"
                 )
             insert_audited(session, Dose, rows, who.label)
+            for description, day in off_calendar:
+                log_deviation(
+                    session,
+                    site_id=participant.site_id,
+                    participant_id=participant.id,
+                    category=DOSE_CALENDAR,
+                    description=description,
+                    deviation_date=day,
+                    reason=(deviation_reason or "").strip(),
+                    actor=who.label,
+                )
 
     def report_clinical_event(
         self, usubjid: str, event_code: str, onset_date: dt.date, actor: ActorLike
@@ -143,12 +218,7 @@ class FollowUp:
         """Report an opportunistic event or death from the protocol's coded list."""
         who = require(actor, Permission.ENTER_DATA, "report clinical events")
         terms = {e.code: e for e in self.context.protocol.forms.CE.events}
-        if event_code not in terms:
-            raise ValidationError(
-                "event_code",
-                f"{event_code!r} is not a coded clinical event; use one of {sorted(terms)}",
-            )
-        check_date_not_future("onset_date", onset_date, self.context.today())
+        check_clinical_event(self.context.protocol, self.context.today(), event_code, onset_date)
         with transaction(self.context.engine) as session:
             participant, _ = read_participant(session, usubjid, who)
             check_unlocked(session, participant, f"the clinical events of {usubjid}", onset_date)
@@ -188,27 +258,19 @@ class FollowUp:
         """Report an adverse event: grade, relatedness, verbatim term, outcome, action, criteria."""
         who = require(actor, Permission.ENTER_DATA, "report adverse events")
         form = self.context.protocol.forms.AE
-        details = check_ae_details(form, bool(serious), details)
-        if term not in form.terms:
-            raise ValidationError(
-                "term", f"{term!r} is not an AE term of this protocol; use one of {form.terms}"
-            )
-        if (
-            isinstance(grade, bool)
-            or not isinstance(grade, int)
-            or not (form.min_grade <= grade <= form.max_grade)
-        ):
-            raise ValidationError(
-                "grade",
-                f"DAIDS grade must be a whole number "
-                f"{form.min_grade} to {form.max_grade}, got {grade!r}",
-            )
-        if related not in form.relatedness:
-            raise ValidationError("related", f"{related!r} is not one of {form.relatedness}")
-        check_date_not_future("start_date", start_date, self.context.today())
-        if end_date is not None:
-            check_dates_in_order("start_date", start_date, "end_date", end_date)
-            check_date_not_future("end_date", end_date, self.context.today())
+        checked = check_adverse_event(
+            form,
+            self.context.today(),
+            term=term,
+            grade=grade,
+            start_date=start_date,
+            end_date=end_date,
+            related=related,
+            serious=bool(serious),
+            details=details,
+        )
+        assert checked is not None
+        details = checked
         with transaction(self.context.engine) as session:
             participant, _ = read_participant(session, usubjid, who)
             check_unlocked(session, participant, f"the adverse events of {usubjid}", start_date)

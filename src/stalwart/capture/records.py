@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from stalwart.capture.access import Actor, ActorLike, Permission, require
+from stalwart.capture.ae_form import ae_summary
 from stalwart.capture.context import CaptureContext, find_participant
 from stalwart.capture.exports import EXPORTS, AnySelect, export_select, stream_rows, trial_summary
 from stalwart.capture.tables import (
@@ -312,18 +313,7 @@ class Records:
                 }
                 for e, decision in events
             ],
-            [
-                {
-                    "id": a.id,
-                    "term": a.term,
-                    "grade": a.grade,
-                    "start_date": a.start_date,
-                    "end_date": a.end_date,
-                    "related": a.related,
-                    "serious": a.serious,
-                }
-                for a in aes
-            ],
+            [ae_summary(self.context.protocol.forms.AE, a) for a in aes],
             [{"code": c, "visit_date": day} for c, day in visits if is_unscheduled(c)],
         )
 

@@ -267,13 +267,18 @@ class CaptureService:
     def screen(
         self,
         site: str,
-        screening_number: str,
+        screening_number: str | None,
         screening_date: dt.date,
         answers: Mapping[str, object],
         actor: ActorLike,
+        *,
+        consent_date: dt.date | None = None,
     ) -> ScreeningOutcome:
-        """Record a screening and its eligibility verdict (the reasons when not eligible)."""
-        return self._enrolment.screen(site, screening_number, screening_date, answers, actor)
+        """Record a screening (its number assigned when None) and its eligibility verdict; with
+        ``consent_date`` the informed consent too (``Enrolment.screen``)."""
+        return self._enrolment.screen(
+            site, screening_number, screening_date, answers, actor, consent_date=consent_date
+        )
 
     def record_consent(
         self,
@@ -379,9 +384,14 @@ class CaptureService:
         cycle: int,
         days: Sequence[tuple[dt.date, int]],
         actor: ActorLike,
+        *,
+        deviation_reason: str | None = None,
     ) -> None:
-        """Record the doses of one cycle: ``(date, administrations taken)`` per dose day."""
-        self._follow_up.record_doses(usubjid, treatment, cycle, days, actor)
+        """Record the doses of one cycle: ``(date, administrations taken)`` per dose day; a
+        day outside the dosing calendar needs ``deviation_reason`` (logged as a deviation)."""
+        self._follow_up.record_doses(
+            usubjid, treatment, cycle, days, actor, deviation_reason=deviation_reason
+        )
 
     def report_clinical_event(
         self, usubjid: str, event_code: str, onset_date: dt.date, actor: ActorLike

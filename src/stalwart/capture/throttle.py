@@ -93,11 +93,14 @@ class LoginThrottle:
         """Record an attempt (a failure until proven otherwise) and judge it; its row id.
 
         An untrusted attempt is judged against the attempts recorded before it and, when it
-        must wait, its row is deleted again and ``LoginThrottledError`` raised.
+        must wait, ``LoginThrottledError`` is raised before its row commits (none is kept). Attempts
+        on one account or from one client are judged one at a time (``_serialize``).
         """
         now = self._clock()
         user, addr = _key(username), None if trusted else _client(client)
         with transaction(engine) as session:
+            if not trusted:
+                _serialize(session, user, addr)
             session.execute(
                 sa.delete(LoginFailure).where(LoginFailure.at < now - self.window_seconds)
             )
@@ -105,14 +108,8 @@ class LoginThrottle:
             session.add(row)
             session.flush()
             attempt = row.id
-        if trusted:
-            return attempt
-        try:
-            with Session(engine) as session:
+            if not trusted:  # judged before commit: a throttled attempt leaves no row
                 self._judge(session, user, addr, now, attempt)
-        except LoginThrottledError:
-            self.succeeded(engine, attempt, username, None)
-            raise
         return attempt
 
     def succeeded(self, engine: Engine, attempt: int, username: str, client: str | None) -> None:
@@ -166,6 +163,25 @@ class LoginThrottle:
                 "next try; if these were not you, tell an administrator",
                 math.ceil(wait),
             )
+
+
+def _serialize(session: Session, username: str, client: str | None) -> None:
+    """Hold the account's (then the client's) lock until this attempt commits, so that
+    simultaneous guesses are judged one after another, each seeing every attempt before it.
+
+    PostgreSQL: transaction-scoped advisory locks (always account first, then client, so two
+    attempts never wait on each other in a cycle). SQLite: the write transaction is already
+    exclusive (BEGIN IMMEDIATE), so nothing more is needed.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    keys = [f"stalwart.login.user:{username}"]
+    if client is not None:
+        keys.append(f"stalwart.login.client:{client}")
+    for key in keys:
+        session.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key}
+        )
 
 
 def _key(username: str) -> str:

@@ -160,12 +160,19 @@ def check_labs(
 
 
 def check_visit_form(
-    protocol: Protocol, visit_date: dt.date, today: dt.date, labs: LabEntries, *, required: bool
+    protocol: Protocol,
+    visit_date: dt.date | None,
+    today: dt.date,
+    labs: LabEntries,
+    *,
+    required: bool,
 ) -> dict[str, tuple[float | None, bool, float | None]]:
-    """The visit date and every result checked together: all their errors at once."""
+    """The visit date and every result checked together: all their errors at once (no date:
+    the results only, for a form whose date was refused before)."""
     problems: list[ValidationError] = []
     try:
-        check_date_not_future("visit_date", visit_date, today)
+        if visit_date is not None:
+            check_date_not_future("visit_date", visit_date, today)
     except ValidationError as exc:
         problems.append(exc)
     results = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -166,15 +167,41 @@ def simulate(
             *([f"{row['assurance']:.3f}"] if assured and "assurance" in row else []),
         )
     out_console.print(table)
-    boundary = oc["alternative"].get("group_sequential", {}).get("harm")
-    if boundary is not None and "assurance_crossing" in boundary:
-        out_console.print(
-            f"DSMB harm boundary crossed: {boundary['crossing']:.3f} at the fixed values, "
-            f"{boundary['assurance_crossing']:.3f} over the posterior"
-        )
+    _print_harm_boundary(oc)
     out_console.print(f"{outcome.seconds:.1f} s ({oc['run']['executor']}); oc: {outcome.oc_path}")
     for figure in outcome.figures:
         out_console.print(f"figure: {figure}")
+
+
+def _z(values: list[float | None]) -> str:
+    return " / ".join("never" if v is None or not math.isfinite(v) else f"{v:.2f}" for v in values)
+
+
+def _print_harm_boundary(oc: dict[str, Any]) -> None:
+    """The DSMB harm boundary's z values (calibrated or normal theory), its crossing
+    probability at the fixed values and over the posterior, against its nominal level."""
+    gs = oc["alternative"].get("group_sequential")
+    if gs is None:
+        return
+    design, harm = gs["design"], gs["harm"]
+    kind = design.get("harm_boundary", "normal")
+    text = (
+        f"DSMB harm boundary ({kind}"
+        + (
+            f", normal theory {_z(design['harm_critical_z_normal_theory'])}"
+            if kind == "calibrated"
+            else ""
+        )
+        + f"): z >= {_z(design['harm_critical_z'])}; crossed {harm['harm_cumulative'][-1]:.3f} "
+        f"at the fixed values"
+    )
+    if "assurance_crossing" in harm:
+        boundary = oc["assurance"]["alternative"]["group_sequential"]["design"]
+        text += (
+            f", {harm['assurance_crossing']:.3f} over the posterior "
+            f"(z >= {_z(boundary['harm_critical_z'])})"
+        )
+    out_console.print(text + f"; nominal {design['harm_alpha']:g} under no IL-2 excess")
 
 
 def _interval(dist: dict[str, Any] | None) -> str:
@@ -196,39 +223,58 @@ def _estimates(row: dict[str, Any]) -> str:
     return text
 
 
+def _pi(row: dict[str, Any], digits: str = ".3g") -> str:
+    return f"{row['median']:{digits}} ({row['q025']:{digits}} to {row['q975']:{digits}})"
+
+
 def model_check_table() -> Table:
-    """The model's 95% posterior predictive interval of each published STALWART figure and of
-    the two held-out figures, from the shipped posterior sample's report."""
+    """Each published STALWART figure beside the model's 95% posterior predictive interval (the
+    simulator's, shipped: :mod:`stalwart.montecarlo.predictive`), and the two held-out figures
+    beside theirs (:mod:`stalwart.simulate.posterior_checks`), never one run's value."""
+    from stalwart.montecarlo.predictive import shipped_predictive
     from stalwart.simulate.posterior_checks import shipped_report
 
+    predicted = shipped_predictive()
+    settings = predicted["settings"]
     report = shipped_report()
-    table = Table(title="Model (posterior) vs published: 95% predictive intervals")
-    for column in ("Figure", "Published", "Model median (95% PI)", "Inside", "Fitted"):
+    table = Table(
+        title="STALWART published vs the model's 95% predictive intervals "
+        f"({settings['draws'] * settings['per_draw']} simulated trials over the posterior)"
+    )
+    for column in ("Figure", "Published", "Model median (95% PI)", "Inside", "Role"):
         table.add_column(column)
-    for name, row in report["predictive_intervals"].items():
+    table.add_row("randomized, total", str(settings["sample_size"]), "design", "", "design")
+    for name, row in predicted["intervals"].items():
+        role = "allocation" if name.startswith("randomized") else "fitted (likelihood)"
         table.add_row(
-            name,
-            f"{row['published']:g}",
-            f"{row['median']:.3g} ({row['q025']:.3g} to {row['q975']:.3g})",
-            "yes" if row["inside"] else "NO",
-            "likelihood",
+            name, f"{row['published']:g}", _pi(row), "yes" if row["inside"] else "NO", role
         )
     vanguard = report["held_out"]["uk_vanguard_cd4_auc_difference"]
     pi = vanguard["model_predictive"]
     table.add_row(
         "UK-Vanguard CD4 AUC difference, 24 wk",
         f"{vanguard['estimate']:g} ({vanguard['ci_low']:g} to {vanguard['ci_high']:g})",
-        f"{pi['median']:.3g} ({pi['q025']:.3g} to {pi['q975']:.3g})",
+        _pi(pi),
         "yes" if pi["inside"] else "NO",
         "held out",
     )
+    matched = vanguard.get("dose_matched_7_5_miu")
+    if matched is not None:
+        table.add_row(
+            "UK-Vanguard, 7.5 MIU arm only",
+            f"{matched['estimate']:g} (SE {matched['sampling_se']:.3g})",
+            _pi(matched["model_predictive"]),
+            "yes" if matched["model_predictive"]["inside"] else "NO",
+            "held out",
+        )
     extension = report["held_out"]["stalwart_extension_hazard_ratio"]
-    hr = extension["model_hazard_ratio"]
+    hr = extension.get("model_predictive", extension["model_hazard_ratio"])
+    inside = hr["inside"] if "inside" in hr else extension["inside_published_ci"]
     table.add_row(
         "STALWART post-IL-2 follow-up HR",
         f"{extension['estimate']:g} ({extension['ci_low']:g} to {extension['ci_high']:g})",
-        f"{hr['median']:.3g} ({hr['q025']:.3g} to {hr['q975']:.3g})",
-        "yes" if extension["inside_published_ci"] else "NO",
+        _pi(hr),
+        "yes" if inside else "NO",
         "held out",
     )
     return table

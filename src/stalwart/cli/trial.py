@@ -68,15 +68,19 @@ def demo(
             protocol=protocol,
             via_http=via_http,
         )
-    table = Table(title="STALWART: published vs this run", show_lines=False)
-    for column in ("Quantity", "Published", "This run"):
-        table.add_column(column)
-    for row in outcome.analysis.comparison:
-        table.add_row(row.quantity, row.published, row.this_run)
-    out_console.print(table)
     from stalwart.cli.design import model_check_table
 
     out_console.print(model_check_table())
+    table = Table(
+        title=f"This demo run: one simulated trial (seed {seed}, model at the posterior "
+        "medians); one draw, not the model's prediction",
+        show_lines=False,
+    )
+    for column in ("Quantity", "This run"):
+        table.add_column(column)
+    for row in outcome.analysis.comparison:
+        table.add_row(row.quantity, row.this_run)
+    out_console.print(table)
     if outcome.replaced:
         out_console.print(f"replaced the previous demo run in {outcome.out}")
     out_console.print(

@@ -27,6 +27,7 @@ A TOML file with optional parts; every name is checked against the protocol and 
     spending = "obrien-fleming"     # efficacy, two-sided at the plan's alpha
     harm_alpha = 0.025              # DSMB one-sided harm boundary on the safety log-rank
     harm_spending = "obrien-fleming"
+    harm_boundary = "calibrated"    # or "normal" (see LookPlan)
 
 The null scenario is the study's scenario with ``[null]`` applied on top, so it differs from the
 alternative only in the treatment effects.
@@ -51,6 +52,7 @@ from stalwart.simulate.vectorized import apply_scenario
 
 __all__ = [
     "DEFAULT_LOOKS",
+    "HARM_BOUNDARIES",
     "HARM_SCENARIOS",
     "NULL_OVERRIDES",
     "LookPlan",
@@ -80,14 +82,30 @@ _SECTIONS = ("name", "description", "scenario", "null", "sweep", "group_sequenti
 _SPENDING = ("obrien-fleming", "pocock")
 
 
+HARM_BOUNDARIES = ("calibrated", "normal")
+"""How the DSMB harm boundary's z values are set: by simulation under no excess (default) or by
+normal theory (Lan-DeMets), see :class:`LookPlan`."""
+
+
 @dataclass(frozen=True)
 class LookPlan:
-    """Interim looks: information fractions, efficacy spending, the DSMB harm boundary."""
+    """Interim looks: information fractions, efficacy spending, the DSMB harm boundary.
+
+    The harm boundary spends ``harm_alpha`` over the looks by ``harm_spending``. With
+    ``harm_boundary = "normal"`` its z values are Lan-DeMets' (normal theory); with
+    ``"calibrated"`` (the default) they are set by simulation under the scenario with no IL-2
+    excess hazard (:mod:`~stalwart.montecarlo.harm_calibration`), because with a few safety
+    events and 2:1 allocation the log-rank z is discrete and skewed and the normal-theory
+    boundary crosses at about half its nominal level. ``harm_critical_z`` holds the calibrated
+    values once the study has computed them (``None`` until then, and for ``"normal"``).
+    """
 
     information_rates: tuple[float, ...] = (0.5, 0.75, 1.0)
     spending: str = "obrien-fleming"
     harm_alpha: float = 0.025
     harm_spending: str = "obrien-fleming"
+    harm_boundary: str = "calibrated"
+    harm_critical_z: tuple[float, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values for oc.json."""
@@ -96,6 +114,7 @@ class LookPlan:
             "spending": self.spending,
             "harm_alpha": self.harm_alpha,
             "harm_spending": self.harm_spending,
+            "harm_boundary": self.harm_boundary,
         }
 
 
@@ -269,7 +288,7 @@ def _sweep(
 
 
 def _looks(table: Mapping[str, Any]) -> LookPlan:
-    allowed = ("information_rates", "spending", "harm_alpha", "harm_spending")
+    allowed = ("information_rates", "spending", "harm_alpha", "harm_spending", "harm_boundary")
     unknown = [k for k in table if k not in allowed]
     if unknown:
         raise ConfigurationError(
@@ -281,7 +300,10 @@ def _looks(table: Mapping[str, Any]) -> LookPlan:
         spending=table.get("spending", DEFAULT_LOOKS.spending),
         harm_alpha=table.get("harm_alpha", DEFAULT_LOOKS.harm_alpha),
         harm_spending=table.get("harm_spending", DEFAULT_LOOKS.harm_spending),
+        harm_boundary=table.get("harm_boundary", DEFAULT_LOOKS.harm_boundary),
     )
+    if plan.harm_boundary not in HARM_BOUNDARIES:
+        raise ConfigurationError(f"[group_sequential] harm_boundary: one of {HARM_BOUNDARIES}")
     for key in ("spending", "harm_spending"):
         if getattr(plan, key) not in _SPENDING:
             raise ConfigurationError(f"[group_sequential] {key}: one of {_SPENDING}")

@@ -14,7 +14,10 @@ equal to rpact) at the planned fractions:
   p-value (``z = sign(t) Phi^-1(1 - p/2)``), efficacy when ``z >= c_k`` (treated better),
   rejection of no difference when ``|z| >= c_k``;
 * harm (the DSMB rule on the safety endpoint): one-sided at ``harm_alpha`` on the log-rank
-  ``z = (O - E) / sqrt(V)`` of the treated arms, harm when ``z >= h_k``.
+  ``z = (O - E) / sqrt(V)`` of the treated arms, harm when ``z >= h_k``; ``h_k`` are the plan's
+  calibrated values (:func:`harm_critical_values`) once the study has set them
+  (:mod:`~stalwart.montecarlo.harm_calibration`), else Lan-DeMets'. Each look's z is kept
+  (``gs|harm_z|k``, NaN without an event) for that calibration.
 
 Planned rather than observed information fractions are used (the realised fractions are
 reported), the usual simplification of a design simulation.
@@ -41,7 +44,7 @@ from stalwart.analysis.kernels.groupseq import GroupSequentialDesign, group_sequ
 from stalwart.montecarlo.scenarios import LookPlan
 from stalwart.simulate.vectorized import ReplicateData
 
-__all__ = ["LookData", "analyse_looks", "boundaries", "look_days"]
+__all__ = ["LookData", "analyse_looks", "boundaries", "harm_critical_values", "look_days"]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -75,6 +78,14 @@ def boundaries(
     return group_sequential_bounds(rates, alpha, sided=sided, spending=spending)  # type: ignore[arg-type]
 
 
+def harm_critical_values(looks: LookPlan) -> FloatArray:
+    """The harm boundary's z values: the calibrated ones when set, else normal theory."""
+    if looks.harm_critical_z is not None:
+        return np.asarray(looks.harm_critical_z, dtype=np.float64)
+    rates = tuple(float(t) for t in looks.information_rates)
+    return boundaries(rates, float(looks.harm_alpha), 1, looks.harm_spending).critical_values
+
+
 def look_days(data: ReplicateData, rates: tuple[float, ...], visit_day: int) -> FloatArray:
     """Calendar day (from the accrual start) of each interim look, shape (R, looks - 1)."""
     n = data.arm.shape[1]
@@ -98,7 +109,7 @@ def analyse_looks(
     """
     rates = tuple(float(t) for t in looks.information_rates)
     efficacy = boundaries(rates, alpha, 2, looks.spending).critical_values
-    harm = boundaries(rates, float(looks.harm_alpha), 1, looks.harm_spending).critical_values
+    harm = harm_critical_values(looks)
     k_looks = len(rates)
     days = look_days(data, rates, primaries[0].visit_day)
     r = data.arm.shape[0]
@@ -152,6 +163,7 @@ def analyse_looks(
         with np.errstate(invalid="ignore"):
             crossed = (z >= harm[k]) & (harm_look == 0)
         harm_look[crossed] = k + 1
+        out[f"gs|harm_z|{k + 1}"] = z
         out[f"gs|safety_events|{k + 1}"] = times.total_events
     out["gs|harm_look"] = harm_look
     stop_look, reason = _stopping(first_efficacy, harm_look, k_looks)

@@ -30,6 +30,13 @@ from stalwart.jsonable import jsonable
 from stalwart.montecarlo.assurance import add_assurance, posterior_draws, uncertainty_provenance
 from stalwart.montecarlo.engine import Columns, TrialSpec
 from stalwart.montecarlo.executors import BlockTask, Executor, make_executor
+from stalwart.montecarlo.harm_calibration import (
+    NO_EXCESS,
+    calibration_seed,
+    calibration_summary,
+    harm_z,
+    with_boundary,
+)
 from stalwart.montecarlo.scenarios import ScenarioFile, load_scenario_file, with_harm
 from stalwart.montecarlo.summary import summarize, type_one_error
 from stalwart.protocol.load import load_protocol
@@ -48,6 +55,10 @@ CONVENTIONS = {
     "type_I_error": "power of each test under the null scenario (no treatment effect)",
     "mc_se": "Monte Carlo standard error sqrt(p (1 - p) / replicates)",
     "null_scenario": "the scenario with [null] applied: IL-2 CD4 gain 0 and event hazard ratio 1",
+    "harm_boundary": "calibrated: the DSMB boundary's z values set by simulation under no IL-2 "
+    "excess (an independent run of --replicates trials, one per parameter mode) so that its "
+    "crossing probability there is harm_alpha; design.group_sequential.harm_calibration "
+    "(assurance.harm_calibration over the posterior) gives them beside the normal-theory ones",
 }
 
 StageProgress = Callable[[str, int, int], None]
@@ -117,33 +128,14 @@ def run_study(
         else load_scenario_file(scenario, loaded.protocol, params)
     )
     chosen = with_harm(chosen, harm)
-    jobs = [
-        _Job("alternative", chosen.overrides, replicates),
-        _Job("null", chosen.null_overrides, replicates),
-    ]
-    for value, overrides in chosen.sweep_overrides():
-        count = chosen.sweep.replicates if chosen.sweep and chosen.sweep.replicates else replicates
-        jobs.append(_Job(f"sweep {value}", overrides, count, value))
-    specs = [
-        TrialSpec(loaded.protocol, params, seed, job.overrides, chosen.looks, fidelity)
-        for job in jobs
-    ]
+    jobs = _jobs(chosen, replicates)
     fixed = len(jobs)
     posterior = posterior_draws(uncertainty, loaded.protocol, params)
     if posterior:
-        for job in jobs[:fixed]:
-            jobs.append(replace(job, label=f"{job.label} (posterior)"))
-            specs.append(
-                TrialSpec(
-                    loaded.protocol, params, seed, job.overrides, chosen.looks, fidelity, posterior
-                )
-            )
-    tasks = [
-        BlockTask(spec, first, min(block, job.replicates - first))
-        for spec, job in zip(specs, jobs, strict=True)
-        for first in range(0, job.replicates, block)
-    ]
-    total = sum(job.replicates for job in jobs)
+        jobs += [replace(job, label=f"{job.label} (posterior)") for job in jobs]
+    base = TrialSpec(loaded.protocol, params, seed, {}, chosen.looks, fidelity)
+    calibration = _calibration_specs(base, chosen, posterior)
+    total = sum(job.replicates for job in jobs) + replicates * len(calibration)
     runner = (
         executor
         if isinstance(executor, Executor)
@@ -160,12 +152,32 @@ def run_study(
 
         if progress is not None:
             progress("replicate trials", 0, total)
-        results = runner.map(tasks, advance)
+        k_looks = len(chosen.looks.information_rates)
+        cal_z = [
+            harm_z(columns, k_looks)
+            for columns in _run(runner, [(s, replicates) for s in calibration], block, advance)
+        ]
+        looks = [with_boundary(chosen.looks, z) for z in cal_z] or [chosen.looks]
+        specs = [
+            replace(
+                base,
+                overrides=job.overrides,
+                looks=looks[-1] if i >= fixed else looks[0],
+                posterior=posterior if i >= fixed else (),
+            )
+            for i, job in enumerate(jobs)
+        ]
+        counts = [(spec, job.replicates) for spec, job in zip(specs, jobs, strict=True)]
+        results = _run(runner, counts, block, advance)
         run = runner.describe()
     finally:
         if runner is not executor:
             runner.close()
-    columns = _gather(jobs, specs, tasks, results)
+    columns = dict(zip((job.label for job in jobs), results, strict=True))
+    harm_calibration = [
+        calibration_summary(look, z, spec.seed)
+        for look, z, spec in zip(looks, cal_z, calibration, strict=False)
+    ]
     summaries = []
     for job, spec in zip(jobs, specs, strict=True):
         design, _ = spec.design()
@@ -201,7 +213,10 @@ def run_study(
         "design": {
             "sample_size": summaries[0]["randomized"]["total"]["mean"],
             "arms": [a.code for a in loaded.protocol.arms],
-            "group_sequential": chosen.looks.to_dict(),
+            "group_sequential": {
+                **chosen.looks.to_dict(),
+                **({"harm_calibration": harm_calibration[0]} if harm_calibration else {}),
+            },
         },
         "alternative": summaries[0],
         "null": summaries[1],
@@ -212,6 +227,8 @@ def run_study(
         oc["power_curve"] = _power_curve(chosen, jobs[2:fixed], summaries[2:fixed])
     if posterior:
         _add_posterior(oc, jobs, summaries, columns, fixed, len(posterior), alpha)
+        if harm_calibration:
+            oc["assurance"]["harm_calibration"] = harm_calibration[-1]
     out.mkdir(parents=True, exist_ok=True)
     if chosen.sweep is not None:
         from stalwart.montecarlo.figures import power_curve_figure
@@ -220,6 +237,33 @@ def run_study(
     oc_path = out / "oc.json"
     oc_path.write_text(json.dumps(jsonable(oc), indent=2) + "\n", encoding="utf-8")
     return StudyOutcome(oc, oc_path, figures, seconds)
+
+
+def _jobs(chosen: ScenarioFile, replicates: int) -> list[_Job]:
+    """The alternative, its null and each point of the sweep, at the parameter file's values."""
+    jobs = [
+        _Job("alternative", chosen.overrides, replicates),
+        _Job("null", chosen.null_overrides, replicates),
+    ]
+    for value, overrides in chosen.sweep_overrides():
+        count = chosen.sweep.replicates if chosen.sweep and chosen.sweep.replicates else replicates
+        jobs.append(_Job(f"sweep {value}", overrides, count, value))
+    return jobs
+
+
+def _calibration_specs(
+    base: TrialSpec, chosen: ScenarioFile, posterior: tuple[Any, ...]
+) -> list[TrialSpec]:
+    """The harm boundary's calibration runs (:mod:`~stalwart.montecarlo.harm_calibration`): the
+    scenario with no IL-2 excess at an independent seed, at the fixed values and, with a
+    posterior sample, over it; none for a normal-theory boundary. They run before the jobs,
+    and each parameter mode's jobs use the boundary its run gives (a sweep's too)."""
+    if chosen.looks.harm_boundary != "calibrated":
+        return []
+    spec = replace(
+        base, seed=calibration_seed(base.seed), overrides={**chosen.overrides, **NO_EXCESS}
+    )
+    return [spec, replace(spec, posterior=posterior)] if posterior else [spec]
 
 
 def _check_options(out: Path, replicates: int, seed: int, fidelity: str) -> None:
@@ -234,14 +278,25 @@ def _check_options(out: Path, replicates: int, seed: int, fidelity: str) -> None
         )
 
 
-def _gather(
-    jobs: list[_Job], specs: list[TrialSpec], tasks: list[BlockTask], results: list[Columns]
-) -> dict[str, Columns]:
-    """Each job's blocks joined in replicate order."""
-    out: dict[str, Columns] = {}
-    for job, spec in zip(jobs, specs, strict=True):
+def _run(
+    runner: Executor,
+    specs: list[tuple[TrialSpec, int]],
+    block: int,
+    advance: Callable[[int], None],
+) -> list[Columns]:
+    """Each spec's replicates, run in blocks by the executor and joined in replicate order."""
+    if not specs:
+        return []
+    tasks = [
+        BlockTask(spec, first, min(block, count - first))
+        for spec, count in specs
+        for first in range(0, count, block)
+    ]
+    results = runner.map(tasks, advance)
+    out = []
+    for spec, _ in specs:
         parts = [r for t, r in zip(tasks, results, strict=True) if t.spec is spec]
-        out[job.label] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        out.append({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
     return out
 
 

@@ -26,7 +26,13 @@ from stalwart.analysis.methods import TIME_TO_EVENT_METHODS
 from stalwart.jsonable import finite_or_none
 from stalwart.montecarlo.engine import Columns
 from stalwart.montecarlo.scenarios import LookPlan
-from stalwart.montecarlo.sequential import EFFICACY, HARM, NO_STOP, boundaries
+from stalwart.montecarlo.sequential import (
+    EFFICACY,
+    HARM,
+    NO_STOP,
+    boundaries,
+    harm_critical_values,
+)
 
 __all__ = ["distribution", "proportion", "summarize", "type_one_error"]
 
@@ -166,6 +172,7 @@ def _sequential(
     k_looks = len(rates)
     efficacy = boundaries(rates, alpha, 2, looks.spending)
     harm = boundaries(rates, float(looks.harm_alpha), 1, looks.harm_spending)
+    harm_z = harm_critical_values(looks)
     primary = []
     for comparison in comparisons:
         if comparison.kind != "primary":
@@ -194,9 +201,12 @@ def _sequential(
             "efficacy_alpha": alpha,
             "efficacy_sided": 2,
             "efficacy_critical_z": efficacy.critical_values.tolist(),
-            "harm_critical_z": harm.critical_values.tolist(),
+            "harm_critical_z": harm_z.tolist(),
+            "harm_critical_z_normal_theory": harm.critical_values.tolist(),
             "efficacy_statistic": "ANCOVA t on the z scale by its p-value; efficacy when z >= c",
-            "harm_statistic": "log-rank z = (O - E) / sqrt(V), treated arms; harm when z >= h",
+            "harm_statistic": "log-rank z = (O - E) / sqrt(V), treated arms; harm when z >= h "
+            "(h calibrated by simulation under no IL-2 excess when harm_boundary is "
+            "'calibrated', else normal theory)",
         },
         "information_realised": [
             float(np.nanmean(columns[f"gs|information|{k}"])) for k in range(1, k_looks + 1)

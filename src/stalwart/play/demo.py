@@ -49,9 +49,11 @@ from stalwart.protocol.schema import Protocol
 from stalwart.provenance import provenance
 from stalwart.published import ComparisonRow, published_comparison
 from stalwart.reports.report import write_report
-from stalwart.simulate.parameters import load_parameters
+from stalwart.simulate.parameters import ModelParameters, load_parameters
+from stalwart.simulate.posterior import posterior_medians
+from stalwart.simulate.vectorized import apply_scenario
 
-__all__ = ["AnalysisOutcome", "DemoOutcome", "analyze_database", "run_demo"]
+__all__ = ["AnalysisOutcome", "DemoOutcome", "analyze_database", "demo_parameters", "run_demo"]
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,14 @@ def _require_empty(engine: Engine) -> None:
                 )
 
 
+def demo_parameters(protocol: Protocol) -> ModelParameters:
+    """The model the demo plays its trial with: the parameter file with each calibrated
+    parameter at its posterior median (the shipped sample, ``simulate/posterior.csv``), not the
+    file's old exact fit to the published figures (an IL-2 excess that never ends)."""
+    _, params = apply_scenario(protocol, load_parameters(), posterior_medians())
+    return params
+
+
 def _play_via_http(
     engine: Engine,
     protocol: Protocol,
@@ -170,7 +180,7 @@ def _play_via_http(
         LocalServer(engine, allocation_key=key) as server,
         HttpPort.login(server.url, protocol, credentials) as port,
     ):
-        return play_trial(port, load_parameters(), seed, progress)
+        return play_trial(port, demo_parameters(protocol), seed, progress)
 
 
 def run_demo(
@@ -185,7 +195,8 @@ def run_demo(
     """Run the demo study end to end; see the module docstring.
 
     ``protocol`` replaces the packaged STALWART protocol (a variant with another sample size or
-    sites, say); the simulation parameters are STALWART's. ``via_http`` plays the sites through
+    sites, say); the simulation parameters are STALWART's at the posterior medians
+    (:func:`demo_parameters`). ``via_http`` plays the sites through
     the API of a local server (uvicorn in a thread) instead of calling the service in process.
     """
     if seed < 0:
@@ -219,7 +230,7 @@ def run_demo(
             played = _play_via_http(engine, loaded.protocol, play_seed, progress, key)
         else:
             service = CaptureService.open(engine, allocation_key=key)
-            played = play_trial(service, load_parameters(), play_seed, progress)
+            played = play_trial(service, demo_parameters(loaded.protocol), play_seed, progress)
         report("analysis plan", 0, 1)
         analysis = analyze_database(engine, seed)
         report("analysis plan", 1, 1)

@@ -11,10 +11,16 @@ import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from stalwart.errors import ValidationError
+from stalwart.errors import FieldErrors, ValidationError
 from stalwart.protocol.schema import Protocol, Rule, ScreeningItem
+from stalwart.protocol.wording import amount, number, value_range
 
-__all__ = ["Answer", "evaluate_eligibility", "validate_screening_answers"]
+__all__ = [
+    "Answer",
+    "check_screening_answers",
+    "evaluate_eligibility",
+    "validate_screening_answers",
+]
 
 Answer = bool | int | float | str
 
@@ -31,29 +37,32 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 
 def _coerce(item: ScreeningItem, value: object) -> Answer:
     field = f"screening.{item.name}"
+    unit = f" in {item.unit}" if item.unit else ""
     if item.type == "boolean":
         if isinstance(value, bool):
             return value
-        raise ValidationError(field, f"must be true or false, got {value!r}")
+        raise ValidationError(field, f"{item.label}: answer yes or no, got {value!r}")
     if item.type in ("integer", "number"):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValidationError(field, f"must be a number ({item.unit}), got {value!r}")
-        if value != value:  # NaN
-            raise ValidationError(field, "must be a number, got NaN")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            raise ValidationError(field, f"{item.label}: enter a number{unit}, got {value!r}")
         # is_integer() rather than int(value): int() of inf/NaN raises OverflowError/ValueError
         if item.type == "integer" and isinstance(value, float) and not value.is_integer():
-            raise ValidationError(field, f"must be a whole number, got {value!r}")
+            raise ValidationError(field, f"{item.label} is a whole number, got {number(value)}")
         lo = item.min if item.min is not None else float("-inf")
         hi = item.max if item.max is not None else float("inf")
         if not lo <= value <= hi:
+            shown = amount(value, item.unit) if abs(value) < 1e15 else "that number"
             raise ValidationError(
-                field, f"{value} {item.unit or ''} is outside the valid range {lo:g} to {hi:g}"
+                field,
+                f"{shown} is outside the valid range {value_range(item.min, item.max, item.unit)}",
             )
         return int(value) if item.type == "integer" else float(value)
     if not isinstance(value, str) or not value:
-        raise ValidationError(field, f"must be a non-empty text, got {value!r}")
+        raise ValidationError(field, f"{item.label}: an answer is required")
     if item.type == "choice" and item.choices is not None and value not in item.choices:
-        raise ValidationError(field, f"{value!r} is not one of {item.choices}")
+        raise ValidationError(
+            field, f"{value!r} is not an answer of {item.label}; choose one of {item.choices}"
+        )
     return value
 
 
@@ -61,18 +70,37 @@ def validate_screening_answers(
     protocol: Protocol, answers: Mapping[str, object]
 ) -> dict[str, Answer]:
     """Check every required screening item is answered with a valid value (an optional one may be
-    left out); unknown items are refused."""
+    left out); unknown items are refused. Every wrong answer is reported at once."""
+    return check_screening_answers(protocol, answers, partial=False)
+
+
+def check_screening_answers(
+    protocol: Protocol, answers: Mapping[str, object], *, partial: bool
+) -> dict[str, Answer]:
+    """``validate_screening_answers``, every wrong answer at once (one ``FieldErrors``);
+    ``partial``: a missing answer is not an error (a form whose other fields failed first)."""
     items = {i.name: i for i in protocol.screening_items}
-    unknown = sorted(set(answers) - set(items))
-    if unknown:
-        raise ValidationError(
-            f"screening.{unknown[0]}",
-            f"not a screening item of this protocol; known: {sorted(items)}",
+    problems: list[ValidationError] = [
+        ValidationError(
+            f"screening.{name}", f"not a screening item of this protocol; known: {sorted(items)}"
         )
-    missing = [name for name, item in items.items() if item.required and name not in answers]
-    if missing:
-        raise ValidationError(f"screening.{missing[0]}", "is required: answer every screening item")
-    return {name: _coerce(item, answers[name]) for name, item in items.items() if name in answers}
+        for name in sorted(set(answers) - set(items))
+    ]
+    values: dict[str, Answer] = {}
+    for name, item in items.items():
+        if name not in answers:
+            if item.required and not partial:
+                problems.append(
+                    ValidationError(f"screening.{name}", f"{item.label}: an answer is required")
+                )
+            continue
+        try:
+            values[name] = _coerce(item, answers[name])
+        except ValidationError as exc:
+            problems.append(exc)
+    if error := FieldErrors.collect(problems):
+        raise error
+    return values
 
 
 def _holds(rule: Rule, answers: Mapping[str, Answer]) -> bool:

@@ -11,11 +11,12 @@ import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Annotated, Any
 
 import pydantic
 
 from stalwart.errors import ProtocolError
-from stalwart.protocol.schema import Protocol
+from stalwart.protocol.schema import Protocol, ProtocolProblems
 
 __all__ = ["LoadedProtocol", "default_protocol_path", "load_protocol", "parse_protocol"]
 
@@ -58,9 +59,50 @@ def parse_protocol(text: str, source: str = "<text>") -> LoadedProtocol:
     try:
         protocol = Protocol.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise ProtocolError(source, [_describe(err) for err in exc.errors()]) from None
+        problems = [line for err in exc.errors() for line in _described(err)]
+        problems += [p for p in _cross_problems_of_valid_parts(data) if p not in problems]
+        raise ProtocolError(source, problems) from None
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return LoadedProtocol(protocol=protocol, text=text, sha256=digest, source=source)
+
+
+def _described(err: object) -> list[str]:
+    """One pydantic error as lines: the protocol's cross-reference problems one a line."""
+    assert isinstance(err, dict)
+    found = (err.get("ctx") or {}).get("error")
+    if isinstance(found, ProtocolProblems):
+        return list(found.problems)
+    return [_describe(err)]
+
+
+def _cross_problems_of_valid_parts(data: object) -> list[str]:
+    """The cross-reference problems among the file's sections that are valid on their own.
+
+    A file with a wrong field still has its duplicate codes and unknown references reported in
+    the same run (not on the next): the protocol is built from its valid sections only (a
+    section with any error is left out, so nothing is reported that its fix could change), and
+    the checks needing a left-out section are skipped.
+    """
+    if not isinstance(data, dict):
+        return []
+    parts: dict[str, Any] = {}
+    wrong: list[str] = []
+    for name, info in Protocol.model_fields.items():
+        if name not in data:
+            continue
+        annotation: Any = info.annotation
+        if info.metadata:
+            annotation = Annotated[(annotation, *info.metadata)]
+        try:
+            parts[name] = pydantic.TypeAdapter(annotation).validate_python(data[name])
+        except pydantic.ValidationError:
+            wrong.append(name)
+    if set(data) - set(Protocol.model_fields):
+        return []  # an unknown section: reported already, and it may be a misspelt one
+    partial = Protocol.model_construct(**parts)
+    for name in wrong:  # left out, not its default: a check needing it is skipped
+        partial.__dict__.pop(name, None)
+    return partial.cross_reference_problems(partial=True)
 
 
 def _describe(err: object) -> str:

@@ -10,9 +10,9 @@ checks (an arm named in the plan exists, a visit named by an endpoint exists...)
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -21,6 +21,7 @@ from stalwart.protocol import fields
 from stalwart.protocol.analysis_plan import AnalysisPlan, Endpoint, plan_problems
 from stalwart.protocol.fields import Code, ProtocolModel, check_item_bounds, duplicates
 from stalwart.protocol.soft_checks import SoftCheck, soft_check_problems
+from stalwart.protocol.study import Arm, ProtocolProblems, Site, Study
 from stalwart.protocol.submission import AdverseEventForm, Submission, submission_problems
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "Minimization",
     "MinimizationFactor",
     "Protocol",
+    "ProtocolProblems",
     "Randomization",
     "Rule",
     "ScreeningItem",
@@ -44,49 +46,6 @@ __all__ = [
     "Treatment",
     "Visit",
 ]
-
-
-class Study(ProtocolModel):
-    """Identity, design and calendar bounds of the study."""
-
-    id: Code
-    title: str
-    version: str
-    registry_ids: list[str] = []
-    phase: str
-    design: str
-    blinding: Literal["open-label", "single-blind", "double-blind"]
-    sample_size: int = Field(gt=0)
-    accrual_start: dt.date
-    accrual_end: dt.date
-    follow_up_end: dt.date
-
-    @model_validator(mode="after")
-    def _dates_in_order(self) -> Study:
-        if not self.accrual_start <= self.accrual_end <= self.follow_up_end:
-            raise ValueError(
-                "dates must satisfy accrual_start <= accrual_end <= follow_up_end; "
-                f"got {self.accrual_start}, {self.accrual_end}, {self.follow_up_end}"
-            )
-        return self
-
-
-class Arm(ProtocolModel):
-    """One randomized arm; ``treatments`` names entries of the protocol's ``treatments`` table."""
-
-    code: Code
-    name: str
-    ratio: int = Field(ge=1)
-    control: bool = False
-    treatments: list[Code] = []
-
-
-class Site(ProtocolModel):
-    """A participating site; ``country`` is ISO 3166-1 alpha-3 (CDISC DM.COUNTRY)."""
-
-    code: Code
-    name: str
-    country: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
 
 class MinimizationFactor(ProtocolModel):
@@ -437,38 +396,68 @@ class Protocol(ProtocolModel):
     # -- cross-field validation ----------------------------------------------------------------
     @model_validator(mode="after")
     def _cross_references(self) -> Protocol:
-        problems: list[str] = []
-        problems += duplicates("arms", [a.code for a in self.arms])
-        problems += duplicates("sites", [s.code for s in self.sites])
-        problems += fields.visit_codes(
-            [v.code for v in self.visits] + [c.code for c in self.cycle_visits]
-        )
-        problems += duplicates("eligibility", [c.id for c in self.eligibility])
-        problems += duplicates("screening_items", [i.name for i in self.screening_items])
-        if sum(a.control for a in self.arms) != 1:
-            problems.append("arms: exactly one arm must have control = true")
-        for arm in self.arms:
-            for t in arm.treatments:
-                if t not in self.treatments:
-                    problems.append(f"arms.{arm.code}.treatments: unknown treatment {t!r}")
-        problems += self._check_randomization()
-        problems += self._check_eligibility()
-        problems += self._check_treatments()
-        problems += self._check_visits()
-        problems += plan_problems(
-            self.analysis,
-            self.endpoints,
-            [v.code for v in self.visits],
-            labs := [i.name for i in self.forms.LAB.items],
-            self.arm_codes,
-            self.forms.AE.terms,
-            (self.forms.AE.min_grade, self.forms.AE.max_grade),
-        )
-        problems += submission_problems(self.submission, labs, self.treatments)
-        problems += soft_check_problems(self.soft_checks, labs)
+        problems = self.cross_reference_problems()
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ProtocolProblems(problems)
         return self
+
+    def cross_reference_problems(self, *, partial: bool = False) -> list[str]:
+        """Every problem across the protocol's parts (a duplicate code, a rule on an unknown
+        item, ...). ``partial``: the protocol was built from the parts that are valid on their
+        own (``load.parse_protocol`` does, so a file's field errors and these show together);
+        a check needing a missing part is skipped."""
+        problems: list[str] = []
+        for check in self._cross_checks():
+            try:
+                problems += check()
+            except (AttributeError, KeyError, TypeError, ValueError, StopIteration):
+                if not partial:
+                    raise
+        return problems
+
+    def _cross_checks(self) -> list[Callable[[], list[str]]]:
+        def arms() -> list[str]:
+            found = duplicates("arms", [a.code for a in self.arms])
+            if sum(a.control for a in self.arms) != 1:
+                found.append("arms: exactly one arm must have control = true")
+            return found
+
+        def arm_treatments() -> list[str]:
+            return [
+                f"arms.{arm.code}.treatments: unknown treatment {t!r}"
+                for arm in self.arms
+                for t in arm.treatments
+                if t not in self.treatments
+            ]
+
+        def labs() -> list[str]:
+            return [i.name for i in self.forms.LAB.items]
+
+        return [
+            arms,
+            lambda: duplicates("sites", [s.code for s in self.sites]),
+            lambda: fields.visit_codes(
+                [v.code for v in self.visits] + [c.code for c in self.cycle_visits]
+            ),
+            lambda: duplicates("eligibility", [c.id for c in self.eligibility]),
+            lambda: duplicates("screening_items", [i.name for i in self.screening_items]),
+            arm_treatments,
+            self._check_randomization,
+            self._check_eligibility,
+            self._check_treatments,
+            self._check_visits,
+            lambda: plan_problems(
+                self.analysis,
+                self.endpoints,
+                [v.code for v in self.visits],
+                labs(),
+                self.arm_codes,
+                self.forms.AE.terms,
+                (self.forms.AE.min_grade, self.forms.AE.max_grade),
+            ),
+            lambda: submission_problems(self.submission, labs(), self.treatments),
+            lambda: soft_check_problems(self.soft_checks, labs()),
+        ]
 
     def _check_randomization(self) -> list[str]:
         total = sum(a.ratio for a in self.arms)

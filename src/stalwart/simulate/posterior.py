@@ -50,6 +50,7 @@ __all__ = [
     "diagnostics",
     "load_posterior_sample",
     "load_priors",
+    "posterior_medians",
     "sample_posterior",
     "write_posterior_sample",
 ]
@@ -395,3 +396,10 @@ def load_posterior_sample(path: Path | None = None) -> tuple[tuple[str, ...], Fl
     except ValueError as exc:
         raise ConfigurationError(f"{file}: a value is not a number ({exc})") from None
     return tuple(rows[0][1:]), values
+
+
+def posterior_medians(path: Path | None = None) -> dict[str, float]:
+    """Each parameter's posterior median over a sample (the packaged one by default), as
+    scenario overrides: the point ``stalwart demo`` plays its one trial at."""
+    names, values = load_posterior_sample(path)
+    return {name: float(np.median(values[:, j])) for j, name in enumerate(names)}

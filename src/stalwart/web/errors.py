@@ -33,6 +33,7 @@ from stalwart.errors import (
     ConflictError,
     DatabaseError,
     DataLockedError,
+    DuplicateError,
     EligibilityError,
     FieldErrors,
     LoginThrottledError,
@@ -119,6 +120,8 @@ def error_body(exc: StalwartError) -> dict[str, Any]:
         body["field"] = exc.field
     if isinstance(exc, FieldErrors):
         body["errors"] = exc.errors
+    if isinstance(exc, DuplicateError):
+        body["field"] = exc.field
     if isinstance(exc, EligibilityError):
         body["reasons"] = list(exc.reasons)
     if isinstance(exc, StaleVersionError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
@@ -18,11 +18,13 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    TypeAdapter,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
     create_model,
     field_validator,
 )
+from pydantic import ValidationError as PydanticValidationError
 
 from stalwart.capture.ae_form import AeDetails
 from stalwart.capture.text import first_uncarriable
@@ -68,6 +70,7 @@ __all__ = [
     "Version",
     "VisitCorrection",
     "VisitCreate",
+    "form_answers_that_parse",
 ]
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
@@ -202,13 +205,32 @@ def _form_answers(items: tuple[tuple[str, str, bool], ...]) -> type[BaseModel]:
     return create_model("ScreeningFormAnswers", __config__=ConfigDict(extra="forbid"), **fields)
 
 
+def form_answers_that_parse(
+    items: Sequence[ScreeningItem], answers: Mapping[str, object]
+) -> dict[str, object]:
+    """The form's text answers each read as its item's type, those that are one (the others
+    are the form's own errors), so the service checks these beside them."""
+    found: dict[str, object] = {}
+    for item in items:
+        if item.name in answers:
+            kind = _FORM_ANSWER_TYPES.get(item.type, str)
+            try:
+                found[item.name] = TypeAdapter(kind).validate_python(answers[item.name])
+            except PydanticValidationError:
+                continue
+    return found
+
+
 class ScreeningCreate(_In):
-    """A screening: the site, a screening number, the date, and every screening item."""
+    """A screening: the site, the date, and every screening item; ``screening_number`` left out
+    is assigned (the protocol's ``study.screening_number_format``); ``consent_date``, the
+    informed consent given before the screening procedures, is recorded with it."""
 
     site: Code
-    screening_number: Code
+    screening_number: Code | None = None
     screening_date: dt.date
     answers: dict[str, Answer]
+    consent_date: dt.date | None = None
 
     @field_validator("answers", mode="wrap")
     @classmethod
@@ -353,6 +375,8 @@ class DoseLogCreate(_In):
     treatment: Code
     cycle: Count = Field(ge=1)
     days: list[DoseDayIn] = Field(min_length=1)
+    deviation_reason: Text | None = None
+    """Why a dose was given on a day outside the dosing calendar (saved as a deviation)."""
 
 
 class ClinicalEventCreate(_In):

@@ -7,6 +7,7 @@ service's edit-check errors both come back keyed by the form field they concern,
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +20,18 @@ from fastapi.templating import Jinja2Templates
 
 from stalwart.capture.access import Permission
 from stalwart.capture.service import CaptureService
+from stalwart.capture.visits import check_visit_form
 from stalwart.errors import (
     AuthenticationError,
     DatabaseError,
+    DuplicateError,
     EligibilityError,
     FieldErrors,
     StalwartError,
     ValidationError,
 )
 from stalwart.protocol.schema import FormItem, ScreeningItem
+from stalwart.protocol.wording import label_of, value_range
 from stalwart.web.deps import SESSION_COOKIE, WebSession, current_session
 from stalwart.web.errors import status_of, unavailable_page
 
@@ -39,7 +43,12 @@ __all__ = [
     "field_errors",
     "filled",
     "form_values",
+    "lab_form_checked",
+    "lab_labels",
+    "merge_errors",
     "page_needs",
+    "parsed_fields",
+    "plain_error",
     "read_form",
     "refused",
     "render",
@@ -55,9 +64,10 @@ templates.env.filters["zip_self"] = lambda values: [(v, v) for v in values]
 
 
 def _range_hint(item: FormItem | ScreeningItem) -> str | None:
+    """``0 to 100,000,000 copies/mL; below the assay limit enter <50``."""
     parts = []
-    if item.min is not None and item.max is not None:
-        parts.append(f"{item.min:g} to {item.max:g}{' ' + item.unit if item.unit else ''}")
+    if (allowed := value_range(item.min, item.max, item.unit)) is not None:
+        parts.append(allowed)
     if isinstance(item, FormItem) and item.lower_limit is not None:
         parts.append(f"below the assay limit enter <{item.lower_limit:g}")
     return "; ".join(parts) or None
@@ -165,7 +175,10 @@ def refused(request: Request, session: WebSession, exc: StalwartError) -> HTMLRe
 
 
 def field_errors(exc: StalwartError, known: Iterable[str]) -> dict[str, str]:
-    """The service's refusal keyed by form field: the field of a ValidationError the form has."""
+    """The service's refusal keyed by form field: the field of a ValidationError (or of a
+    duplicate value) the form has."""
+    if isinstance(exc, DuplicateError):
+        return {exc.field: exc.message} if exc.field in set(known) else {}
     if isinstance(exc, FieldErrors):
         wanted = set(known)
         found = {f.removeprefix("screening."): m for f, m in exc.errors.items()}
@@ -198,15 +211,51 @@ def _top_field(loc: tuple[int | str, ...]) -> str:
     return str(loc[0]) if loc else "form"
 
 
+_PLAIN: dict[str, str] = {
+    "missing": "is required",
+    "string_too_short": "is required",
+    "int_parsing": "enter a whole number",
+    "int_from_float": "enter a whole number",
+    "int_type": "enter a whole number",
+    "float_parsing": "enter a number",
+    "float_type": "enter a number",
+    "finite_number": "enter a number",
+    "date_parsing": "enter a date as YYYY-MM-DD",
+    "date_from_datetime_parsing": "enter a date as YYYY-MM-DD",
+    "date_from_datetime_inexact": "enter a date as YYYY-MM-DD, without a time",
+    "date_type": "enter a date as YYYY-MM-DD",
+    "bool_parsing": "choose yes or no",
+    "bool_type": "choose yes or no",
+}
+"""pydantic's error types in the words of a form (``Input should be a valid integer, unable to
+parse string as an integer`` -> ``enter a whole number``)."""
+
+
+def plain_error(error: Mapping[str, Any], label: str) -> str:
+    """One pydantic error as a form says it, naming the field by its ``label``."""
+    kind = str(error.get("type", ""))
+    said = _PLAIN.get(kind)
+    if said is None:
+        msg = str(error.get("msg", "is not valid")).removeprefix("Value error, ")
+        return f"{label}: {msg[:1].lower()}{msg[1:]}"
+    if said.startswith("is "):
+        return f"{label} {said}"
+    given = error.get("input")
+    shown = f" (you entered {given!r})" if isinstance(given, str) and given.strip() else ""
+    return f"{label}: {said}{shown}"
+
+
 def read_form(
     schema: type[M],
     body: Mapping[str, object],
     field_of: FieldOf = _top_field,
     context: Mapping[str, object] | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> tuple[M | None, dict[str, str]]:
     """``body`` validated by the API's request ``schema``: the model, or each field's first error.
 
-    The message names the field, as the API's error does (``visit_date: Input should be ...``).
+    The message names the field by its label (``labels``, else ``wording.FIELD_LABELS``), in
+    the words of a form (``Visit date: enter a date as YYYY-MM-DD``).
     """
     try:
         return schema.model_validate(body, context=context), {}
@@ -214,5 +263,69 @@ def read_form(
         errors: dict[str, str] = {}
         for error in exc.errors():
             name = field_of(tuple(error["loc"]))
-            errors.setdefault(name, f"{name}: {error['msg']}")
+            errors.setdefault(name, plain_error(error, label_of(name, dict(labels or {}))))
         return None, errors
+
+
+def parsed_fields(schema: type[pydantic.BaseModel], body: Mapping[str, object]) -> dict[str, Any]:
+    """The top-level fields of ``body`` that are valid on their own (each by its annotation in
+    ``schema``), so a form whose other fields failed still has these checked by the service."""
+    found: dict[str, Any] = {}
+    for name, value in body.items():
+        info = schema.model_fields.get(name)
+        if info is None:
+            continue
+        try:
+            found[name] = _adapter(schema, name).validate_python(value)
+        except pydantic.ValidationError:
+            continue
+    return found
+
+
+@functools.cache
+def _adapter(schema: type[pydantic.BaseModel], name: str) -> pydantic.TypeAdapter[Any]:
+    info = schema.model_fields[name]
+    annotation: Any = info.annotation
+    if info.metadata:
+        annotation = Annotated[(annotation, *info.metadata)]
+    return pydantic.TypeAdapter(annotation)
+
+
+def lab_form_checked(
+    service: CaptureService,
+    schema: type[pydantic.BaseModel],
+    given: Mapping[str, object],
+    *,
+    required: bool,
+) -> StalwartError | None:
+    """The service's checks of a LAB form's date and results that parsed, for a form whose
+    other fields did not: their errors show beside those at once."""
+    date = parsed_fields(schema, given).get("visit_date")
+    labs = given.get("labs")
+    try:
+        check_visit_form(
+            service.protocol,
+            date,
+            service._today(),
+            dict(labs) if isinstance(labs, Mapping) else {},
+            required=required,
+        )
+    except StalwartError as exc:
+        return exc
+    return None
+
+
+def lab_labels(service: CaptureService) -> dict[str, str]:
+    """Each LAB item's form label (``LAB.CD4`` -> ``CD4+ count (cells/mm3)``)."""
+    return {
+        f"LAB.{i.name}": f"{i.label} ({i.unit})" if i.unit else i.label
+        for i in service.protocol.forms.LAB.items
+    }
+
+
+def merge_errors(
+    first: Mapping[str, str], then: StalwartError | None, known: Iterable[str]
+) -> dict[str, str]:
+    """The form's own errors, and beside them the service's for the other fields."""
+    more = field_errors(then, known) if then is not None else {}
+    return dict(first) | {f: m for f, m in more.items() if f not in first}

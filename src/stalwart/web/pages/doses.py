@@ -8,6 +8,7 @@ its refusal names the day in its message, and is shown beside that day.
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -24,6 +25,8 @@ from stalwart.web.pages.common import (
     NOT_SAVED,
     FieldOf,
     PageSession,
+    field_errors,
+    filled,
     form_values,
     page_needs,
     read_form,
@@ -98,10 +101,36 @@ def _day_field(keys: list[str]) -> FieldOf:
 
     def field_of(loc: tuple[int | str, ...]) -> str:
         if loc[0] == "days" and len(loc) > 1 and isinstance(loc[1], int) and loc[1] < len(keys):
+            if keys[loc[1]] == "other_date" and loc[2:3] == ("administrations",):
+                return "other_administrations"  # the off-calendar day has two fields
             return keys[loc[1]]
         return str(loc[0])
 
     return field_of
+
+
+def _off_calendar_error(
+    errors: dict[str, str],
+    values: dict[str, str],
+    planned: list[DoseDay],
+    treatment: str,
+    cycle: int,
+) -> dict[str, str]:
+    """Beside a dose day off the calendar given without a reason, what it needs (whatever
+    else the form got wrong: every error at once)."""
+    text = values.get("other_date", "").strip()
+    if not text or values.get("deviation_reason", "").strip() or "other_date" in errors:
+        return errors
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        return errors
+    if day in {d.date for d in planned}:
+        return errors
+    return errors | {
+        "other_date": f"{day.isoformat()} is not a {treatment} day of cycle {cycle}: give the "
+        "reason below; the dose is then saved and logged as a protocol deviation"
+    }
 
 
 def _day_errors(exc: StalwartError, keys: list[str]) -> dict[str, str]:
@@ -130,22 +159,34 @@ async def save_doses(
     values = await form_values(request)
     keys = [k for k in values if k.startswith("day.")]
     days = [{"date": k.removeprefix("day."), "administrations": values[k]} for k in keys]
+    other = filled(values, ["other_date", "other_administrations"])
+    if other:  # a dose outside the calendar: one more day, its fields its own
+        keys.append("other_date")
+        days.append(
+            {
+                "date": other.get("other_date", ""),
+                "administrations": other.get("other_administrations", ""),
+            }
+        )
     given = {"treatment": treatment, "cycle": cycle, "days": days}
+    given |= filled(values, ["deviation_reason"])
     body, errors = read_form(DoseLogCreate, given, _day_field(keys))
     page_error, status_code = NOT_SAVED, 422
     if body is not None:
         taken: list[tuple[dt.date, int]] = [(d.date, d.administrations) for d in body.days]
+        record = partial(service.record_doses, deviation_reason=body.deviation_reason)
         try:
-            await run(service.record_doses, usubjid, treatment, cycle, taken, session.actor)
+            await run(record, usubjid, treatment, cycle, taken, session.actor)
             return RedirectResponse(f"/participants/{usubjid}", status_code=303)
         except StalwartError as exc:
-            errors = _day_errors(exc, keys)
+            errors = _day_errors(exc, keys) or field_errors(exc, ["deviation_reason"])
             if not errors:
                 page_error, status_code = str(exc), status_of(exc)
     try:
         planned = await run(_dose_days, service, session.actor, usubjid, treatment, cycle)
     except StalwartError as exc:
         return refused(request, session, exc)
+    errors = _off_calendar_error(errors, values, planned, treatment, cycle)
     return _doses_page(
         request,
         session,

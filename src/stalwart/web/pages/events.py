@@ -9,7 +9,8 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from stalwart.capture.access import Permission as P
-from stalwart.capture.followup import DISPOSITION_STATUSES
+from stalwart.capture.ae_form import AeDetails, check_adverse_event
+from stalwart.capture.followup import DISPOSITION_STATUSES, check_clinical_event
 from stalwart.capture.service import CaptureService
 from stalwart.errors import StalwartError
 from stalwart.protocol.submission import SERIOUSNESS_CRITERIA
@@ -21,7 +22,9 @@ from stalwart.web.pages.common import (
     field_errors,
     filled,
     form_values,
+    merge_errors,
     page_needs,
+    parsed_fields,
     read_form,
     refused,
     render,
@@ -93,6 +96,44 @@ def _body(kind: str, values: dict[str, str]) -> dict[str, object]:
     return body
 
 
+def _also_checked(
+    service: CaptureService, kind: str, given: dict[str, object]
+) -> StalwartError | None:
+    """The checks of an event form's fields that parsed, for a form whose others did not."""
+    found = parsed_fields(_FORMS[kind][1], given)
+    try:
+        if kind == "clinical":
+            check_clinical_event(
+                service.protocol,
+                service._today(),
+                found.get("event_code"),
+                found.get("onset_date"),
+            )
+        elif kind == "adverse":
+            details = None
+            if "outcome" in found and "action" in found:
+                details = AeDetails(
+                    found.get("verbatim") or "-",
+                    found["outcome"],
+                    found["action"],
+                    tuple(found.get("seriousness", ())),
+                )
+            check_adverse_event(
+                service.protocol.forms.AE,
+                service._today(),
+                term=found.get("term"),
+                grade=found.get("grade"),
+                start_date=found.get("start_date"),
+                end_date=found.get("end_date"),
+                related=found.get("related"),
+                serious=bool(found.get("serious", False)),
+                details=details,
+            )
+    except StalwartError as exc:
+        return exc
+    return None
+
+
 @router.post("/participants/{usubjid}/events/{kind}", **page_needs(P.ENTER_DATA, P.CORRECT_DATA))
 async def save_event(
     usubjid: str, kind: str, request: Request, session: PageSession, run: Run
@@ -104,7 +145,10 @@ async def save_event(
     actor = session.actor
     key, schema = _FORMS[kind]
     values = await form_values(request)
-    body, errors = read_form(schema, _body(kind, values))
+    given = _body(kind, values)
+    body, errors = read_form(schema, given)
+    if body is None:  # the service's checks of the fields that parsed, beside these at once
+        errors = merge_errors(errors, _also_checked(service, kind, given), schema.model_fields)
     page_error, status_code = NOT_SAVED, 422
     try:
         if isinstance(body, ClinicalEventCreate):

@@ -58,7 +58,8 @@ async def raise_visit_query(
     service = service_of(request)
     values = await form_values(request)
     body = filled(values, ["field", "text"]) | {"visit": code}
-    query, errors = read_form(QueryCreate, body)
+    labels = {"text": "Query to the site", "field": "Field in doubt"}
+    query, errors = read_form(QueryCreate, body, labels=labels)
     status_code = 422
     if query is not None:
         try:

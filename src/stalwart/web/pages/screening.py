@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from stalwart.capture.access import Actor
 from stalwart.capture.access import Permission as P
+from stalwart.capture.enrolment import check_screening
 from stalwart.capture.service import CaptureService
 from stalwart.errors import AllocationKeyError, StalwartError
 from stalwart.web.calls import randomize_after_consent, screening_view
@@ -23,26 +24,51 @@ from stalwart.web.pages.common import (
     field_errors,
     filled,
     form_values,
+    merge_errors,
     page_needs,
+    parsed_fields,
     read_form,
     refused,
     render,
     service_of,
 )
-from stalwart.web.schemas import ConsentCreate, RandomizationCreate, ScreeningCreate
+from stalwart.web.schemas import (
+    ConsentCreate,
+    RandomizationCreate,
+    ScreeningCreate,
+    form_answers_that_parse,
+)
 
 __all__ = ["router"]
 
 router = APIRouter()
 
-_SCREENING_FIELDS = ("site", "screening_number", "screening_date")
+_SCREENING_FIELDS = ("site", "consent_date", "screening_date", "screening_number")
+CONSENT_FIRST = (
+    "is required: informed consent comes first, before the screening procedures; record the "
+    "date it was signed"
+)
 
 
 def _screening_context(service: CaptureService, actor: Actor) -> dict[str, Any]:
     sites = [
         (s.code, f"{s.code} {s.name}") for s in service.protocol.sites if actor.sees_site(s.code)
     ]
-    return {"items": service.protocol.screening_items, "sites": sites}
+    study = service.protocol.study
+    example = study.screening_number(actor.site or service.protocol.sites[0].code, 1)
+    return {
+        "items": service.protocol.screening_items,
+        "sites": sites,
+        "number_hint": f"leave blank: the site's next number is given (like {example})",
+    }
+
+
+def _labels(service: CaptureService) -> dict[str, str]:
+    """Each screening item's form label (``cd4`` -> ``Screening CD4+ count (cells/mm3)``)."""
+    return {
+        i.name: f"{i.label} ({i.unit})" if i.unit else i.label
+        for i in service.protocol.screening_items
+    }
 
 
 def _screening_field(loc: tuple[int | str, ...]) -> str:
@@ -52,32 +78,64 @@ def _screening_field(loc: tuple[int | str, ...]) -> str:
 
 @router.get("/screening")
 def screening_page(request: Request, session: PageSession) -> HTMLResponse:
-    """The screening form, from the protocol's screening items."""
+    """The screening form, from the protocol's screening items: consent first, then the
+    screening procedures; the verdict, then randomization."""
     context = _screening_context(service_of(request), session.actor)
-    values = {"screening_date": service_of(request)._today().isoformat()}
+    today = service_of(request)._today().isoformat()
+    values = {"screening_date": today, "consent_date": today}
     if session.actor.site:
         values["site"] = session.actor.site
     return render(request, "screening.html.j2", "Screening", session, values=values, **context)
 
 
+def _also_checked(
+    service: CaptureService, given: dict[str, object], answers: dict[str, str]
+) -> StalwartError | None:
+    """The service's checks of the fields that parsed, for a form whose others did not."""
+    dates = parsed_fields(ScreeningCreate, given)
+    typed = form_answers_that_parse(service.protocol.screening_items, answers)
+    try:
+        check_screening(
+            service.protocol,
+            service._today(),
+            dates.get("screening_date"),
+            typed,
+            partial=True,
+            consent_date=dates.get("consent_date"),
+        )
+    except StalwartError as exc:
+        return exc
+    return None
+
+
 @router.post("/screening", **page_needs(P.SCREEN))
 async def screen(request: Request, session: PageSession, run: Run) -> HTMLResponse:
-    """Record a screening; show the verdict, or the form again with errors beside the fields."""
+    """Record a screening; show the verdict, or the form again with every error beside its
+    field at once."""
     service = service_of(request)
     values = await form_values(request)
     context = _screening_context(service, session.actor)
     items = service.protocol.screening_items
+    known = [*_SCREENING_FIELDS, *(i.name for i in items)]
     answers = filled(values, [i.name for i in items])
+    given: dict[str, object] = dict(filled(values, _SCREENING_FIELDS))
+    labels = _labels(service)
     body, errors = read_form(
         ScreeningCreate,
-        filled(values, _SCREENING_FIELDS) | {"answers": answers},
+        given | {"answers": answers},
         _screening_field,
         {"screening_items": items},
+        labels,
     )
-    if body is not None:
+    status_code = 422
+    if body is not None and body.consent_date is None:
+        body, errors = None, {"consent_date": f"Date of informed consent {CONSENT_FIRST}"}
+    if body is None:
+        errors = merge_errors(errors, _also_checked(service, given, answers), known)
+    else:
         try:
             outcome = await run(
-                service.screen,
+                partial(service.screen, consent_date=body.consent_date),
                 body.site,
                 body.screening_number,
                 body.screening_date,
@@ -85,7 +143,7 @@ async def screen(request: Request, session: PageSession, run: Run) -> HTMLRespon
                 session.actor,
             )
         except StalwartError as exc:
-            errors = field_errors(exc, [*_SCREENING_FIELDS, *(i.name for i in items)])
+            errors = field_errors(exc, known)
             if not errors:
                 return render(
                     request,
@@ -97,6 +155,7 @@ async def screen(request: Request, session: PageSession, run: Run) -> HTMLRespon
                     values=values,
                     **context,
                 )
+            status_code = status_of(exc)
         else:
             return render(
                 request, "screening.html.j2", "Screening", session, outcome=outcome, site=body.site
@@ -106,7 +165,7 @@ async def screen(request: Request, session: PageSession, run: Run) -> HTMLRespon
         "screening.html.j2",
         "Screening",
         session,
-        422,
+        status_code,
         errors=errors,
         values=values,
         page_error="The screening was not saved: correct the fields marked below.",

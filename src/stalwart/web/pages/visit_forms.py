@@ -20,6 +20,9 @@ from stalwart.web.pages.common import (
     field_errors,
     filled,
     form_values,
+    lab_form_checked,
+    lab_labels,
+    merge_errors,
     page_needs,
     read_form,
     refused,
@@ -76,7 +79,11 @@ async def save_unscheduled(
     names = [i.name for i in service.protocol.forms.LAB.items]
     labs = {n: values[f"LAB.{n}"].strip() for n in names if values.get(f"LAB.{n}", "").strip()}
     given = filled(values, ["visit_date", "reason"]) | {"labs": labs}
-    body, errors = read_form(UnscheduledVisitCreate, given, _lab_field)
+    labels = lab_labels(service) | {"reason": "Reason for the unscheduled visit"}
+    body, errors = read_form(UnscheduledVisitCreate, given, _lab_field, labels=labels)
+    if body is None:  # the results and the date beside the form's own errors, at once
+        checked = lab_form_checked(service, UnscheduledVisitCreate, given, required=False)
+        errors = merge_errors(errors, checked, ["visit_date", *(f"LAB.{n}" for n in names)])
     page_error, status_code = NOT_SAVED, 422
     if body is not None:
         try:

@@ -34,6 +34,9 @@ from stalwart.web.pages.common import (
     field_errors,
     filled,
     form_values,
+    lab_form_checked,
+    lab_labels,
+    merge_errors,
     page_needs,
     read_form,
     refused,
@@ -238,12 +241,16 @@ async def save_visit(
     labs = {n: values[f"LAB.{n}"].strip() for n in names if values.get(f"LAB.{n}", "").strip()}
     given: dict[str, object] = filled(values, ["visit_date"]) | {"labs": labs}
     body: VisitCreate | VisitCorrection | None
+    schema: type[VisitCreate | VisitCorrection]
     if record is None:
-        form = given | filled(values, ["deviation_reason"])
-        body, errors = read_form(VisitCreate, form, _visit_field)
+        form, schema = given | filled(values, ["deviation_reason"]), VisitCreate
     else:
-        form = given | filled(values, ["reason", "version"])
-        body, errors = read_form(VisitCorrection, form, _visit_field)
+        form, schema = given | filled(values, ["reason", "version"]), VisitCorrection
+    body, errors = read_form(schema, form, _visit_field, labels=lab_labels(service))
+    if body is None:  # the results and the date beside the form's own errors, at once
+        known = ["visit_date", *(f"LAB.{n}" for n in names)]
+        checked = lab_form_checked(service, schema, form, required=True)
+        errors = merge_errors(errors, checked, known)
     page_error = NOT_SAVED
     status_code = 422
     if body is not None:

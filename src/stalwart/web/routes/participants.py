@@ -84,8 +84,9 @@ async def screen(
     body: ScreeningCreate, service: Service, actor: CurrentActor, run: Run
 ) -> ScreeningPublic:
     """Record a screening; the verdict lists the criteria not met when not eligible."""
+    screen = partial(service.screen, consent_date=body.consent_date)
     outcome = await run(
-        service.screen, body.site, body.screening_number, body.screening_date, body.answers, actor
+        screen, body.site, body.screening_number, body.screening_date, body.answers, actor
     )
     return ScreeningPublic(
         screening_number=outcome.screening_number,
@@ -308,7 +309,8 @@ async def record_doses(
 ) -> dict[str, Any]:
     """The dose log of one IL-2 or ART cycle: administrations taken per day."""
     days = [(d.date, d.administrations) for d in body.days]
-    await run(service.record_doses, usubjid, body.treatment, body.cycle, days, actor)
+    record = partial(service.record_doses, deviation_reason=body.deviation_reason)
+    await run(record, usubjid, body.treatment, body.cycle, days, actor)
     return {"usubjid": usubjid, "treatment": body.treatment, "cycle": body.cycle}
 
 
