@@ -175,10 +175,11 @@ def _metrics(
     data: Mapping[str, np.ndarray],
     codes: list[str],
     terms: list[str],
-    windows: Sequence[tuple[float, float]],
+    windows: Sequence[tuple[float, float]] = (),
 ):
     """Per arm, per metric: one value per participant (NaN where it does not apply).
-    ``windows``: the IL-2 arm's excess windows on its calendar (every cycle's, as planned)."""
+    ``windows``: the IL-2 arm's excess windows on its calendar (every cycle's, as planned); with
+    them, whether each first event falls inside one."""
     cd4, rna, day = data["cd4"], data["log10_hiv_rna"], data["visit_day"]
     first = np.minimum(data["first_oi_day"], data["death_day"])
     event = np.isfinite(first)
@@ -197,9 +198,6 @@ def _metrics(
             np.isfinite(data["first_oi_day"]), np.isfinite(data["death_day"]), np.nan
         ),
         "time to event": np.where(event, first, np.nan),
-        # when events fall relative to the cycles: inside an IL-2 excess window or not
-        "event in an excess window": in_window.astype(float),
-        "events in an excess window": np.where(event, in_window, np.nan),
         "days from OI to death": np.where(
             np.isfinite(data["first_oi_day"]) & np.isfinite(data["death_day"]),
             np.nan_to_num(data["death_day"], posinf=0)
@@ -217,6 +215,9 @@ def _metrics(
         "any grade >= 3 AE": (data["ae_max_grade"].max(axis=1) >= 3).astype(float),
         "AE terms": (data["ae_max_grade"] > 0).sum(axis=1).astype(float),
     }
+    if windows:  # when events fall relative to the cycles: inside an IL-2 excess window or not
+        columns["event in an excess window"] = in_window.astype(float)
+        columns["events in an excess window"] = np.where(event, in_window, np.nan)
     for v, code in enumerate(codes[1:], start=1):
         columns[f"CD4 {code}"] = cd4[:, v]
         columns[f"CD4 change {code}"] = cd4[:, v] - cd4[:, 0]
