@@ -7,10 +7,12 @@ compare per arm: baseline CD4 and CD4 at every visit (mean, change from baseline
 and to death after an event, censoring times, completion, withdrawal and loss to follow-up (and
 its date), side effects. Each difference must lie within 4 standard errors of Monte Carlo error,
 and the week-32 CD4 and event-time distributions must pass a two-sample KS test, so the test
-fails if the engines disagree. Four parameter sets: as calibrated; stressed (many events,
+fails if the engines disagree. Five parameter sets: as calibrated; stressed (many events,
 dropouts and toxicity, the CD4 floor reached); precise (no measurement noise, so IL-2 exposure,
 toxicity withholding and ART suppression show to a cell); eventful (IL-2 from day 84, so
-treatment often stops before any IL-2, removing the excess hazard).
+treatment often stops before any IL-2, removing the excess hazard); windowed (a finite,
+fractional excess window at the posterior medians' low event rate, the ratio exaggerated so that
+an excess missing or on other days shows in the share of events inside the windows).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pytest
@@ -32,6 +34,8 @@ from stalwart.protocol.schema import Protocol
 from stalwart.simulate._vectorized_hazard import hazard_shape as _hazard_shape
 from stalwart.simulate._vectorized_hazard import next_event as _next_event
 from stalwart.simulate.candidates import simulate_candidate
+from stalwart.simulate.cycles import IL2_TREATMENT, treatment_cycles
+from stalwart.simulate.equations import il2_excess_window
 from stalwart.simulate.model import simulate_participant
 from stalwart.simulate.parameters import ModelParameters, load_parameters
 from stalwart.simulate.vectorized import (
@@ -167,11 +171,21 @@ def _per_participant(
     return out
 
 
-def _metrics(data: Mapping[str, np.ndarray], codes: list[str], terms: list[str]):
-    """Per arm, per metric: one value per participant (NaN where it does not apply)."""
+def _metrics(
+    data: Mapping[str, np.ndarray],
+    codes: list[str],
+    terms: list[str],
+    windows: Sequence[tuple[float, float]] = (),
+):
+    """Per arm, per metric: one value per participant (NaN where it does not apply).
+    ``windows``: the IL-2 arm's excess windows on its calendar (every cycle's, as planned); with
+    them, whether each first event falls inside one."""
     cd4, rna, day = data["cd4"], data["log10_hiv_rna"], data["visit_day"]
     first = np.minimum(data["first_oi_day"], data["death_day"])
     event = np.isfinite(first)
+    in_window = np.zeros(first.shape, dtype=bool)
+    for lo, hi in windows:
+        in_window |= (first >= lo) & (first <= hi)
     status = data["status"]
     lost = status == DISPOSITION_STATUSES.index("LOST TO FOLLOW-UP")
     columns = {
@@ -201,6 +215,9 @@ def _metrics(data: Mapping[str, np.ndarray], codes: list[str], terms: list[str])
         "any grade >= 3 AE": (data["ae_max_grade"].max(axis=1) >= 3).astype(float),
         "AE terms": (data["ae_max_grade"] > 0).sum(axis=1).astype(float),
     }
+    if windows:  # when events fall relative to the cycles: inside an IL-2 excess window or not
+        columns["event in an excess window"] = in_window.astype(float)
+        columns["events in an excess window"] = np.where(event, in_window, np.nan)
     for v, code in enumerate(codes[1:], start=1):
         columns[f"CD4 {code}"] = cd4[:, v]
         columns[f"CD4 change {code}"] = cd4[:, v] - cd4[:, 0]
@@ -237,10 +254,20 @@ def _disagreements(reference, vectorized) -> list[str]:
 def _both(params, protocol, n, seed, replicates):
     codes = [v.code for v in protocol.visits]
     terms = protocol.forms.AE.terms
+    calendar = participant_calendar(protocol, "IL2", protocol.study.accrual_start)
+    windows = [
+        il2_excess_window(params, c.days(IL2_TREATMENT))
+        for c in treatment_cycles(protocol, calendar)
+        if c.days(IL2_TREATMENT)
+    ]
     reference = _per_participant(params, protocol, n, seed)
     data = simulate_replicates(protocol, params, replicates, np.random.SeedSequence(seed))
     flat = {k: getattr(data, k).reshape(-1, *getattr(data, k).shape[2:]) for k in reference}
-    return _metrics(reference, codes, terms), _metrics(flat, codes, terms), data
+    return (
+        _metrics(reference, codes, terms, windows),
+        _metrics(flat, codes, terms, windows),
+        data,
+    )
 
 
 # Few events, as calibrated; then many events, deaths, stops, dropouts, toxicity and the CD4
@@ -270,6 +297,15 @@ EVENTFUL = {
 }
 
 
+# The posterior medians' event rate (few events), with a finite excess window of a fractional
+# length (as posterior draws have) and a ratio large enough that the window's events show.
+WINDOWED = {
+    "event_rate_at_reference_cd4": 0.021,
+    "il2_event_hazard_ratio": 6.0,
+    "il2_excess_hazard_window_days": 28.6,
+}
+
+
 @functools.cache
 def _agreement(name: str):
     """(reference metrics, vectorized metrics, replicates) of scenario ``name``, once."""
@@ -283,10 +319,12 @@ def _agreement(name: str):
         data["treatments"]["IL2"]["first_cycle_day"] = 84
         late = Protocol.model_validate(data)
         return _both(load_parameters(overrides=EVENTFUL), late, 1500, 8, 25)
+    if name == "windowed":
+        return _both(load_parameters(overrides=WINDOWED), protocol, 3000, 12, 100)
     return _both(load_parameters(overrides=PRECISE), protocol, 2000, 6, 25)
 
 
-@pytest.mark.parametrize("name", ["calibrated", "stressed", "precise", "eventful"])
+@pytest.mark.parametrize("name", ["calibrated", "stressed", "precise", "eventful", "windowed"])
 def test_vectorized_agrees_with_the_per_participant_model(name):
     reference, vectorized, _ = _agreement(name)
     assert _disagreements(reference, vectorized) == [], name
@@ -300,6 +338,25 @@ def test_vectorized_agrees_with_the_per_participant_model(name):
         assert vectorized["IL2"]["event"].mean() > 0.3
         assert vectorized["IL2"]["lost"].mean() > 0.1
         assert np.nanmean(vectorized["IL2"]["death after an OI"]) > 0.1
+
+
+def test_a_finite_excess_window_gives_the_same_events_on_the_same_days():
+    """Few events, a finite window of 28.6 days after each cycle: both engines put the IL-2
+    arms' excess on the same days (the share of events inside the windows agrees, by
+    test_vectorized_agrees_with_the_per_participant_model, and is far above the control arm's,
+    so an excess missing from either engine, or on other days, would fail it), and the
+    vectorized engine dates events on whole days (a fractional window covers whole days)."""
+    reference, vectorized, data = _agreement("windowed")
+    for metrics in (reference, vectorized):
+        control = np.nanmean(metrics["NOTHER"]["events in an excess window"])
+        for arm in ("IL2", "IL2ART"):
+            assert np.nanmean(metrics[arm]["events in an excess window"]) > control + 0.2, arm
+            assert metrics[arm]["event"].mean() > metrics["NOTHER"]["event"].mean() + 0.01, arm
+        assert metrics["NOTHER"]["event"].mean() < 0.06  # a low event rate
+    for name in ("first_oi_day", "death_day"):
+        days = getattr(data, name)
+        days = days[np.isfinite(days)]
+        np.testing.assert_array_equal(days, np.floor(days), err_msg=name)
 
 
 def test_calibration_targets_hold_in_the_vectorized_engine():

@@ -14,6 +14,7 @@ from stalwart.simulate._vectorized_hazard import (
     next_event,
     next_event_in_windows,
 )
+from stalwart.simulate.equations import il2_excess_window
 from stalwart.simulate.parameters import load_parameters
 
 HORIZON = 6000  # the brute force's last day
@@ -126,3 +127,47 @@ def test_merged_windows_joins_touching_and_overlapping_ones() -> None:
     mlo, mhi = merged_windows(lo, hi)
     spans = [[(a, b) for a, b in zip(mlo[r], mhi[r], strict=True) if a <= b] for r in range(3)]
     assert spans == [[(1.0, 10.0), (20.0, 30.0)], [(1.0, 3.0), (9.0, 12.0)], []]
+
+
+@pytest.mark.parametrize("window", [100.654, 28.6, 0.4, 36524.5])
+def test_a_fractional_window_covers_the_whole_days_model_py_covers(window: float) -> None:
+    """A posterior draw's window (100.654 days at the medians) is not a whole number of days:
+    model.py gives the ratio to the days ``d <= last IL-2 day + window``; the closed form, fed
+    :func:`il2_excess_window`'s windows, finds the same event days, all whole days (before,
+    it integrated up to the fractional end and dated some events on fractional days)."""
+    params = load_parameters(
+        overrides={"il2_excess_hazard_window_days": window, "il2_event_hazard_ratio": 6.0}
+    )
+    rng = np.random.default_rng(17)
+    n = 400
+    cd4 = rng.lognormal(np.log(560), 0.5, n)
+    decline = rng.normal(60, 200, n)
+    scale = rng.lognormal(np.log(0.004), 1.5, n)
+    start = rng.integers(1, 250, n).astype(np.float64)
+    e = rng.standard_exponential(n)
+    cycles = [tuple(range(d, d + 5)) for d in (7, 63, 119)]
+    intended = rng.random((n, 3)) >= 0.3
+    windows = [il2_excess_window(params, days) for days in cycles]
+    lo = np.where(intended, [w[0] for w in windows], np.inf)
+    hi = np.where(intended, [w[1] for w in windows], -np.inf)
+    h = hazard_shape(params, cd4, decline)
+    fast = next_event_in_windows(h, scale, start, e, *merged_windows(lo, hi), 6.0)
+    exact = [(float(days[0]), days[-1] + window) for days in cycles]  # model.py's ``d <= hi``
+    slow = np.array(
+        [
+            _brute_force_day(
+                params,
+                cd4[i],
+                decline[i],
+                scale[i],
+                start[i],
+                e[i],
+                [w for w, on in zip(exact, intended[i], strict=True) if on],
+                6.0,
+            )
+            for i in range(n)
+        ]
+    )
+    fast = np.where(fast >= HORIZON, np.inf, fast)
+    np.testing.assert_array_equal(fast, slow)
+    assert np.isfinite(slow).sum() > n // 3

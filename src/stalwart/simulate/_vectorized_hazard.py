@@ -4,7 +4,7 @@ The daily hazard ``exp(-k * C_nat(j))`` is geometric in ``j`` while the natural 
 its floor and constant below it, so its cumulative sum and the inverse are exact expressions
 instead of model.py's cumulative sum over every day. :func:`next_event_in_windows` adds IL-2's
 excess: the hazard is multiplied by the IL-2 hazard ratio on the days of each participant's
-exposure windows (:func:`~stalwart.simulate.equations.il2_excess_windows`), and the first day
+exposure windows (:func:`~stalwart.simulate.equations.il2_excess_window`), and the first day
 reaching an exponential draw is found piece by piece, one closed-form inversion per piece.
 """
 
@@ -193,7 +193,10 @@ def may_reach(
 def merged_windows(lo: FloatArray, hi: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Per row, the union of the windows ``[lo[:, k], hi[:, k]]`` (days, inclusive) as disjoint
     windows in ascending order; an empty window has ``lo = inf``. Windows must be given in
-    ascending order of ``lo`` (the cycles' order); touching or overlapping ones are joined."""
+    ascending order of ``lo`` (the cycles' order); touching or overlapping ones are joined.
+    Bounds are whole days (:func:`~stalwart.simulate.equations.il2_excess_window` gives them so):
+    :func:`next_event_in_windows` integrates between them and a fractional bound would count a
+    fraction of a day at the ratio and date events on it."""
     n, k_max = lo.shape
     out_lo: list[FloatArray] = []
     out_hi: list[FloatArray] = []

@@ -181,8 +181,15 @@ def il2_excess_window(params: ModelParameters, il2_days: Sequence[int]) -> tuple
     rise with each cycle and settle after it); a window longer than follow-up is a persistent
     excess from the first dose. A participant's exposure is the union over the cycles intended
     (not declined) and not stopped before their first IL-2 day.
+
+    The window is in whole days: a fractional ``il2_excess_hazard_window_days`` (a posterior
+    draw's, say) covers the days up to its floor, as a day-by-day hazard reads ``day <= last``,
+    so that every simulator and the calibration give the ratio to the same days (the vectorized
+    engine's closed form integrates between the bounds and would otherwise count a fraction of
+    the next day, and date events on it).
     """
-    return float(il2_days[0]), float(il2_days[-1]) + params.il2_excess_hazard_window_days.value
+    last = float(il2_days[-1]) + params.il2_excess_hazard_window_days.value
+    return float(il2_days[0]), float(math.floor(last)) if math.isfinite(last) else last
 
 
 def relative_event_hazard(params: ModelParameters, natural: FloatArray) -> FloatArray:
