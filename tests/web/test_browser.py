@@ -10,47 +10,22 @@ playwright package) the test skips, except under ``CI=true`` where it fails.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from argon2 import PasswordHasher
 
+from browser_server import CHROMIUM, artifact_folder, serving
+from browser_server import require_browser as _require_browser
 from stalwart.capture.db import open_engine
 from stalwart.capture.tables import LabResult, Visit
 from stalwart.capture.users import UserStore
 from stalwart.protocol.load import LoadedProtocol
 from stalwart.web.app import create_app
 
-CHROMIUM = os.environ.get("STALWART_CHROMIUM", "/usr/bin/chromium")
 PASSWORD = "coordinator password"
-
-
-def _require_browser() -> None:
-    problem = None
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        problem = "the playwright package is not installed (pip install -e '.[test]')"
-    if problem is None and not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        problem = f"Chromium not found at {CHROMIUM}: apt-get install -y chromium"
-    if problem:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(problem, pytrace=False)
-        pytest.skip(problem)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture()
@@ -65,27 +40,14 @@ def server(
         "coord.gb", PASSWORD, "site_coordinator", "test-setup", site="GB01"
     )
     app = create_app(engine, today=lambda: today, hasher=hasher)
-    port = _free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert uv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", url
-    uv.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as base:
+        yield base, url
     engine.dispose()
 
 
 @pytest.fixture()
 def artifacts(tmp_path: Path) -> Path:
-    root = os.environ.get("STALWART_ARTIFACTS")
-    folder = (Path(root) if root else tmp_path) / "browser"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return artifact_folder(tmp_path, "browser")
 
 
 def _count(url: str, table: type[Visit] | type[LabResult]) -> int:

@@ -9,21 +9,19 @@ Chromium or playwright, except under ``CI=true`` (see ``test_browser``).
 from __future__ import annotations
 
 import datetime as dt
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from argon2 import PasswordHasher
 
+from browser_server import serving
 from stalwart.capture.db import open_engine
 from stalwart.capture.service import CaptureService
 from stalwart.capture.users import UserStore
 from stalwart.protocol.load import LoadedProtocol
 from stalwart.web.app import create_app
-from web.test_browser import CHROMIUM, _free_port, _require_browser, artifacts  # noqa: F401
+from web.test_browser import CHROMIUM, _require_browser, artifacts  # noqa: F401
 
 PASSWORD = "data manager password"
 DAY = dt.timedelta(days=1)
@@ -49,18 +47,8 @@ def crowded(
         if i % 5 == 0:
             service.record_missed_visit(a.usubjid, "WK08", "did not come", "test")
     app = create_app(engine, today=lambda: today, hasher=hasher)
-    port = _free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert uv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as base:
+        yield base
     engine.dispose()
 
 

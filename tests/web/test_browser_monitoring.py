@@ -11,18 +11,14 @@ playwright the test skips (fails under CI).
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from argon2 import PasswordHasher
 
+from browser_server import CHROMIUM, artifact_folder, serving
+from browser_server import require_browser as _require_browser
 from screening_answers import eligible_answers_of
 from stalwart.capture.db import open_engine
 from stalwart.capture.service import CaptureService
@@ -30,25 +26,10 @@ from stalwart.capture.users import UserStore
 from stalwart.protocol.load import LoadedProtocol
 from stalwart.web.app import create_app
 
-CHROMIUM = os.environ.get("STALWART_CHROMIUM", "/usr/bin/chromium")
 PASSWORD = "a long browser password"
 RAND = dt.date(2008, 6, 2)
 DAY = dt.timedelta(days=1)
 LABS = {"CD4": 610, "CD4PCT": 24, "HIVRNA": "<50"}
-
-
-def _require_browser() -> None:
-    problem = None
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        problem = "the playwright package is not installed (pip install -e '.[test]')"
-    if problem is None and not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        problem = f"Chromium not found at {CHROMIUM}: apt-get install -y chromium"
-    if problem:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(problem, pytrace=False)
-        pytest.skip(problem)
 
 
 @pytest.fixture()
@@ -81,29 +62,14 @@ def server(
     )
     service.record_visit(u, "WK08", RAND + 56 * DAY, LABS | {"CD4": 700}, "coord.us")
     app = create_app(engine, today=lambda: today, hasher=hasher)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert uv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", u
-    uv.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as base:
+        yield base, u
     engine.dispose()
 
 
 @pytest.fixture()
 def artifacts(tmp_path: Path) -> Path:
-    root = os.environ.get("STALWART_ARTIFACTS")
-    folder = (Path(root) if root else tmp_path) / "browser-monitoring"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return artifact_folder(tmp_path, "browser-monitoring")
 
 
 def test_monitor_verifies_and_data_manager_locks(server: tuple[str, str], artifacts: Path) -> None:

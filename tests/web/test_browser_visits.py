@@ -13,18 +13,14 @@ the test's ``tmp_path``). Without Chromium or playwright the test skips (fails u
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from argon2 import PasswordHasher
 
+from browser_server import CHROMIUM, artifact_folder, serving
+from browser_server import require_browser as _require_browser
 from screening_answers import eligible_answers_of
 from stalwart.analysis.datasets.bundle import derive_datasets
 from stalwart.analysis.datasets.source import read_store
@@ -48,24 +44,9 @@ SCREENING = {
     "Corticosteroids, chemotherapy or immunomodulators within 8 weeks": "false",
 }
 TYPED = ("Age (years)", "Screening CD4+ count (cells/mm3)", "Screening HIV RNA (copies/mL)")
-CHROMIUM = os.environ.get("STALWART_CHROMIUM", "/usr/bin/chromium")
 PASSWORD = "coordinator password"
 RAND = dt.date(2008, 6, 2)
 DAY = dt.timedelta(days=1)
-
-
-def _require_browser() -> None:
-    problem = None
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        problem = "the playwright package is not installed (pip install -e '.[test]')"
-    if problem is None and not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        problem = f"Chromium not found at {CHROMIUM}: apt-get install -y chromium"
-    if problem:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(problem, pytrace=False)
-        pytest.skip(problem)
 
 
 @pytest.fixture()
@@ -82,29 +63,14 @@ def server(
     service = CaptureService.open(engine, today=lambda: today)
     service.screen("US01", "US01-S0001", RAND - 3 * DAY, eligible_answers_of(), "coord.us")
     app = create_app(engine, today=lambda: today, hasher=hasher)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert uv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", url
-    uv.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as base:
+        yield base, url
     engine.dispose()
 
 
 @pytest.fixture()
 def artifacts(tmp_path: Path) -> Path:
-    root = os.environ.get("STALWART_ARTIFACTS")
-    folder = (Path(root) if root else tmp_path) / "browser-visits"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return artifact_folder(tmp_path, "browser-visits")
 
 
 def test_one_participant_from_consent_to_week_32(
