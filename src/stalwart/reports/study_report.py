@@ -16,9 +16,12 @@ only when all of it succeeded, so bad input leaves nothing behind.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import logging
+import re
 import time
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,13 +286,48 @@ def render_study_report(
     return _environment().get_template("study_report.html.j2").render(context)
 
 
+_INLINE_SVG = re.compile(r"<svg\b([^>]*)>.*?</svg>", re.DOTALL)
+_ATTRIBUTE = re.compile(r'\s(id|style)="([^"]*)"')
+_NAMESPACES = (
+    ("xmlns", "http://www.w3.org/2000/svg"),
+    ("xmlns:xlink", "http://www.w3.org/1999/xlink"),
+)
+
+
+def _svg_image(match: re.Match[str]) -> str:
+    """One inline ``<svg>`` figure as an ``<img>`` of the same SVG document (a data URI).
+
+    WeasyPrint draws both with the same SVG renderer, to the same PDF bytes; but inline, every
+    element of the figure (thousands: one per marker, tick and path) also goes through its HTML
+    parser and CSS cascade, a third of the PDF's time. The ``<img>`` keeps the ``id`` and
+    ``style`` that size the figure on the page. A figure that is not well-formed XML on its own
+    stays inline.
+    """
+    svg, attributes = match.group(0), match.group(1)
+    declared = "".join(
+        f' {name}="{uri}"' for name, uri in _NAMESPACES if f"{name}=" not in attributes
+    )
+    document = "<svg" + declared + svg[len("<svg") :]
+    try:
+        ElementTree.fromstring(document)
+    except ElementTree.ParseError:
+        return svg
+    uri = "data:image/svg+xml;base64," + base64.b64encode(document.encode("utf-8")).decode("ascii")
+    kept = "".join(f' {name}="{value}"' for name, value in _ATTRIBUTE.findall(attributes))
+    return f'<img{kept} src="{uri}">'
+
+
 def render_pdf(html: str) -> tuple[bytes, int]:
-    """The PDF (A4, WeasyPrint) of a report page, and its number of pages."""
+    """The PDF (A4, WeasyPrint) of a report page, and its number of pages.
+
+    The inline SVG figures go to WeasyPrint as SVG images (:func:`_svg_image`): the same drawing,
+    in about a third less time.
+    """
     import weasyprint
 
     # WeasyPrint logs every CSS property it does not support (the screen-only ones) as a warning
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
-    document = weasyprint.HTML(string=html).render()
+    document = weasyprint.HTML(string=_INLINE_SVG.sub(_svg_image, html)).render()
     data = document.write_pdf()
     if data is None:  # pragma: no cover - write_pdf returns bytes when given no target
         raise RuntimeError("WeasyPrint returned no PDF")
