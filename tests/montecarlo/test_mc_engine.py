@@ -135,3 +135,18 @@ def test_posterior_streams_are_the_same_whatever_the_blocking(spec: TrialSpec) -
     # the scenario's own overrides win over the draw
     pinned = replace(spec, posterior=DRAWS, overrides={"il2_event_hazard_ratio": 1.0})
     assert pinned.with_draw(0).overrides["il2_event_hazard_ratio"] == 1.0
+
+
+def test_a_harm_only_block_gives_the_full_analysis_harm_columns(spec: TrialSpec) -> None:
+    """A calibration run analyses only the harm rule: its columns are the full analysis's own,
+    to the bit, at the fixed values and over posterior streams, and nothing else is computed."""
+    from dataclasses import replace
+
+    high = replace(spec, overrides={"il2_event_hazard_ratio": 6.0})  # events at every look
+    for base in (high, replace(high, posterior=DRAWS)):
+        full = run_block(base, 50, 180)
+        harm = run_block(replace(base, harm_only=True), 50, 180)
+        assert set(harm) == {f"gs|{c}|{k}" for c in ("harm_z", "safety_events") for k in (1, 2, 3)}
+        assert np.isfinite(harm["gs|harm_z|3"]).sum() > 100
+        for key, values in harm.items():
+            np.testing.assert_array_equal(values, full[key], key)

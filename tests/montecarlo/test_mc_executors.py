@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from stalwart.errors import ConfigurationError
-from stalwart.montecarlo.executors import DaskExecutor, make_executor
+from stalwart.montecarlo.executors import AUTO_PROCESSES_FROM, DaskExecutor, make_executor
 from stalwart.montecarlo.study import run_study
 
 REPLICATES = 300
@@ -68,3 +68,29 @@ def test_an_unreachable_scheduler_is_a_quick_clear_error() -> None:
 def test_bad_executor_options(name: str, workers: Any, scheduler: Any, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         make_executor(name, workers, scheduler)
+
+
+@pytest.mark.parametrize(
+    ("workers", "replicates", "chosen"),
+    [
+        (2, AUTO_PROCESSES_FROM, "processes"),
+        (2, AUTO_PROCESSES_FROM - 1, "local"),  # a small run: worker imports would cost more
+        (1, 10 * AUTO_PROCESSES_FROM, "local"),  # one core: nothing to spread over
+        (2, None, "local"),  # the run's size unknown
+    ],
+)
+def test_auto_uses_processes_for_big_runs_on_several_cores(
+    workers: int, replicates: int | None, chosen: str
+) -> None:
+    with make_executor("auto", workers, replicates=replicates) as executor:
+        assert executor.name == chosen
+
+
+def test_auto_gives_the_local_numbers(tmp_path: Path, local_oc: dict[str, Any]) -> None:
+    oc = run_study(tmp_path, replicates=REPLICATES, seed=3, executor="auto", block=100).oc
+    assert _numbers(oc) == _numbers(local_oc)
+
+
+def test_auto_with_a_scheduler_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="--scheduler applies to --executor dask only"):
+        make_executor("auto", None, "tcp://x:1")

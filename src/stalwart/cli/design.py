@@ -87,8 +87,12 @@ def simulate(
         typer.Option(help="Scenario .toml: overrides, null, sweep, group-sequential looks."),
     ] = None,
     executor: Annotated[
-        str, typer.Option(help="Where blocks run: local, processes or dask.")
-    ] = "local",
+        str,
+        typer.Option(
+            help="Where blocks run: auto (processes on every core from 4,000 trials, else "
+            "local), local, processes or dask. The numbers are the same on each."
+        ),
+    ] = "auto",
     scheduler: Annotated[
         str | None,
         typer.Option(help="Dask scheduler address, e.g. tcp://host:8786 (default: LocalCluster)."),

@@ -40,7 +40,7 @@ from stalwart.analysis.kernels.batched import EventTimes, event_times
 from stalwart.analysis.methods import CONTINUOUS_METHODS, TIME_TO_EVENT_METHODS, ReplicateSample
 from stalwart.errors import ConfigurationError
 from stalwart.montecarlo.scenarios import DEFAULT_LOOKS, LookPlan
-from stalwart.montecarlo.sequential import LookData, analyse_looks
+from stalwart.montecarlo.sequential import LookData, analyse_looks, harm_statistics, look_days
 from stalwart.protocol.schema import Protocol
 from stalwart.simulate.parameters import ModelParameters
 from stalwart.simulate.vectorized import (
@@ -51,7 +51,7 @@ from stalwart.simulate.vectorized import (
     apply_scenario,
 )
 
-__all__ = ["Columns", "TrialSpec", "analyse", "run_block"]
+__all__ = ["Columns", "TrialSpec", "analyse", "analyse_harm", "run_block"]
 
 Columns = dict[str, npt.NDArray[Any]]
 """Per-replicate results of a block: one array of length n_replicates per column."""
@@ -71,6 +71,8 @@ class TrialSpec:
     looks: LookPlan = DEFAULT_LOOKS
     fidelity: str = "outcomes"
     posterior: tuple[tuple[tuple[str, float], ...], ...] = ()
+    harm_only: bool = False
+    """Analyse only the harm rule's statistics (:func:`analyse_harm`): a calibration run."""
 
     def design(self) -> tuple[Protocol, ModelParameters]:
         """The protocol and parameters with the scenario's overrides applied (and validated)."""
@@ -122,6 +124,8 @@ def run_block(spec: TrialSpec, first_replicate: int, n_replicates: int) -> Colum
     if not spec.posterior:
         simulator = spec.simulator()
         data = simulator.simulate(n_replicates, spec.seed, first_replicate)
+        if spec.harm_only:
+            return analyse_harm(data, simulator.protocol, spec.looks)
         return analyse(data, simulator.protocol, spec.looks)
     parts: list[Columns] = []
     end = first_replicate + n_replicates
@@ -145,10 +149,7 @@ def analyse(data: ReplicateData, protocol: Protocol, looks: LookPlan = DEFAULT_L
     )
     tte_cache: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]] = {}
     for comparison in plan_comparisons(protocol):
-        treated = np.zeros(arm.shape, dtype=bool)
-        for code in comparison.treated:
-            treated |= arm == _arm_index(data, code)
-        control = arm == _arm_index(data, comparison.control)
+        treated, control = _groups(data, arm, comparison)
         if comparison.kind == "primary":
             y, base, visit = _endpoint_values(data, protocol, comparison.endpoint)
             complete = np.isfinite(y) & np.isfinite(base)
@@ -186,6 +187,38 @@ def analyse(data: ReplicateData, protocol: Protocol, looks: LookPlan = DEFAULT_L
             analyse_looks(data, look_data, (time, event, treated, include), looks, alpha, times)
         )
     return columns
+
+
+def analyse_harm(
+    data: ReplicateData, protocol: Protocol, looks: LookPlan = DEFAULT_LOOKS
+) -> Columns:
+    """Only the harm rule's statistics at each look (``gs|harm_z|k``, ``gs|safety_events|k``):
+    what a harm boundary's calibration reads. The same numbers as :func:`analyse` gives them
+    (the looks of the first primary comparison's endpoint visit, the first time-to-event
+    comparison), without the analyses the calibration does not read."""
+    comparisons = plan_comparisons(protocol)
+    primary = next((c for c in comparisons if c.kind == "primary"), None)
+    safety = next((c for c in comparisons if c.kind != "primary"), None)
+    if primary is None or safety is None:
+        return {}
+    arm = data.arm.astype(np.int64)
+    treated, control = _groups(data, arm, safety)
+    time, event = _endpoint_times(data, protocol, safety)
+    visit_day = protocol.visit(protocol.endpoint(primary.endpoint).visit or "").day
+    rates = tuple(float(t) for t in looks.information_rates)
+    days = look_days(data, rates, visit_day)
+    include = treated | control
+    return harm_statistics(data, (time, event, treated, include), days)
+
+
+def _groups(
+    data: ReplicateData, arm: npt.NDArray[np.int64], comparison: Comparison
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """(treated, control) masks of a comparison: its treated arms pooled, its control arm."""
+    treated = np.zeros(arm.shape, dtype=bool)
+    for code in comparison.treated:
+        treated |= arm == _arm_index(data, code)
+    return treated, arm == _arm_index(data, comparison.control)
 
 
 def _arm_index(data: ReplicateData, code: str) -> int:

@@ -4,6 +4,9 @@ Every executor runs :func:`~stalwart.montecarlo.engine.run_block` on the same
 ``(spec, first_replicate, n_replicates)`` tasks and returns the results in task order, so the
 numbers never depend on the executor, the number of workers or the order blocks finish in.
 
+* ``auto`` (the default of ``stalwart simulate``): ``processes`` on every available core when
+  there is more than one and the run has at least :data:`AUTO_PROCESSES_FROM` replicate trials
+  (a worker costs about a second of imports, so a small run stays ``local``); else ``local``.
 * ``local``: one block after another in this process.
 * ``processes``: a :class:`concurrent.futures.ProcessPoolExecutor` (``spawn``) of ``workers``.
 * ``dask``: a :class:`distributed.Client` connected to ``scheduler`` (a running
@@ -26,16 +29,21 @@ from stalwart.errors import ConfigurationError
 from stalwart.montecarlo.engine import Columns, TrialSpec, run_block
 
 __all__ = [
+    "AUTO_PROCESSES_FROM",
     "EXECUTORS",
     "BlockTask",
     "DaskExecutor",
     "Executor",
     "LocalExecutor",
     "ProcessExecutor",
+    "available_cores",
     "make_executor",
 ]
 
-EXECUTORS = ("local", "processes", "dask")
+EXECUTORS = ("auto", "local", "processes", "dask")
+
+AUTO_PROCESSES_FROM = 4000
+"""Replicate trials in a run from which ``auto`` uses a process pool (below: ``local``)."""
 
 Progress = Callable[[int], None]
 """Called with the number of replicates of each block as it finishes."""
@@ -182,10 +190,24 @@ class DaskExecutor(Executor):
         return {**super().describe(), "scheduler": self.scheduler or "LocalCluster"}
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def make_executor(
-    name: str, workers: int | None = None, scheduler: str | None = None, *, timeout: float = 10.0
+    name: str,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    *,
+    timeout: float = 10.0,
+    replicates: int | None = None,
 ) -> Executor:
-    """The executor called ``name`` (one of :data:`EXECUTORS`).
+    """The executor called ``name`` (one of :data:`EXECUTORS`); ``replicates``, the run's
+    replicate trials in all, lets ``auto`` choose (unknown: ``local``).
 
     Raises
     ------
@@ -199,7 +221,10 @@ def make_executor(
         raise ConfigurationError(f"--workers must be a whole number >= 1, got {workers}")
     if scheduler is not None and name != "dask":
         raise ConfigurationError("--scheduler applies to --executor dask only")
-    count = workers or min(os.cpu_count() or 1, 8)
+    count = workers or min(available_cores(), 8)
+    if name == "auto":
+        big = replicates is not None and replicates >= AUTO_PROCESSES_FROM
+        name = "processes" if count > 1 and big else "local"
     if name == "local":
         return LocalExecutor()
     if name == "processes":

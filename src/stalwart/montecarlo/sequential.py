@@ -44,7 +44,14 @@ from stalwart.analysis.kernels.groupseq import GroupSequentialDesign, group_sequ
 from stalwart.montecarlo.scenarios import LookPlan
 from stalwart.simulate.vectorized import ReplicateData
 
-__all__ = ["LookData", "analyse_looks", "boundaries", "harm_critical_values", "look_days"]
+__all__ = [
+    "LookData",
+    "analyse_looks",
+    "boundaries",
+    "harm_critical_values",
+    "harm_statistics",
+    "look_days",
+]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -143,8 +150,36 @@ def analyse_looks(
             eff_look,
             first_efficacy,
         )
-    time, event, treated, include = safety
     harm_look = np.zeros(r, dtype=np.int64)
+    safety_columns = harm_statistics(data, safety, days, final_times)
+    for k in range(k_looks):
+        z = safety_columns[f"gs|harm_z|{k + 1}"]
+        with np.errstate(invalid="ignore"):
+            crossed = (z >= harm[k]) & (harm_look == 0)
+        harm_look[crossed] = k + 1
+    out.update(safety_columns)
+    out["gs|harm_look"] = harm_look
+    stop_look, reason = _stopping(first_efficacy, harm_look, k_looks)
+    out["gs|stop_look"] = stop_look
+    out["gs|stop_reason"] = reason
+    return out
+
+
+def harm_statistics(
+    data: ReplicateData,
+    safety: tuple[FloatArray, BoolArray, BoolArray, BoolArray],
+    days: FloatArray,
+    final_times: EventTimes | None = None,
+) -> dict[str, npt.NDArray[Any]]:
+    """The harm rule's log-rank z (``gs|harm_z|k``, NaN without an event) and the safety events
+    (``gs|safety_events|k``) at each look: follow-up cut at the interim looks' ``days``
+    (:func:`look_days`), all of it at the last look (``final_times`` where the caller has it).
+
+    All that a harm boundary's calibration reads, so it runs this alone."""
+    time, event, treated, include = safety
+    randomized = data.randomization_day.astype(np.float64)
+    k_looks = days.shape[1] + 1
+    out: dict[str, npt.NDArray[Any]] = {}
     for k in range(k_looks):
         if k < k_looks - 1:
             cut = days[:, k, None] - randomized
@@ -159,16 +194,8 @@ def analyse_looks(
                 if final_times is not None
                 else event_times(time, event, treated, include)
             )
-        z = batched_logrank(times).z
-        with np.errstate(invalid="ignore"):
-            crossed = (z >= harm[k]) & (harm_look == 0)
-        harm_look[crossed] = k + 1
-        out[f"gs|harm_z|{k + 1}"] = z
+        out[f"gs|harm_z|{k + 1}"] = batched_logrank(times).z
         out[f"gs|safety_events|{k + 1}"] = times.total_events
-    out["gs|harm_look"] = harm_look
-    stop_look, reason = _stopping(first_efficacy, harm_look, k_looks)
-    out["gs|stop_look"] = stop_look
-    out["gs|stop_reason"] = reason
     return out
 
 

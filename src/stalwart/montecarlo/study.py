@@ -139,7 +139,9 @@ def run_study(
     runner = (
         executor
         if isinstance(executor, Executor)
-        else make_executor(executor, workers, scheduler, timeout=scheduler_timeout)
+        else make_executor(
+            executor, workers, scheduler, timeout=scheduler_timeout, replicates=total
+        )
     )
     try:
         done = 0
@@ -261,7 +263,10 @@ def _calibration_specs(
     if chosen.looks.harm_boundary != "calibrated":
         return []
     spec = replace(
-        base, seed=calibration_seed(base.seed), overrides={**chosen.overrides, **NO_EXCESS}
+        base,
+        seed=calibration_seed(base.seed),
+        overrides={**chosen.overrides, **NO_EXCESS},
+        harm_only=True,
     )
     return [spec, replace(spec, posterior=posterior)] if posterior else [spec]
 

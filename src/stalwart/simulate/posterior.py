@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from stalwart.errors import ConfigurationError
 from stalwart.protocol.schema import Protocol
@@ -234,6 +234,8 @@ class Posterior:
 
     def log_likelihood(self, values: Mapping[str, float]) -> float:
         """Log likelihood of the published figures (binomial, normal, binomial)."""
+        from scipy import stats  # only the posterior's fit needs it (half a second to import)
+
         expected = self.expectations(values)
         events = expected["events"]
         p_treated = float(np.mean([events[a] for a in self._treated["arms"]]))

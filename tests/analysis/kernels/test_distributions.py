@@ -29,6 +29,9 @@ def test_normal() -> None:
     _same(dist.norm_ppf(Q), stats.norm.ppf(Q))
     _same(dist.norm_sf(X), stats.norm.sf(X))
     _same(dist.norm_sf(-X), stats.norm.sf(-X))
+    _same(dist.norm_isf(Q), stats.norm.isf(Q))
+    _same(dist.norm_pdf(X), stats.norm.pdf(X))
+    _same(dist.norm_pdf(-X), stats.norm.pdf(-X))
     for q in Q[np.isfinite(Q)]:
         assert float(dist.norm_ppf(float(q))) == float(stats.norm.ppf(float(q)))
 
@@ -58,3 +61,5 @@ def test_random_arguments() -> None:
     _same(dist.t_ppf(q, df), stats.t.ppf(q, df))
     _same(dist.norm_sf(x), stats.norm.sf(x))
     _same(dist.norm_ppf(q), stats.norm.ppf(q))
+    _same(dist.norm_isf(q), stats.norm.isf(q))
+    _same(dist.norm_pdf(x * np.sign(q - 0.5)), stats.norm.pdf(x * np.sign(q - 0.5)))

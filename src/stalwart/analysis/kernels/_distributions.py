@@ -1,7 +1,7 @@
 """The few distribution functions the kernels need, straight from ``scipy.special``.
 
 ``scipy.stats`` costs a command about half a second of CPU to import (hundreds of distributions
-built at import); the kernels use six functions of three of them. Each function here is the
+built at import); the kernels use eight functions of three of them. Each function here is the
 ``scipy.special`` call that ``scipy.stats`` itself makes for a standard distribution (``loc`` 0,
 ``scale`` 1), so it returns the same bits: ``tests/analysis/kernels/test_distributions.py``
 checks that against ``scipy.stats`` over a grid that includes 0, 1, infinity and NaN.
@@ -18,7 +18,9 @@ from scipy import special
 
 FloatArray = npt.NDArray[np.float64]
 
-__all__ = ["chi2_ppf", "chi2_sf", "norm_ppf", "norm_sf", "t_ppf", "t_sf"]
+__all__ = ["chi2_ppf", "chi2_sf", "norm_isf", "norm_pdf", "norm_ppf", "norm_sf", "t_ppf", "t_sf"]
+
+_NORM_PDF_C = np.sqrt(2 * np.pi)
 
 
 def _sf(x: Any, low: float, inner: Callable[[FloatArray], FloatArray]) -> Any:
@@ -42,6 +44,23 @@ def _ppf(q: Any, low: float, inner: Callable[[FloatArray], FloatArray]) -> Any:
 def norm_ppf(q: Any) -> Any:
     """``scipy.stats.norm.ppf(q)``."""
     return _ppf(q, -np.inf, special.ndtri)
+
+
+def norm_isf(q: Any) -> Any:
+    """``scipy.stats.norm.isf(q)``: infinity at 0, minus infinity at 1, NaN outside [0, 1]."""
+    q = np.asarray(q, dtype=float)
+    with np.errstate(all="ignore"):
+        value = -special.ndtri(q) + 0.0  # as scipy (isf * scale + loc): +0.0 at q = 0.5
+    out = np.where(q == 0.0, np.inf, np.where(q == 1.0, -np.inf, value))
+    return np.where((q >= 0.0) & (q <= 1.0), out, np.nan)[()]
+
+
+def norm_pdf(x: Any) -> Any:
+    """``scipy.stats.norm.pdf(x)``."""
+    x = np.asarray(x, dtype=float)
+    with np.errstate(all="ignore"):
+        value = np.exp(-(x**2) / 2.0) / _NORM_PDF_C
+    return np.where(np.isnan(x), np.nan, value)[()]
 
 
 def norm_sf(x: Any) -> Any:

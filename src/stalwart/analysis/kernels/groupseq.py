@@ -28,8 +28,9 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import optimize, special, stats
+from scipy import optimize, special
 
+from stalwart.analysis.kernels._distributions import norm_isf, norm_pdf, norm_sf
 from stalwart.errors import AnalysisError
 from stalwart.jsonable import jsonable
 
@@ -113,9 +114,9 @@ def alpha_spending(
         raise AnalysisError("information rates must lie in [0, 1]")
     if spending == "pocock":
         return np.asarray(alpha * np.log1p((math.e - 1.0) * t), dtype=np.float64)
-    z = stats.norm.isf(alpha / (2.0 * sided))
+    z = norm_isf(alpha / (2.0 * sided))
     with np.errstate(divide="ignore"):
-        spent = 2.0 * sided * stats.norm.sf(z / np.sqrt(t))
+        spent = 2.0 * sided * norm_sf(z / np.sqrt(t))
     return np.asarray(spent, dtype=np.float64)
 
 
@@ -203,7 +204,7 @@ def group_sequential_bounds(
     sqrt_t = np.sqrt(t)
     step_sd = np.sqrt(np.diff(t, prepend=0.0))
     critical = np.empty(t.size)
-    critical[0] = stats.norm.isf(spent[0] / sided)
+    critical[0] = norm_isf(spent[0] / sided)
     nodes = np.empty(0)
     mass = np.empty(0)
     for k in range(t.size):
@@ -212,7 +213,7 @@ def group_sequential_bounds(
         if k + 1 == t.size:
             break
         nodes, mass = _propagate(nodes, mass, critical[k], k, sqrt_t, step_sd, sided)
-    nominal = sided * stats.norm.sf(critical)
+    nominal = sided * norm_sf(critical)
     return GroupSequentialDesign(
         information_rates=t,
         critical_values=critical,
@@ -265,7 +266,7 @@ def _propagate(
     sd = min(step_sd[k], next_sd) if k > 0 else min(sqrt_t[0], next_sd)
     new_nodes, weights = _simpson_grid(low, high, _interval_count(high - low, sd))
     if k == 0:
-        density = stats.norm.pdf(new_nodes / sqrt_t[0]) / sqrt_t[0]
+        density = norm_pdf(new_nodes / sqrt_t[0]) / sqrt_t[0]
     else:
         density = np.empty(new_nodes.size)
         for start in range(0, new_nodes.size, _CHUNK):

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special, stats
+from scipy import special
 
 from stalwart.analysis.kernels._cox_maximize import MAX_HALVINGS, TOLER_INF
+from stalwart.analysis.kernels._distributions import norm_ppf
 from stalwart.analysis.kernels.batched._arrays import (
     BoolArray,
     FloatArray,
@@ -311,7 +312,7 @@ def batched_cox(
         se = np.sqrt(variance)
         coef = np.where(fit, beta, np.nan)
         se = np.where(fit, se, np.nan)
-        zq = float(stats.norm.ppf(1.0 - alpha / 2.0))
+        zq = float(norm_ppf(1.0 - alpha / 2.0))
         z = coef / se
         p_value = 2.0 * special.ndtr(-np.abs(z))
         hazard_ratio = np.exp(coef)
