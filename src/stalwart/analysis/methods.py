@@ -16,23 +16,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from stalwart.analysis.kernels.ancova import ancova
-from stalwart.analysis.kernels.batched import (
-    EventTimes,
-    batched_ancova,
-    batched_cox,
-    batched_firth_hazard_ratio,
-    batched_logrank,
-    batched_welch_ttest,
-)
 from stalwart.analysis.kernels.cox import cox_ph
 from stalwart.analysis.kernels.logrank import logrank_test
 from stalwart.analysis.kernels.ttest import welch_ttest
+
+if TYPE_CHECKING:
+    from stalwart.analysis.kernels.batched import EventTimes
+
+# The batched kernels (the Monte Carlo's) are imported where called: a single-trial analysis
+# (``stalwart analyze``, the reports) does not pay for loading them.
 
 __all__ = [
     "CONTINUOUS_METHODS",
@@ -181,12 +179,16 @@ def _ancova(sample: ContinuousSample, alpha: float) -> dict[str, Any]:
 
 
 def _batched_ttest(sample: ReplicateSample, alpha: float) -> Estimates:
+    from stalwart.analysis.kernels.batched import batched_welch_ttest
+
     return batched_welch_ttest(
         sample.value, sample.complete & sample.treated, sample.complete & sample.control, alpha
     )
 
 
 def _batched_ancova(sample: ReplicateSample, alpha: float) -> Estimates:
+    from stalwart.analysis.kernels.batched import batched_ancova
+
     return batched_ancova(
         sample.value, sample.group, sample.baseline, sample.complete, *sample.levels, alpha
     )
@@ -207,6 +209,8 @@ def _logrank(
 
 
 def _batched_logrank(times: EventTimes, alpha: float) -> Columns:
+    from stalwart.analysis.kernels.batched import batched_logrank
+
     del alpha
     lr = batched_logrank(times)
     return {"p_value": lr.p_value, "z": lr.z, "estimable": lr.estimable}
@@ -235,6 +239,8 @@ def _cox(
         }
 
     def batched(times: EventTimes, alpha: float) -> Columns:
+        from stalwart.analysis.kernels.batched import batched_cox, batched_firth_hazard_ratio
+
         cox = batched_cox(times, ties=ties, alpha=alpha)
         return {
             "hazard_ratio": cox.hazard_ratio,

@@ -22,8 +22,8 @@ from importlib import resources
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
+from stalwart.analysis.kernels._distributions import norm_ppf, norm_sf
 from stalwart.analysis.kernels.cox import cox_ph
 from stalwart.analysis.kernels.exact import rate_ratio_exact_test
 from stalwart.analysis.kernels.firth import firth_cox
@@ -129,9 +129,9 @@ def reconstruct(counts: PublishedCounts) -> tuple[np.ndarray, np.ndarray, np.nda
 
 def _published_ci_wald_p(counts: PublishedCounts, alpha: float) -> RecomputedTest:
     """The Wald p that the published CI itself implies (SE from its width on the log scale)."""
-    z = stats.norm.ppf(1 - alpha / 2)
+    z = norm_ppf(1 - alpha / 2)
     se = (math.log(counts.ci_high) - math.log(counts.ci_low)) / (2 * z)
-    p = float(2 * stats.norm.sf(abs(math.log(counts.hazard_ratio)) / se))
+    p = float(2 * norm_sf(abs(math.log(counts.hazard_ratio)) / se))
     centre = math.exp((math.log(counts.ci_high) + math.log(counts.ci_low)) / 2)
     return RecomputedTest(
         "Wald p implied by the published CI",

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
-from scipy import stats
 
+from stalwart.analysis.kernels._distributions import norm_isf
 from stalwart.analysis.kernels.groupseq import alpha_spending, group_sequential_bounds
 from stalwart.analysis.results import PlanResult
 from stalwart.montecarlo.scenarios import DEFAULT_LOOKS, LookPlan
@@ -52,7 +52,7 @@ class InterimSection:
 
 def _first_look_bound(t: float, alpha: float, sided: int, spending: str) -> float:
     spent = float(alpha_spending(np.array([t]), alpha, sided=sided, spending=spending)[0])  # type: ignore[arg-type]
-    return float(stats.norm.isf(spent / sided)) if spent > 0 else math.inf
+    return float(norm_isf(spent / sided)) if spent > 0 else math.inf
 
 
 def interim_section(
@@ -88,7 +88,7 @@ def interim_section(
     for r in primary:
         if r.p_value is None or r.difference is None:
             continue
-        z = math.copysign(float(stats.norm.isf(r.p_value / 2)), r.difference)
+        z = math.copysign(float(norm_isf(r.p_value / 2)), r.difference)
         label = f"{arms.label(r.arm)} vs {arms.label(r.control)}"
         points.append((label, z))
         crossed = "yes" if abs(z) >= c_now else "no"

@@ -24,8 +24,9 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import linalg, special, stats
+from scipy import linalg, special
 
+from stalwart.analysis.kernels._distributions import norm_isf, norm_sf, t_isf, t_sf
 from stalwart.errors import AnalysisError
 from stalwart.jsonable import jsonable
 
@@ -245,11 +246,11 @@ def _result(
     means, mean_se, diff, diff_se = _arm_means(beta, cov)
     statistic = diff / diff_se
     if math.isinf(df):
-        p_value = 2.0 * stats.norm.sf(np.abs(statistic))
-        q = float(stats.norm.isf(alpha / 2.0))
+        p_value = 2.0 * norm_sf(np.abs(statistic))
+        q = float(norm_isf(alpha / 2.0))
     else:
-        p_value = 2.0 * stats.t.sf(np.abs(statistic), df)
-        q = float(stats.t.isf(alpha / 2.0, df))
+        p_value = 2.0 * t_sf(np.abs(statistic), df)
+        q = float(t_isf(alpha / 2.0, df))
     return ArmMeansResult(
         method=method,
         arms=data.arms,

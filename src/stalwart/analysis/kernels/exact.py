@@ -27,8 +27,8 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
+from stalwart.analysis.kernels._distributions import beta_ppf, binom_cdf, binom_pmf, binom_sf
 from stalwart.errors import AnalysisError
 from stalwart.jsonable import jsonable
 
@@ -124,19 +124,15 @@ def binomial_two_sided_p(x: IntArray, n: IntArray, p: FloatArray) -> FloatArray:
     x, n, p = np.broadcast_arrays(x, n, p)
     flat_x, flat_n, flat_p = x.ravel(), n.ravel(), p.ravel()
     support = np.arange(int(flat_n.max(initial=0)) + 1)
-    pmf = stats.binom.pmf(support[None, :], flat_n[:, None], flat_p[:, None])  # 0 beyond n
+    pmf = binom_pmf(support[None, :], flat_n[:, None], flat_p[:, None])  # 0 beyond n
     inside = support[None, :] <= flat_n[:, None]
-    observed = stats.binom.pmf(flat_x, flat_n, flat_p)
+    observed = binom_pmf(flat_x, flat_n, flat_p)
     mean = flat_n * flat_p
     as_likely = inside & (pmf <= observed[:, None] * _REL_ERR)
     above = np.count_nonzero(as_likely & (support[None, :] >= np.ceil(mean)[:, None]), axis=1)
     below = np.count_nonzero(as_likely & (support[None, :] <= np.floor(mean)[:, None]), axis=1)
-    low_side = stats.binom.cdf(flat_x, flat_n, flat_p) + stats.binom.sf(
-        flat_n - above, flat_n, flat_p
-    )
-    high_side = stats.binom.cdf(below - 1, flat_n, flat_p) + stats.binom.sf(
-        flat_x - 1, flat_n, flat_p
-    )
+    low_side = binom_cdf(flat_x, flat_n, flat_p) + binom_sf(flat_n - above, flat_n, flat_p)
+    high_side = binom_cdf(below - 1, flat_n, flat_p) + binom_sf(flat_x - 1, flat_n, flat_p)
     two_sided = np.where(flat_x < mean, low_side, high_side)
     two_sided = np.where(flat_x == mean, 1.0, two_sided)
     # R: p == 0 or p == 1 gives (x == 0) or (x == n); not reachable with positive person-time
@@ -150,8 +146,8 @@ def _clopper_pearson(
     """R ``binom.test``'s ``conf.int`` (Clopper-Pearson), vectorised."""
     tail = (1.0 - conf_level) / 2.0 if alternative == "two-sided" else 1.0 - conf_level
     with np.errstate(invalid="ignore", divide="ignore"):
-        low = np.where(x > 0, stats.beta.ppf(tail, np.maximum(x, 1), n - x + 1), 0.0)
-        high = np.where(x < n, stats.beta.ppf(1.0 - tail, x + 1, np.maximum(n - x, 1)), 1.0)
+        low = np.where(x > 0, beta_ppf(tail, np.maximum(x, 1), n - x + 1), 0.0)
+        high = np.where(x < n, beta_ppf(1.0 - tail, x + 1, np.maximum(n - x, 1)), 1.0)
     if alternative == "less":
         low = np.zeros_like(low)
     elif alternative == "greater":
@@ -220,9 +216,9 @@ def rate_ratio_exact_test(
         raise AnalysisError(f"events and person-time arrays do not broadcast: {exc}") from exc
     n = d1 + d0
     pi = ratio * t1 / (ratio * t1 + t0)
-    lower_tail = stats.binom.cdf(d1, n, pi)  # P(X <= x)
-    upper_tail = stats.binom.sf(d1 - 1, n, pi)  # P(X >= x)
-    point = stats.binom.pmf(d1, n, pi)
+    lower_tail = binom_cdf(d1, n, pi)  # P(X <= x)
+    upper_tail = binom_sf(d1 - 1, n, pi)  # P(X >= x)
+    point = binom_pmf(d1, n, pi)
     mid_lower = lower_tail - point / 2.0
     mid_upper = upper_tail - point / 2.0
     if alternative == "two-sided":

@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
 from stalwart.analysis.kernels._cox_likelihood import (
     CoxDesign,
@@ -41,6 +40,7 @@ from stalwart.analysis.kernels._cox_likelihood import (
     risk_sets,
 )
 from stalwart.analysis.kernels._cox_maximize import Ascent, ascend, inverse_or_nan, profile_interval
+from stalwart.analysis.kernels._distributions import chi2_sf
 from stalwart.analysis.kernels.cox import Ties
 from stalwart.errors import AnalysisError
 from stalwart.jsonable import jsonable
@@ -280,12 +280,12 @@ def _result(
         ci_low=ci_low,
         ci_high=ci_high,
         chi2=chi2,
-        p_value=stats.chi2.sf(chi2, 1),
+        p_value=chi2_sf(chi2, 1),
         variance=var_z / np.outer(scale, scale),
         loglik_null=value_null + offset,
         loglik=value + offset,
         lr_statistic=lr,
-        lr_p_value=float(stats.chi2.sf(lr, design.p)),
+        lr_p_value=float(chi2_sf(lr, design.p)),
         df=design.p,
         iterations=int(fit.iterations),
         converged=bool(fit.converged),

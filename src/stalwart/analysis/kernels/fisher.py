@@ -20,8 +20,9 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special, stats
+from scipy import special
 
+from stalwart.analysis.kernels._distributions import norm_isf
 from stalwart.errors import AnalysisError
 from stalwart.jsonable import jsonable
 
@@ -198,7 +199,7 @@ def _upper_tail_root(sup: _Support, tail: float, upper: bool) -> FloatArray:
 
     edge = sup.low if upper else sup.high
     active = sup.observed != edge
-    z = float(stats.norm.isf(tail))
+    z = float(norm_isf(tail))
     start = sup.log_or - sign * z * sup.log_or_se  # Woolf's limit
     theta = _solve_increasing(tail_prob, np.full(sup.observed.shape, sign * tail), active, start)
     return np.where(active, np.exp(theta), 0.0 if upper else np.inf)

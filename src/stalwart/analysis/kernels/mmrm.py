@@ -37,8 +37,9 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import linalg, stats
+from scipy import linalg
 
+from stalwart.analysis.kernels._distributions import t_ppf, t_sf
 from stalwart.analysis.kernels.mmrm_kr import KenwardRoger
 from stalwart.analysis.kernels.mmrm_kr import kenward_roger as kenward_roger_parts
 from stalwart.analysis.kernels.mmrm_reml import (
@@ -213,7 +214,7 @@ class MmrmResult:
             kr = KenwardRoger(self.coef_cov, self.coef_cov_adjusted, self.kr_p, self.kr_w)
             se, df = kr.contrast(lmat)
         stat = diff / se
-        q = stats.t.ppf(1.0 - self.alpha / 2.0, df)
+        q = t_ppf(1.0 - self.alpha / 2.0, df)
         return MmrmContrast(
             treatment_level=treatment_level,
             control_level=control_level,
@@ -224,7 +225,7 @@ class MmrmResult:
             statistic=stat,
             ci_low=diff - q * se,
             ci_high=diff + q * se,
-            p_value=2.0 * stats.t.sf(np.abs(stat), df),
+            p_value=2.0 * t_sf(np.abs(stat), df),
             alpha=self.alpha,
         )
 

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from stalwart.analysis.kernels._distributions import t_ppf
 from stalwart.reports.figures.render import (
     ARM_COLOURS,
     LINESTYLES,
@@ -44,7 +44,7 @@ def summarize_by_visit(
     out["n"] = out["n"].astype(int)
     dof = (out["n"] - 1).to_numpy(dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        tcrit = np.where(dof > 0, stats.t.ppf(0.5 + confidence / 2, np.maximum(dof, 1)), np.nan)
+        tcrit = np.where(dof > 0, t_ppf(0.5 + confidence / 2, np.maximum(dof, 1)), np.nan)
         half = tcrit * out["sd"].to_numpy(dtype=float) / np.sqrt(out["n"].to_numpy(dtype=float))
     out["ci_low"] = out["mean"] - half
     out["ci_high"] = out["mean"] + half
