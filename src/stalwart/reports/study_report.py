@@ -26,6 +26,7 @@ import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -35,7 +36,7 @@ from sqlalchemy.exc import ArgumentError
 
 from stalwart import __version__
 from stalwart.analysis.datasets.bundle import TrialDatasets, derive_datasets
-from stalwart.analysis.flow import flow_counts
+from stalwart.analysis.flow import Flow, flow_counts
 from stalwart.analysis.plan import analyze_available
 from stalwart.analysis.recompute import published_counts, recompute_published
 from stalwart.analysis.results import PlanResult
@@ -44,6 +45,7 @@ from stalwart.errors import ConfigurationError
 from stalwart.protocol.load import LoadedProtocol
 from stalwart.protocol.schema import Protocol
 from stalwart.published import published_comparison
+from stalwart.reports._forked import Forked, fork_call
 from stalwart.reports.report import template_environment
 from stalwart.reports.report_dsmb import (
     POOLED,
@@ -186,26 +188,94 @@ def _review_counts(datasets: TrialDatasets) -> Mapping[str, Any] | None:
     return as_json() if callable(as_json) else None
 
 
-def _context(snapshot: Snapshot, closed: bool, generated: dt.datetime) -> dict[str, Any]:
+def _plan_sections(
+    protocol: Protocol, datasets: TrialDatasets, flow: Flow, arms: Arms
+) -> tuple[PlanResult | None, dict[str, Any]]:
+    """The closed report's analysis plan and the sections built on it (the forest plots aside).
+
+    An interim look: a section the data cannot support yet is named in ``not_estimable``, not
+    fatal.
+    """
+    plan, not_estimable = analyze_available(protocol, datasets)
+    sections: dict[str, Any] = {
+        "not_estimable": not_estimable,
+        "interim": interim_section(protocol, plan, arms),
+    }
+    if plan is None:
+        return plan, sections
+    sections.update(
+        primary=primary_table(protocol, plan.primary, arms),
+        secondary=primary_table(
+            protocol,
+            plan.secondary,
+            arms,
+            key="secondary",
+            caption="Secondary endpoints: each arm compared with the control arm",
+        )
+        if plan.secondary
+        else None,
+        longitudinal=longitudinal_table(protocol, plan.longitudinal, arms),
+        tte=tte_table(protocol, plan.time_to_event, arms),
+        safety=safety_table(plan.safety, arms),
+        comparison=comparison_table(
+            published_comparison(
+                protocol.study.id, plan.to_dict(), flow.completed, protocol.arm_codes
+            )
+        ),
+    )
+    counts = published_counts(protocol.study.id)
+    if counts is not None:
+        tests = recompute_published(counts, alpha=protocol.analysis.alpha)
+        sections["recomputed"] = recomputed_table(counts, tests)
+    return plan, sections
+
+
+def _context(
+    snapshot: Snapshot, closed: bool, generated: dt.datetime, *, parallel: bool = False
+) -> dict[str, Any]:
+    """The template's context; ``parallel`` computes the closed report's analysis plan in a
+    forked child meanwhile (:mod:`~stalwart.reports._forked`)."""
     protocol = snapshot.loaded.protocol
     by_arm = derive_datasets(protocol, snapshot.extract)
     check_datasets(by_arm, Arms.of(protocol))
     flow = flow_counts(protocol, snapshot.extract, by_arm)
-    not_estimable: dict[str, str] = {}
-    plan: PlanResult | None = None
+    analysis: Forked[tuple[PlanResult | None, dict[str, Any]]] | None = None
     if closed:
         arms = Arms.of(protocol)
         datasets = by_arm
-        # an interim look: a section the data cannot support yet is shown as such, not fatal
-        plan, not_estimable = analyze_available(protocol, datasets)
+        analysis = fork_call(partial(_plan_sections, protocol, datasets, flow, arms), parallel)
     else:
         arms = Arms.pooled(POOLED, "All participants")
         datasets = pool_datasets(by_arm)
         flow = pool_flow(flow)
+    try:
+        context = _sections(snapshot, closed, generated, datasets, flow, arms)
+    except BaseException:
+        if analysis is not None:
+            analysis.cancel()
+        raise
+    if analysis is not None:
+        plan, sections = analysis.result()
+        context.update(sections)
+        if plan is not None:
+            context["forest"] = forest_figures(protocol, plan, arms)
+    return context
+
+
+def _sections(
+    snapshot: Snapshot,
+    closed: bool,
+    generated: dt.datetime,
+    datasets: TrialDatasets,
+    flow: Flow,
+    arms: Arms,
+) -> dict[str, Any]:
+    """Every section but the analysis plan's (None or empty until it is added)."""
+    protocol = snapshot.loaded.protocol
     screening, flow_table = flow_tables(flow, arms)
     ae_terms, ae_grades = ae_tables(protocol, datasets.adsl, datasets.adae, arms)
     visits = scheduled_visits(protocol, snapshot.extract, snapshot.cutoff)
-    context: dict[str, Any] = {
+    return {
         "study": protocol.study,
         "closed": closed,
         "stamp": _stamp(snapshot, closed, generated),
@@ -238,7 +308,7 @@ def _context(snapshot: Snapshot, closed: bool, generated: dt.datetime) -> dict[s
         "exposure": exposure_table(protocol, snapshot.extract, arms) if closed else None,
         "sae_listing": sae_listing(snapshot.extract, arms if closed else None),
         "death_listing": death_listing(snapshot.extract, arms if closed else None),
-        "interim": interim_section(protocol, plan, arms) if closed else None,
+        "interim": None,
         "primary": None,
         "secondary": None,
         "longitudinal": None,
@@ -247,44 +317,23 @@ def _context(snapshot: Snapshot, closed: bool, generated: dt.datetime) -> dict[s
         "safety": None,
         "comparison": None,
         "recomputed": None,
-        "not_estimable": not_estimable,
+        "not_estimable": {},
     }
-    if plan is not None:
-        context.update(
-            primary=primary_table(protocol, plan.primary, arms),
-            secondary=primary_table(
-                protocol,
-                plan.secondary,
-                arms,
-                key="secondary",
-                caption="Secondary endpoints: each arm compared with the control arm",
-            )
-            if plan.secondary
-            else None,
-            longitudinal=longitudinal_table(protocol, plan.longitudinal, arms),
-            tte=tte_table(protocol, plan.time_to_event, arms),
-            forest=forest_figures(protocol, plan, arms),
-            safety=safety_table(plan.safety, arms),
-            comparison=comparison_table(
-                published_comparison(
-                    protocol.study.id, plan.to_dict(), flow.completed, protocol.arm_codes
-                )
-            ),
-        )
-        counts = published_counts(protocol.study.id)
-        if counts is not None:
-            tests = recompute_published(counts, alpha=protocol.analysis.alpha)
-            context["recomputed"] = recomputed_table(counts, tests)
-    return context
 
 
 def render_study_report(
-    snapshot: Snapshot, closed: bool, generated: dt.datetime | None = None
+    snapshot: Snapshot,
+    closed: bool,
+    generated: dt.datetime | None = None,
+    *,
+    parallel: bool = False,
 ) -> str:
     """The open (``closed=False``) or closed report of ``snapshot`` as one self-contained HTML
-    page; ``generated`` (default now, UTC) is the time it shows."""
+    page; ``generated`` (default now, UTC) is the time it shows. ``parallel`` computes the
+    closed report's analysis in a second process meanwhile (where fork is available and the
+    process runs no other thread), for the same page."""
     when = generated or dt.datetime.now(dt.UTC)
-    context = _context(snapshot, closed, when)
+    context = _context(snapshot, closed, when, parallel=parallel)
     return _environment().get_template("study_report.html.j2").render(context)
 
 
@@ -395,7 +444,7 @@ def build_report(
         raise ConfigurationError(f"--out {out} is a file, not a folder: give a folder")
     with _gc_paused():
         snapshot = take_snapshot(engine, protocol)
-        html = render_study_report(snapshot, closed)
+        html = render_study_report(snapshot, closed, parallel=True)
         pdf, pages = render_pdf(html) if kind in ("pdf", "both") else (None, None)
     stem = f"dsmb-{'closed' if closed else 'open'}-{snapshot.short_name}"
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,116 @@
+"""The report's fast paths give what the plain ones give: the closed report's analysis computed
+in a forked child, and the PDF drawn from the SVG figures as images rather than inline."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from stalwart.capture.db import open_engine
+from stalwart.play.demo import run_demo
+from stalwart.protocol.load import default_protocol_path
+from stalwart.reports._forked import fork_call
+from stalwart.reports.figures.consort import ConsortArm, consort_diagram
+from stalwart.reports.snapshot import Snapshot, take_snapshot
+from stalwart.reports.study_report import _svg_image, render_pdf, render_study_report
+
+GENERATED = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
+    text = default_protocol_path().read_text(encoding="utf-8")
+    protocol = tmp_path_factory.mktemp("protocol") / "small.toml"
+    protocol.write_text(text.replace("sample_size = 267", "sample_size = 24"), encoding="utf-8")
+    out = tmp_path_factory.mktemp("demo")
+    run_demo(out, seed=3, protocol=protocol)
+    engine = open_engine(f"sqlite:///{out / 'stalwart.db'}")
+    try:
+        return take_snapshot(engine)
+    finally:
+        engine.dispose()
+
+
+# -- the forked child ------------------------------------------------------------------------------
+
+
+def test_a_forked_call_returns_its_value_from_another_process() -> None:
+    assert fork_call(os.getpid).result() != os.getpid() or not hasattr(os, "fork")
+    assert fork_call(os.getpid, fork=False).result() == os.getpid()
+    assert fork_call(lambda: {"a": [1.5, None]}).result() == {"a": [1.5, None]}
+
+
+def test_a_forked_call_raises_its_exception_in_the_parent() -> None:
+    def fail() -> None:
+        raise ValueError("no data yet")
+
+    for fork in (True, False):
+        with pytest.raises(ValueError, match="no data yet"):
+            fork_call(fail, fork=fork).result()
+
+
+def test_a_forked_call_whose_value_cannot_be_pickled_says_so() -> None:
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork here: the call is made in place")
+    with pytest.raises(RuntimeError, match="cannot hand back"):
+        fork_call(lambda: lambda: 1).result()
+
+
+def test_a_cancelled_call_leaves_no_child() -> None:
+    call = fork_call(lambda: b"x" * 1_000_000)  # more than a pipe holds: the child must block
+    pid = call._pid
+    call.cancel()
+    call.cancel()
+    if pid is not None:  # reaped: no such child any more
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+@pytest.mark.parametrize("closed", [True, False])
+def test_the_report_is_the_same_computed_in_one_process_or_two(snapshot, closed) -> None:
+    one = render_study_report(snapshot, closed, GENERATED, parallel=False)
+    two = render_study_report(snapshot, closed, GENERATED, parallel=True)
+    assert one == two
+
+
+# -- SVG figures as images in the PDF -------------------------------------------------------------
+
+
+def _consort() -> str:
+    arms = [ConsortArm("No therapy", 9, {"Withdrew": 1}, 8, 7), ConsortArm("IL-2", 9, {}, 9, 8)]
+    return consort_diagram(20, 2, {"CD4 < 300": 2}, arms, ident="c1", title="Flow & <x>").markup
+
+
+def test_an_inline_svg_becomes_an_img_of_the_same_svg_document() -> None:
+    svg = _consort()
+    img = re.sub(r"<svg\b([^>]*)>.*?</svg>", _svg_image, svg, flags=re.DOTALL)
+    assert img.startswith('<img id="c1" style="') and "<svg" not in img
+    uri = re.search(r'src="data:image/svg\+xml;base64,([^"]+)"', img)
+    assert uri is not None
+    document = base64.b64decode(uri.group(1)).decode("utf-8")
+    assert document == svg.strip().replace(
+        "<svg",
+        '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"',
+        1,
+    )
+
+
+def test_an_svg_that_is_not_xml_stays_inline() -> None:
+    svg = '<svg width="10" height="10"><text>&nbsp;</text></svg>'
+    assert re.sub(r"<svg\b([^>]*)>.*?</svg>", _svg_image, svg, flags=re.DOTALL) == svg
+
+
+def test_the_pdf_is_the_same_with_the_figures_inline(snapshot, tmp_path: Path) -> None:
+    """render_pdf hands WeasyPrint the figures as images; WeasyPrint itself on the page as it
+    is (figures inline) gives the same bytes."""
+    weasyprint = pytest.importorskip("weasyprint")
+    html = render_study_report(snapshot, True, GENERATED)
+    assert html.count("<svg") >= 5
+    ours, pages = render_pdf(html)
+    plain = weasyprint.HTML(string=html).write_pdf()
+    assert ours == plain and pages >= 5
