@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from stalwart.capture.db import open_engine
+from stalwart.errors import ConfigurationError
 from stalwart.play.demo import run_demo
 from stalwart.protocol.load import default_protocol_path
-from stalwart.reports._forked import fork_call
+from stalwart.reports._forked import fork_call, fork_worker
 from stalwart.reports.figures.consort import ConsortArm, consort_diagram
 from stalwart.reports.snapshot import Snapshot, take_snapshot
 from stalwart.reports.study_report import _svg_image, render_pdf, render_study_report
@@ -67,6 +68,32 @@ def test_a_cancelled_call_leaves_no_child() -> None:
     call.cancel()
     call.cancel()
     if pid is not None:  # reaped: no such child any more
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+@pytest.mark.parametrize("fork", [True, False])
+def test_a_worker_prepares_then_answers_one_call(fork: bool) -> None:
+    worker = fork_worker(lambda: None, lambda text: (os.getpid(), text.upper() * 40_000), fork)
+    pid, text = worker.call("é<svg>")
+    assert text == "É<SVG>" * 40_000
+    assert (pid != os.getpid()) == (fork and hasattr(os, "fork"))
+
+
+def test_a_worker_raises_its_exception_in_the_parent() -> None:
+    def fail(text: str) -> None:
+        raise ConfigurationError(f"bad page {text}")
+
+    with pytest.raises(ConfigurationError, match="bad page x"):
+        fork_worker(lambda: None, fail).call("x")
+
+
+def test_a_cancelled_worker_leaves_no_child() -> None:
+    worker = fork_worker(lambda: None, str.upper)
+    pid = worker._result._pid
+    worker.cancel()
+    worker.cancel()
+    if pid is not None:
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
 

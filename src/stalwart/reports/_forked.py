@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-__all__ = ["Forked", "fork_call"]
+__all__ = ["Forked", "Worker", "fork_call", "fork_worker"]
 
 T = TypeVar("T")
 
@@ -54,6 +54,33 @@ class Forked(Generic[T]):
             self._pid = None
 
 
+class Worker(Generic[T]):
+    """A child process that prepares, then waits for one text and hands back what ``fn`` makes
+    of it (or, where forking is not safe, ``fn`` called here)."""
+
+    def __init__(
+        self, fn: Callable[[str], T], pid: int | None, send: int | None, receive: int | None
+    ) -> None:
+        self._fn, self._send = fn, send
+        self._result: Forked[T] = Forked(pid, receive, (False, None))
+
+    def call(self, text: str) -> T:
+        """``fn(text)``, made in the child."""
+        if self._send is None:
+            return self._fn(text)
+        with os.fdopen(self._send, "wb") as pipe:
+            self._send = None
+            pipe.write(text.encode("utf-8"))
+        return self._result.result()
+
+    def cancel(self) -> None:
+        """Let the child go without work (it sees an empty input), and reap it."""
+        if self._send is not None:
+            os.close(self._send)
+            self._send = None
+            self._result.cancel()
+
+
 def _outcome(fn: Callable[[], T]) -> tuple[bool, object]:
     try:
         return True, fn()
@@ -68,22 +95,58 @@ def fork_call(fn: Callable[[], T], fork: bool = True) -> Forked[T]:
     The child shares the parent's memory as it was at the fork, changes nothing the parent sees,
     and leaves with ``os._exit`` (no ``atexit`` handler, no buffered output flushed twice).
     """
-    if not fork or not hasattr(os, "fork") or threading.active_count() > 1:
+    if not _can_fork(fork):
         return Forked(None, None, _outcome(fn))
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child process (coverage does not follow os._exit)
         try:
             os.close(read_end)
-            ok, value = _outcome(fn)
-            try:
-                data = pickle.dumps((ok, value), protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception as exc:
-                failure = RuntimeError(f"cannot hand back {value!r}: {exc}")
-                data = pickle.dumps((False, failure))
-            with os.fdopen(write_end, "wb") as pipe:
-                pipe.write(data)
+            _hand_back(write_end, _outcome(fn))
         finally:
             os._exit(0)
     os.close(write_end)
     return Forked(pid, read_end, (False, None))
+
+
+def fork_worker(
+    prepare: Callable[[], object], fn: Callable[[str], T], fork: bool = True
+) -> Worker[T]:
+    """Start a child that calls ``prepare()`` (say, imports what ``fn`` needs) at once, then
+    waits for :meth:`Worker.call`'s text. With ``fork`` false, or where forking is not safe,
+    nothing starts and :meth:`Worker.call` calls ``fn`` here."""
+    if not _can_fork(fork):
+        return Worker(fn, None, None, None)
+    text_read, text_write = os.pipe()
+    result_read, result_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child process (coverage does not follow os._exit)
+        try:
+            os.close(text_write)
+            os.close(result_read)
+            prepare()
+            with os.fdopen(text_read, "rb") as pipe:
+                data = pipe.read()
+            if data:
+                text = data.decode("utf-8")
+                _hand_back(result_write, _outcome(lambda: fn(text)))
+        finally:
+            os._exit(0)
+    os.close(text_read)
+    os.close(result_write)
+    return Worker(fn, pid, text_write, result_read)
+
+
+def _can_fork(fork: bool) -> bool:
+    return fork and hasattr(os, "fork") and threading.active_count() == 1
+
+
+def _hand_back(pipe_end: int, outcome: tuple[bool, object]) -> None:
+    """Write the pickled ``(ok, value)`` to the parent (the child side)."""
+    try:
+        data = pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        failure = RuntimeError(f"cannot hand back {outcome[1]!r}: {exc}")
+        data = pickle.dumps((False, failure))
+    with os.fdopen(pipe_end, "wb") as pipe:
+        pipe.write(data)

@@ -45,7 +45,7 @@ from stalwart.errors import ConfigurationError
 from stalwart.protocol.load import LoadedProtocol
 from stalwart.protocol.schema import Protocol
 from stalwart.published import published_comparison
-from stalwart.reports._forked import Forked, fork_call
+from stalwart.reports._forked import Forked, fork_call, fork_worker
 from stalwart.reports.report import template_environment
 from stalwart.reports.report_dsmb import (
     POOLED,
@@ -385,6 +385,13 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _prepare_pdf() -> None:
+    """Import WeasyPrint (half a second) before the page to render is ready; where it is
+    missing, :func:`render_pdf` says so."""
+    with contextlib.suppress(ImportError):
+        import weasyprint  # noqa: F401
+
+
 def render_pdf(html: str) -> tuple[bytes, int]:
     """The PDF (A4, WeasyPrint) of a report page, and its number of pages.
 
@@ -443,9 +450,16 @@ def build_report(
     if out.exists() and not out.is_dir():
         raise ConfigurationError(f"--out {out} is a file, not a folder: give a folder")
     with _gc_paused():
-        snapshot = take_snapshot(engine, protocol)
-        html = render_study_report(snapshot, closed, parallel=True)
-        pdf, pages = render_pdf(html) if kind in ("pdf", "both") else (None, None)
+        # the PDF's process starts first: it imports WeasyPrint while this one reads the store
+        renderer = fork_worker(_prepare_pdf, render_pdf) if kind in ("pdf", "both") else None
+        try:
+            snapshot = take_snapshot(engine, protocol)
+            html = render_study_report(snapshot, closed, parallel=True)
+        except BaseException:
+            if renderer is not None:
+                renderer.cancel()
+            raise
+        pdf, pages = renderer.call(html) if renderer is not None else (None, None)
     stem = f"dsmb-{'closed' if closed else 'open'}-{snapshot.short_name}"
     out.mkdir(parents=True, exist_ok=True)
     html_path = pdf_path = None
