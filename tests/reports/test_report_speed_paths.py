@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import os
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from stalwart.capture.db import open_engine
 from stalwart.errors import ConfigurationError
 from stalwart.play.demo import run_demo
 from stalwart.protocol.load import default_protocol_path
+from stalwart.reports import _forked
 from stalwart.reports._forked import fork_call, fork_worker
 from stalwart.reports.figures.consort import ConsortArm, consort_diagram
 from stalwart.reports.snapshot import Snapshot, take_snapshot
@@ -40,13 +42,32 @@ def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
 # -- the forked child ------------------------------------------------------------------------------
 
 
-def test_a_forked_call_returns_its_value_from_another_process() -> None:
+@pytest.fixture
+def forkable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fork even where an earlier test left an idle thread behind (a web test client's): these
+    tests are of the mechanism, not of when it is safe to use."""
+    monkeypatch.setattr(_forked.threading, "active_count", lambda: 1)
+
+
+def test_with_a_thread_running_the_call_is_made_in_place() -> None:
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert fork_call(os.getpid).result() == os.getpid()
+        assert fork_worker(lambda: None, lambda _: os.getpid()).call("") == os.getpid()
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_a_forked_call_returns_its_value_from_another_process(forkable: None) -> None:
     assert fork_call(os.getpid).result() != os.getpid() or not hasattr(os, "fork")
     assert fork_call(os.getpid, fork=False).result() == os.getpid()
     assert fork_call(lambda: {"a": [1.5, None]}).result() == {"a": [1.5, None]}
 
 
-def test_a_forked_call_raises_its_exception_in_the_parent() -> None:
+def test_a_forked_call_raises_its_exception_in_the_parent(forkable: None) -> None:
     def fail() -> None:
         raise ValueError("no data yet")
 
@@ -55,14 +76,14 @@ def test_a_forked_call_raises_its_exception_in_the_parent() -> None:
             fork_call(fail, fork=fork).result()
 
 
-def test_a_forked_call_whose_value_cannot_be_pickled_says_so() -> None:
+def test_a_forked_call_whose_value_cannot_be_pickled_says_so(forkable: None) -> None:
     if not hasattr(os, "fork"):
         pytest.skip("no fork here: the call is made in place")
     with pytest.raises(RuntimeError, match="cannot hand back"):
         fork_call(lambda: lambda: 1).result()
 
 
-def test_a_cancelled_call_leaves_no_child() -> None:
+def test_a_cancelled_call_leaves_no_child(forkable: None) -> None:
     call = fork_call(lambda: b"x" * 1_000_000)  # more than a pipe holds: the child must block
     pid = call._pid
     call.cancel()
@@ -73,14 +94,14 @@ def test_a_cancelled_call_leaves_no_child() -> None:
 
 
 @pytest.mark.parametrize("fork", [True, False])
-def test_a_worker_prepares_then_answers_one_call(fork: bool) -> None:
+def test_a_worker_prepares_then_answers_one_call(fork: bool, forkable: None) -> None:
     worker = fork_worker(lambda: None, lambda text: (os.getpid(), text.upper() * 40_000), fork)
     pid, text = worker.call("é<svg>")
     assert text == "É<SVG>" * 40_000
     assert (pid != os.getpid()) == (fork and hasattr(os, "fork"))
 
 
-def test_a_worker_raises_its_exception_in_the_parent() -> None:
+def test_a_worker_raises_its_exception_in_the_parent(forkable: None) -> None:
     def fail(text: str) -> None:
         raise ConfigurationError(f"bad page {text}")
 
@@ -88,7 +109,7 @@ def test_a_worker_raises_its_exception_in_the_parent() -> None:
         fork_worker(lambda: None, fail).call("x")
 
 
-def test_a_cancelled_worker_leaves_no_child() -> None:
+def test_a_cancelled_worker_leaves_no_child(forkable: None) -> None:
     worker = fork_worker(lambda: None, str.upper)
     pid = worker._result._pid
     worker.cancel()
@@ -99,7 +120,7 @@ def test_a_cancelled_worker_leaves_no_child() -> None:
 
 
 @pytest.mark.parametrize("closed", [True, False])
-def test_the_report_is_the_same_computed_in_one_process_or_two(snapshot, closed) -> None:
+def test_the_report_is_the_same_computed_in_one_process_or_two(snapshot, closed, forkable) -> None:
     one = render_study_report(snapshot, closed, GENERATED, parallel=False)
     two = render_study_report(snapshot, closed, GENERATED, parallel=True)
     assert one == two
