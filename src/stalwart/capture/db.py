@@ -11,17 +11,18 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from stalwart.errors import ConfigurationError, DatabaseError
+
+if TYPE_CHECKING:  # Alembic is imported where a schema is made or upgraded, not by every command
+    from alembic.config import Config
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -166,6 +167,8 @@ def core_connection(session: Session) -> sa.Connection:
 
 def alembic_config(engine: Engine | None) -> Config:
     """The Alembic configuration of the packaged migrations (for ``engine``'s database, if any)."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", "stalwart.capture:migrations")
     if engine is not None:
@@ -175,6 +178,8 @@ def alembic_config(engine: Engine | None) -> Config:
 
 def create_schema(engine: Engine) -> None:
     """Bring the database to the latest schema through the Alembic migrations."""
+    from alembic import command
+
     cfg = alembic_config(engine)
     try:
         with engine.begin() as conn:

@@ -37,7 +37,6 @@ from sqlalchemy.exc import ArgumentError
 from stalwart import __version__
 from stalwart.analysis.datasets.bundle import TrialDatasets, derive_datasets
 from stalwart.analysis.flow import Flow, flow_counts
-from stalwart.analysis.plan import analyze_available
 from stalwart.analysis.recompute import published_counts, recompute_published
 from stalwart.analysis.results import PlanResult
 from stalwart.capture.db import open_engine
@@ -57,7 +56,6 @@ from stalwart.reports.report_dsmb import (
     pool_flow,
     safety_table,
 )
-from stalwart.reports.report_interim import interim_section
 from stalwart.reports.report_monitoring import (
     accrual_by_site,
     accrual_table,
@@ -196,6 +194,10 @@ def _plan_sections(
     An interim look: a section the data cannot support yet is named in ``not_estimable``, not
     fatal.
     """
+    # imported here, in the process that runs the plan (the models, scipy.optimize, the design)
+    from stalwart.analysis.plan import analyze_available
+    from stalwart.reports.report_interim import interim_section
+
     plan, not_estimable = analyze_available(protocol, datasets)
     sections: dict[str, Any] = {
         "not_estimable": not_estimable,
