@@ -11,6 +11,7 @@ report can be matched to the exact data it came from.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 import pandas as pd
@@ -67,10 +68,11 @@ class Snapshot:
         """The snapshot's name: its data hash."""
         return self.data_sha256
 
-    @property
+    @functools.cached_property
     def cutoff(self) -> dt.date:
         """The data cut-off: the latest date recorded in the snapshot (randomization, visit,
-        dose, event, adverse event or disposition), never after the day it was taken."""
+        dose, event, adverse event or disposition), never after the day it was taken. Worked
+        out once (a report asks for it in several sections)."""
         x = self.extract
         columns = (
             (x.participants, "randomization_date"),
