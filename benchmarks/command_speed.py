@@ -11,10 +11,11 @@ with the load, the CPU time much less) and the issue's target for the wall time:
 ``--baseline SRC`` runs the same commands with another source tree (e.g. the main checkout's
 ``src``) in the same run, each tree on its own demo database, alternating command by command
 so that both meet the same load; it then checks that the two trees' outputs are the same:
-the demo's results.json (creation time aside) and every exported file (XPT headers' and
-define.xml's creation times aside). The load average before and after is printed with the
-figures. A command that cannot run here (WeasyPrint missing for the PDF, say) is reported as
-skipped with its error, and the others still run.
+the demo's results.json (creation time aside), every exported file (XPT headers' and
+define.xml's creation times aside) and the closed report (its HTML with times masked, its PDF's
+text page by page through ``pdftotext``, where installed). The load average before and after
+is printed with the figures. A command that cannot run here (WeasyPrint missing for the PDF,
+say) is reported as skipped with its error, and the others still run.
 
     python3 benchmarks/command_speed.py [--baseline /path/to/other/src] [--keep DIR]
 """
@@ -106,6 +107,38 @@ def _differences(a: Path, b: Path) -> list[str]:
             for p in files & other
             if _masked((a / p).read_bytes()) != _masked((b / p).read_bytes())
         )
+    found += _report_differences(a, b)
+    return found
+
+
+def _report_differences(a: Path, b: Path) -> list[str]:
+    """The closed report's HTML (creation times aside) and its PDF's text, page by page
+    (``pdftotext -layout``; the PDF's bytes hold its creation time in compressed streams)."""
+    found = []
+    pages = {}
+    for tree in (a, b):
+        pages[tree] = sorted((tree / "dsmb").glob("*"))
+    names = [[p.name for p in pages[t]] for t in (a, b)]
+    if names[0] != names[1]:
+        return [f"dsmb files {names[0]} vs {names[1]}"]
+    pdftotext = shutil.which("pdftotext")
+    for x, y in zip(pages[a], pages[b], strict=True):
+        if x.suffix == ".html":
+            if _masked(x.read_bytes()) != _masked(y.read_bytes()):
+                found.append(f"dsmb/{x.name}")
+        elif x.suffix == ".pdf" and pdftotext is not None:
+            text = [
+                _masked(
+                    subprocess.run(
+                        [pdftotext, "-layout", str(f), "-"], capture_output=True, check=True
+                    ).stdout
+                )
+                for f in (x, y)
+            ]
+            if text[0] != text[1]:
+                found.append(f"dsmb/{x.name} (text)")
+        elif x.suffix == ".pdf":
+            print(f"note: dsmb/{x.name} not compared (no pdftotext)")
     return found
 
 
