@@ -17,7 +17,7 @@ from stalwart.errors import ConfigurationError
 from stalwart.play.demo import run_demo
 from stalwart.protocol.load import default_protocol_path
 from stalwart.reports import _forked
-from stalwart.reports._forked import fork_call, fork_worker
+from stalwart.reports._forked import fork_worker
 from stalwart.reports.figures.consort import ConsortArm, consort_diagram
 from stalwart.reports.snapshot import Snapshot, take_snapshot
 from stalwart.reports.study_report import _svg_image, render_pdf, render_study_report
@@ -49,74 +49,70 @@ def forkable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_forked.threading, "active_count", lambda: 1)
 
 
-def test_with_a_thread_running_the_call_is_made_in_place() -> None:
-    stop = threading.Event()
-    thread = threading.Thread(target=stop.wait)
-    thread.start()
-    try:
-        assert fork_call(os.getpid).result() == os.getpid()
-        assert fork_worker(lambda: None, lambda _: os.getpid()).call("") == os.getpid()
-    finally:
-        stop.set()
-        thread.join()
-
-
-def test_a_forked_call_returns_its_value_from_another_process(forkable: None) -> None:
-    assert fork_call(os.getpid).result() != os.getpid() or not hasattr(os, "fork")
-    assert fork_call(os.getpid, fork=False).result() == os.getpid()
-    assert fork_call(lambda: {"a": [1.5, None]}).result() == {"a": [1.5, None]}
-
-
-def test_a_forked_call_raises_its_exception_in_the_parent(forkable: None) -> None:
-    def fail() -> None:
-        raise ValueError("no data yet")
-
-    for fork in (True, False):
-        with pytest.raises(ValueError, match="no data yet"):
-            fork_call(fail, fork=fork).result()
-
-
-def test_a_forked_call_whose_value_cannot_be_pickled_says_so(forkable: None) -> None:
-    if not hasattr(os, "fork"):
-        pytest.skip("no fork here: the call is made in place")
-    with pytest.raises(RuntimeError, match="cannot hand back"):
-        fork_call(lambda: lambda: 1).result()
-
-
-def test_a_cancelled_call_leaves_no_child(forkable: None) -> None:
-    call = fork_call(lambda: b"x" * 1_000_000)  # more than a pipe holds: the child must block
-    pid = call._pid
-    call.cancel()
-    call.cancel()
-    if pid is not None:  # reaped: no such child any more
-        with pytest.raises(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
+def _pid_and_upper(text: str) -> tuple[int, str]:
+    return os.getpid(), text.upper() * 40_000
 
 
 @pytest.mark.parametrize("fork", [True, False])
 def test_a_worker_prepares_then_answers_one_call(fork: bool, forkable: None) -> None:
-    worker = fork_worker(lambda: None, lambda text: (os.getpid(), text.upper() * 40_000), fork)
-    pid, text = worker.call("é<svg>")
+    worker = fork_worker(lambda: None, _pid_and_upper, fork)
+    pid, text = worker.call("é<svg>")  # more than a pipe holds, both ways
     assert text == "É<SVG>" * 40_000
     assert (pid != os.getpid()) == (fork and hasattr(os, "fork"))
+    if pid != os.getpid():
+        with pytest.raises(RuntimeError, match="twice"):
+            worker.result()
 
 
 def test_a_worker_raises_its_exception_in_the_parent(forkable: None) -> None:
     def fail(text: str) -> None:
         raise ConfigurationError(f"bad page {text}")
 
-    with pytest.raises(ConfigurationError, match="bad page x"):
-        fork_worker(lambda: None, fail).call("x")
+    for fork in (True, False):
+        with pytest.raises(ConfigurationError, match="bad page x"):
+            fork_worker(lambda: None, fail, fork).call("x")
 
 
-def test_a_cancelled_worker_leaves_no_child(forkable: None) -> None:
-    worker = fork_worker(lambda: None, str.upper)
-    pid = worker._result._pid
+def test_a_worker_whose_result_cannot_be_pickled_says_so(forkable: None) -> None:
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork here: the call is made in place")
+    with pytest.raises(RuntimeError, match="cannot hand back"):
+        fork_worker(lambda: None, lambda _: lambda: 1).call(None)
+
+
+@pytest.mark.parametrize("sent", [False, True])
+def test_a_cancelled_worker_leaves_no_child(sent: bool, forkable: None) -> None:
+    worker = fork_worker(lambda: None, lambda n: b"x" * n)
+    pid = worker._pid
+    if sent:
+        worker.send(1_000_000)  # the child blocks handing back more than a pipe holds
     worker.cancel()
     worker.cancel()
-    if pid is not None:
+    if pid is not None:  # reaped: no such child any more
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
+
+
+def test_a_second_worker_does_not_hold_the_first_ones_input_open(forkable: None) -> None:
+    """The first worker sees the end of its input when the parent closes it, though a second
+    worker, forked after it, has not ended yet."""
+    first = fork_worker(lambda: None, str.upper)
+    second = fork_worker(lambda: None, str.lower)
+    try:
+        assert first.call("a") == "A"
+    finally:
+        second.cancel()
+
+
+def test_with_a_thread_running_the_call_is_made_in_place() -> None:
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert fork_worker(lambda: None, lambda _: os.getpid()).call("") == os.getpid()
+    finally:
+        stop.set()
+        thread.join()
 
 
 @pytest.mark.parametrize("closed", [True, False])

@@ -26,7 +26,6 @@ import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -44,7 +43,7 @@ from stalwart.errors import ConfigurationError
 from stalwart.protocol.load import LoadedProtocol
 from stalwart.protocol.schema import Protocol
 from stalwart.published import published_comparison
-from stalwart.reports._forked import Forked, fork_call, fork_worker
+from stalwart.reports._forked import Worker, fork_worker
 from stalwart.reports.report import template_environment
 from stalwart.reports.report_dsmb import (
     POOLED,
@@ -186,18 +185,27 @@ def _review_counts(datasets: TrialDatasets) -> Mapping[str, Any] | None:
     return as_json() if callable(as_json) else None
 
 
-def _plan_sections(
-    protocol: Protocol, datasets: TrialDatasets, flow: Flow, arms: Arms
-) -> tuple[PlanResult | None, dict[str, Any]]:
+PlanInputs = tuple[Protocol, TrialDatasets, Flow, Arms]
+PlanSections = tuple[PlanResult | None, dict[str, Any]]
+
+
+def _prepare_plan() -> None:
+    """Import what the analysis plan runs on (the models, scipy.optimize, the design) in the
+    process that runs it, before its data are ready."""
+    import stalwart.analysis.plan
+    import stalwart.reports.report_interim  # noqa: F401
+
+
+def _plan_sections(inputs: PlanInputs) -> PlanSections:
     """The closed report's analysis plan and the sections built on it (the forest plots aside).
 
     An interim look: a section the data cannot support yet is named in ``not_estimable``, not
     fatal.
     """
-    # imported here, in the process that runs the plan (the models, scipy.optimize, the design)
     from stalwart.analysis.plan import analyze_available
     from stalwart.reports.report_interim import interim_section
 
+    protocol, datasets, flow, arms = inputs
     plan, not_estimable = analyze_available(protocol, datasets)
     sections: dict[str, Any] = {
         "not_estimable": not_estimable,
@@ -233,19 +241,24 @@ def _plan_sections(
 
 
 def _context(
-    snapshot: Snapshot, closed: bool, generated: dt.datetime, *, parallel: bool = False
+    snapshot: Snapshot,
+    closed: bool,
+    generated: dt.datetime,
+    planner: Worker[PlanInputs, PlanSections] | None = None,
 ) -> dict[str, Any]:
-    """The template's context; ``parallel`` computes the closed report's analysis plan in a
-    forked child meanwhile (:mod:`~stalwart.reports._forked`)."""
+    """The template's context. A closed report's analysis plan is computed by ``planner`` (a
+    forked child, :mod:`~stalwart.reports._forked`) while this process builds the other
+    sections; None computes it here."""
     protocol = snapshot.loaded.protocol
     by_arm = derive_datasets(protocol, snapshot.extract)
     check_datasets(by_arm, Arms.of(protocol))
     flow = flow_counts(protocol, snapshot.extract, by_arm)
-    analysis: Forked[tuple[PlanResult | None, dict[str, Any]]] | None = None
+    analysis: Worker[PlanInputs, PlanSections] | None = None
     if closed:
         arms = Arms.of(protocol)
         datasets = by_arm
-        analysis = fork_call(partial(_plan_sections, protocol, datasets, flow, arms), parallel)
+        analysis = planner or fork_worker(_prepare_plan, _plan_sections, fork=False)
+        analysis.send((protocol, datasets, flow, arms))
     else:
         arms = Arms.pooled(POOLED, "All participants")
         datasets = pool_datasets(by_arm)
@@ -335,7 +348,13 @@ def render_study_report(
     closed report's analysis in a second process meanwhile (where fork is available and the
     process runs no other thread), for the same page."""
     when = generated or dt.datetime.now(dt.UTC)
-    context = _context(snapshot, closed, when, parallel=parallel)
+    planner = fork_worker(_prepare_plan, _plan_sections) if parallel and closed else None
+    try:
+        context = _context(snapshot, closed, when, planner)
+    except BaseException:
+        if planner is not None:
+            planner.cancel()
+        raise
     return _environment().get_template("study_report.html.j2").render(context)
 
 
@@ -453,13 +472,18 @@ def build_report(
         raise ConfigurationError(f"--out {out} is a file, not a folder: give a folder")
     with _gc_paused():
         # the PDF's process starts first: it imports WeasyPrint while this one reads the store
+        # and the plan's process imports the models
         renderer = fork_worker(_prepare_pdf, render_pdf) if kind in ("pdf", "both") else None
+        planner = fork_worker(_prepare_plan, _plan_sections) if closed else None
         try:
             snapshot = take_snapshot(engine, protocol)
-            html = render_study_report(snapshot, closed, parallel=True)
+            when = dt.datetime.now(dt.UTC)
+            context = _context(snapshot, closed, when, planner)
+            html = _environment().get_template("study_report.html.j2").render(context)
         except BaseException:
-            if renderer is not None:
-                renderer.cancel()
+            for worker in (planner, renderer):  # the planner holds no copy of the renderer's pipes
+                if worker is not None:
+                    worker.cancel()
             raise
         pdf, pages = renderer.call(html) if renderer is not None else (None, None)
     stem = f"dsmb-{'closed' if closed else 'open'}-{snapshot.short_name}"
