@@ -47,6 +47,7 @@ def forkable(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fork even where an earlier test left an idle thread behind (a web test client's): these
     tests are of the mechanism, not of when it is safe to use."""
     monkeypatch.setattr(_forked.threading, "active_count", lambda: 1)
+    monkeypatch.setattr(_forked, "_cores", lambda: 2)
 
 
 def _pid_and_upper(text: str) -> tuple[int, str]:
@@ -102,6 +103,11 @@ def test_a_second_worker_does_not_hold_the_first_ones_input_open(forkable: None)
         assert first.call("a") == "A"
     finally:
         second.cancel()
+
+
+def test_on_one_core_the_call_is_made_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_forked, "_cores", lambda: 1)
+    assert fork_worker(lambda: None, lambda _: os.getpid()).call("") == os.getpid()
 
 
 def test_with_a_thread_running_the_call_is_made_in_place() -> None:

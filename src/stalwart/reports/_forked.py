@@ -5,9 +5,9 @@ some of them while the parent computes the others, and the PDF's child imports W
 the parent reads the store. A :func:`fork_worker` child starts at once, runs ``prepare`` (the
 imports its work needs), waits for one input, pickled through a pipe, and hands back ``fn`` of
 it the same way. Fork starts a child in milliseconds with the parent's modules already loaded.
-Where there is no fork (Windows) or the process runs threads (a web server: forking copies no
-thread, but may copy a lock another thread holds), nothing starts: ``fn`` is called in place,
-when the result is asked for.
+Where there is no fork (Windows), the process runs threads (a web server: forking copies no
+thread, but may copy a lock another thread holds) or has one core only, nothing starts: ``fn``
+is called in place, when the result is asked for.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def fork_worker(
     The child shares the parent's memory as it was at the fork, changes nothing the parent sees,
     and leaves with ``os._exit`` (no ``atexit`` handler, no buffered output flushed twice).
     """
-    if not (fork and hasattr(os, "fork") and threading.active_count() == 1):
+    if not (fork and hasattr(os, "fork") and threading.active_count() == 1 and _cores() > 1):
         return Worker(fn, None, None, None)
     input_read, input_write = os.pipe()
     output_read, output_write = os.pipe()
@@ -136,6 +136,12 @@ def fork_worker(
     os.close(output_write)
     _PARENT_ENDS.update((input_write, output_read))
     return Worker(fn, pid, input_write, output_read)
+
+
+def _cores() -> int:
+    """The cores this process may run on (a second process gains nothing on one)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def _hand_back(end: int, outcome: tuple[bool, object]) -> None:
