@@ -139,6 +139,7 @@ def main() -> int:
     parser.add_argument("--before", type=Path, help="a source tree to compare with (e.g. main's)")
     parser.add_argument("--data", type=Path, help="reuse (or make) the ADaM in this folder")
     parser.add_argument("--no-r", action="store_true", help="skip R")
+    parser.add_argument("--summary", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="stalwart-analyze-bench-"))
     data = args.data or scratch / "adam"
@@ -195,6 +196,11 @@ def main() -> int:
             f"LR p {cox['lr_p_value']:.6g} score p {cox['score_p_value']:.6g}"
         )
         print("  R:    " + r_out.strip().replace("\n", "\n        "))
+    if args.summary is not None:
+        figures = {f"stalwart_{k}": {"wall": t.wall, "cpu": t.cpu} for k, t in ours.items()}
+        if not args.no_r and rscript is not None:
+            figures["r"] = {"wall": r_time.wall, "cpu": r_time.cpu}
+        args.summary.write_text(json.dumps({"participants": n, **figures}), encoding="utf-8")
     shutil.rmtree(scratch, ignore_errors=True)
     return status
 

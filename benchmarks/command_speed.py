@@ -159,6 +159,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, help="another src tree to time beside this one")
     parser.add_argument("--keep", type=Path, help="keep the outputs in this folder")
+    parser.add_argument("--summary", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
     trees = {"this tree": Path(__file__).resolve().parents[1] / "src"}
     if args.baseline is not None:
@@ -184,6 +185,19 @@ def main() -> None:
                     f"{command:12s} {name:10s} wall {t.wall:6.1f} s  cpu {t.cpu:6.1f} s  "
                     f"target {target:4.0f} s: {verdict}"
                 )
+        if args.summary is not None:
+            args.summary.write_text(
+                json.dumps(
+                    {
+                        name: {
+                            c: {"wall": t.wall, "cpu": t.cpu, "error": t.error}
+                            for c, t in runs.items()
+                        }
+                        for name, runs in timings.items()
+                    }
+                ),
+                encoding="utf-8",
+            )
         if args.baseline is not None and not any(
             t.error for runs in timings.values() for t in runs.values()
         ):

@@ -94,3 +94,25 @@ def test_auto_gives_the_local_numbers(tmp_path: Path, local_oc: dict[str, Any]) 
 def test_auto_with_a_scheduler_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="--scheduler applies to --executor dask only"):
         make_executor("auto", None, "tcp://x:1")
+
+
+def test_pool_workers_run_blas_on_one_thread_unless_the_user_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker is one core's share: processes started by the pool get one BLAS thread; a
+    value the user set is kept, and the parent's environment is as it was afterwards."""
+    import os
+    import subprocess
+    import sys
+
+    from stalwart.montecarlo.executors import _single_threaded_children
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    show = "import os; print(os.environ.get('OPENBLAS_NUM_THREADS'), os.environ['OMP_NUM_THREADS'])"
+    with _single_threaded_children():
+        child = subprocess.run([sys.executable, "-c", show], capture_output=True, text=True)
+    assert child.stdout.split() == ["1", "3"]
+    assert "OPENBLAS_NUM_THREADS" not in os.environ and "MKL_NUM_THREADS" not in os.environ
+    assert os.environ["OMP_NUM_THREADS"] == "3"

@@ -364,7 +364,8 @@ class Cohort:
         rise = np.zeros(t.shape)
         for k, cycle in enumerate(self.arm.cycles):
             exposure += self.fraction[:, k : k + 1] * cycle.cd4_kernel[t]
-            rise += self.fraction[:, k : k + 1] * cycle.rna_kernel[t]
+            if not self.outcomes:  # the HIV RNA rise: not drawn in the outcomes mode
+                rise += self.fraction[:, k : k + 1] * cycle.rna_kernel[t]
         natural = natural_cd4(p, x["cd4"][:, None], x["decline"][:, None], t)
         cd4_true = true_cd4(p, natural, x["response"][:, None], exposure)
         other = np.broadcast_to(x["other"][:, None], t.shape)

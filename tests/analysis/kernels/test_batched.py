@@ -234,3 +234,26 @@ def test_efron_terms_of_some_replicates_are_those_of_all(data: ReplicateData) ->
         np.testing.assert_array_equal(every[fewer], some[fewer])
     slope = terms.information_slope(beta, only)
     np.testing.assert_array_equal(terms.information_slope(beta)[only], slope[only])
+
+
+def test_risk_sets_equal_a_direct_count_across_chunks() -> None:
+    """At-risk counts are counted per event time by comparison with the replicate's row, in
+    chunks of rows: many event rows (over one chunk), ties, excluded and censored participants
+    give the counts of a direct loop."""
+    rng = np.random.default_rng(41)
+    r, n = 700, 40
+    time = rng.integers(0, 15, (r, n)).astype(float)  # heavy ties
+    event = rng.random((r, n)) < 0.5
+    treated = rng.random((r, n)) < 0.5
+    include = rng.random((r, n)) < 0.9
+    times = event_times(time, event, treated, include)
+    assert times.replicate.size > 4096
+    for row in range(0, times.replicate.size, 97):
+        rep = times.replicate[row]
+        events_here = event[rep] & include[rep]
+        distinct = np.unique(time[rep][events_here])
+        when = distinct[row - np.searchsorted(times.replicate, rep)]
+        risk = include[rep] & (time[rep] >= when)
+        assert times.at_risk[row] == risk.sum()
+        assert times.at_risk_treated[row] == (risk & treated[rep]).sum()
+        assert times.events[row] == (events_here & (time[rep] == when)).sum()

@@ -97,7 +97,7 @@ def event_times(
         valid = t >= 0.0  # false for NaN
     if np.any(inc & ~(valid & np.isfinite(t))):  # no copy of the included times
         raise AnalysisError("time must be finite and non-negative for included participants")
-    r, n = t.shape
+    r = t.shape[0]
     ev = e & inc
     ev1 = ev & g
     rep, col = np.nonzero(ev)  # events are few: work on them, not on every participant
@@ -111,9 +111,9 @@ def event_times(
     d1 = np.add.reduceat(treated_event.astype(np.int64), starts) if starts.size else d
     replicate = rep[starts].astype(np.int64)
     when = et[starts]
-    # at risk at time u: included participants with time >= u, by binary search in sorted rows
-    at_risk = n - _count_below(np.sort(np.where(inc, t, -np.inf), axis=1), replicate, when)
-    at_risk1 = n - _count_below(np.sort(np.where(inc & g, t, -np.inf), axis=1), replicate, when)
+    # at risk at time u: included participants with time >= u. Event times are few (a handful
+    # per replicate), so each is compared with its replicate's row: cheaper than sorting rows.
+    at_risk, at_risk1 = _at_risk(np.where(inc, t, -np.inf), g, replicate, when)
     return EventTimes(
         n_replicates=r,
         replicate=replicate,
@@ -128,17 +128,23 @@ def event_times(
     )
 
 
-def _count_below(rows: FloatArray, which: IntArray, value: FloatArray) -> npt.NDArray[np.int64]:
-    """Per query, the number of entries of sorted row ``which`` below ``value`` (vectorized)."""
-    lo = np.zeros(which.size, dtype=np.int64)
-    hi = np.full(which.size, rows.shape[1], dtype=np.int64)
-    while np.any(lo < hi):
-        mid = (lo + hi) // 2
-        below = rows[which, np.minimum(mid, rows.shape[1] - 1)] < value
-        open_ = lo < hi
-        lo = np.where(open_ & below, mid + 1, lo)
-        hi = np.where(open_ & ~below, mid, hi)
-    return lo
+_AT_RISK_CHUNK = 4096
+"""Event rows compared at once (bounds the ``rows x participants`` temporary)."""
+
+
+def _at_risk(
+    times: FloatArray, treated: BoolArray, which: IntArray, value: FloatArray
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Per query, the entries of row ``which`` of ``times`` at or above ``value``: all of them,
+    and those of the ``treated`` columns of that row."""
+    total = np.empty(which.size, dtype=np.int64)
+    treated_total = np.empty(which.size, dtype=np.int64)
+    for start in range(0, which.size, _AT_RISK_CHUNK):
+        rows = which[start : start + _AT_RISK_CHUNK]
+        risk = times[rows] >= value[start : start + _AT_RISK_CHUNK, None]
+        total[start : start + rows.size] = risk.sum(axis=1)
+        treated_total[start : start + rows.size] = (risk & treated[rows]).sum(axis=1)
+    return total, treated_total
 
 
 @dataclass(frozen=True)
@@ -407,10 +413,24 @@ class _EfronTerms:
         """Log partial likelihood, score and information at ``beta``; with ``only`` (a mask of
         replicates) the others' entries are not computed (zeros: meaningless). A replicate's
         values do not depend on the others: the same sums, in the same order, either way."""
+        ll, u, i, _ = self._evaluate(beta, only, slope=False)
+        return ll, u, i
+
+    def with_slope(
+        self, beta: FloatArray, only: BoolArray | None = None
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """The call's three values and :meth:`information_slope`, in one pass over the rows
+        (the same numbers as the two calls: each row's share is computed the same way)."""
+        return self._evaluate(beta, only, slope=True)
+
+    def _evaluate(
+        self, beta: FloatArray, only: BoolArray | None, *, slope: bool
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
         w = np.exp(beta)
         ll_rows = np.zeros(self.d.size)
         u_rows = np.zeros(self.d.size)
         i_rows = np.zeros(self.d.size)
+        slope_rows = np.zeros(self.d.size if slope else 0)
         levels = self._levels(only)
         for where, frac, count in levels:
             wl = w[self.replicate[where]]
@@ -421,9 +441,12 @@ class _EfronTerms:
                 ll_rows[where] -= count * np.log(s)
             u_rows[where] -= count * share
             i_rows[where] += count * share * (1.0 - share)
+            if slope:
+                slope_rows[where] += count * share * (1.0 - share) * (1.0 - 2.0 * share)
         every = None if levels is self.levels else levels[0][0]  # level 0: every row
         sums = [self._sum(rows, every) for rows in (ll_rows, u_rows, i_rows)]
-        return self.d1_total * beta + sums[0], self.d1_total + sums[1], sums[2]
+        slopes = self._sum(slope_rows, every) if slope else sums[2]
+        return self.d1_total * beta + sums[0], self.d1_total + sums[1], sums[2], slopes
 
     def information_slope(self, beta: FloatArray, only: BoolArray | None = None) -> FloatArray:
         """``dI/dbeta`` per replicate: ``sum_l p_l (1 - p_l) (1 - 2 p_l)``, ``p_l = A_l / S_l``
@@ -465,24 +488,25 @@ def batched_firth_hazard_ratio(
     times = _times(time, event, treated, include)
     terms = _EfronTerms(times, np.ones(times.replicate.size, dtype=bool), ties == "efron")
     beta = np.zeros(times.n_replicates)
-    loglik, score, info = terms(beta)
+    loglik, score, info, slope = terms.with_slope(beta)
     active = info > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         value = loglik + 0.5 * np.log(info)
         for _ in range(max_iter):
             if not active.any():
                 break
-            modified = score + 0.5 * terms.information_slope(beta, active) / info
+            modified = score + 0.5 * slope / info
             step = np.clip(np.where(active, modified / np.where(info > 0, info, 1.0), 0.0), -1, 1)
             trial = active.copy()
             for _ in range(MAX_HALVINGS):
                 candidate = np.where(trial, beta + step, beta)
-                ll, u, i = terms(candidate, trial)  # only the trial replicates' values are read
+                ll, u, i, sl = terms.with_slope(candidate, trial)  # the trial ones are read
                 new_value = ll + 0.5 * np.log(i)
                 good = trial & np.isfinite(new_value) & (new_value >= value - 1e-12 * np.abs(value))
                 beta = np.where(good, candidate, beta)
                 value = np.where(good, new_value, value)
                 score, info = np.where(good, u, score), np.where(good, i, info)
+                slope = np.where(good, sl, slope)
                 trial &= ~good
                 if not trial.any():
                     break
