@@ -164,3 +164,10 @@ def test_the_pdf_is_the_same_with_the_figures_inline(snapshot, tmp_path: Path) -
     ours, pages = render_pdf(html)
     plain = weasyprint.HTML(string=html).write_pdf()
     assert ours == plain and pages >= 5
+
+
+def test_a_worker_whose_preparation_fails_still_answers(forkable: None) -> None:
+    def prepare() -> None:
+        raise OSError("no fonts")
+
+    assert fork_worker(prepare, str.upper).call("a") == "A"

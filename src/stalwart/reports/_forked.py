@@ -12,6 +12,7 @@ is called in place, when the result is asked for.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import threading
@@ -125,7 +126,8 @@ def fork_worker(
             for end in (input_write, output_read, *_PARENT_ENDS):
                 os.close(end)
             _PARENT_ENDS.clear()
-            prepare()
+            with contextlib.suppress(Exception):  # a head start only: fn meets any failure
+                prepare()
             with os.fdopen(input_read, "rb") as pipe:
                 data = pipe.read()
             if data:
